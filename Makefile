@@ -1,0 +1,30 @@
+# Every target creates .venv if it is missing and installs torch (pinned, CPU build) before anything
+# that depends on it; an unpinned torch would pull gigabytes of CUDA packages.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.ropelab-installed
+TORCH  := torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e ".[test,kernels,bench]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/ropelab demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_rotary.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,30 @@
+"""ropelab: rotary position embedding, exact and fast, explained, and tested in a lab.
+
+Core API::
+
+    cfg = ropelab.RopeConfig.from_hf("config.json")          # or a dict, or a transformers config
+    inv_freq, attention_factor = ropelab.rope_frequencies(cfg, seq_len=None)
+    q = ropelab.rotate(q, positions, cfg)                     # q [B, H, S, D], positions [S] or [B, S]
+    q, k = ropelab.rotate_qk(q, k, positions, cfg)            # GQA: different head counts
+"""
+
+from ropelab.config import LAYOUTS, ROPE_TYPES, RopeConfig, RopeConfigError
+from ropelab.frequencies import rope_frequencies
+from ropelab.modules import RotaryEmbedding
+from ropelab.rotary import apply_rotary, rope_angles, rope_cos_sin, rotate, rotate_qk
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LAYOUTS",
+    "ROPE_TYPES",
+    "RopeConfig",
+    "RopeConfigError",
+    "RotaryEmbedding",
+    "apply_rotary",
+    "rope_angles",
+    "rope_cos_sin",
+    "rope_frequencies",
+    "rotate",
+    "rotate_qk",
+]

@@ -1,0 +1,103 @@
+"""The ``ropelab`` command.
+
+Subcommands are registered by the package that owns them, so this file stays a thin router:
+
+- ``ropelab types``    this module: a table of every rope type for one config;
+- ``ropelab precision`` this module: angle error at long positions, ropelab vs float32 (transformers');
+- ``ropelab explain / compare / tour``  :mod:`ropelab.analysis.cli`;
+- ``ropelab lab ...``  :mod:`ropelab.lab.cli`;
+- ``ropelab demo``     everything a new user should see first.
+
+Bad input exits with code 2 and one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main", "CliError"]
+
+# Modules that add subcommands: each exposes register(subparsers) and, optionally, demo(args).
+_PLUGINS = ("ropelab.analysis.cli", "ropelab.lab.cli")
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _plugins():
+    for name in _PLUGINS:
+        try:
+            yield importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name != name:  # a real missing dependency inside the plugin
+                raise
+
+
+def _types_table(args: argparse.Namespace) -> None:
+    from ropelab.demo import print_types_table
+
+    print_types_table(head_dim=args.head_dim, base=args.base, seq_len=args.seq_len)
+
+
+def _precision(args: argparse.Namespace) -> None:
+    from ropelab.demo import print_precision_table
+
+    print_precision_table(head_dim=args.head_dim, base=args.base)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from ropelab.demo import print_precision_table, print_types_table
+
+    print_types_table()
+    print_precision_table()
+    for plugin in _plugins():
+        if hasattr(plugin, "demo"):
+            plugin.demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ropelab", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+
+    types = subparsers.add_parser("types", help="table of every rope type's frequencies for one config")
+    types.add_argument("--head-dim", type=int, default=128)
+    types.add_argument("--base", type=float, default=10000.0)
+    types.add_argument("--seq-len", type=int, default=16384, help="length the dynamic types see")
+    types.set_defaults(func=_types_table)
+
+    precision = subparsers.add_parser("precision", help="angle error at long positions against float64")
+    precision.add_argument("--head-dim", type=int, default=128)
+    precision.add_argument("--base", type=float, default=500000.0)
+    precision.set_defaults(func=_precision)
+
+    demo = subparsers.add_parser("demo", help="what ropelab does, on embedded defaults (no download)")
+    demo.add_argument("--out", default="ropelab-out", help="folder for figures and reports")
+    demo.set_defaults(func=_demo)
+
+    for plugin in _plugins():
+        plugin.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ropelab.config import RopeConfigError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (CliError, RopeConfigError, FileNotFoundError, NotADirectoryError) as error:
+        print(f"ropelab {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ropelab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

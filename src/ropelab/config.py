@@ -1,0 +1,321 @@
+"""RopeConfig: one validated description of a RoPE variant.
+
+A ``RopeConfig`` holds everything needed to turn positions into rotation angles: the head and
+rotary widths, the base, the scaling type and its parameters, and the memory layout of the pairs.
+It reads every form of the transformers ``config.json`` (``rope_parameters``, the older
+``rope_scaling``, the legacy ``type`` key, and the top-level ``rope_theta`` / ``rotary_pct`` /
+``rotary_dim`` / ``partial_rotary_factor`` keys) and validates the result, so a bad value fails
+here with a message naming the key, not later inside a forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RopeConfig", "RopeConfigError", "ROPE_TYPES", "LAYOUTS"]
+
+ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
+LAYOUTS = ("half", "interleaved")
+
+# Legacy and alternative spellings of rope types found in published config.json files.
+_ROPE_TYPE_ALIASES = {"ntk-aware": "ntk", "dynamic-ntk": "dynamic"}
+
+# model_type values whose attention rotates adjacent pairs (x[2i], x[2i+1]) rather than halves.
+# GPT-J and CodeGen: transformers' rotate_every_two; Cohere: repeat_interleave'd cos/sin.
+_INTERLEAVED_MODEL_TYPES = frozenset({"gptj", "codegen", "cohere", "cohere2"})
+
+# Keys of a rope parameter block that RopeConfig understands (anything else is reported).
+_SCALING_KEYS = (
+    "factor",
+    "original_max_position_embeddings",
+    "low_freq_factor",
+    "high_freq_factor",
+    "beta_fast",
+    "beta_slow",
+    "mscale",
+    "mscale_all_dim",
+    "attention_factor",
+    "truncate",
+    "short_factor",
+    "long_factor",
+)
+
+
+class RopeConfigError(ValueError):
+    """A RoPE description that cannot be used; the message names the key, the value and what is accepted."""
+
+
+def _fail(key: str, value: Any, accepted: str) -> RopeConfigError:
+    return RopeConfigError(f"{key}={value!r} is invalid: expected {accepted}")
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """A validated RoPE variant.
+
+    Attributes:
+        head_dim: channels per attention head, ``D``.
+        rotary_dim: leading channels of each head that are rotated, ``R`` (even, ``R <= D``); the
+            remaining ``D - R`` channels pass through unchanged (partial rotation).
+        base: ``theta`` of RoFormer eq. (15), ``theta_i = base ** (-2i / R)``; ``rope_theta`` in transformers.
+        rope_type: one of :data:`ROPE_TYPES`.
+        layout: ``"half"`` (GPT-NeoX / HF Llama: pair ``i`` is channels ``(i, i + R/2)``) or
+            ``"interleaved"`` (GPT-J / Meta Llama: pair ``i`` is channels ``(2i, 2i + 1)``).
+        max_position_embeddings: the model's advertised context (used by ``dynamic`` and to infer
+            a missing yarn / longrope ``factor``).
+        factor, original_max_position_embeddings, low_freq_factor, high_freq_factor, beta_fast,
+        beta_slow, mscale, mscale_all_dim, attention_factor, truncate, short_factor, long_factor:
+            the scaling parameters, with the meaning of the same keys in transformers'
+            ``rope_parameters``; ``None`` where the type does not use them.
+    """
+
+    head_dim: int
+    rotary_dim: int | None = None
+    base: float = 10000.0
+    rope_type: str = "default"
+    layout: str = "half"
+    max_position_embeddings: int | None = None
+    factor: float | None = None
+    original_max_position_embeddings: int | None = None
+    low_freq_factor: float | None = None
+    high_freq_factor: float | None = None
+    beta_fast: float | None = None
+    beta_slow: float | None = None
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+    attention_factor: float | None = None
+    truncate: bool | None = None
+    short_factor: tuple[float, ...] | None = None
+    long_factor: tuple[float, ...] | None = None
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        rope_type = _ROPE_TYPE_ALIASES.get(self.rope_type, self.rope_type)
+        set_("rope_type", rope_type)
+        if rope_type not in ROPE_TYPES:
+            raise _fail("rope_type", self.rope_type, f"one of {', '.join(ROPE_TYPES)}")
+        if self.layout not in LAYOUTS:
+            raise _fail("layout", self.layout, f"one of {', '.join(LAYOUTS)}")
+        if not isinstance(self.head_dim, int) or isinstance(self.head_dim, bool) or self.head_dim <= 0:
+            raise _fail("head_dim", self.head_dim, "a positive integer")
+        rotary_dim = self.head_dim if self.rotary_dim is None else self.rotary_dim
+        if not isinstance(rotary_dim, int) or isinstance(rotary_dim, bool) or rotary_dim <= 0:
+            raise _fail("rotary_dim", rotary_dim, "a positive even integer")
+        if rotary_dim % 2:
+            raise _fail("rotary_dim", rotary_dim, "an even integer (channels rotate in pairs)")
+        if rotary_dim > self.head_dim:
+            raise _fail("rotary_dim", rotary_dim, f"at most head_dim={self.head_dim}")
+        set_("rotary_dim", rotary_dim)
+        if not (isinstance(self.base, (int, float)) and math.isfinite(self.base) and self.base > 1):
+            raise _fail("rope_theta", self.base, "a finite number > 1")
+        set_("base", float(self.base))
+        for key in ("max_position_embeddings", "original_max_position_embeddings"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise _fail(key, value, "a positive integer")
+        for key in ("short_factor", "long_factor"):
+            value = getattr(self, key)
+            if value is not None:
+                set_(key, tuple(float(v) for v in value))
+        self._validate_scaling()
+
+    def _validate_scaling(self) -> None:
+        kind = self.rope_type
+        if kind in ("linear", "ntk", "dynamic", "llama3") and self.factor is None:
+            raise _fail("factor", None, f"a number >= 1 for rope_type={kind!r}")
+        if self.factor is not None and not (math.isfinite(self.factor) and self.factor >= 1):
+            raise _fail("factor", self.factor, "a number >= 1 (scaling only ever extends the context)")
+        if kind in ("yarn", "llama3", "longrope") and self.original_max_position_embeddings is None:
+            raise _fail(
+                "original_max_position_embeddings", None, f"the pretraining context length for rope_type={kind!r}"
+            )
+        if kind == "dynamic" and self.max_position_embeddings is None:
+            raise _fail("max_position_embeddings", None, "a positive integer for rope_type='dynamic'")
+        if kind == "yarn" and self.factor is None and self.max_position_embeddings is None:
+            raise _fail("factor", None, "a number >= 1, or max_position_embeddings to infer it, for rope_type='yarn'")
+        if kind == "llama3":
+            for key in ("low_freq_factor", "high_freq_factor"):
+                if getattr(self, key) is None or getattr(self, key) <= 0:
+                    raise _fail(key, getattr(self, key), "a positive number for rope_type='llama3'")
+            if self.high_freq_factor <= self.low_freq_factor:
+                raise _fail("high_freq_factor", self.high_freq_factor, f"> low_freq_factor={self.low_freq_factor}")
+        if kind == "longrope":
+            pairs = self.rotary_dim // 2
+            for key in ("short_factor", "long_factor"):
+                value = getattr(self, key)
+                if value is None or len(value) != pairs:
+                    got = None if value is None else f"a list of length {len(value)}"
+                    raise _fail(key, got, f"a list of rotary_dim // 2 = {pairs} numbers")
+                if any(not (math.isfinite(v) and v > 0) for v in value):
+                    raise _fail(key, value, "positive finite numbers")
+        if self.attention_factor is not None and not (self.attention_factor > 0):
+            raise _fail("attention_factor", self.attention_factor, "a positive number")
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def partial_rotary_factor(self) -> float:
+        """Fraction of each head that is rotated, ``rotary_dim / head_dim``."""
+        return self.rotary_dim / self.head_dim
+
+    @property
+    def num_pairs(self) -> int:
+        """Number of rotated 2D planes, ``rotary_dim // 2``."""
+        return self.rotary_dim // 2
+
+    @property
+    def is_dynamic(self) -> bool:
+        """True when the frequencies depend on the current sequence length."""
+        return self.rope_type in ("dynamic", "longrope")
+
+    @property
+    def trained_length(self) -> int | None:
+        """The context the unscaled frequencies were trained at (``original_max_position_embeddings``
+        for scaled types, else ``max_position_embeddings``)."""
+        return self.original_max_position_embeddings or self.max_position_embeddings
+
+    def replace(self, **changes: Any) -> RopeConfig:
+        """A copy with some fields changed (and validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # ------------------------------------------------------------------ transformers interop
+    @classmethod
+    def from_hf(cls, obj: Any) -> RopeConfig:
+        """Read a transformers config object, a plain dict, or a path to a ``config.json``.
+
+        Both the ``rope_parameters`` (transformers >= 5) and ``rope_scaling`` forms are read, the
+        legacy ``type`` key is an alias of ``rope_type``, and the top-level ``rope_theta``,
+        ``head_dim``, ``partial_rotary_factor``, ``rotary_pct``, ``rotary_dim`` and
+        ``max_position_embeddings`` are honoured.
+        """
+        source = None
+        if isinstance(obj, (str, os.PathLike)):
+            source = os.fspath(obj)
+            data = _read_json(source)
+        elif isinstance(obj, Mapping):
+            data = dict(obj)
+        elif hasattr(obj, "to_dict"):
+            data = obj.to_dict()
+            source = getattr(obj, "_name_or_path", None) or type(obj).__name__
+        else:
+            raise RopeConfigError(
+                f"config={type(obj).__name__} is invalid: expected a transformers config, a dict or a path to config.json"
+            )
+        return cls(**_fields_from_hf_dict(data), source=source)
+
+    def to_hf(self) -> dict[str, Any]:
+        """The transformers (>= 5) form: top-level keys plus a ``rope_parameters`` block.
+
+        ``RopeConfig.from_hf(cfg.to_hf()) == cfg`` holds for every config.
+        """
+        params: dict[str, Any] = {"rope_type": self.rope_type, "rope_theta": self.base}
+        if self.rotary_dim != self.head_dim:
+            params["partial_rotary_factor"] = self.partial_rotary_factor
+        for key in _SCALING_KEYS:
+            value = getattr(self, key)
+            if value is not None:
+                params[key] = list(value) if isinstance(value, tuple) else value
+        out: dict[str, Any] = {"head_dim": self.head_dim, "rope_parameters": params}
+        if self.rotary_dim != self.head_dim:
+            out["rotary_dim"] = self.rotary_dim  # exact even where the fraction is not
+        if self.max_position_embeddings is not None:
+            out["max_position_embeddings"] = self.max_position_embeddings
+        if self.layout == "interleaved":
+            out["rope_layout"] = "interleaved"
+        return out
+
+    @classmethod
+    def from_preset(cls, name: str) -> RopeConfig:
+        """The RoPE of a named model family (see :mod:`ropelab.presets`)."""
+        from ropelab.presets import preset
+
+        return preset(name)
+
+
+def _read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise RopeConfigError(f"config path={path!r} is invalid: no such file") from None
+    except IsADirectoryError:
+        raise RopeConfigError(f"config path={path!r} is invalid: expected a config.json file, got a folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RopeConfigError(f"config path={path!r} is invalid: not JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise RopeConfigError(f"config path={path!r} is invalid: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if data.get(key) is not None:
+            return data[key]
+    return None
+
+
+def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
+    params = data.get("rope_parameters") or data.get("rope_scaling") or {}
+    if not isinstance(params, Mapping):
+        raise _fail("rope_parameters", params, "a JSON object")
+    if params and all(isinstance(v, Mapping) for v in params.values()):
+        raise _fail(
+            "rope_parameters",
+            sorted(params),
+            "one flat parameter block (per-layer-type RoPE, as in Gemma 3, is not supported yet)",
+        )
+    unknown = set(params) - set(_SCALING_KEYS) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
+    if unknown:
+        raise _fail("rope_parameters", sorted(unknown), f"only the keys rope_type, type, rope_theta, "
+                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}")
+
+    head_dim = data.get("head_dim")
+    if head_dim is None:
+        hidden = _first(data, "hidden_size", "n_embd", "d_model")
+        heads = _first(data, "num_attention_heads", "n_head", "num_heads")
+        if hidden is None or heads is None:
+            raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
+        head_dim = hidden // heads
+
+    rotary_dim = data.get("rotary_dim")
+    partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
+    if rotary_dim is None and partial is not None:
+        if not (0 < partial <= 1):
+            raise _fail("partial_rotary_factor", partial, "a fraction in (0, 1]")
+        rotary_dim = int(head_dim * partial)  # transformers truncates the same way
+
+    rope_type = _first(params, "rope_type", "type") or "default"
+    max_positions = _first(data, "max_position_embeddings", "n_positions", "n_ctx")
+    original = params.get("original_max_position_embeddings")
+    if data.get("original_max_position_embeddings") is not None and rope_type in ("llama3", "yarn", "longrope"):
+        # Phi-3 keeps the pretraining length at the top level; transformers gives it priority.
+        original = data["original_max_position_embeddings"]
+
+    layout = data.get("rope_layout")
+    if layout is None:
+        layout = "interleaved" if data.get("model_type") in _INTERLEAVED_MODEL_TYPES else "half"
+
+    fields: dict[str, Any] = {
+        "head_dim": head_dim,
+        "rotary_dim": rotary_dim,
+        "base": _first(params, "rope_theta") or _first(data, "rope_theta", "rotary_emb_base") or 10000.0,
+        "rope_type": rope_type,
+        "layout": layout,
+        "max_position_embeddings": max_positions,
+    }
+    for key in _SCALING_KEYS:
+        if params.get(key) is not None:
+            fields[key] = params[key]
+    if original is not None:
+        fields["original_max_position_embeddings"] = original
+    if rope_type in ("longrope", "yarn") and fields.get("factor") is None and max_positions and original:
+        # transformers infers the factor from the two lengths when the block omits it.
+        fields["factor"] = max_positions / original
+    return fields

@@ -1,0 +1,188 @@
+"""Rotary frequencies: a registry of pure functions ``rope_type -> (inv_freq, attention_factor)``.
+
+Each function takes a :class:`~ropelab.config.RopeConfig` and the current sequence length and
+returns ``inv_freq`` (float64, shape ``[rotary_dim // 2]``) and the attention factor that scales
+cos and sin. Nothing here holds state: the dynamic types take ``seq_len`` as an argument (a Python
+int or a 0-d integer tensor, so a compiled graph can pass ``positions.max() + 1`` without a graph
+break) instead of mutating a buffer during the forward pass.
+
+The semantics are those of transformers' ``modeling_rope_utils`` (the golden reference), computed
+in float64 rather than float32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ropelab.config import RopeConfig
+
+__all__ = ["rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "yarn_ramp", "yarn_mscale"]
+
+SeqLen = int | torch.Tensor | None
+FrequencyFn = Callable[[RopeConfig, SeqLen], tuple[torch.Tensor, float]]
+
+
+def default_inv_freq(rotary_dim: int, base: float | torch.Tensor) -> torch.Tensor:
+    """``theta_i = base ** (-2i / rotary_dim)`` for ``i = 0 .. rotary_dim/2 - 1`` (RoFormer eq. 15).
+
+    Returns float64 ``[rotary_dim // 2]``. ``base`` may be a 0-d tensor (dynamic NTK).
+    """
+    if isinstance(base, torch.Tensor):
+        exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float64, device=base.device) / rotary_dim
+        return torch.pow(base.to(torch.float64), -exponents)
+    exponents = torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim
+    return torch.pow(torch.tensor(float(base), dtype=torch.float64), -exponents)
+
+
+def _default(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    return default_inv_freq(cfg.rotary_dim, cfg.base), 1.0
+
+
+def _linear(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    # Position interpolation (Chen et al. 2023, eq. 4): f'(x, m) = f(x, m / factor); dividing the
+    # frequencies by the factor is the same rotation.
+    return default_inv_freq(cfg.rotary_dim, cfg.base) / cfg.factor, 1.0
+
+
+def _ntk_base(base: float | torch.Tensor, scale: float | torch.Tensor, rotary_dim: int) -> float | torch.Tensor:
+    # "NTK-aware scaled RoPE" (bloc97, 2023): base' = base * scale ** (d / (d - 2)) stretches the
+    # lowest frequency by exactly `scale` while leaving the highest almost unchanged.
+    return base * scale ** (rotary_dim / (rotary_dim - 2))
+
+
+def _ntk(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    if cfg.rotary_dim == 2:
+        return _linear(cfg, seq_len)  # one pair: the NTK exponent d / (d - 2) is undefined
+    return default_inv_freq(cfg.rotary_dim, _ntk_base(cfg.base, cfg.factor, cfg.rotary_dim)), 1.0
+
+
+def _dynamic(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    # Dynamic NTK (transformers `_compute_dynamic_ntk_parameters`): the NTK scale grows with the
+    # current length and is 1 (the default frequencies) up to max_position_embeddings.
+    max_positions = cfg.max_position_embeddings
+    if seq_len is None:
+        length: float | torch.Tensor = float(max_positions)
+    elif isinstance(seq_len, torch.Tensor):
+        length = torch.clamp(seq_len.to(torch.float64), min=float(max_positions))
+    else:
+        length = float(max(int(seq_len), max_positions))
+    scale = cfg.factor * length / max_positions - (cfg.factor - 1)
+    if cfg.rotary_dim == 2:
+        return default_inv_freq(2, cfg.base) / scale, 1.0
+    return default_inv_freq(cfg.rotary_dim, _ntk_base(cfg.base, scale, cfg.rotary_dim)), 1.0
+
+
+def yarn_mscale(scale: float, mscale: float = 1.0) -> float:
+    """YaRN attention temperature ``0.1 * mscale * ln(scale) + 1`` (Peng et al. 2023, eq. 22; the
+    ``mscale`` multiplier is DeepSeek-V2's generalisation). 1 for ``scale <= 1``."""
+    return 1.0 if scale <= 1 else 0.1 * mscale * math.log(scale) + 1.0
+
+
+def _yarn_correction_dim(rotations: float, rotary_dim: int, base: float, length: int) -> float:
+    # The pair index whose wavelength fits `rotations` full turns into `length` (YaRN, eq. 17 inverted).
+    return rotary_dim * math.log(length / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+
+def yarn_ramp(cfg: RopeConfig) -> torch.Tensor:
+    """The YaRN ramp ``gamma`` per pair (Peng et al. 2023, eq. 18-19), float64 ``[rotary_dim // 2]``.
+
+    0 where the pair is interpolated (low frequencies, fewer than ``beta_slow`` turns in the
+    original context), 1 where it is left alone (more than ``beta_fast`` turns), linear between.
+    """
+    beta_fast = cfg.beta_fast or 32.0  # defaults of the YaRN paper, section 4.1 (alpha=1, beta=32)
+    beta_slow = cfg.beta_slow or 1.0
+    original = cfg.original_max_position_embeddings
+    low = _yarn_correction_dim(beta_fast, cfg.rotary_dim, cfg.base, original)
+    high = _yarn_correction_dim(beta_slow, cfg.rotary_dim, cfg.base, original)
+    if cfg.truncate is None or cfg.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, cfg.rotary_dim - 1)
+    if low == high:
+        high += 0.001  # transformers' guard against a zero-width ramp
+    ramp = (torch.arange(cfg.rotary_dim // 2, dtype=torch.float64) - low) / (high - low)
+    return 1.0 - ramp.clamp(0.0, 1.0)
+
+
+def _yarn_factor(cfg: RopeConfig) -> float:
+    if cfg.factor is not None:
+        return cfg.factor
+    return cfg.max_position_embeddings / cfg.original_max_position_embeddings
+
+
+def _yarn(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    factor = _yarn_factor(cfg)
+    if cfg.attention_factor is not None:
+        attention_factor = cfg.attention_factor
+    elif cfg.mscale and cfg.mscale_all_dim:
+        attention_factor = yarn_mscale(factor, cfg.mscale) / yarn_mscale(factor, cfg.mscale_all_dim)
+    else:
+        attention_factor = yarn_mscale(factor)
+    extrapolated = default_inv_freq(cfg.rotary_dim, cfg.base)
+    keep = yarn_ramp(cfg)  # 1: keep the original frequency, 0: divide it by the factor
+    inv_freq = extrapolated / factor * (1.0 - keep) + extrapolated * keep
+    return inv_freq, float(attention_factor)
+
+
+def _longrope(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    # LongRoPE (Ding et al. 2024): per-pair rescale factors, `long_factor` once the sequence is
+    # longer than the pretraining context, `short_factor` otherwise.
+    original = cfg.original_max_position_embeddings
+    factor = cfg.factor if cfg.factor is not None else 1.0
+    if cfg.attention_factor is not None:
+        attention_factor = cfg.attention_factor
+    elif factor <= 1.0:
+        attention_factor = 1.0
+    else:
+        attention_factor = math.sqrt(1 + math.log(factor) / math.log(original))
+    device = seq_len.device if isinstance(seq_len, torch.Tensor) else None
+    short = torch.tensor(cfg.short_factor, dtype=torch.float64, device=device)
+    long = torch.tensor(cfg.long_factor, dtype=torch.float64, device=device)
+    if isinstance(seq_len, torch.Tensor):
+        rescale = torch.where(seq_len.to(torch.int64) > original, long, short)
+    else:
+        rescale = long if seq_len is not None and int(seq_len) > original else short
+    return default_inv_freq(cfg.rotary_dim, cfg.base).to(rescale.device) / rescale, float(attention_factor)
+
+
+def _llama3(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    # Llama 3.1 frequency scaling (Meta's reference `apply_scaling`; values such as factor 8,
+    # low 1, high 4, original 8192 come from each model's config): wavelengths shorter than
+    # original/high_freq_factor are kept, longer than original/low_freq_factor are divided by
+    # `factor`, and the band between is blended linearly in original/wavelength.
+    inv_freq = default_inv_freq(cfg.rotary_dim, cfg.base)
+    original = cfg.original_max_position_embeddings
+    wavelength = 2 * math.pi / inv_freq
+    smooth = (original / wavelength - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor)
+    blended = (1 - smooth) * inv_freq / cfg.factor + smooth * inv_freq
+    scaled = torch.where(wavelength > original / cfg.low_freq_factor, inv_freq / cfg.factor, inv_freq)
+    is_medium = (wavelength >= original / cfg.high_freq_factor) & (wavelength <= original / cfg.low_freq_factor)
+    return torch.where(is_medium, blended, scaled), 1.0
+
+
+FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {
+    "default": _default,
+    "linear": _linear,
+    "ntk": _ntk,
+    "dynamic": _dynamic,
+    "yarn": _yarn,
+    "longrope": _longrope,
+    "llama3": _llama3,
+}
+
+
+def rope_frequencies(cfg: RopeConfig, seq_len: SeqLen = None) -> tuple[torch.Tensor, float]:
+    """Inverse frequencies and attention factor of a RoPE variant.
+
+    Args:
+        cfg: the variant.
+        seq_len: current sequence length (``max(position) + 1``); used only by ``dynamic`` and
+            ``longrope``. An int, a 0-d integer tensor, or None (the type's static default).
+
+    Returns:
+        ``(inv_freq, attention_factor)``: ``inv_freq`` is float64 ``[cfg.rotary_dim // 2]`` on
+        the CPU (on ``seq_len``'s device when that is a tensor); ``attention_factor`` multiplies cos and sin (transformers' ``attention_scaling``).
+    """
+    return FREQUENCY_FUNCTIONS[cfg.rope_type](cfg, seq_len)

@@ -1,0 +1,283 @@
+"""The functional core of RoPE: exact angles, cos/sin, and the rotation with its autograd.
+
+RoFormer (Su et al. 2021, eq. 34) rotates pair ``i`` of a query or key at position ``m`` by the
+angle ``m * theta_i``::
+
+    out_a = x_a * cos(m theta_i) - x_b * sin(m theta_i)
+    out_b = x_b * cos(m theta_i) + x_a * sin(m theta_i)
+
+where ``(a, b) = (i, i + R/2)`` in the half-split layout and ``(2i, 2i + 1)`` in the interleaved
+one. Angles are formed in float64 (``position * inv_freq`` is exact to ~1e-16 relative, so ~1e-9
+rad at position 10**7) and only then rounded; the rotation runs in float32 at least and returns
+the input dtype. The backward pass is the inverse rotation (the same formula with ``-sin``), so
+autograd saves only cos and sin, never the activations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ropelab.config import LAYOUTS, RopeConfig
+from ropelab.frequencies import rope_frequencies
+
+__all__ = [
+    "rope_angles",
+    "rope_cos_sin",
+    "resolve_seq_len",
+    "apply_rotary",
+    "rotate",
+    "rotate_qk",
+]
+
+# Elements per chunk of the eager half-precision path: bounds its float32 scratch to a few MiB.
+_CHUNK_ELEMENTS = 1 << 20
+
+
+def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+    """Exact rotation angles ``position * inv_freq``.
+
+    Args:
+        positions: integer tensor of any shape ``[*P]``.
+        inv_freq: ``[R/2]`` frequencies (float64 for exactness).
+
+    Returns:
+        float64 ``[*P, R/2]``. float64 holds every integer position below 2**53 exactly, so the
+        only rounding is the one of the product itself.
+    """
+    _check_positions(positions)
+    return positions.to(torch.float64).unsqueeze(-1) * inv_freq.to(device=positions.device, dtype=torch.float64)
+
+
+def resolve_seq_len(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
+    """The sequence length the dynamic types see: ``seq_len`` if given, else ``max(positions) + 1``
+    (transformers' convention). Kept a tensor so compiled graphs do not specialise on it."""
+    if seq_len is not None or not cfg.is_dynamic:
+        return seq_len
+    return positions.max() + 1
+
+
+def rope_cos_sin(
+    positions: torch.Tensor,
+    cfg: RopeConfig,
+    *,
+    seq_len: int | torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the exact angles, scaled by the variant's attention factor.
+
+    Args:
+        positions: integer ``[*P]`` (e.g. ``[S]`` or ``[B, S]``).
+        cfg: the RoPE variant.
+        seq_len: current length for ``dynamic`` / ``longrope``; default ``max(positions) + 1``.
+        dtype: dtype of the result (computed in float64, rounded once).
+
+    Returns:
+        ``(cos, sin)``, each ``[*P, R/2]`` of ``dtype`` on ``positions.device``.
+    """
+    seq_len = resolve_seq_len(cfg, positions, seq_len)
+    inv_freq, attention_factor = rope_frequencies(cfg, seq_len)
+    angles = rope_angles(positions, inv_freq)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    if attention_factor != 1.0:
+        cos, sin = cos * attention_factor, sin * attention_factor
+    return cos.to(dtype), sin.to(dtype)
+
+
+def _check_positions(positions: torch.Tensor) -> None:
+    if not isinstance(positions, torch.Tensor):
+        raise TypeError(f"positions={type(positions).__name__} is invalid: expected an integer torch.Tensor")
+    if positions.dtype.is_floating_point or positions.dtype.is_complex or positions.dtype == torch.bool:
+        raise TypeError(f"positions.dtype={positions.dtype} is invalid: expected an integer dtype")
+
+
+def _pair_views(x: torch.Tensor, rotary_dim: int, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two members ``(a, b)`` of every pair as views of ``x[..., :rotary_dim]``."""
+    if layout == "half":
+        half = rotary_dim // 2
+        return x[..., :half], x[..., half:rotary_dim]
+    return x[..., 0:rotary_dim:2], x[..., 1:rotary_dim:2]
+
+
+def _rotate_functional(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """Out-of-place rotation as one expression; the form torch.compile fuses into a single kernel."""
+    rotary_dim = 2 * cos.shape[-1]
+    compute = torch.promote_types(x.dtype, torch.float32)
+    a, b = (t.to(compute) for t in _pair_views(x, rotary_dim, layout))
+    new_a, new_b = a * cos - b * sin, b * cos + a * sin
+    if layout == "half":
+        rotated = torch.cat((new_a, new_b), dim=-1)
+    else:
+        rotated = torch.stack((new_a, new_b), dim=-1).flatten(-2)
+    rotated = rotated.to(x.dtype)
+    if rotary_dim == x.shape[-1]:
+        return rotated
+    return torch.cat((rotated, x[..., rotary_dim:]), dim=-1)
+
+
+def _rotate_pairs_into(out_a, out_b, a, b, cos, sin) -> None:
+    """``out_a = a cos - b sin``, ``out_b = b cos + a sin`` with no temporaries (all same dtype)."""
+    torch.mul(a, cos, out=out_a)
+    out_a.addcmul_(b, sin, value=-1)
+    torch.mul(b, cos, out=out_b)
+    out_b.addcmul_(a, sin)
+
+
+def _rotate_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """Out-of-place rotation writing straight into the output: no full-size temporaries.
+
+    float32/float64 inputs are rotated in their own dtype in four passes over output views;
+    float16/bfloat16 inputs are upcast chunk by chunk along the sequence, so the float32 scratch
+    stays bounded whatever the tensor size.
+    """
+    rotary_dim = 2 * cos.shape[-1]
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    if rotary_dim < x.shape[-1]:
+        out[..., rotary_dim:].copy_(x[..., rotary_dim:])  # pass-through channels, bit-identical
+    compute = torch.promote_types(x.dtype, torch.float32)
+    cos, sin = cos.to(compute), sin.to(compute)
+    if x.dtype == compute:
+        _rotate_pairs_into(*_pair_views(out, rotary_dim, layout), *_pair_views(x, rotary_dim, layout), cos, sin)
+        return out
+    seq = x.shape[-2]
+    rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, x[..., 0, :rotary_dim].numel()))
+    cos, sin = cos.expand(*x.shape[:-1], cos.shape[-1]), sin.expand(*x.shape[:-1], sin.shape[-1])
+    for start in range(0, seq, rows_per_chunk):
+        rows = slice(start, min(seq, start + rows_per_chunk))
+        chunk = x[..., rows, :rotary_dim].to(compute)
+        scratch = torch.empty_like(chunk)
+        _rotate_pairs_into(
+            *_pair_views(scratch, rotary_dim, layout),
+            *_pair_views(chunk, rotary_dim, layout),
+            cos[..., rows, :],
+            sin[..., rows, :],
+        )
+        out[..., rows, :rotary_dim].copy_(scratch)
+    return out
+
+
+def _rotate_any(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _rotate_functional(x, cos, sin, layout)
+    return _rotate_eager(x, cos, sin, layout)
+
+
+class _Rotate(torch.autograd.Function):
+    """Rotation whose backward is the inverse rotation ``R(-theta) = R(theta)^T``: autograd keeps
+    cos and sin (``[..., S, R/2]``), not the ``[..., S, D]`` activations."""
+
+    @staticmethod
+    def forward(ctx, x, cos, sin, layout):  # noqa: D401 (autograd signature)
+        ctx.save_for_backward(cos, sin)
+        ctx.layout = layout
+        return _rotate_any(x, cos, sin, layout)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cos, sin = ctx.saved_tensors
+        return _rotate_any(grad_out, cos, -sin, ctx.layout), None, None, None
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, layout: str = "half") -> torch.Tensor:
+    """Rotate the leading ``2 * cos.shape[-1]`` channels of ``x`` (RoFormer eq. 34).
+
+    Args:
+        x: ``[..., S, D]`` (typically ``[B, H, S, D]``), float16/bfloat16/float32/float64.
+        cos, sin: ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]`` (e.g. ``[B, 1, S, R/2]``),
+            as from :func:`rope_cos_sin`; ``R <= D``.
+        layout: ``"half"`` or ``"interleaved"``.
+
+    Returns:
+        A new tensor shaped and typed like ``x``; channels ``R:`` are copied bit for bit. The math
+        runs in ``promote(x.dtype, float32)``. Differentiable in ``x`` (not in cos/sin).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is invalid: expected one of {', '.join(LAYOUTS)}")
+    if 2 * cos.shape[-1] > x.shape[-1]:
+        raise ValueError(f"rotary_dim={2 * cos.shape[-1]} is invalid: expected at most head_dim={x.shape[-1]}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos.shape={tuple(cos.shape)} and sin.shape={tuple(sin.shape)} must match")
+    return _Rotate.apply(x, cos, sin, layout)
+
+
+def _broadcast_tables(cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor, x: torch.Tensor):
+    """Insert the heads axis: positions ``[B, S]`` give tables ``[B, 1, S, R/2]``; ``[S]`` gives ``[S, R/2]``."""
+    if x.dim() < 2 or positions.shape[-1] != x.shape[-2]:
+        raise ValueError(
+            f"positions.shape={tuple(positions.shape)} is invalid for x.shape={tuple(x.shape)}: "
+            "expected [seq] or [batch, seq] with seq == x.shape[-2]"
+        )
+    if positions.dim() == 2:
+        if x.dim() != 4 or positions.shape[0] not in (1, x.shape[0]):
+            raise ValueError(
+                f"positions.shape={tuple(positions.shape)} is invalid for x.shape={tuple(x.shape)}: "
+                "[batch, seq] positions need x as [batch, heads, seq, head_dim]"
+            )
+        return cos.unsqueeze(-3), sin.unsqueeze(-3)
+    if positions.dim() != 1:
+        raise ValueError(f"positions.dim()={positions.dim()} is invalid: expected [seq] or [batch, seq]")
+    return cos, sin
+
+
+def _table_dtype(x: torch.Tensor) -> torch.dtype:
+    """cos/sin are kept in the math dtype: float32 for fp16/bf16/fp32 inputs, float64 for float64."""
+    return torch.promote_types(x.dtype, torch.float32)
+
+
+def _check_head_dim(x: torch.Tensor, cfg: RopeConfig, name: str) -> None:
+    if x.shape[-1] != cfg.head_dim:
+        raise ValueError(f"{name}.shape[-1]={x.shape[-1]} is invalid: expected head_dim={cfg.head_dim}")
+
+
+def rotate(
+    x: torch.Tensor,
+    positions: torch.Tensor,
+    cfg: RopeConfig,
+    *,
+    seq_len: int | torch.Tensor | None = None,
+    layout: str | None = None,
+) -> torch.Tensor:
+    """Apply RoPE to queries or keys.
+
+    Args:
+        x: ``[B, H, S, D]`` with ``D == cfg.head_dim``; fp16, bf16, fp32 or fp64.
+        positions: integer ``[S]`` or ``[B, S]`` (per-row offsets for a KV cache, left padding, or
+            packed sequences whose positions restart).
+        cfg: the RoPE variant.
+        seq_len: current length for ``dynamic`` / ``longrope``; default ``max(positions) + 1``.
+        layout: ``"half"`` or ``"interleaved"``; default ``cfg.layout``.
+
+    Returns:
+        ``[B, H, S, D]`` in ``x.dtype``; the attention factor is folded into cos and sin, as in transformers.
+    """
+    _check_head_dim(x, cfg, "x")
+    cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=_table_dtype(x))
+    cos, sin = _broadcast_tables(cos, sin, positions, x)
+    return apply_rotary(x, cos, sin, layout=layout or cfg.layout)
+
+
+def rotate_qk(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    positions: torch.Tensor,
+    cfg: RopeConfig,
+    *,
+    seq_len: int | torch.Tensor | None = None,
+    layout: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply RoPE to queries and keys in one call, sharing one cos/sin table.
+
+    Args:
+        q: ``[B, Hq, S, D]``; k: ``[B, Hk, S, D]`` (``Hq != Hk`` for grouped-query attention).
+        positions, cfg, seq_len, layout: as in :func:`rotate`.
+
+    Returns:
+        ``(q_rotated, k_rotated)`` with the shapes and dtypes of ``q`` and ``k``.
+    """
+    _check_head_dim(q, cfg, "q")
+    _check_head_dim(k, cfg, "k")
+    if q.shape[-2] != k.shape[-2]:
+        raise ValueError(f"q has seq={q.shape[-2]} but k has seq={k.shape[-2]}: rotate them separately")
+    cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=_table_dtype(q))
+    cos, sin = _broadcast_tables(cos, sin, positions, q)
+    layout = layout or cfg.layout
+    return apply_rotary(q, cos, sin, layout=layout), apply_rotary(k, cos, sin, layout=layout)
