@@ -10,8 +10,7 @@ transformers models compute RoPE in one of two places:
   :func:`patch` overwrites with ropelab's exact table.
 
 Before swapping, :func:`patch` calls the original module once on short positions and checks that
-the adapter agrees with it (and finds whether the model lays its tables out half-split or
-interleaved), so a model family whose RoPE ropelab reads differently fails loudly at patch time
+the adapter agrees with it, so a model family whose RoPE ropelab reads differently fails loudly at patch time
 instead of silently producing other logits.
 """
 
@@ -68,26 +67,31 @@ def _is_rotary_module(module: nn.Module) -> bool:
     return type(module).__name__.endswith("RotaryEmbedding") and not isinstance(module, HFRotaryAdapter)
 
 
-def _probe_layout(original: nn.Module, cfg: RopeConfig, name: str) -> str:
-    """Call the original module on short positions and return the table layout that reproduces it."""
+def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str) -> None:
+    """Call the original module on short positions and check the adapter reproduces its cos/sin.
+
+    The probe stays below the trained length: there every type is static, and transformers'
+    stateful dynamic modules reset to their original frequencies (their reset test is strict).
+    """
+    cfg = adapter.cfg
     device = next((b.device for b in original.buffers()), torch.device("cpu"))
-    positions = torch.arange(min(_PROBE_POSITIONS, cfg.trained_length or _PROBE_POSITIONS), device=device)[None]
+    length = max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+    positions = torch.arange(length, device=device)[None]
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
     with torch.no_grad():
         want_cos, want_sin = original(dummy, positions)
-    errors = {}
-    for table_layout in ("half", "interleaved"):
-        got_cos, got_sin = HFRotaryAdapter(cfg, table_layout)(dummy, positions)
-        if got_cos.shape != want_cos.shape:
-            errors[table_layout] = f"shape {tuple(got_cos.shape)} != {tuple(want_cos.shape)}"
-            continue
+        got_cos, got_sin = adapter(dummy, positions)
+    if got_cos.shape != want_cos.shape:
+        problem = f"table shape {tuple(got_cos.shape)} != {tuple(want_cos.shape)}"
+    else:
         error = max((got_cos - want_cos.float()).abs().max().item(), (got_sin - want_sin.float()).abs().max().item())
         if error <= _PROBE_TOLERANCE:
-            return table_layout
-        errors[table_layout] = f"max abs error {error:.2e}"
+            return
+        problem = f"max abs error {error:.2e} > {_PROBE_TOLERANCE:g}"
     raise PatchError(
-        f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config "
-        f"({cfg.rope_type}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}) does not reproduce its cos/sin: {errors}"
+        f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config ({cfg.rope_type}, "
+        f"layout={cfg.layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}) does not reproduce its cos/sin: "
+        f"{problem}; pass verify=False to impose a different RoPE on purpose"
     )
 
 
@@ -97,14 +101,16 @@ def _exact_sin_cos_table(cfg: RopeConfig, num_positions: int, like: torch.Tensor
     return torch.cat((sin, cos), dim=-1).to(like.dtype)
 
 
-def patch(model: nn.Module, cfg: RopeConfig | None = None) -> nn.Module:
+def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = True) -> nn.Module:
     """Make ``model`` compute its rotary embedding with ropelab (in place; returns ``model``).
 
     Args:
         model: a transformers ``PreTrainedModel`` (or any module containing ``*RotaryEmbedding``
             submodules or GPT-J style ``embed_positions`` tables).
         cfg: the RoPE to use; default ``RopeConfig.from_hf`` of each rotary module's config (or the
-            model's).
+            model's). Its ``layout`` sets how the cos/sin tables are laid out for the model.
+        verify: check, on positions below the trained length, that the replacement reproduces the
+            original cos/sin; turn off to impose a different RoPE on purpose (e.g. context extension).
 
     Raises:
         PatchError: no rotary embedding found, or one that ropelab does not reproduce.
@@ -115,7 +121,9 @@ def patch(model: nn.Module, cfg: RopeConfig | None = None) -> nn.Module:
     for name, module in list(model.named_modules()):
         if _is_rotary_module(module):
             module_cfg = cfg or RopeConfig.from_hf(getattr(module, "config", None) or model_config)
-            adapter = HFRotaryAdapter(module_cfg, _probe_layout(module, module_cfg, name))
+            adapter = HFRotaryAdapter(module_cfg, module_cfg.layout)
+            if verify:
+                _verify_against(module, adapter, name)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, adapter)
             originals.setdefault(name, module)

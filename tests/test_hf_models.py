@@ -1,0 +1,132 @@
+"""Whole-model goldens: a transformers model patched to use ropelab gives the same logits.
+
+Tiny random-weight configs only; nothing is downloaded. The tolerance is 1e-4 (float32) rather
+than tighter because ropelab's float64 angles are more exact than transformers' float32 ones.
+"""
+
+import copy
+
+import pytest
+import torch
+import transformers
+
+from ropelab import RopeConfig
+from ropelab.integrations.hf import HFRotaryAdapter, PatchError, patch, unpatch
+
+TINY = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
+
+
+def _llama(rope_parameters, max_positions=32):
+    return transformers.LlamaConfig(**TINY, num_key_value_heads=2, max_position_embeddings=max_positions,
+                                    rope_parameters=rope_parameters)
+
+
+def _phi3_longrope():
+    pairs = 8  # head_dim 16
+    return transformers.Phi3Config(
+        **TINY, num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=16,
+        pad_token_id=0,
+        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                         "short_factor": [1.0 + 0.1 * i for i in range(pairs)],
+                         "long_factor": [1.0 + 2.0 * i for i in range(pairs)]},
+    )
+
+
+LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+          "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
+CASES = {
+    "llama-default": (lambda: _llama({"rope_type": "default", "rope_theta": 10000.0}), 24),
+    "llama-linear": (lambda: _llama({"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}), 24),
+    "llama-dynamic-below": (lambda: _llama({"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 4.0}), 24),
+    "llama-dynamic-above": (lambda: _llama({"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 4.0}), 80),
+    "llama-yarn": (lambda: _llama({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
+                                   "original_max_position_embeddings": 8}), 40),
+    "llama-llama3": (lambda: _llama(LLAMA3, 64), 40),
+    "phi3-longrope-below": (_phi3_longrope, 12),
+    "phi3-longrope-above": (_phi3_longrope, 40),
+    "gpt-neox-partial-0.25": (lambda: transformers.GPTNeoXConfig(
+        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=64, partial_rotary_factor=0.25), 24),
+    "gptj-interleaved-partial": (lambda: transformers.GPTJConfig(
+        vocab_size=97, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=64), 24),
+    "qwen2": (lambda: transformers.Qwen2Config(**TINY, num_key_value_heads=2, max_position_embeddings=64,
+                                                rope_parameters={"rope_type": "default", "rope_theta": 1e6}), 24),
+    "gemma": (lambda: transformers.GemmaConfig(**TINY, num_key_value_heads=1, head_dim=32,
+                                                max_position_embeddings=64), 24),
+}
+
+# Families beyond the required list, to catch a config convention ropelab reads differently.
+EXTRA_FAMILIES = {
+    "mistral": lambda: transformers.MistralConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
+    "phi-partial-0.5": lambda: transformers.PhiConfig(**TINY, max_position_embeddings=64, partial_rotary_factor=0.5),
+    "stablelm": lambda: transformers.StableLmConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64,
+                                                    partial_rotary_factor=0.25),
+    "qwen3": lambda: transformers.Qwen3Config(**TINY, num_key_value_heads=2, head_dim=24, max_position_embeddings=64),
+    "olmo": lambda: transformers.OlmoConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
+    "cohere-interleaved": lambda: transformers.CohereConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
+    "granite": lambda: transformers.GraniteConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
+}
+
+
+def _model(config):
+    torch.manual_seed(0)
+    return transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+
+
+def _logits(model, input_ids, **kwargs):
+    with torch.no_grad():
+        return model(input_ids=input_ids, **kwargs).logits
+
+
+def _assert_patched_matches(config, seq_len, **kwargs):
+    model = _model(config)
+    input_ids = torch.randint(1, 97, (2, seq_len))
+    reference = _logits(model, input_ids, **kwargs)
+    patched = patch(copy.deepcopy(model))
+    assert any(isinstance(m, HFRotaryAdapter) for m in patched.modules()) or hasattr(patched, "_ropelab_originals")
+    got = _logits(patched, input_ids, **kwargs)
+    error = (got - reference).abs().max().item()
+    assert error <= 1e-4, error
+    return model, patched, input_ids
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_patched_model_matches_transformers(name):
+    make_config, seq_len = CASES[name]
+    _assert_patched_matches(make_config(), seq_len)
+
+
+@pytest.mark.parametrize("name", list(EXTRA_FAMILIES))
+def test_patched_model_matches_more_families(name):
+    _assert_patched_matches(EXTRA_FAMILIES[name](), 24)
+
+
+def test_patch_changes_the_rope_and_unpatch_restores_it():
+    model, patched, input_ids = _assert_patched_matches(CASES["llama-yarn"][0](), 40)
+    # With a different RoPE forced in, the logits move: the patch really is in the forward path.
+    forced = patch(copy.deepcopy(model), RopeConfig(head_dim=16, base=10.0, original_max_position_embeddings=8,
+                                                   max_position_embeddings=32), verify=False)
+    assert (_logits(forced, input_ids) - _logits(model, input_ids)).abs().max().item() > 1e-2
+    restored = unpatch(patched)
+    assert not any(isinstance(m, HFRotaryAdapter) for m in restored.modules())
+    assert torch.equal(_logits(restored, input_ids), _logits(model, input_ids))
+
+
+def test_patched_model_with_kv_cache_offsets_matches():
+    """Generation through the cache: positions continue from the prompt, as in serving."""
+    model = _model(CASES["llama-llama3"][0]())
+    patched = patch(copy.deepcopy(model))
+    prompt = torch.randint(1, 97, (1, 12))
+    with torch.no_grad():
+        want = model.generate(prompt, max_new_tokens=8, do_sample=False)
+        got = patched.generate(prompt, max_new_tokens=8, do_sample=False)
+    assert torch.equal(want, got)
+
+
+def test_patch_refuses_a_model_it_cannot_reproduce():
+    model = _model(CASES["llama-default"][0]())
+    wrong = RopeConfig(head_dim=16, base=10000.0, layout="half", rotary_dim=8)
+    with pytest.raises(PatchError, match="does not reproduce"):
+        patch(model, wrong)
+    with pytest.raises(PatchError, match="no rotary embedding"):
+        patch(torch.nn.Linear(2, 2))
