@@ -1,0 +1,152 @@
+"""What the core does, as two printed tables: ``ropelab types`` and ``ropelab precision``.
+
+Each table is computed by a pure function returning rows (tested), then printed with rich.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ropelab.config import ROPE_TYPES, RopeConfig
+from ropelab.frequencies import rope_frequencies
+from ropelab.rotary import rope_cos_sin, rotate
+
+__all__ = ["type_rows", "precision_rows", "print_types_table", "print_precision_table", "example_configs"]
+
+
+def example_configs(head_dim: int = 128, base: float = 10000.0, trained: int = 4096, factor: float = 4.0):
+    """One config per rope type, all extending a model trained at ``trained`` tokens by ``factor``."""
+    pairs = head_dim // 2
+    # LongRoPE's factors are searched per model; these rise geometrically from 1 to `factor` and
+    # only illustrate the shape (a real model's lists come from its config.json).
+    illustrative = [factor ** (i / max(1, pairs - 1)) for i in range(pairs)]
+    extended = int(trained * factor)
+    common = dict(head_dim=head_dim, base=base, max_position_embeddings=extended)
+    return {
+        "default": RopeConfig(head_dim=head_dim, base=base, max_position_embeddings=trained),
+        "linear": RopeConfig(**common, rope_type="linear", factor=factor),
+        "ntk": RopeConfig(**common, rope_type="ntk", factor=factor),
+        "dynamic": RopeConfig(head_dim=head_dim, base=base, rope_type="dynamic", factor=factor,
+                              max_position_embeddings=trained),
+        "yarn": RopeConfig(**common, rope_type="yarn", factor=factor, original_max_position_embeddings=trained),
+        "longrope": RopeConfig(**common, rope_type="longrope", factor=factor, original_max_position_embeddings=trained,
+                               short_factor=[1.0] * pairs, long_factor=illustrative),
+        "llama3": RopeConfig(**common, rope_type="llama3", factor=factor, low_freq_factor=1.0, high_freq_factor=4.0,
+                             original_max_position_embeddings=trained),
+    }
+
+
+@dataclass(frozen=True)
+class TypeRow:
+    rope_type: str
+    attention_factor: float
+    first_inv_freq: float
+    last_inv_freq: float
+    longest_wavelength: float
+    last_pair_ratio: float  # last inv_freq / the default's: how much the slowest pair is stretched
+
+
+def type_rows(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) -> list[TypeRow]:
+    """Frequencies of every rope type for one config (dynamic types at ``seq_len``)."""
+    configs = example_configs(head_dim, base)
+    default = rope_frequencies(configs["default"])[0]
+    rows = []
+    for rope_type in ROPE_TYPES:
+        inv_freq, attention = rope_frequencies(configs[rope_type], seq_len)
+        rows.append(TypeRow(rope_type, attention, inv_freq[0].item(), inv_freq[-1].item(),
+                            2 * math.pi / inv_freq[-1].item(), (inv_freq[-1] / default[-1]).item()))
+    return rows
+
+
+@dataclass(frozen=True)
+class PrecisionRow:
+    position: int
+    float32_angle_error: float  # max |fp32(position * inv_freq) - exact| (rad), transformers' way
+    float32_cos_error: float  # max |cos(fp32 angle) - cos(exact)|
+    ropelab_cos_error: float  # max |ropelab cos table - cos(exact)|
+    ropelab_score_drift: float  # relative change of q.k when both positions shift by `position`
+    float32_score_drift: float
+
+
+def _float32_angle_tables(positions: torch.Tensor, inv_freq: torch.Tensor):
+    angles = positions.float()[:, None] * inv_freq.float()[None]  # what transformers computes
+    return angles, torch.cos(angles), torch.sin(angles)
+
+
+def precision_rows(head_dim: int = 128, base: float = 500000.0, exponents=(10, 16, 20, 24)) -> list[PrecisionRow]:
+    """Angle, cos and score errors against float64 at large positions, ropelab against float32 angles."""
+    cfg = RopeConfig(head_dim=head_dim, base=base)
+    inv_freq = rope_frequencies(cfg)[0]
+    generator = torch.Generator().manual_seed(0)
+    q, k = torch.randn(256, head_dim, generator=generator), torch.randn(256, head_dim, generator=generator)
+    distance = torch.randint(0, 2048, (256,), generator=generator)
+    exact_scores = _score(q.double(), k.double(), distance, torch.zeros_like(distance), cfg)
+    rows = []
+    for exponent in exponents:
+        offset = 2**exponent
+        positions = offset + torch.arange(256)
+        exact = positions.double()[:, None] * inv_freq[None]
+        fp32_angles, fp32_cos, fp32_sin = _float32_angle_tables(positions, inv_freq)
+        ours_cos, _ = rope_cos_sin(positions, cfg)
+        ours = _score(q, k, distance + offset, torch.full_like(distance, offset), cfg)
+        theirs = _score_from_tables(q, k, distance + offset, torch.full_like(distance, offset), inv_freq)
+        rows.append(PrecisionRow(
+            position=offset,
+            float32_angle_error=_wrapped(fp32_angles.double() - exact).abs().max().item(),
+            float32_cos_error=(fp32_cos.double() - torch.cos(exact)).abs().max().item(),
+            ropelab_cos_error=(ours_cos.double() - torch.cos(exact)).abs().max().item(),
+            ropelab_score_drift=((ours - exact_scores).norm() / exact_scores.norm()).item(),
+            float32_score_drift=((theirs - exact_scores).norm() / exact_scores.norm()).item(),
+        ))
+    return rows
+
+
+def _wrapped(angle: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
+
+
+def _score(q, k, m, n, cfg):
+    """Per-row q_i . k_i with q at position m_i and k at n_i: [N]."""
+    q_rot = rotate(q[:, None, None], m[:, None], cfg)[:, 0, 0]
+    k_rot = rotate(k[:, None, None], n[:, None], cfg)[:, 0, 0]
+    return (q_rot.double() * k_rot.double()).sum(-1)
+
+
+def _score_from_tables(q, k, m, n, inv_freq):
+    """The same score with float32 angles (transformers' LlamaRotaryEmbedding arithmetic)."""
+    def rot(x, positions):
+        _, cos, sin = _float32_angle_tables(positions, inv_freq)
+        half = x.shape[-1] // 2
+        a, b = x[:, :half], x[:, half:]
+        return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
+
+    return (rot(q, m).double() * rot(k, n).double()).sum(-1)
+
+
+def print_types_table(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) -> None:
+    table = Table(title=f"RoPE types: head_dim {head_dim}, base {base:g}, trained 4096, factor 4, seq_len {seq_len}")
+    for column in ("rope type", "attention factor", "theta_0", "theta_last", "longest wavelength", "slowest pair / default"):
+        table.add_column(column, justify="right")
+    for row in type_rows(head_dim, base, seq_len):
+        table.add_row(row.rope_type, f"{row.attention_factor:.4f}", f"{row.first_inv_freq:.4g}",
+                      f"{row.last_inv_freq:.4g}", f"{row.longest_wavelength:,.0f}", f"{row.last_pair_ratio:.4f}")
+    Console().print(table)
+    print("longrope uses illustrative factors (1 -> 4, geometric); a real model's come from its config.json.")
+
+
+def print_precision_table(head_dim: int = 128, base: float = 500000.0) -> None:
+    table = Table(title=f"Precision at long positions (head_dim {head_dim}, base {base:g}); reference: float64")
+    for column in ("position", "fp32 angle err (rad)", "fp32 cos err", "ropelab cos err",
+                   "score drift fp32", "score drift ropelab"):
+        table.add_column(column, justify="right")
+    for row in precision_rows(head_dim, base):
+        table.add_row(f"2^{int(math.log2(row.position))}", f"{row.float32_angle_error:.2e}",
+                      f"{row.float32_cos_error:.2e}", f"{row.ropelab_cos_error:.2e}",
+                      f"{row.float32_score_drift:.2e}", f"{row.ropelab_score_drift:.2e}")
+    Console().print(table)
+    print("score drift: relative change of q.k when both positions move by the offset (RoPE promises 0).")
