@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 from hf_reference import llama_config
 from transformers.models.gptj.modeling_gptj import apply_rotary_pos_emb as gptj_apply
@@ -174,3 +176,24 @@ def test_module_under_compile_fullgraph_with_dynamic_lengths():
         assert torch.equal(got_q[..., 24:], q[..., 24:])
     # Nothing mutated: the module has no buffers or state to change.
     assert list(rope.buffers()) == [] and rope.cfg == cfg
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.integers(1, 12),
+    extra=st.integers(0, 6),
+    layout=st.sampled_from(["half", "interleaved"]),
+    start=st.integers(0, 2**40),
+    base=st.floats(2.0, 1e7),
+)
+def test_rotation_is_orthogonal_and_relative(pairs, extra, layout, start, base):
+    """Property: rotation keeps norms, its inverse undoes it, and scores depend on m - n only."""
+    cfg = RopeConfig(head_dim=2 * pairs + extra, rotary_dim=2 * pairs, base=base)
+    x = torch.randn(1, 2, 3, cfg.head_dim, dtype=torch.float64)
+    positions = start + torch.arange(3)
+    out = rotate(x, positions, cfg, layout=layout)
+    assert torch.allclose(out.norm(dim=-1), x.norm(dim=-1), rtol=1e-12)
+    cos, sin = rope_cos_sin(positions, cfg, dtype=torch.float64)
+    assert torch.allclose(apply_rotary(out, cos, -sin, layout=layout), x, atol=1e-12)
+    shifted = rotate(x, positions - start, cfg, layout=layout)
+    assert torch.allclose(out @ out.transpose(-1, -2), shifted @ shifted.transpose(-1, -2), atol=1e-9)
