@@ -29,8 +29,9 @@ __all__ = [
     "rotate_qk",
 ]
 
-# Elements per chunk of the eager half-precision path: bounds its float32 scratch to a few MiB.
-_CHUNK_ELEMENTS = 1 << 20
+# Elements of x[..., :R] per chunk of the eager path (2 MiB in float32): a chunk stays in the L2/L3
+# cache between the passes over it, and the half-precision path's float32 scratch stays bounded.
+_CHUNK_ELEMENTS = 1 << 19
 
 
 def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
@@ -115,50 +116,126 @@ def _rotate_functional(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, la
 
 
 def _rotate_pairs_into(out_a, out_b, a, b, cos, sin) -> None:
-    """``out_a = a cos - b sin``, ``out_b = b cos + a sin`` with no temporaries (all same dtype)."""
+    """``out_a = a cos - b sin``, ``out_b = b cos + a sin`` with no temporaries (all same dtype).
+
+    Shapes: ``a, b, out_a, out_b`` ``[..., S, R/2]`` (views, any strides); ``cos, sin`` broadcastable.
+    """
     torch.mul(a, cos, out=out_a)
     out_a.addcmul_(b, sin, value=-1)
     torch.mul(b, cos, out=out_b)
     out_b.addcmul_(a, sin)
 
 
+def _as_complex_pairs(x: torch.Tensor, rotary_dim: int) -> torch.Tensor | None:
+    """``x[..., :R]`` (interleaved pairs) viewed as complex ``[..., R/2]``, or None when the strides forbid it."""
+    rot = x[..., :rotary_dim]
+    if x.dtype not in (torch.float32, torch.float64) or rot.stride(-1) != 1 or rot.storage_offset() % 2:
+        return None
+    if any(s % 2 for s in rot.stride()[:-1]):
+        return None
+    return torch.view_as_complex(rot.unflatten(-1, (rotary_dim // 2, 2)))
+
+
+def _rows_per_chunk(x: torch.Tensor, rotary_dim: int) -> int:
+    """Rows of the ``S`` axis per chunk so one chunk of ``x[..., :R]`` holds about ``_CHUNK_ELEMENTS``."""
+    return max(1, _CHUNK_ELEMENTS // max(1, x[..., 0, :rotary_dim].numel()))
+
+
+def _take_rows(table: torch.Tensor, rows: slice) -> torch.Tensor:
+    """Rows ``rows`` of the ``S`` axis of a cos/sin table ``[..., S or 1, R/2]`` (broadcast axes kept)."""
+    if table.dim() < 2 or table.shape[-2] == 1:
+        return table
+    return table[..., rows, :]
+
+
+def _rotate_rows_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: str) -> None:
+    """Rotate ``x[..., :R]`` into ``out[..., :R]`` chunk by chunk along ``S`` (same dtype, >= float32).
+
+    Shapes: ``x, out`` ``[..., S, D]``; ``cos, sin`` ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]``.
+    Interleaved float32/float64 pairs take one complex multiply (one pass over memory, the table
+    ``cos + i sin`` is table-sized); the half layout takes four passes per chunk, and a chunk small
+    enough for the L2/L3 cache makes those four passes cost about one trip to DRAM.
+    """
+    rotary_dim = 2 * cos.shape[-1]
+    if layout == "interleaved":
+        x_c, out_c = _as_complex_pairs(x, rotary_dim), _as_complex_pairs(out, rotary_dim)
+        if x_c is not None and out_c is not None:
+            torch.mul(x_c, torch.complex(cos, sin), out=out_c)
+            return
+    step, seq = _rows_per_chunk(x, rotary_dim), x.shape[-2]
+    for start in range(0, seq, step):
+        rows = slice(start, min(seq, start + step))
+        _rotate_pairs_into(
+            *_pair_views(out[..., rows, :], rotary_dim, layout),
+            *_pair_views(x[..., rows, :], rotary_dim, layout),
+            _take_rows(cos, rows),
+            _take_rows(sin, rows),
+        )
+
+
+def _rotate_upcast_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: str) -> None:
+    """float16/bfloat16 rotation: each chunk is upcast into a reused float32 buffer, rotated there
+    (the math in float32, one rounding at the end), and written to ``out`` in ``x.dtype``.
+
+    Shapes as in :func:`_rotate_rows_into`; the scratch is two ``[..., rows, R]`` float32 buffers
+    (about ``2 * _CHUNK_ELEMENTS`` floats), reused by every chunk.
+    """
+    rotary_dim = 2 * cos.shape[-1]
+    step, seq = _rows_per_chunk(x, rotary_dim), x.shape[-2]
+    shape = (*x.shape[:-2], min(step, seq), rotary_dim)
+    chunk_in = torch.empty(shape, dtype=cos.dtype, device=x.device)
+    chunk_out = torch.empty_like(chunk_in)
+    for start in range(0, seq, step):
+        rows = slice(start, min(seq, start + step))
+        n = rows.stop - rows.start
+        src, dst = chunk_in[..., :n, :], chunk_out[..., :n, :]
+        src.copy_(x[..., rows, :rotary_dim])
+        _rotate_rows_into(dst, src, _take_rows(cos, rows), _take_rows(sin, rows), layout)
+        out[..., rows, :rotary_dim].copy_(dst)
+
+
 def _rotate_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
     """Out-of-place rotation writing straight into the output: no full-size temporaries.
 
-    float32/float64 inputs are rotated in their own dtype in four passes over output views;
-    float16/bfloat16 inputs are upcast chunk by chunk along the sequence, so the float32 scratch
-    stays bounded whatever the tensor size.
+    Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]``.
+    float32/float64 inputs are rotated in their own dtype straight into the output;
+    float16/bfloat16 inputs are upcast chunk by chunk along ``S``, so the float32 scratch stays
+    bounded (a few MiB) whatever the tensor size.
     """
     rotary_dim = 2 * cos.shape[-1]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     if rotary_dim < x.shape[-1]:
         out[..., rotary_dim:].copy_(x[..., rotary_dim:])  # pass-through channels, bit-identical
+    if rotary_dim == 0 or x.numel() == 0:
+        return out
     compute = torch.promote_types(x.dtype, torch.float32)
     cos, sin = cos.to(compute), sin.to(compute)
     if x.dtype == compute:
-        _rotate_pairs_into(*_pair_views(out, rotary_dim, layout), *_pair_views(x, rotary_dim, layout), cos, sin)
-        return out
-    seq = x.shape[-2]
-    rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, x[..., 0, :rotary_dim].numel()))
-    cos, sin = cos.expand(*x.shape[:-1], cos.shape[-1]), sin.expand(*x.shape[:-1], sin.shape[-1])
-    for start in range(0, seq, rows_per_chunk):
-        rows = slice(start, min(seq, start + rows_per_chunk))
-        chunk = x[..., rows, :rotary_dim].to(compute)
-        scratch = torch.empty_like(chunk)
-        _rotate_pairs_into(
-            *_pair_views(scratch, rotary_dim, layout),
-            *_pair_views(chunk, rotary_dim, layout),
-            cos[..., rows, :],
-            sin[..., rows, :],
-        )
-        out[..., rows, :rotary_dim].copy_(scratch)
+        _rotate_rows_into(out, x, cos, sin, layout)
+    else:
+        _rotate_upcast_into(out, x, cos, sin, layout)
     return out
 
 
 def _rotate_any(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """Dispatch: the functional form under torch.compile, the fused Triton kernel for CUDA tensors
+    (when triton is importable), the chunked eager path otherwise. Shapes as in :func:`apply_rotary`."""
     if torch.compiler.is_compiling():
         return _rotate_functional(x, cos, sin, layout)
+    if x.is_cuda and _fused_available():
+        from ropelab.kernels import rotate_with_tables
+
+        out = rotate_with_tables(x, cos, sin, layout)
+        if out is not None:
+            return out
     return _rotate_eager(x, cos, sin, layout)
+
+
+def _fused_available() -> bool:
+    """True when the Triton kernel can run on CUDA here (triton imported lazily)."""
+    from ropelab.kernels import triton_available
+
+    return triton_available("cuda")
 
 
 class _Rotate(torch.autograd.Function):
