@@ -1,0 +1,178 @@
+"""Analysis: every function checked against the property or the published number it claims."""
+
+import math
+
+import pytest
+import torch
+
+from ropelab import RopeConfig, rotate
+from ropelab.analysis import (
+    cosine_sum,
+    critical_dimension,
+    distance_grid,
+    expected_score,
+    interpolation_vs_extrapolation,
+    min_base_for_context,
+    out_of_range_pairs,
+    pair_turns,
+    pair_wavelengths,
+    relative_invariance,
+    roformer_decay_bound,
+    satisfies_base_criterion,
+    scaling_profile,
+    sinusoidal_encoding,
+)
+from ropelab.presets import preset
+
+LLAMA2 = RopeConfig(head_dim=128, base=10000.0, max_position_embeddings=4096)
+
+
+# ---------------------------------------------------------------- invariance
+@pytest.fixture(scope="module")
+def invariance():
+    return relative_invariance(LLAMA2)
+
+
+def test_ropelab_score_depends_on_distance_only_up_to_1e7(invariance):
+    assert invariance.offsets.max() == 10_000_000
+    assert float(invariance.errors["ropelab"].max()) < 1e-6  # float32 rounding of q, k, cos, sin
+
+
+def test_naive_float32_angles_drift_at_large_offsets(invariance):
+    naive = invariance.error_at("naive float32", 10_000_000)
+    assert naive > 1e-3
+    assert naive > 1000 * invariance.error_at("ropelab", 10_000_000)
+
+
+def test_sinusoidal_addition_is_not_relative(invariance):
+    errors = invariance.errors["sinusoidal addition"]
+    assert float(errors[0]) == 0.0
+    assert float(errors[1:].min()) > 1e-2  # already at offset 10, and at every offset after
+
+
+@pytest.mark.parametrize("name", ["gpt-j-6b", "gpt-neox-20b", "llama-3.1-8b"])
+def test_invariance_holds_for_interleaved_partial_and_scaled_heads(name):
+    result = relative_invariance(preset(name), offsets=(0, 1_000_000), methods=("ropelab",))
+    assert float(result.errors["ropelab"].max()) < 1e-6
+
+
+def test_sinusoidal_encoding_matches_vaswani():
+    pe = sinusoidal_encoding(torch.tensor([3]), 8)[0]
+    assert pe[0] == pytest.approx(math.sin(3.0)) and pe[1] == pytest.approx(math.cos(3.0))
+    assert pe[2] == pytest.approx(math.sin(3.0 / 10000 ** (2 / 8)))
+
+
+# ---------------------------------------------------------------- score against distance
+def test_roformer_bound_starts_at_its_closed_form_and_decays():
+    curve = roformer_decay_bound(LLAMA2, torch.arange(0, 2000))
+    assert curve.values[0] == pytest.approx((64 + 1) / 2)  # mean_j |S_j(0)| = mean_j j
+    assert float(curve.values[1000:].mean()) < curve.values[0] / 5
+
+
+def test_larger_base_decays_more_slowly():
+    distances = torch.tensor([100, 1000])
+    small = roformer_decay_bound(LLAMA2, distances).values
+    large = roformer_decay_bound(LLAMA2.replace(base=500000.0), distances).values
+    assert bool((large > small).all())
+
+
+def test_expected_score_all_ones_matches_rotation():
+    cfg = preset("gpt-neox-20b")  # partial rotation: 72 pass-through channels add a constant
+    distances = torch.tensor([0, 1, 5, 300])
+    curve = expected_score(cfg, distances, kind="ones")
+    ones = torch.ones(1, 1, 1, cfg.head_dim, dtype=torch.float64)
+    for distance, value in zip(distances.tolist(), curve.expected.tolist()):
+        q = rotate(ones, torch.tensor([distance]), cfg)
+        k = rotate(ones, torch.tensor([0]), cfg)
+        assert float((q * k).sum()) == pytest.approx(value, rel=1e-9, abs=1e-9)
+    assert curve.expected[0] == pytest.approx(cfg.head_dim)
+
+
+def test_expected_score_random_mean_converges_to_trace():
+    curve = expected_score(LLAMA2, torch.tensor([0, 10, 1000]), kind="random", samples=4000, seed=1)
+    tolerance = 5 * curve.std / math.sqrt(4000)
+    assert bool(((curve.mean - curve.expected).abs() < tolerance).all())
+
+
+def test_distance_grid_is_sorted_and_bounded():
+    grid = distance_grid(100_000, points=512)
+    assert grid[0] == 0 and grid[-1] == 100_000 and bool((grid[1:] > grid[:-1]).all())
+    assert torch.equal(distance_grid(10), torch.arange(11))
+
+
+# ---------------------------------------------------------------- wavelengths
+def test_wavelengths_and_turns():
+    wavelengths = pair_wavelengths(LLAMA2)
+    assert wavelengths[0] == pytest.approx(2 * math.pi)
+    assert wavelengths[-1] == pytest.approx(2 * math.pi * 10000 ** (126 / 128))
+    turns = pair_turns(LLAMA2, 4096)
+    assert torch.allclose(turns, 4095 / wavelengths)
+
+
+def test_critical_dimension_llama2_is_the_papers_92():
+    assert critical_dimension(128, 10000.0, 4096) == 92
+
+
+@pytest.mark.parametrize("name", ["llama-2-7b", "llama-7b", "gpt-neox-20b", "gemma-7b", "falcon-7b"])
+def test_critical_dimension_counts_the_pairs_that_break_at_L_plus_1(name):
+    cfg = preset(name)
+    length = cfg.trained_length
+    assert out_of_range_pairs(cfg, length).count == 0
+    broken = out_of_range_pairs(cfg, length + 1)
+    assert cfg.rotary_dim - broken.dims == critical_dimension(cfg.rotary_dim, cfg.base, length)
+
+
+def test_position_interpolation_keeps_every_pair_in_range():
+    target = 4 * 4096
+    plain = out_of_range_pairs(LLAMA2, target)
+    interpolated = out_of_range_pairs(LLAMA2, target, target=LLAMA2.replace(rope_type="linear", factor=4.0))
+    assert plain.count == 18 and interpolated.count == 0
+
+
+# ---------------------------------------------------------------- bounds
+def test_min_base_matches_men_et_al_and_satisfies_the_criterion():
+    base_1k = min_base_for_context(1024)
+    base_8k = min_base_for_context(8192)
+    assert base_1k == pytest.approx(4.3e3, rel=0.02)  # Men et al. 2024: 4.3e3 for 1k
+    assert base_8k == pytest.approx(8.4e4, rel=0.02)  # and 8.4e4 for 8k
+    assert satisfies_base_criterion(1024, 128, base_1k)
+    assert not satisfies_base_criterion(1024, 128, 4000.0)
+    assert float(cosine_sum(torch.arange(0, 1025), 128, 4000.0).min()) < 0
+
+
+def test_min_base_is_monotone_in_context_length():
+    bounds = [min_base_for_context(length) for length in (512, 1024, 2048, 4096)]
+    assert bounds == sorted(bounds) and len(set(bounds)) == 4
+
+
+def test_interpolation_bound_is_hundreds_of_times_below_extrapolation():
+    result = interpolation_vs_extrapolation(LLAMA2, 8192)
+    assert result.interpolation == pytest.approx(128 / (32 * math.log(10000)))  # 0.434 max|h|
+    assert result.ratio > 2 * 32 * math.log(10000)  # Chen et al.: "at least ~600x"
+
+
+# ---------------------------------------------------------------- scaling
+def test_linear_scaling_divides_every_pair():
+    profile = scaling_profile(LLAMA2.replace(rope_type="linear", factor=4.0))
+    assert torch.allclose(profile.ratio, torch.full_like(profile.ratio, 0.25))
+    assert profile.ramp is None
+
+
+def test_llama3_keeps_fast_pairs_and_interpolates_slow_ones():
+    profile = scaling_profile(preset("llama-3.1-8b"))
+    assert profile.ratio[0] == pytest.approx(1.0) and profile.ratio[-1] == pytest.approx(1 / 8)
+    assert bool((profile.ratio[1:] <= profile.ratio[:-1] + 1e-12).all())
+    assert profile.ramp[0] == 1.0 and profile.ramp[-1] == 0.0
+
+
+def test_yarn_ramp_and_ratio():
+    profile = scaling_profile(preset("deepseek-v3"))
+    assert profile.ramp[0] == 1.0 and profile.ramp[-1] == 0.0
+    expected = profile.ramp + (1 - profile.ramp) / 40.0
+    assert torch.allclose(profile.ratio, expected)
+
+
+def test_longrope_ratio_is_the_long_factor_past_the_original_length():
+    cfg = preset("phi-3-mini-128k-instruct")
+    profile = scaling_profile(cfg)
+    assert torch.allclose(profile.ratio, 1 / torch.tensor(cfg.long_factor, dtype=torch.float64))
