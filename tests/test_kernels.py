@@ -1,0 +1,230 @@
+"""The fused Triton kernel against the pure-torch path.
+
+Without CUDA the kernel runs on CPU tensors through Triton's interpreter (``TRITON_INTERPRET=1``,
+set below before the kernel module is first imported); with CUDA the same tests run compiled on
+the GPU. Shapes are tiny: the interpreter executes every program instance in Python.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # read when the kernel is decorated (first import)
+
+pytest.importorskip("triton")
+
+import ropelab  # noqa: E402
+from ropelab.kernels import (  # noqa: E402
+    cos_sin_cache,
+    cos_sin_fixed_point,
+    rope_qk,
+    rotate_qk_fused,
+    rotate_with_tables,
+    triton_available,
+    turns_fixed_point,
+)
+from ropelab.rotary import apply_rotary, rope_cos_sin  # noqa: E402
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+pytestmark = pytest.mark.skipif(not triton_available(DEVICE), reason="triton cannot run here (no CUDA, no interpreter)")
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+TOL = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+# (head_dim, rotary_dim): full, partial with a power-of-two half, and non-power-of-two widths.
+DIMS = [(16, 16), (24, 16), (20, 12), (24, 20)]
+B, HQ, HK, S = 2, 3, 2, 5
+
+
+def _cfg(head_dim: int, rotary_dim: int, layout: str, **kw) -> ropelab.RopeConfig:
+    return ropelab.RopeConfig(head_dim=head_dim, rotary_dim=rotary_dim, layout=layout, **kw)
+
+
+def _qk(head_dim: int, dtype: torch.dtype, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, HQ, S, head_dim, generator=gen).to(DEVICE, dtype)
+    k = torch.randn(B, HK, S, head_dim, generator=gen).to(DEVICE, dtype)
+    return q, k
+
+
+def _positions(kind: str) -> torch.Tensor:
+    """``shared``: ``[S]``; ``offsets``: per-row KV-cache offsets; ``packed``: restarts inside a row."""
+    if kind == "shared":
+        return torch.arange(S, device=DEVICE)
+    if kind == "offsets":
+        return torch.arange(S, device=DEVICE) + torch.tensor([[0], [11]], device=DEVICE)
+    return torch.tensor([[0, 1, 2, 0, 1], [0, 1, 0, 1, 2]], device=DEVICE)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tol = TOL[actual.dtype]
+    torch.testing.assert_close(actual.float(), expected.float(), atol=tol, rtol=tol)
+
+
+def _fused(q, k, pos, cfg, mode: str, **kw):
+    if mode == "compute":
+        return rotate_qk_fused(q, k, pos, cfg, **kw)
+    cos, sin = cos_sin_cache(cfg, 32, device=DEVICE)
+    return rope_qk(q, k, pos, cos=cos, sin=sin, layout=cfg.layout, **kw)
+
+
+@pytest.mark.parametrize("mode", ["cache", "compute"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dims", DIMS)
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_forward_matches_torch(layout, dims, dtype, mode):
+    cfg = _cfg(*dims, layout)
+    q, k = _qk(dims[0], dtype)
+    pos = _positions("offsets")
+    expected = ropelab.rotate_qk(q, k, pos, cfg)
+    got = _fused(q, k, pos, cfg, mode)
+    for a, e, x in zip(got, expected, (q, k)):
+        _close(a, e)
+        assert torch.equal(a[..., dims[1]:], x[..., dims[1]:])  # pass-through copied bit for bit
+
+
+@pytest.mark.parametrize("kind", ["shared", "offsets", "packed"])
+@pytest.mark.parametrize("mode", ["cache", "compute"])
+def test_positions_shapes(kind, mode):
+    cfg = _cfg(24, 20, "half")
+    q, k = _qk(24, torch.float32, seed=1)
+    pos = _positions(kind)
+    for a, e in zip(_fused(q, k, pos, cfg, mode), ropelab.rotate_qk(q, k, pos, cfg)):
+        _close(a, e)
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["cache", "compute"])
+def test_inplace(layout, dtype, mode):
+    cfg = _cfg(24, 20, layout)
+    q, k = _qk(24, dtype, seed=2)
+    pos = _positions("packed")
+    expected = ropelab.rotate_qk(q, k, pos, cfg)
+    q_in, k_in = q.clone(), k.clone()
+    q_ptr, k_ptr = q_in.data_ptr(), k_in.data_ptr()
+    got = _fused(q_in, k_in, pos, cfg, mode, inplace=True)
+    assert got[0].data_ptr() == q_ptr and got[1].data_ptr() == k_ptr
+    for a, e, x in zip(got, expected, (q, k)):
+        _close(a, e)
+        assert torch.equal(a[..., 20:], x[..., 20:])  # untouched
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_backward_is_inverse_rotation(layout, dtype, inplace):
+    cfg = _cfg(20, 12, layout, attention_factor=1.25, rope_type="yarn", factor=2.0, original_max_position_embeddings=8)
+    q0, k0 = _qk(20, dtype, seed=3)
+    pos = _positions("offsets")
+    gq, gk = _qk(20, dtype, seed=4)
+
+    def grads(fn):
+        q, k = q0.clone().requires_grad_(), k0.clone().requires_grad_()
+        qq, kk = (q * 1, k * 1) if inplace else (q, k)  # in place needs non-leaf inputs
+        out = fn(qq, kk)
+        torch.autograd.backward(out, (gq, gk))
+        return q.grad, k.grad
+
+    expected = grads(lambda q, k: ropelab.rotate_qk(q, k, pos, cfg))
+    got = grads(lambda q, k: rotate_qk_fused(q, k, pos, cfg, inplace=inplace))
+    for a, e in zip(got, expected):
+        _close(a, e)
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_strided_inputs(layout):
+    """q/k as [B, S, H, D] memory viewed as [B, H, S, D] (a projection's natural layout)."""
+    cfg = _cfg(24, 16, layout)
+    q, k = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in _qk(24, torch.float16, seed=5))
+    pos = _positions("offsets")
+    for mode in ("cache", "compute"):
+        for a, e in zip(_fused(q, k, pos, cfg, mode), ropelab.rotate_qk(q, k, pos, cfg)):
+            _close(a, e)
+
+
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_table_mode_matches_apply_rotary(layout, dtype):
+    """The path apply_rotary dispatches CUDA tensors to: per-token tables [B or 1, 1, S, R/2]."""
+    cfg = _cfg(20, 12, layout)
+    q, _ = _qk(20, dtype, seed=6)
+    pos = _positions("offsets")
+    cos, sin = rope_cos_sin(pos, cfg)
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    got = rotate_with_tables(q, cos, sin, layout)
+    _close(got, apply_rotary(q.cpu(), cos.cpu(), sin.cpu(), layout=layout).to(DEVICE))
+    shared_cos, shared_sin = rope_cos_sin(_positions("shared"), cfg)  # [S, R/2] and 3-D x
+    _close(rotate_with_tables(q[0], shared_cos, shared_sin, layout),
+           apply_rotary(q[0].cpu(), shared_cos.cpu(), shared_sin.cpu(), layout=layout).to(DEVICE))
+
+
+def test_table_mode_declines_what_it_cannot_take():
+    q, _ = _qk(16, torch.float32)
+    cos, sin = rope_cos_sin(_positions("shared"), _cfg(16, 16, "half"))
+    assert rotate_with_tables(q.double(), cos, sin, "half") is None  # float64 stays on the torch path
+    per_head = cos.expand(HQ, S, 8).contiguous()
+    assert rotate_with_tables(q, per_head, per_head, "half") is None
+
+
+@pytest.mark.parametrize("base", [10000.0, 500000.0])
+def test_in_kernel_angles_exact_at_long_positions(base):
+    """Positions around 2**20, 2**24 and 2**31: the in-kernel cos/sin stay within ~1e-7 of float64."""
+    cfg = _cfg(16, 16, "half", base=base)
+    starts = torch.tensor([[2**20], [2**24 - 3]], device=DEVICE)
+    pos = torch.cat([starts + torch.arange(S, device=DEVICE), torch.full((1, S), 2**31 - 1, device=DEVICE)])
+    q = torch.zeros(3, 1, S, 16, device=DEVICE)
+    q[..., :8] = 1.0  # a = 1, b = 0: the output holds (cos, sin)
+    out, _ = rotate_qk_fused(q, q[:, :0], pos, cfg)
+    inv_freq, _ = ropelab.rope_frequencies(cfg)
+    angles = pos.cpu().double().unsqueeze(-1) * inv_freq
+    got = out[:, 0].cpu().double()
+    assert (got[..., :8] - torch.cos(angles)).abs().max() < 3e-7
+    assert (got[..., 8:] - torch.sin(angles)).abs().max() < 3e-7
+    ref_cos, ref_sin = cos_sin_fixed_point(pos.cpu(), turns_fixed_point(inv_freq))
+    torch.testing.assert_close(got[..., :8].float(), ref_cos, atol=2e-7, rtol=0)
+    torch.testing.assert_close(got[..., 8:].float(), ref_sin, atol=2e-7, rtol=0)
+
+
+def test_turns_fixed_point_values():
+    turns = turns_fixed_point(torch.tensor([1.0, math.pi, 2 * math.pi, 0.0], dtype=torch.float64))
+    assert abs(turns[0].item() - 2**64 / (2 * math.pi)) < 2**12  # one radian: 1 / (2 pi) of a turn
+    half_turn = (turns[1].item() - 2**63) % 2**64  # pi is half a turn, up to float64's rounding of pi
+    assert min(half_turn, 2**64 - half_turn) < 2**12
+    assert abs(turns[2].item()) < 2**12 and turns[3].item() == 0
+
+
+def test_bad_arguments_name_the_argument():
+    q, k = _qk(16, torch.float32)
+    pos = _positions("shared")
+    inv_freq = torch.ones(8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="layout"):
+        rope_qk(q, k, pos, inv_freq=inv_freq, layout="bogus")
+    with pytest.raises(TypeError, match="q.dtype"):
+        rope_qk(q.double(), k.double(), pos, inv_freq=inv_freq)
+    with pytest.raises(ValueError, match="positions.shape"):
+        rope_qk(q, k, pos[:3], inv_freq=inv_freq)
+    with pytest.raises(ValueError, match="inv_freq"):
+        rope_qk(q, k, pos)
+    with pytest.raises(ValueError, match="inv_freq.shape"):
+        rope_qk(q, k, pos, inv_freq=torch.ones(9, dtype=torch.float64))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_dispatch_and_large_shape(dtype):
+    """On a GPU: apply_rotary/rotate_qk pick the kernel and agree with the CPU torch path at a real shape."""
+    cfg = _cfg(128, 128, "half")
+    q = torch.randn(2, 32, 1024, 128, device="cuda", dtype=dtype)
+    k = torch.randn(2, 8, 1024, 128, device="cuda", dtype=dtype)
+    pos = torch.arange(1024, device="cuda") + torch.tensor([[0], [2**20]], device="cuda")
+    expected = ropelab.rotate_qk(q.cpu(), k.cpu(), pos.cpu(), cfg)
+    for got in (ropelab.rotate_qk(q, k, pos, cfg), rotate_qk_fused(q, k, pos, cfg)):
+        for a, e in zip(got, expected):
+            _close(a.cpu(), e)
