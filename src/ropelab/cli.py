@@ -33,8 +33,8 @@ def _plugins():
         try:
             yield importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if error.name != name:  # a real missing dependency inside the plugin
-                raise
+            if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
+                raise  # a real missing dependency inside the plugin, not an absent plugin
 
 
 def _types_table(args: argparse.Namespace) -> None:
