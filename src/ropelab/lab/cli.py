@@ -1,0 +1,258 @@
+"""``ropelab lab {train,eval,extend,run}``: the lab's commands (registered by :mod:`ropelab.cli`).
+
+Every command checks its arguments before it writes anything, and writes results atomically, so
+bad input (unknown encoding, non-positive length, missing or empty text, a checkpoint from another
+encoding, a corrupt checkpoint) leaves existing results untouched and exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ropelab.encodings import ENCODINGS, EncodingError, check_encoding_name
+from ropelab.lab import LabError
+
+__all__ = ["register", "demo", "PRESETS"]
+
+# Larger settings for a GPU (--device cuda): 6 layers x 384 wide, nanoGPT's "baby" scale.
+PRESETS = {
+    "paper-small": dict(num_layers=6, dim=384, num_heads=6, length=256, steps=5000, batch_size=64, lr=1e-3,
+                        warmup_steps=200, eval_tokens=65536, passkey_trials=20),
+}
+
+
+def _cli_error(error: Exception):
+    from ropelab.cli import CliError
+
+    return CliError(str(error))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is invalid: expected a positive integer")
+    return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated integers") from None
+    if any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected non-negative integers")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+# ----------------------------------------------------------------------------- commands
+def _train(args) -> None:
+    from ropelab.lab.data import load_corpus
+    from ropelab.lab.experiment import DEFAULT
+    from ropelab.lab.train import train
+
+    settings = _settings(args, DEFAULT)
+    check_encoding_name(args.encoding)
+    if args.resume and Path(args.out).exists():
+        from ropelab.lab.train import load_checkpoint
+
+        load_checkpoint(args.out, expect_encoding=args.encoding)  # fail early: wrong encoding, corrupt
+    corpus = load_corpus(settings.text)
+    run = train(settings.model_config(args.encoding), settings.train_config(), corpus=corpus,
+                checkpoint=args.out, resume=args.resume, progress=not args.quiet)
+    if _rank0():
+        print(f"final loss {run.final_loss:.6f} after {len(run.losses)} steps; checkpoint {args.out}")
+
+
+def _eval(args) -> None:
+    from ropelab.lab.data import load_corpus
+    from ropelab.lab.experiment import DEFAULT, evaluate_model
+    from ropelab.lab.report import normalise
+    from ropelab.lab.train import load_checkpoint, model_from_checkpoint
+
+    state = load_checkpoint(args.checkpoint, expect_encoding=args.encoding)
+    m = state["model_config"]
+    settings = replace(_settings(args, DEFAULT), length=m["max_positions"], num_layers=m["num_layers"], dim=m["dim"], num_heads=m["num_heads"])
+    settings.validate()
+    corpus = load_corpus(settings.text)
+    model = model_from_checkpoint(state, settings.device, **({"clamp": True} if m["encoding"] == "learned" else {}))
+    result = normalise({"checkpoint": str(args.checkpoint), "encoding": m["encoding"], **evaluate_model(model, corpus, settings)})
+    _write_json(Path(args.out) / f"eval_{m['encoding']}.json", result)
+    L = settings.length
+    for protocol, table in result["ppl"].items():
+        print(f"{protocol:>10}: " + "  ".join(f"{int(n) // L}L {v:.2f}" for n, v in table.items()))
+    print(f"wrote {Path(args.out) / ('eval_' + m['encoding'] + '.json')}")
+
+
+def _extend(args) -> None:
+    from ropelab.lab.data import load_corpus
+    from ropelab.lab.experiment import DEFAULT
+    from ropelab.lab.extend import EXTENSION_METHODS, run_extension
+    from ropelab.lab.report import normalise
+    from ropelab.lab.train import load_checkpoint
+
+    methods = args.methods or EXTENSION_METHODS
+    for method in methods:
+        if method not in EXTENSION_METHODS:
+            raise LabError(f"method={method!r} is unknown: expected one of {', '.join(EXTENSION_METHODS)}")
+    state = load_checkpoint(args.checkpoint, expect_encoding="rope")
+    settings = replace(_settings(args, DEFAULT), length=state["model_config"]["max_positions"], extend_factor=args.factor)
+    settings.validate()
+    corpus = load_corpus(settings.text)
+    result = run_extension(state, corpus, methods=methods, factor=args.factor, finetune_steps=settings.finetune_steps,
+                           eval_tokens=settings.eval_tokens, finetune=settings.finetune_config(),
+                           passkey_depths=settings.passkey_depths, passkey_trials=settings.passkey_trials,
+                           device=settings.device, progress=not args.quiet)
+    _write_json(Path(args.out) / "extension.json", normalise({"factor": args.factor, "methods": result}))
+    for method, entry in result.items():
+        print(f"{method:>12}: ppl@{entry['length']} " + "  ".join(f"{k} steps {v:.2f}" for k, v in entry["ppl"].items()))
+
+
+def _run(args) -> Path:
+    from ropelab.lab.experiment import DEFAULT, QUICK, run_experiment
+    from ropelab.lab.report import write_report
+
+    base = QUICK if args.quick else DEFAULT
+    if args.preset:
+        base = replace(base, **PRESETS[args.preset])
+    settings = _settings(args, base)
+    settings.validate()
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise LabError(f"--out {str(out)!r} is invalid: it is a file, expected a folder")
+    if settings.text is not None:
+        from ropelab.lab.data import load_corpus
+
+        load_corpus(settings.text)  # fail before training: missing or empty text
+    began = time.perf_counter()
+    results = run_experiment(settings, out, progress=not args.quiet)
+    notes = [
+        "learned absolute positions have no row past L: evaluated past L with clamp=True (the last row reused).",
+        "Passkey: exact match of the 5 greedy digits; 'retrieves' means mean accuracy over depths >= 0.8, 'fails' <= 0.2.",
+        f"Wall time of this run: {(time.perf_counter() - began) / 60:.1f} min ({'--quick' if args.quick else 'default settings'}).",
+    ]
+    path = write_report(results, out, notes)
+    return path
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from ropelab.lab.report import _atomic_write
+
+    _atomic_write(path, json.dumps(data, indent=1).encode())
+
+
+def _settings(args, base):
+    """Overlay the explicit command-line values on ``base`` settings."""
+    from ropelab.lab.experiment import LabSettings  # noqa: F401 (type of base)
+
+    changes = {}
+    for key in ("length", "num_layers", "dim", "num_heads", "steps", "batch_size", "lr", "seed", "eval_tokens",
+                "text", "device", "checkpoint_every", "finetune_steps"):
+        value = getattr(args, key, None)
+        if value is not None:
+            changes[key] = value
+    encodings = getattr(args, "encodings", None)
+    if encodings:
+        changes["encodings"] = encodings
+    if getattr(args, "text", None) is not None and not str(args.text).strip():
+        raise LabError("--text '' is invalid: expected a file or folder path")
+    return replace(base, **changes)
+
+
+def _guard(command):
+    """Turn lab and encoding errors into the CLI's one-line errors."""
+
+    def run(args):
+        try:
+            path = command(args)
+        except (LabError, EncodingError) as error:
+            raise _cli_error(error) from None
+        if path is not None:
+            print(path)
+
+    return run
+
+
+# ----------------------------------------------------------------------------- argparse
+def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
+    parser.add_argument("--text", default=None, help="train/evaluate on this file or folder instead of the stdlib sources")
+    parser.add_argument("--device", default=None, help="cpu (default) or cuda")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--eval-tokens", dest="eval_tokens", type=_positive_int, default=None, help="validation bytes scored per length")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if model:
+        parser.add_argument("--length", type=_positive_int, default=None, help="training length L in bytes (default 128)")
+        parser.add_argument("--layers", dest="num_layers", type=_positive_int, default=None)
+        parser.add_argument("--dim", type=_positive_int, default=None)
+        parser.add_argument("--heads", dest="num_heads", type=_positive_int, default=None)
+        parser.add_argument("--steps", type=_positive_int, default=None)
+        parser.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=None, help="global batch (split across torchrun processes)")
+        parser.add_argument("--lr", type=float, default=None)
+        parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int, default=None)
+
+
+def register(subparsers) -> None:
+    """Add ``ropelab lab {train,eval,extend,run}``."""
+    lab = subparsers.add_parser("lab", help="train short, test long: encodings, extension methods, report")
+    commands = lab.add_subparsers(dest="lab_command", required=True)
+
+    train = commands.add_parser("train", help="train one encoding (torchrun for data parallel)")
+    train.add_argument("--encoding", required=True, help=f"one of {', '.join(ENCODINGS)}")
+    train.add_argument("--out", default="lab-runs/model.pt", help="checkpoint file (written atomically)")
+    train.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    _common(train)
+    train.set_defaults(func=_guard(_train))
+
+    evaluate = commands.add_parser("eval", help="perplexity at L..16L (both protocols), loss per position, passkey")
+    evaluate.add_argument("--checkpoint", required=True)
+    evaluate.add_argument("--encoding", default=None, help="fail unless the checkpoint has this encoding")
+    evaluate.add_argument("--out", default="lab-runs", help="folder for eval_<encoding>.json")
+    _common(evaluate, model=False)
+    evaluate.set_defaults(func=_guard(_eval))
+
+    extend = commands.add_parser("extend", help="extend a RoPE model with every method, zero-shot and fine-tuned")
+    extend.add_argument("--checkpoint", required=True)
+    extend.add_argument("--factor", type=_positive_int, default=4)
+    extend.add_argument("--methods", type=_names, default=None, help="comma-separated; default all")
+    extend.add_argument("--finetune-steps", dest="finetune_steps", type=_int_list, default=None, help="e.g. 0,50,100,200")
+    extend.add_argument("--out", default="lab-runs")
+    _common(extend, model=False)
+    extend.set_defaults(func=_guard(_extend))
+
+    run = commands.add_parser("run", help="everything: train every encoding, evaluate, extend, report")
+    run.add_argument("--quick", action="store_true", help="a <= 3 minute version")
+    run.add_argument("--preset", choices=sorted(PRESETS), default=None, help="larger settings (use with --device cuda)")
+    run.add_argument("--encodings", type=_names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}")
+    run.add_argument("--finetune-steps", dest="finetune_steps", type=_int_list, default=None)
+    run.add_argument("--out", default="lab-report", help="folder for results.json, results.csv, report.html")
+    _common(run)
+    run.set_defaults(func=_guard(_run))
+
+
+def demo(args) -> None:
+    """``ropelab demo``: the quick lab run into ``args.out/lab``; the last line printed is the report."""
+    ns = argparse.Namespace(quick=True, preset=None, encodings=None, finetune_steps=None, out=str(Path(args.out) / "lab"),
+                            text=None, device=None, seed=None, eval_tokens=None, quiet=False, length=None, num_layers=None,
+                            dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None)
+    print("\nThe lab, quick version: every encoding trained short and tested long (ropelab lab run --quick)")
+    try:
+        path = _run(ns)
+    except (LabError, EncodingError) as error:
+        raise _cli_error(error) from None
+    print(f"open the report: {path}")
+    print(path)

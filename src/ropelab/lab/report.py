@@ -1,0 +1,292 @@
+"""Write the lab's results: ``results.json``, ``results.csv`` and a self-contained ``report.html``.
+
+Every file is written atomically (temporary file + ``os.replace``), so an interrupted or failed
+run never leaves a half-written result next to a good one. Figures are PNGs embedded in the HTML
+as base64 (and also saved under ``figures/``).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+__all__ = ["normalise", "check_claims", "write_results", "write_report", "figures"]
+
+
+def normalise(results: dict) -> dict:
+    """A JSON round trip: every mapping key becomes a string, as in ``results.json``."""
+    return json.loads(json.dumps(results))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _ppl(results: dict, encoding: str, multiple: int, protocol: str = "nonoverlap") -> float | None:
+    entry = results["encodings"].get(encoding)
+    if entry is None:
+        return None
+    return entry["ppl"][protocol].get(str(results["settings"]["length"] * multiple))
+
+
+def _passkey_mean(results: dict, encoding: str, length: int) -> float | None:
+    grid = results["encodings"].get(encoding, {}).get("passkey", {}).get(str(length))
+    return None if not grid else sum(grid.values()) / len(grid)
+
+
+# Thresholds for "retrieves" / "fails" in the passkey claim (our reading of the issue's wording).
+RETRIEVES, FAILS = 0.8, 0.2
+
+
+def check_claims(results: dict) -> list[dict]:
+    """The issue's claims table, checked on this run's own numbers. ``held`` is None when a claim
+    cannot be checked (an encoding or the extension was not run)."""
+    L = results["settings"]["length"]
+    claims = []
+
+    def claim(name, check, value, held):
+        claims.append({"claim": name, "check": check, "value": value, "held": held})
+
+    sin1, sin4 = _ppl(results, "sinusoidal", 1), _ppl(results, "sinusoidal", 4)
+    ali1, ali4 = _ppl(results, "alibi", 1), _ppl(results, "alibi", 4)
+    rope1, rope4 = _ppl(results, "rope", 1), _ppl(results, "rope", 4)
+    ok = lambda *xs: all(x is not None for x in xs)  # noqa: E731
+    claim("sinusoidal breaks past L", "ppl(4L) >= 2 x ppl(L), non-overlapping",
+          f"{sin4:.2f} vs 2 x {sin1:.2f}" if ok(sin1, sin4) else "n/a", sin4 >= 2 * sin1 if ok(sin1, sin4) else None)
+    claim("ALiBi holds", "ppl(4L) <= 1.1 x ppl(L)",
+          f"{ali4:.2f} vs 1.1 x {ali1:.2f}" if ok(ali1, ali4) else "n/a", ali4 <= 1.1 * ali1 if ok(ali1, ali4) else None)
+    claim("RoPE degrades", "RoPE ppl(4L) between sinusoidal's and ALiBi's",
+          f"{ali4:.2f} < {rope4:.2f} < {sin4:.2f}" if ok(ali4, rope4, sin4) else "n/a",
+          min(ali4, sin4) < rope4 < max(ali4, sin4) if ok(ali4, rope4, sin4) else None)
+    methods = results.get("extension", {}).get("methods", {})
+    if methods and results["extension"]["factor"] == 4 and rope1 is not None:
+        linear = methods.get("linear", {}).get("ppl", {})
+        steps = [int(s) for s in linear if int(s) <= 200]
+        best = linear[str(max(steps))] if steps else None
+        claim("interpolation rescues (fine-tuned)", f"PI at 4L after {max(steps) if steps else '-'} <= 200 steps <= 1.15 x RoPE ppl(L)",
+              f"{best:.2f} vs 1.15 x {rope1:.2f}" if best else "n/a", best <= 1.15 * rope1 if best else None)
+        zero = {m: methods[m]["ppl"]["0"] for m in ("extrapolate", "yarn", "ntk") if m in methods}
+        if "extrapolate" in zero and len(zero) > 1:
+            better = min(v for m, v in zero.items() if m != "extrapolate")
+            claim("interpolation rescues (zero-shot)", "zero-shot YaRN or NTK ppl(4L) < zero-shot extrapolation ppl(4L)",
+                  ", ".join(f"{m} {v:.2f}" for m, v in zero.items()), better < zero["extrapolate"])
+        at_l, at_4l = _passkey_mean(results, "rope", L), _passkey_mean(results, "rope", 4 * L)
+        tuned = methods.get("linear", {}).get("passkey", {}).get("finetuned")
+        if ok(at_l, at_4l, tuned):
+            claim("passkey", f"RoPE retrieves at L (>= {RETRIEVES}), fails at 4L (<= {FAILS}); PI + fine-tune retrieves at 4L (>= {RETRIEVES})",
+                  f"{at_l:.2f} at L, {at_4l:.2f} at 4L, {tuned:.2f} after PI + fine-tune",
+                  at_l >= RETRIEVES and at_4l <= FAILS and tuned >= RETRIEVES)
+    return claims
+
+
+def write_results(results: dict, out: Path) -> None:
+    """``results.json`` (everything) and ``results.csv`` (one number per row)."""
+    _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["kind", "name", "protocol", "length", "depth_or_steps", "value"])
+    for name, entry in results["encodings"].items():
+        for protocol, table in entry["ppl"].items():
+            for length, value in table.items():
+                writer.writerow(["perplexity", name, protocol, length, "", f"{value:.6g}"])
+        for length, grid in entry["passkey"].items():
+            for depth, value in grid.items():
+                writer.writerow(["passkey", name, "greedy exact match", length, depth, f"{value:.6g}"])
+    for method, entry in results.get("extension", {}).get("methods", {}).items():
+        for steps, value in entry["ppl"].items():
+            writer.writerow(["extension", method, "nonoverlap", entry["length"], steps, f"{value:.6g}"])
+        for when, value in entry["passkey"].items():
+            writer.writerow(["extension passkey", method, when, entry["length"], "", f"{value:.6g}"])
+    _atomic_write(out / "results.csv", buffer.getvalue().encode())
+
+
+# ----------------------------------------------------------------------------- figures
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _figure_perplexity(results: dict):
+    import matplotlib.pyplot as plt
+
+    L = results["settings"]["length"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, protocol in zip(axes, ("nonoverlap", "sliding")):
+        for name, entry in results["encodings"].items():
+            lengths = [int(n) for n in entry["ppl"][protocol]]
+            ax.plot(lengths, list(entry["ppl"][protocol].values()), marker="o", label=name)
+        ax.axvline(L, color="grey", ls=":", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="evaluation length (bytes)", title=f"{protocol} windows")
+        ax.set_xticks(lengths, [f"{n // L}L" for n in lengths])
+    axes[0].set_ylabel("perplexity (log)")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Train short (L = {L}), test long")
+    return fig
+
+
+def _figure_loss_per_position(results: dict):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    L = results["settings"]["length"]
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    width = max(1, L // 8)
+    for name, entry in results["encodings"].items():
+        losses = np.asarray(entry["loss_per_position"])
+        usable = len(losses) // width * width
+        binned = losses[:usable].reshape(-1, width).mean(1)
+        ax.plot(np.arange(len(binned)) * width + width / 2, binned, label=name, lw=1.3)
+    ax.axvline(L, color="grey", ls=":", lw=1)
+    ax.text(L, ax.get_ylim()[1], " L", va="top", color="grey")
+    ax.set(xlabel=f"position in the window (mean over bins of {width})", ylabel="loss (nats/byte)", yscale="log",
+           title="Loss at each position: where each encoding breaks")
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def _figure_passkey(results: dict):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [n for n, e in results["encodings"].items() if e["passkey"]]
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(2.1 * len(names) + 1, 3.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        grid = results["encodings"][name]["passkey"]
+        lengths = list(grid)
+        depths = list(next(iter(grid.values())))
+        values = np.array([[grid[n][d] for n in lengths] for d in depths])
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(len(lengths)), lengths, fontsize=7)
+        ax.set_yticks(range(len(depths)), [f"{float(d):.2f}" for d in depths], fontsize=7)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("total length", fontsize=8)
+    axes[0][0].set_ylabel("key depth")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+    fig.suptitle("Passkey retrieval (exact match of greedy digits)")
+    return fig
+
+
+def _figure_extension(results: dict):
+    import matplotlib.pyplot as plt
+
+    methods = results.get("extension", {}).get("methods")
+    if not methods:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    for method, entry in methods.items():
+        steps = [int(s) for s in entry["ppl"]]
+        ax.plot(steps, list(entry["ppl"].values()), marker="o", label=method)
+    rope_l = _ppl(results, "rope", 1)
+    if rope_l:
+        ax.axhline(rope_l, color="black", lw=1, label="RoPE at L (no extension)")
+        ax.axhline(1.15 * rope_l, color="black", lw=1, ls="--", label="1.15 x that")
+    factor = results["extension"]["factor"]
+    ax.set(yscale="log", xlabel="fine-tuning steps at L'", ylabel=f"perplexity at L' = {factor}L (log)",
+           title=f"Extending RoPE from L to {factor}L")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def figures(results: dict) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` for every figure the results support."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    makers = {
+        "perplexity_vs_length.png": _figure_perplexity,
+        "loss_vs_position.png": _figure_loss_per_position,
+        "passkey_heatmap.png": _figure_passkey,
+        "extension_vs_finetune_steps.png": _figure_extension,
+    }
+    out = {}
+    for name, make in makers.items():
+        fig = make(results)
+        if fig is not None:
+            out[name] = _png(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------- html
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _ppl_table(results: dict, protocol: str) -> str:
+    L = results["settings"]["length"]
+    names = list(results["encodings"])
+    lengths = list(next(iter(results["encodings"].values()))["ppl"][protocol])
+    rows = [[html.escape(n)] + [f"{results['encodings'][n]['ppl'][protocol][k]:.2f}" for k in lengths] for n in names]
+    return _table(["encoding"] + [f"{int(k) // L}L = {k}" for k in lengths], rows)
+
+
+def _mark(held) -> str:
+    return {True: '<b class="ok">held</b>', False: '<b class="bad">did not hold</b>', None: "not checked"}[held]
+
+
+def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
+    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    results = normalise(results)
+    results["claims"] = check_claims(results)
+    write_results(results, out)
+    pngs = figures(results)
+    for name, data in pngs.items():
+        _atomic_write(out / "figures" / name, data)
+    s = results["settings"]
+    claims = _table(["claim", "check", "measured", "result"],
+                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
+    training = _table(["encoding", "final train loss", "train s", "tokens/s"],
+                      [[n, f"{e['train']['final_loss']:.4f}", f"{e['train']['seconds']:.0f}", f"{e['train']['tokens_per_second']:,.0f}"]
+                       for n, e in results["encodings"].items()])
+    parts = [
+        "<h1>ropelab lab: train short, test long</h1>",
+        f"<p>Byte-level decoder, {s['num_layers']} layers, width {s['dim']}, {s['num_heads']} heads, trained at "
+        f"<b>L = {s['length']}</b> bytes for {s['steps']} steps of {s['batch_size']} x {s['length']} bytes, seed {s['seed']}, "
+        f"same data and budget for every encoding. Corpus: {html.escape(results['corpus']['source'])} "
+        f"({results['corpus']['train_bytes']:,} train / {results['corpus']['val_bytes']:,} validation bytes, split by file). "
+        f"Perplexity is measured on the first {s['eval_tokens']:,} validation bytes. Total time {results['timing']['total_seconds'] / 60:.1f} min.</p>",
+        "<h2>Claims, checked on this run</h2>", claims,
+        "<h2>Perplexity, non-overlapping windows</h2>", _ppl_table(results, "nonoverlap"),
+        "<h2>Perplexity, sliding windows (stride T/4, last T/4 bytes of each window scored)</h2>", _ppl_table(results, "sliding"),
+    ]
+    captions = {
+        "perplexity_vs_length.png": "Perplexity against evaluation length (log y). Non-overlapping windows profit from the early-token effect; sliding windows give every byte at least 3T/4 of context.",
+        "loss_vs_position.png": "Loss at each position of a 16L window (non-overlapping): flat past L means the encoding extrapolates; a rise at L is where it breaks.",
+        "passkey_heatmap.png": "Passkey retrieval accuracy by total prompt length and key depth.",
+        "extension_vs_finetune_steps.png": "RoPE extended to L' with each method: perplexity at L' zero-shot (0 steps) and after fine-tuning at L'.",
+    }
+    for name, data in pngs.items():
+        parts.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
+                     f"<figcaption>{html.escape(captions[name])}</figcaption></figure>")
+    methods = results.get("extension", {}).get("methods", {})
+    if methods:
+        steps = list(next(iter(methods.values()))["ppl"])
+        rows = [[m] + [f"{e['ppl'][k]:.2f}" for k in steps] + [f"{e['passkey']['zero_shot']:.2f}", f"{e['passkey']['finetuned']:.2f}"] for m, e in methods.items()]
+        parts += [f"<h2>Extension of RoPE to {results['extension']['factor']}L: perplexity at L' after N fine-tuning steps</h2>",
+                  _table(["method"] + [f"{k} steps" for k in steps] + ["passkey zero-shot", "passkey fine-tuned"], rows)]
+    parts += ["<h2>Training</h2>", training]
+    if notes:
+        parts += ["<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
+    parts += ["<p>Numbers: results.json, results.csv (same folder).</p>"]
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>ropelab lab report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    path = out / "report.html"
+    _atomic_write(path, page.encode())
+    return path

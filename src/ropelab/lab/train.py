@@ -1,0 +1,304 @@
+"""Training: AdamW, warm-up + cosine, seeded data, atomic checkpoints, exact resume, DDP.
+
+Exactness rests on one rule: everything a step needs is a pure function of ``(seed, step)`` or
+lives in the checkpoint. The batch of step ``t`` is :func:`~ropelab.lab.data.sample_batch` of
+``(seed, t)``, the learning rate is :func:`learning_rate` of ``t``, and the model, the optimizer
+moments and the loss history are saved together, atomically. A run killed with SIGKILL and
+resumed therefore replays the same arithmetic as an uninterrupted one.
+
+Data parallelism: under ``torchrun`` (``WORLD_SIZE > 1``) every rank draws the same global batch
+and keeps its slice; DDP averages gradients and the logged loss is all-reduced, so 2 processes at
+the same global batch follow the loss curve of 1 process to float tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ropelab.encodings import check_encoding_name
+from ropelab.lab import LabError
+from ropelab.lab.data import Corpus, load_corpus, sample_batch
+from ropelab.lab.model import DecoderLM, ModelConfig, causal_lm_loss
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "learning_rate",
+    "save_checkpoint",
+    "load_checkpoint",
+    "model_from_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "ropelab.lab.checkpoint/1"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping. ``batch_size`` is global (split across ranks)."""
+
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    constant_after_warmup: bool = False
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    log_every: int = 50
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: DecoderLM
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    tokens_per_second: float = 0.0
+
+    @property
+    def final_loss(self) -> float:
+        return self.losses[-1] if self.losses else float("nan")
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for ``warmup_steps``, then cosine decay to ``min_lr_ratio * lr`` at ``steps``
+    (Loshchilov & Hutter 2017, SGDR eq. 5, one cycle), or constant if ``constant_after_warmup``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.constant_after_warmup:
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (Loshchilov & Hutter 2019); weight decay on matrices only, not on norms, biases, tables of size 1-D."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    """Write ``state`` atomically: a temporary file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None) -> dict:
+    """Read a checkpoint written by :func:`train`.
+
+    Raises:
+        LabError: the file is missing, corrupt, not a lab checkpoint, or was trained with another
+            encoding than ``expect_encoding``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"checkpoint {str(path)!r} is invalid: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for truncated or foreign files
+        raise LabError(f"checkpoint {str(path)!r} is corrupt or not a ropelab lab checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise LabError(f"checkpoint {str(path)!r} is invalid: not a ropelab lab checkpoint (expected format {CHECKPOINT_FORMAT})")
+    found = state["model_config"]["encoding"]
+    if expect_encoding is not None and found != expect_encoding:
+        raise LabError(
+            f"checkpoint {str(path)!r} was trained with encoding={found!r}, not encoding={expect_encoding!r}"
+        )
+    return state
+
+
+def model_from_checkpoint(state: dict, device: str = "cpu", **encoding_overrides) -> DecoderLM:
+    """Rebuild the model of a checkpoint; ``encoding_overrides`` replace encoding options (e.g. ``clamp``)."""
+    cfg = ModelConfig(**state["model_config"])
+    cfg.encoding_options = {**cfg.encoding_options, **encoding_overrides}
+    model = DecoderLM(cfg)
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+# ----------------------------------------------------------------------------- distributed
+def distributed_context(device: str) -> tuple[int, int]:
+    """``(rank, world)``; initialises the process group under torchrun (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        value /= world
+    return value
+
+
+# ----------------------------------------------------------------------------- the loop
+def _checkpoint_state(model, optimizer, model_cfg, cfg, step, losses, extra) -> dict:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model_config": model_cfg.to_dict(),
+        "train_config": cfg.to_dict(),
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "losses": list(losses),
+        "extra": extra or {},
+    }
+
+
+def _check_resume(state: dict, model_cfg: ModelConfig, cfg: TrainConfig, path) -> None:
+    if state["model_config"] != model_cfg.to_dict():
+        raise LabError(f"checkpoint {str(path)!r} has model {state['model_config']}, not the requested {model_cfg.to_dict()}")
+    for key in ("steps", "batch_size", "lr", "seed", "warmup_steps"):
+        if state["train_config"][key] != getattr(cfg, key):
+            raise LabError(
+                f"checkpoint {str(path)!r} has {key}={state['train_config'][key]!r}, the run asks {key}={getattr(cfg, key)!r}: "
+                "resume with the same settings"
+            )
+
+
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    *,
+    corpus: Corpus | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    resume: bool = False,
+    init_state: dict | None = None,
+    progress: bool = True,
+    description: str | None = None,
+    on_step=None,
+    extra: dict | None = None,
+) -> TrainResult:
+    """Train ``model_cfg`` for ``cfg.steps`` steps at length ``model_cfg.max_positions``.
+
+    Args:
+        corpus: the data (default: the stdlib corpus).
+        checkpoint: file written atomically every ``checkpoint_every`` steps and at the end (rank 0).
+        resume: continue from ``checkpoint`` if it exists (same settings required).
+        init_state: model weights to start from (fine-tuning); the optimizer starts fresh.
+        on_step: ``callback(step_done, model)`` after each step, e.g. for evaluation during fine-tuning.
+        extra: stored in the checkpoint under ``"extra"``.
+
+    Returns:
+        :class:`TrainResult`; ``losses[t]`` is the global mean training loss of step ``t``.
+    """
+    check_encoding_name(model_cfg.encoding)
+    if model_cfg.max_positions <= 0:
+        raise LabError(f"length={model_cfg.max_positions} is invalid: expected a positive integer")
+    if cfg.steps <= 0:
+        raise LabError(f"steps={cfg.steps} is invalid: expected a positive integer")
+    rank, world = distributed_context(cfg.device)
+    if cfg.batch_size % world:
+        raise LabError(f"batch_size={cfg.batch_size} is invalid: expected a multiple of the {world} processes")
+    if world > 1 and cfg.device == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    corpus = corpus or load_corpus()
+
+    torch.manual_seed(cfg.seed)
+    model = DecoderLM(model_cfg).to(cfg.device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    optimizer = make_optimizer(model, cfg)
+    start, losses = 0, []
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, expect_encoding=model_cfg.encoding)
+        _check_resume(state, model_cfg, cfg, checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, losses = state["step"], list(state["losses"])
+
+    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    length = model_cfg.max_positions
+    tokens_per_step = cfg.batch_size * length
+    show = progress and rank == 0
+    bar = _ProgressBar(description or model_cfg.encoding, cfg.steps, start) if show else nullcontext()
+    began = time.perf_counter()
+    with bar:
+        for step in range(start, cfg.steps):
+            inputs, targets = sample_batch(corpus.train, cfg.batch_size, length, cfg.seed, step, rank, world)
+            inputs, targets = inputs.to(cfg.device), targets.to(cfg.device)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, cfg)
+            loss = causal_lm_loss(wrapped(inputs), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            losses.append(float(_mean_over_ranks(loss.detach(), world)))
+            done = step + 1
+            if show:
+                elapsed = time.perf_counter() - began
+                bar.update(done, losses[-1], (done - start) * tokens_per_step / max(elapsed, 1e-9))
+            if checkpoint is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                save_checkpoint(checkpoint, _checkpoint_state(model, optimizer, model_cfg, cfg, done, losses, extra))
+            if on_step is not None:
+                on_step(done, model)
+    seconds = time.perf_counter() - began
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model, losses, seconds, (cfg.steps - start) * tokens_per_step / max(seconds, 1e-9))
+
+
+class _ProgressBar:
+    """A rich progress bar with loss and tokens/s; a plain line every 10% when not on a terminal."""
+
+    def __init__(self, description: str, total: int, start: int):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.console = Console(stderr=True)
+        self.description, self.total = description, total
+        self.interactive = self.console.is_terminal
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[tps]:,.0f} tok/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.interactive,
+        )
+        self.task = self.progress.add_task(description, total=total, completed=start, loss=float("nan"), tps=0.0)
+        self.every = max(1, total // 10)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, done: int, loss: float, tokens_per_second: float) -> None:
+        self.progress.update(self.task, completed=done, loss=loss, tps=tokens_per_second)
+        if not self.interactive and (done % self.every == 0 or done == self.total):
+            self.console.print(f"{self.description}: step {done}/{self.total} loss {loss:.4f} {tokens_per_second:,.0f} tok/s")
