@@ -1,0 +1,89 @@
+"""The explain / compare / tour commands, run as a user would (exit codes, one-line errors)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ropelab.analysis.cli import card_summary, compare_rows, verdict
+from ropelab.cli import main
+from ropelab.presets import preset
+
+
+def run(*argv):
+    return subprocess.run([sys.executable, "-m", "ropelab.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_explain_llama2_at_8192_prints_table_and_verdict(capsys):
+    assert main(["explain", "llama-2-7b", "--context", "8192"]) == 0
+    out = capsys.readouterr().out
+    for expected in ("critical dimension", "92 of 128", "18 of 64", "8.38e+04", "position interpolation"):
+        assert expected in out
+
+
+def test_explain_reads_a_config_json(tmp_path, capsys):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"hidden_size": 4096, "num_attention_heads": 32, "max_position_embeddings": 4096,
+                                "rope_theta": 10000.0, "model_type": "llama"}))  # fmt: skip
+    assert main(["explain", str(path), "--context", "2048"]) == 0
+    assert "Nothing breaks" in capsys.readouterr().out
+
+
+def test_explain_writes_a_plot(tmp_path):
+    target = tmp_path / "fig.png"
+    assert main(["explain", "llama-2-7b", "--context", "8192", "--plot", str(target)]) == 0
+    assert target.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("explain", "no-such-model"),
+        ("explain", "/definitely/missing/config.json"),
+        ("explain", "llama-2-7b", "--context", "-1"),
+        ("compare", "llama-2-7b", "nope"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv):
+    result = run(*argv)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unreadable_config_json_exits_2(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("{not json")
+    result = run("explain", str(path))
+    assert result.returncode == 2 and "not JSON" in result.stderr
+
+
+def test_compare_highlights_differences(capsys):
+    assert main(["compare", "gpt-j-6b", "gpt-neox-20b", "llama-2-7b"]) == 0
+    out = capsys.readouterr().out
+    assert "* layout" in out and "* rotary_dim" in out and "fields differ" in out
+
+
+def test_compare_rows_mark_only_real_differences():
+    a = card_summary(preset("llama-2-7b"), 4096, with_base_bound=False)
+    b = card_summary(preset("code-llama-7b"), 4096, with_base_bound=False)
+    differing = {name for name, _, differs in compare_rows([a, b]) if differs}
+    assert "base" in differing and "layout" not in differing and "head_dim" not in differing
+
+
+def test_verdict_for_scaled_card_within_its_extended_length():
+    cfg = preset("llama-3.1-8b")
+    text = verdict(card_summary(cfg, 16384, with_base_bound=False))
+    assert "llama3" in text and "16,384" in text
+
+
+def test_tour_writes_fourteen_figures_and_html(tmp_path):
+    from ropelab.analysis.tour import STEPS, run_tour
+
+    assert len(STEPS) == 14
+    results = run_tour(str(tmp_path))
+    assert all(r.passed for r in results)
+    assert sorted(p.name for p in tmp_path.glob("step_*.png")) == [f"step_{i:02d}.png" for i in range(1, 15)]
+    page = (tmp_path / "tour.html").read_text()
+    assert page.count("data:image/png;base64,") == 14 and "src='http" not in page
