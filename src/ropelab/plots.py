@@ -260,7 +260,7 @@ def plot_absolute_embeddings(dim: int = 64, trained_length: int = 512, shown_len
     positions = torch.arange(shown_length)
     table = sinusoidal_encoding(positions, dim)
     fig, (left, right) = _figure(11.0, 4.0, ncols=2)
-    image = left.imshow(table.T, aspect="auto", cmap="RdBu", origin="lower", extent=(0, shown_length, 0, dim))
+    image = left.imshow(table.T.numpy(), aspect="auto", cmap="RdBu", origin="lower", extent=(0, shown_length, 0, dim))
     left.axvline(trained_length, color="k", ls="--", lw=1.2)
     left.set_xlabel("absolute position")
     left.set_ylabel("embedding channel")
