@@ -108,7 +108,7 @@ def rope_qk_kernel(
     cos, sin = _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, b, s, c_sb, c_ss, p_sb, p_ss, pairs, pmask, MODE)
     cos = cos * scale
     sin = sin * (scale * sign)
-    q_blocks = tl.cdiv(HQ, BLOCK_H)
+    q_blocks = (HQ + BLOCK_H - 1) // BLOCK_H  # not tl.cdiv: the interpreter cannot call stdlib @jit helpers decorated before it was enabled
     heads = tl.arange(0, BLOCK_H)
     if blk < q_blocks:
         h = (blk * BLOCK_H + heads).to(tl.int64)
