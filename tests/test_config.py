@@ -36,6 +36,14 @@ def test_reads_rotary_pct_rotary_dim_and_partial_factor():
     assert RopeConfig.from_hf(nested).rotary_dim == 64
 
 
+def test_deepseek_rope_interleave_flag_means_interleaved_layout():
+    from transformers import DeepseekV3Config
+
+    cfg = RopeConfig.from_hf(DeepseekV3Config(rope_interleave=True))
+    assert cfg.layout == "interleaved" and cfg.rotary_dim == DeepseekV3Config().qk_rope_head_dim
+    assert RopeConfig.from_hf(DeepseekV3Config(rope_interleave=False)).layout == "half"
+
+
 def test_reads_config_json_path_and_round_trips(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"head_dim": 128, "max_position_embeddings": 32768,

@@ -300,7 +300,9 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
 
     layout = data.get("rope_layout")
     if layout is None:
-        layout = "interleaved" if data.get("model_type") in _INTERLEAVED_MODEL_TYPES else "half"
+        # DeepSeek-V2/V3 checkpoints flag interleaved q/k channels with `rope_interleave`.
+        interleaved = data.get("model_type") in _INTERLEAVED_MODEL_TYPES or data.get("rope_interleave") is True
+        layout = "interleaved" if interleaved else "half"
 
     fields: dict[str, Any] = {
         "head_dim": head_dim,
