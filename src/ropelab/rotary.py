@@ -102,16 +102,25 @@ def _pair_views(x: torch.Tensor, rotary_dim: int, layout: str) -> tuple[torch.Te
 
 
 def _rotate_functional(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
-    """Out-of-place rotation as one expression; the form torch.compile fuses into a single kernel."""
+    """Out-of-place rotation as one expression; the form torch.compile fuses into a single loop.
+
+    Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]``.
+    Written so inductor neither materialises a float32 copy of the result nor a concatenation
+    buffer: the half layout is ``x * cos + swap(x) * (-sin, sin)`` over the ``[2, R/2]`` view (swap
+    = flip of the halves axis, pure index arithmetic); interleaved pairs are rounded to
+    ``x.dtype`` before they are stacked. The math runs in ``promote(x.dtype, float32)``.
+    """
     rotary_dim = 2 * cos.shape[-1]
     compute = torch.promote_types(x.dtype, torch.float32)
-    a, b = (t.to(compute) for t in _pair_views(x, rotary_dim, layout))
-    new_a, new_b = a * cos - b * sin, b * cos + a * sin
     if layout == "half":
-        rotated = torch.cat((new_a, new_b), dim=-1)
+        halves = x[..., :rotary_dim].unflatten(-1, (2, rotary_dim // 2)).to(compute)  # [..., S, 2, R/2]
+        sign = torch.tensor([[-1.0], [1.0]], dtype=compute, device=x.device)
+        rotated = halves * cos.unsqueeze(-2) + halves.flip(-2) * (sin.unsqueeze(-2) * sign)
+        rotated = rotated.to(x.dtype).flatten(-2)
     else:
+        a, b = (t.to(compute) for t in _pair_views(x, rotary_dim, layout))
+        new_a, new_b = (a * cos - b * sin).to(x.dtype), (b * cos + a * sin).to(x.dtype)
         rotated = torch.stack((new_a, new_b), dim=-1).flatten(-2)
-    rotated = rotated.to(x.dtype)
     if rotary_dim == x.shape[-1]:
         return rotated
     return torch.cat((rotated, x[..., rotary_dim:]), dim=-1)
