@@ -1,7 +1,7 @@
 """Angle error of cos/sin against float64 at long positions (2**20, 2**24, and 2**31 - 1).
 
 For each way of getting cos/sin it prints the largest angle error ``|atan2(sin, cos) - theta|``
-(radians, wrapped to (-pi, pi]) and the largest ``|cos - cos64|``, ``|sin - sin64|`` over all 64
+(radians: the angle of ``(cos + i sin) / (cos64 + i sin64)``) and the largest ``|cos - cos64|``, ``|sin - sin64|`` over all 64
 pairs and ``--window`` consecutive positions from each start, with ``theta = p * inv_freq`` formed
 in float64 from ropelab's float64 ``inv_freq`` (Llama: head_dim 128):
 
@@ -19,7 +19,6 @@ Usage: ``python benchmarks/accuracy_rotary.py [--window 512] [--base 10000 50000
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 import torch
@@ -37,10 +36,10 @@ STARTS = (2**20, 2**24, 2**31 - 1)
 def angle_errors(cos: torch.Tensor, sin: torch.Tensor, theta: torch.Tensor) -> tuple[float, float, float]:
     """(max angle error, max |dcos|, max |dsin|) of float32 cos/sin ``[P, R/2]`` against float64 ``theta``."""
     cos, sin = cos.double().cpu(), sin.double().cpu()
-    diff = torch.atan2(sin, cos) - theta
-    wrapped = torch.remainder(diff + math.pi, 2 * math.pi) - math.pi
-    return (wrapped.abs().max().item(), (cos - torch.cos(theta)).abs().max().item(),
-            (sin - torch.sin(theta)).abs().max().item())
+    cos64, sin64 = torch.cos(theta), torch.sin(theta)
+    # The angle of (cos + i sin) * conj(cos64 + i sin64): no subtraction of large angles.
+    angle = torch.atan2(sin * cos64 - cos * sin64, cos * cos64 + sin * sin64)
+    return angle.abs().max().item(), (cos - cos64).abs().max().item(), (sin - sin64).abs().max().item()
 
 
 def kernel_cos_sin(positions: torch.Tensor, cfg: ropelab.RopeConfig):
