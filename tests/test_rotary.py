@@ -183,11 +183,15 @@ def test_module_under_compile_fullgraph_with_dynamic_lengths():
     pairs=st.integers(1, 12),
     extra=st.integers(0, 6),
     layout=st.sampled_from(["half", "interleaved"]),
-    start=st.integers(0, 2**40),
+    start=st.integers(0, 10**8),
     base=st.floats(2.0, 1e7),
 )
 def test_rotation_is_orthogonal_and_relative(pairs, extra, layout, start, base):
-    """Property: rotation keeps norms, its inverse undoes it, and scores depend on m - n only."""
+    """Property: rotation keeps norms, its inverse undoes it, and scores depend on m - n only.
+
+    float64 angles carry ~|angle| * 2**-53 of rounding: ~1e-8 rad at position 1e8, hence the
+    tolerance on scores (the exactness contract is about million-token positions, not 2**40).
+    """
     cfg = RopeConfig(head_dim=2 * pairs + extra, rotary_dim=2 * pairs, base=base)
     x = torch.randn(1, 2, 3, cfg.head_dim, dtype=torch.float64)
     positions = start + torch.arange(3)
@@ -196,4 +200,4 @@ def test_rotation_is_orthogonal_and_relative(pairs, extra, layout, start, base):
     cos, sin = rope_cos_sin(positions, cfg, dtype=torch.float64)
     assert torch.allclose(apply_rotary(out, cos, -sin, layout=layout), x, atol=1e-12)
     shifted = rotate(x, positions - start, cfg, layout=layout)
-    assert torch.allclose(out @ out.transpose(-1, -2), shifted @ shifted.transpose(-1, -2), atol=1e-9)
+    assert torch.allclose(out @ out.transpose(-1, -2), shifted @ shifted.transpose(-1, -2), atol=1e-7)
