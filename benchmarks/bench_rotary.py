@@ -28,6 +28,12 @@ Usage::
     python benchmarks/bench_rotary.py                       # full sweep (make bench)
     python benchmarks/bench_rotary.py --seq 4096 --quick    # one shape, fewer repetitions
     python benchmarks/bench_rotary.py --methods clone transformers ropelab-eager --no-backward
+    python benchmarks/bench_rotary.py --seq 4096 --threads 1 --warm-heap   # no page faults in outputs
+
+CPU caveat: with glibc's default allocator every output above its mmap threshold (up to 32 MiB)
+is mapped afresh and page-faulted on every call, which can cost more than the arithmetic (a clone
+of 64 MiB then takes ~4x a copy into warm memory); ``--warm-heap`` removes that for all methods
+alike and makes clone the stricter limit.
 """
 
 from __future__ import annotations
@@ -336,6 +342,26 @@ def cache_bytes_report(tokens: int = 1 << 20, head_dim: int = HEAD_DIM) -> dict[
     }
 
 
+def keep_freed_memory_mapped() -> bool:
+    """Ask glibc to serve every allocation from its heap and never unmap freed memory.
+
+    By default glibc maps allocations above its mmap threshold (dynamic, at most 32 MiB) afresh and
+    unmaps them on free, so each call of every method pays page faults on its output, and whether a
+    given size does depends on the allocation history: a clone of 64 MiB then costs 4x a copy into
+    warm memory, and ratios to clone flatter everyone. With the threshold raised, outputs land in
+    warm memory (as on a GPU with a caching allocator) and clone is the strict bandwidth limit.
+    Returns False where this is not glibc.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 40))
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seq", type=int, nargs="+", default=[1, 512, 4096, 16384])
@@ -349,6 +375,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="5 repetitions, 1 warm-up")
     p.add_argument("--no-peak-memory", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--warm-heap", action="store_true",
+                   help="CPU: raise glibc's mmap threshold so outputs reuse warm memory (see keep_freed_memory_mapped)")
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/rotary_<device>.json")
     return p.parse_args(argv)
 
@@ -358,6 +386,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    warm_heap = device.type == "cpu" and args.warm_heap and keep_freed_memory_mapped()
     reps = args.reps or (5 if args.quick else (100 if device.type == "cuda" else 25))
     warmup = 1 if args.quick else args.warmup
     names = [m for m in args.methods if not (args.no_compile and m == "ropelab-compile")]
@@ -366,9 +395,10 @@ def main(argv=None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
         "shape": f"q [{BATCH},{Q_HEADS},S,{HEAD_DIM}], k [{BATCH},{KV_HEADS},S,{HEAD_DIM}]", "reps": reps,
+        "allocator": "glibc heap, freed memory kept (mallopt)" if warm_heap else "default",
     }
     print(f"# RoPE benchmark on {device.type} ({env['device']}), torch {env['torch']}, {env['threads']} threads; "
-          f"{env['shape']}; median of {reps}", flush=True)
+          f"{env['shape']}; median of {reps}; allocator: {env['allocator']}", flush=True)
     rows: list[Row] = []
     for dtype_name in args.dtype:
         for seq in args.seq:

@@ -15,6 +15,8 @@ autograd saves only cos and sin, never the activations.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from ropelab.config import LAYOUTS, RopeConfig
@@ -147,25 +149,30 @@ def _as_complex_pairs(x: torch.Tensor, rotary_dim: int) -> torch.Tensor | None:
     return torch.view_as_complex(rot.unflatten(-1, (rotary_dim // 2, 2)))
 
 
-def _rows_per_chunk(x: torch.Tensor, rotary_dim: int) -> int:
-    """Rows of the ``S`` axis per chunk so one chunk of ``x[..., :R]`` holds about ``_CHUNK_ELEMENTS``."""
-    return max(1, _CHUNK_ELEMENTS // max(1, x[..., 0, :rotary_dim].numel()))
-
-
-def _take_rows(table: torch.Tensor, rows: slice) -> torch.Tensor:
-    """Rows ``rows`` of the ``S`` axis of a cos/sin table ``[..., S or 1, R/2]`` (broadcast axes kept)."""
-    if table.dim() < 2 or table.shape[-2] == 1:
-        return table
-    return table[..., rows, :]
+def _chunk_indices(shape: tuple[int, ...], rotary_dim: int):
+    """Index tuples that split ``x[..., :R]`` (``shape = x.shape``, ``[..., S, D]``) into chunks of
+    about ``_CHUNK_ELEMENTS``: a range along one dim ``d`` with every dim after it whole and single
+    indices before it, so a chunk of a contiguous tensor is contiguous (fast dtype conversion).
+    """
+    dims = shape[:-1]  # the last dim is sliced to :R by the caller
+    inner = rotary_dim
+    split = len(dims) - 1
+    while split > 0 and inner * dims[split] <= _CHUNK_ELEMENTS:
+        inner *= dims[split]
+        split -= 1
+    step = max(1, _CHUNK_ELEMENTS // inner)
+    for outer in itertools.product(*(range(n) for n in dims[:split])):
+        for start in range(0, dims[split], step):
+            yield (*outer, slice(start, min(dims[split], start + step)))
 
 
 def _rotate_rows_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: str) -> None:
-    """Rotate ``x[..., :R]`` into ``out[..., :R]`` chunk by chunk along ``S`` (same dtype, >= float32).
+    """Rotate ``x[..., :R]`` into ``out[..., :R]`` (same dtype, float32 or float64).
 
     Shapes: ``x, out`` ``[..., S, D]``; ``cos, sin`` ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]``.
-    Interleaved float32/float64 pairs take one complex multiply (one pass over memory, the table
-    ``cos + i sin`` is table-sized); the half layout takes four passes per chunk, and a chunk small
-    enough for the L2/L3 cache makes those four passes cost about one trip to DRAM.
+    Interleaved pairs take one complex multiply (one pass over memory; the table ``cos + i sin`` is
+    table-sized); the half layout takes four passes per chunk, and a chunk small enough for the
+    cache makes those four passes cost about one trip to DRAM.
     """
     rotary_dim = 2 * cos.shape[-1]
     if layout == "interleaved":
@@ -173,14 +180,11 @@ def _rotate_rows_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: str)
         if x_c is not None and out_c is not None:
             torch.mul(x_c, torch.complex(cos, sin), out=out_c)
             return
-    step, seq = _rows_per_chunk(x, rotary_dim), x.shape[-2]
-    for start in range(0, seq, step):
-        rows = slice(start, min(seq, start + step))
+    half_shape = (*x.shape[:-1], cos.shape[-1])
+    cos, sin = cos.expand(half_shape), sin.expand(half_shape)  # views: stride 0 where broadcast
+    for idx in _chunk_indices(tuple(x.shape), rotary_dim):
         _rotate_pairs_into(
-            *_pair_views(out[..., rows, :], rotary_dim, layout),
-            *_pair_views(x[..., rows, :], rotary_dim, layout),
-            _take_rows(cos, rows),
-            _take_rows(sin, rows),
+            *_pair_views(out[idx], rotary_dim, layout), *_pair_views(x[idx], rotary_dim, layout), cos[idx], sin[idx]
         )
 
 
@@ -188,21 +192,26 @@ def _rotate_upcast_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: st
     """float16/bfloat16 rotation: each chunk is upcast into a reused float32 buffer, rotated there
     (the math in float32, one rounding at the end), and written to ``out`` in ``x.dtype``.
 
-    Shapes as in :func:`_rotate_rows_into`; the scratch is two ``[..., rows, R]`` float32 buffers
-    (about ``2 * _CHUNK_ELEMENTS`` floats), reused by every chunk.
+    Shapes as in :func:`_rotate_rows_into`; the scratch is two flat float32 buffers of at most
+    ``_CHUNK_ELEMENTS`` each, reused by every chunk.
     """
     rotary_dim = 2 * cos.shape[-1]
-    step, seq = _rows_per_chunk(x, rotary_dim), x.shape[-2]
-    shape = (*x.shape[:-2], min(step, seq), rotary_dim)
-    chunk_in = torch.empty(shape, dtype=cos.dtype, device=x.device)
-    chunk_out = torch.empty_like(chunk_in)
-    for start in range(0, seq, step):
-        rows = slice(start, min(seq, start + step))
-        n = rows.stop - rows.start
-        src, dst = chunk_in[..., :n, :], chunk_out[..., :n, :]
-        src.copy_(x[..., rows, :rotary_dim])
-        _rotate_rows_into(dst, src, _take_rows(cos, rows), _take_rows(sin, rows), layout)
-        out[..., rows, :rotary_dim].copy_(dst)
+    chunks = list(_chunk_indices(tuple(x.shape), rotary_dim))
+    size = max(x[idx][..., :rotary_dim].numel() for idx in chunks)
+    buffers = torch.empty(2, size, dtype=cos.dtype, device=x.device)
+    half_shape = (*x.shape[:-1], cos.shape[-1])
+    cis = torch.complex(cos, sin).expand(half_shape) if layout == "interleaved" else None
+    cos, sin = cos.expand(half_shape), sin.expand(half_shape)
+    for idx in chunks:
+        x_rows = x[idx][..., :rotary_dim]
+        n, shape = x_rows.numel(), x_rows.shape
+        src, dst = buffers[0, :n].view(shape), buffers[1, :n].view(shape)
+        src.copy_(x_rows)
+        if cis is not None:
+            torch.mul(_as_complex_pairs(src, rotary_dim), cis[idx], out=_as_complex_pairs(dst, rotary_dim))
+        else:
+            _rotate_pairs_into(*_pair_views(dst, rotary_dim, layout), *_pair_views(src, rotary_dim, layout), cos[idx], sin[idx])
+        out[idx][..., :rotary_dim].copy_(dst)
 
 
 def _rotate_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
