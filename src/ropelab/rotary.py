@@ -155,6 +155,9 @@ def _chunk_indices(shape: tuple[int, ...], rotary_dim: int):
     indices before it, so a chunk of a contiguous tensor is contiguous (fast dtype conversion).
     """
     dims = shape[:-1]  # the last dim is sliced to :R by the caller
+    if not dims:
+        yield ()
+        return
     inner = rotary_dim
     split = len(dims) - 1
     while split > 0 and inner * dims[split] <= _CHUNK_ELEMENTS:
@@ -219,8 +222,8 @@ def _rotate_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout:
 
     Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]``.
     float32/float64 inputs are rotated in their own dtype straight into the output;
-    float16/bfloat16 inputs are upcast chunk by chunk along ``S``, so the float32 scratch stays
-    bounded (a few MiB) whatever the tensor size.
+    float16/bfloat16 inputs are upcast chunk by chunk (:func:`_chunk_indices`), so the float32
+    scratch stays bounded (two buffers of ``_CHUNK_ELEMENTS`` floats) whatever the tensor size.
     """
     rotary_dim = 2 * cos.shape[-1]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
