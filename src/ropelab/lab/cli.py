@@ -1,4 +1,4 @@
-"""``ropelab lab {train,eval,extend,run}``: the lab's commands (registered by :mod:`ropelab.cli`).
+"""``ropelab lab {train,eval,extend,run,report}``: the lab's commands (registered by :mod:`ropelab.cli`).
 
 Every command checks its arguments before it writes anything, and writes results atomically, so
 bad input (unknown encoding, non-positive length, missing or empty text, a checkpoint from another
@@ -178,6 +178,10 @@ def _guard(command):
     """Turn lab and encoding errors into the CLI's one-line errors."""
 
     def run(args):
+        if getattr(args, "threads", None):
+            import torch
+
+            torch.set_num_threads(args.threads)
         try:
             path = command(args)
         except (LabError, EncodingError) as error:
@@ -195,6 +199,8 @@ def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--eval-tokens", dest="eval_tokens", type=_positive_int, default=None, help="validation bytes scored per length")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help="CPU threads for torch (default: torch's choice); 1 is far faster when the CPU is shared with other jobs")
     if model:
         parser.add_argument("--length", type=_positive_int, default=None, help="training length L in bytes (default 128)")
         parser.add_argument("--layers", dest="num_layers", type=_positive_int, default=None)
@@ -242,6 +248,16 @@ def register(subparsers) -> None:
     run.add_argument("--out", default="lab-report", help="folder for results.json, results.csv, report.html")
     _common(run)
     run.set_defaults(func=_guard(_run))
+
+    report = commands.add_parser("report", help="render report.html again from an existing results.json")
+    report.add_argument("--out", default="lab-report", help="the folder of a previous `lab run`")
+    report.set_defaults(func=_guard(_report))
+
+
+def _report(args) -> Path:
+    from ropelab.lab.report import rewrite_report
+
+    return rewrite_report(Path(args.out))
 
 
 def demo(args) -> None:

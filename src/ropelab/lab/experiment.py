@@ -85,8 +85,8 @@ class LabSettings:
 
 DEFAULT = LabSettings()
 QUICK = replace(
-    DEFAULT, num_layers=2, dim=64, steps=150, batch_size=8, warmup_steps=20, eval_tokens=4096,
-    passkey_multiples=(1, 4), passkey_depths=(0.0, 0.5, 1.0), passkey_trials=4, finetune_steps=(0, 20),
+    DEFAULT, length=64, num_layers=2, dim=64, steps=150, batch_size=16, warmup_steps=20, eval_tokens=2048,
+    passkey_multiples=(2, 8), passkey_depths=(0.0, 0.5, 1.0), passkey_trials=4, finetune_steps=(0, 20),
     checkpoint_every=10**9,
 )
 

@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["normalise", "check_claims", "write_results", "write_report", "figures"]
+__all__ = ["normalise", "check_claims", "write_results", "write_report", "rewrite_report", "figures"]
 
 
 def normalise(results: dict) -> dict:
@@ -120,6 +120,7 @@ def _png(fig) -> bytes:
 
 def _figure_perplexity(results: dict):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator, ScalarFormatter
 
     L = results["settings"]["length"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -128,9 +129,13 @@ def _figure_perplexity(results: dict):
             lengths = [int(n) for n in entry["ppl"][protocol]]
             ax.plot(lengths, list(entry["ppl"][protocol].values()), marker="o", label=name)
         ax.axvline(L, color="grey", ls=":", lw=1)
-        ax.set(xscale="log", yscale="log", xlabel="evaluation length (bytes)", title=f"{protocol} windows")
-        ax.set_xticks(lengths, [f"{n // L}L" for n in lengths])
-    axes[0].set_ylabel("perplexity (log)")
+        ax.set(xscale="log", yscale="log", xlabel="evaluation length", title=f"{protocol} windows")
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticks(lengths, [f"{n // L}L\n{n}" for n in lengths])
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_ylabel("perplexity (log scale)")
     axes[1].legend(fontsize=8)
     fig.suptitle(f"Train short (L = {L}), test long")
     return fig
@@ -142,16 +147,17 @@ def _figure_loss_per_position(results: dict):
 
     L = results["settings"]["length"]
     fig, ax = plt.subplots(figsize=(11, 4.2))
-    width = max(1, L // 8)
+    width = max(1, L // 4)
     for name, entry in results["encodings"].items():
         losses = np.asarray(entry["loss_per_position"])
         usable = len(losses) // width * width
         binned = losses[:usable].reshape(-1, width).mean(1)
-        ax.plot(np.arange(len(binned)) * width + width / 2, binned, label=name, lw=1.3)
+        ax.plot(np.arange(len(binned)) * width + width / 2, binned, label=name, lw=1.5, marker=".")
     ax.axvline(L, color="grey", ls=":", lw=1)
     ax.text(L, ax.get_ylim()[1], " L", va="top", color="grey")
-    ax.set(xlabel=f"position in the window (mean over bins of {width})", ylabel="loss (nats/byte)", yscale="log",
+    ax.set(xlabel=f"position in a {len(losses)}-byte window (mean over bins of {width} positions)", ylabel="loss (nats/byte)",
            title="Loss at each position: where each encoding breaks")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return fig
 
@@ -163,7 +169,7 @@ def _figure_passkey(results: dict):
     names = [n for n, e in results["encodings"].items() if e["passkey"]]
     if not names:
         return None
-    fig, axes = plt.subplots(1, len(names), figsize=(2.1 * len(names) + 1, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(2.1 * len(names) + 1, 3.2), squeeze=False, sharey=True)
     for ax, name in zip(axes[0], names):
         grid = results["encodings"][name]["passkey"]
         lengths = list(grid)
@@ -172,6 +178,8 @@ def _figure_passkey(results: dict):
         image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
         ax.set_xticks(range(len(lengths)), lengths, fontsize=7)
         ax.set_yticks(range(len(depths)), [f"{float(d):.2f}" for d in depths], fontsize=7)
+        for (row, col), value in np.ndenumerate(values):
+            ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=6, color="white" if value < 0.5 else "black")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("total length", fontsize=8)
     axes[0][0].set_ylabel("key depth")
@@ -242,6 +250,8 @@ def _mark(held) -> str:
 def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
     """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
     results = normalise(results)
+    results["notes"] = list(notes) or results.get("notes", [])
+    notes = results["notes"]
     results["claims"] = check_claims(results)
     write_results(results, out)
     pngs = figures(results)
@@ -290,3 +300,15 @@ def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
     path = out / "report.html"
     _atomic_write(path, page.encode())
     return path
+
+
+def rewrite_report(out: Path) -> Path:
+    """Render ``out/report.html`` (and the CSV, figures) again from ``out/results.json``."""
+    from ropelab.lab import LabError
+
+    path = Path(out) / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise LabError(f"--out {str(out)!r} is invalid: no readable results.json ({type(error).__name__})") from None
+    return write_report(results, Path(out))

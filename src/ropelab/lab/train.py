@@ -107,7 +107,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None) -> dict:
+def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None, map_location: str = "cpu") -> dict:
     """Read a checkpoint written by :func:`train`.
 
     Raises:
@@ -118,7 +118,7 @@ def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None)
     if not path.is_file():
         raise LabError(f"checkpoint {str(path)!r} is invalid: no such file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise LabError(f"checkpoint {str(path)!r} is corrupt or not a ropelab lab checkpoint ({type(error).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -149,6 +149,14 @@ def distributed_context(device: str) -> tuple[int, int]:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
     return dist.get_rank(), dist.get_world_size()
+
+
+def rank_device(device: str, world: int) -> str:
+    """Under torchrun on GPUs each process takes ``cuda:LOCAL_RANK``; otherwise ``device`` unchanged."""
+    if world > 1 and device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    return device
 
 
 def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
@@ -221,21 +229,23 @@ def train(
     if world > 1 and cfg.device == "cpu":
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     corpus = corpus or load_corpus()
+    device = rank_device(cfg.device, world)
 
     torch.manual_seed(cfg.seed)
-    model = DecoderLM(model_cfg).to(cfg.device)
+    model = DecoderLM(model_cfg).to(device)
     if init_state is not None:
         model.load_state_dict(init_state)
     optimizer = make_optimizer(model, cfg)
     start, losses = 0, []
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, expect_encoding=model_cfg.encoding)
+        state = load_checkpoint(checkpoint, expect_encoding=model_cfg.encoding, map_location=device)
         _check_resume(state, model_cfg, cfg, checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start, losses = state["step"], list(state["losses"])
 
     wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    model.train()
     length = model_cfg.max_positions
     tokens_per_step = cfg.batch_size * length
     show = progress and rank == 0
@@ -244,7 +254,7 @@ def train(
     with bar:
         for step in range(start, cfg.steps):
             inputs, targets = sample_batch(corpus.train, cfg.batch_size, length, cfg.seed, step, rank, world)
-            inputs, targets = inputs.to(cfg.device), targets.to(cfg.device)
+            inputs, targets = inputs.to(device), targets.to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, cfg)
             loss = causal_lm_loss(wrapped(inputs), targets)
