@@ -410,7 +410,7 @@ def main(argv=None) -> int:
     cache = cache_bytes_report()
     print("\n# cos/sin cache for a 1M-token context at head_dim 128 (bytes):")
     for key, value in cache.items():
-        print(f"  {key}: {value:,}" + (f" ({value / 2**20:.0f} MiB)" if value >= 2**20 else ""))
+        print(f"  {key}: {value:,}" + (f" ({value / 2**20:.0f} MiB)" if key != "tokens" and value >= 2**20 else ""))
     out = args.json or Path(__file__).parent / "results" / f"rotary_{device.type}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
