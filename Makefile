@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ropelab-installed
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-quick accuracy clean
 
 install: $(STAMP)
 
@@ -25,6 +25,12 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rotary.py
+
+bench-quick: $(STAMP)
+	$(PY) benchmarks/bench_rotary.py --seq 4096 --no-backward --quick
+
+accuracy: $(STAMP)
+	$(PY) benchmarks/accuracy_rotary.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

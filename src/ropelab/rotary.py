@@ -377,7 +377,25 @@ def rotate_qk(
     _check_head_dim(k, cfg, "k")
     if q.shape[-2] != k.shape[-2]:
         raise ValueError(f"q has seq={q.shape[-2]} but k has seq={k.shape[-2]}: rotate them separately")
+    layout = layout or cfg.layout
+    if _fused_qk_applies(q, k):
+        from ropelab.kernels import rotate_qk_fused
+
+        # One launch for q and k, angles reduced exactly in the kernel: no cos/sin table at all.
+        return rotate_qk_fused(q, k, positions, cfg, seq_len=seq_len, layout=layout)
     cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=_table_dtype(q))
     cos, sin = _broadcast_tables(cos, sin, positions, q)
-    layout = layout or cfg.layout
     return apply_rotary(q, cos, sin, layout=layout), apply_rotary(k, cos, sin, layout=layout)
+
+
+def _fused_qk_applies(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """CUDA q and k of one kernel dtype, outside torch.compile, with triton importable."""
+    return (
+        q.is_cuda
+        and k.is_cuda
+        and q.dtype == k.dtype
+        and q.dtype in (torch.float16, torch.bfloat16, torch.float32)
+        and q.dim() == 4
+        and not torch.compiler.is_compiling()
+        and _fused_available()
+    )
