@@ -190,6 +190,7 @@ def _figure_passkey(results: dict):
 
 def _figure_extension(results: dict):
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     methods = results.get("extension", {}).get("methods")
     if not methods:
@@ -203,8 +204,12 @@ def _figure_extension(results: dict):
         ax.axhline(rope_l, color="black", lw=1, label="RoPE at L (no extension)")
         ax.axhline(1.15 * rope_l, color="black", lw=1, ls="--", label="1.15 x that")
     factor = results["extension"]["factor"]
-    ax.set(yscale="log", xlabel="fine-tuning steps at L'", ylabel=f"perplexity at L' = {factor}L (log)",
+    ax.set(yscale="log", xlabel="fine-tuning steps at L'", ylabel=f"perplexity at L' = {factor}L (log scale)",
            title=f"Extending RoPE from L to {factor}L")
+    ax.set_xticks(steps)
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return fig
 
