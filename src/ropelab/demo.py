@@ -14,7 +14,7 @@ from rich.table import Table
 
 from ropelab.config import ROPE_TYPES, RopeConfig
 from ropelab.frequencies import rope_frequencies
-from ropelab.rotary import rope_cos_sin, rotate
+from ropelab.rotary import rope_cos_sin
 
 __all__ = ["type_rows", "precision_rows", "print_types_table", "print_precision_table", "example_configs"]
 
@@ -69,63 +69,38 @@ class PrecisionRow:
     float32_angle_error: float  # max |fp32(position * inv_freq) - exact| (rad), transformers' way
     float32_cos_error: float  # max |cos(fp32 angle) - cos(exact)|
     ropelab_cos_error: float  # max |ropelab cos table - cos(exact)|
-    ropelab_score_drift: float  # relative change of q.k when both positions shift by `position`
+    ropelab_score_drift: float  # change of q.k when both positions shift by `position`, over |q||k|
     float32_score_drift: float
 
 
-def _float32_angle_tables(positions: torch.Tensor, inv_freq: torch.Tensor):
-    angles = positions.float()[:, None] * inv_freq.float()[None]  # what transformers computes
-    return angles, torch.cos(angles), torch.sin(angles)
-
-
 def precision_rows(head_dim: int = 128, base: float = 500000.0, exponents=(10, 16, 20, 24)) -> list[PrecisionRow]:
-    """Angle, cos and score errors against float64 at large positions, ropelab against float32 angles."""
+    """Angle and cos errors against float64 at large positions, and the score drift of
+    :func:`ropelab.analysis.relative_invariance`, for ropelab against float32 angles."""
+    from ropelab.analysis import relative_invariance
+
     cfg = RopeConfig(head_dim=head_dim, base=base)
     inv_freq = rope_frequencies(cfg)[0]
-    generator = torch.Generator().manual_seed(0)
-    q, k = torch.randn(256, head_dim, generator=generator), torch.randn(256, head_dim, generator=generator)
-    distance = torch.randint(0, 2048, (256,), generator=generator)
-    exact_scores = _score(q.double(), k.double(), distance, torch.zeros_like(distance), cfg)
+    offsets = [2**exponent for exponent in exponents]
+    drift = relative_invariance(cfg, offsets, methods=("ropelab", "naive float32"))
     rows = []
-    for exponent in exponents:
-        offset = 2**exponent
+    for offset in offsets:
         positions = offset + torch.arange(256)
         exact = positions.double()[:, None] * inv_freq[None]
-        fp32_angles, fp32_cos, fp32_sin = _float32_angle_tables(positions, inv_freq)
+        fp32_angles = positions.float()[:, None] * inv_freq.float()[None]  # what transformers computes
         ours_cos, _ = rope_cos_sin(positions, cfg)
-        ours = _score(q, k, distance + offset, torch.full_like(distance, offset), cfg)
-        theirs = _score_from_tables(q, k, distance + offset, torch.full_like(distance, offset), inv_freq)
         rows.append(PrecisionRow(
             position=offset,
             float32_angle_error=_wrapped(fp32_angles.double() - exact).abs().max().item(),
-            float32_cos_error=(fp32_cos.double() - torch.cos(exact)).abs().max().item(),
+            float32_cos_error=(torch.cos(fp32_angles).double() - torch.cos(exact)).abs().max().item(),
             ropelab_cos_error=(ours_cos.double() - torch.cos(exact)).abs().max().item(),
-            ropelab_score_drift=((ours - exact_scores).norm() / exact_scores.norm()).item(),
-            float32_score_drift=((theirs - exact_scores).norm() / exact_scores.norm()).item(),
+            ropelab_score_drift=drift.error_at("ropelab", offset),
+            float32_score_drift=drift.error_at("naive float32", offset),
         ))
     return rows
 
 
 def _wrapped(angle: torch.Tensor) -> torch.Tensor:
     return torch.remainder(angle + math.pi, 2 * math.pi) - math.pi
-
-
-def _score(q, k, m, n, cfg):
-    """Per-row q_i . k_i with q at position m_i and k at n_i: [N]."""
-    q_rot = rotate(q[:, None, None], m[:, None], cfg)[:, 0, 0]
-    k_rot = rotate(k[:, None, None], n[:, None], cfg)[:, 0, 0]
-    return (q_rot.double() * k_rot.double()).sum(-1)
-
-
-def _score_from_tables(q, k, m, n, inv_freq):
-    """The same score with float32 angles (transformers' LlamaRotaryEmbedding arithmetic)."""
-    def rot(x, positions):
-        _, cos, sin = _float32_angle_tables(positions, inv_freq)
-        half = x.shape[-1] // 2
-        a, b = x[:, :half], x[:, half:]
-        return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1)
-
-    return (rot(q, m).double() * rot(k, n).double()).sum(-1)
 
 
 def print_types_table(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) -> None:
@@ -149,4 +124,4 @@ def print_precision_table(head_dim: int = 128, base: float = 500000.0) -> None:
                       f"{row.float32_cos_error:.2e}", f"{row.ropelab_cos_error:.2e}",
                       f"{row.float32_score_drift:.2e}", f"{row.ropelab_score_drift:.2e}")
     Console().print(table)
-    print("score drift: relative change of q.k when both positions move by the offset (RoPE promises 0).")
+    print("score drift: max change of q.k over |q||k| when both positions move by the offset (RoPE promises 0).")

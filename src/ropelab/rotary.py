@@ -318,9 +318,11 @@ def _broadcast_tables(cos: torch.Tensor, sin: torch.Tensor, positions: torch.Ten
     return cos, sin
 
 
-def _table_dtype(x: torch.Tensor) -> torch.dtype:
-    """cos/sin are kept in the math dtype: float32 for fp16/bf16/fp32 inputs, float64 for float64."""
-    return torch.promote_types(x.dtype, torch.float32)
+def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_len):
+    """cos/sin for ``x`` ``[B, H, S, D]``, in the math dtype (float32, or float64 for float64
+    inputs), with the heads axis inserted: ``[B, 1, S, R/2]`` or ``[S, R/2]``."""
+    cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=torch.promote_types(x.dtype, torch.float32))
+    return _broadcast_tables(cos, sin, positions, x)
 
 
 def _check_head_dim(x: torch.Tensor, cfg: RopeConfig, name: str) -> None:
@@ -350,8 +352,7 @@ def rotate(
         ``[B, H, S, D]`` in ``x.dtype``; the attention factor is folded into cos and sin, as in transformers.
     """
     _check_head_dim(x, cfg, "x")
-    cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=_table_dtype(x))
-    cos, sin = _broadcast_tables(cos, sin, positions, x)
+    cos, sin = _tables_for(x, positions, cfg, seq_len)
     return apply_rotary(x, cos, sin, layout=layout or cfg.layout)
 
 
@@ -383,8 +384,7 @@ def rotate_qk(
 
         # One launch for q and k, angles reduced exactly in the kernel: no cos/sin table at all.
         return rotate_qk_fused(q, k, positions, cfg, seq_len=seq_len, layout=layout)
-    cos, sin = rope_cos_sin(positions, cfg, seq_len=seq_len, dtype=_table_dtype(q))
-    cos, sin = _broadcast_tables(cos, sin, positions, q)
+    cos, sin = _tables_for(q, positions, cfg, seq_len)
     return apply_rotary(q, cos, sin, layout=layout), apply_rotary(k, cos, sin, layout=layout)
 
 
