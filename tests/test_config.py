@@ -108,3 +108,14 @@ def test_config_json_that_is_not_json(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(RopeConfigError, match="JSON object"):
         RopeConfig.from_hf(tmp_path / "list.json")
+
+
+def test_every_user_error_shares_one_base_and_keeps_its_builtin_base():
+    from ropelab import errors
+
+    for name in errors.__all__:
+        error_type = getattr(errors, name)
+        assert issubclass(error_type, errors.RopelabError), name
+    assert issubclass(errors.RopeConfigError, ValueError)
+    assert issubclass(errors.PatchError, RuntimeError)
+    assert issubclass(errors.LabError, ValueError)

@@ -19,7 +19,7 @@ def test_every_required_family_is_present():
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_round_trips_through_transformers_form(name):
-    cfg = RopeConfig.from_preset(name)
+    cfg = preset(name)
     assert RopeConfig.from_hf(cfg.to_hf()) == cfg
     assert cfg.source and name in cfg.source
     assert PRESETS[name].source  # every preset says where its values come from
@@ -35,7 +35,7 @@ def test_preset_frequencies_are_finite_and_positive(name):
 
 def test_unknown_preset_lists_the_known_names():
     with pytest.raises(RopeConfigError) as error:
-        RopeConfig.from_preset("llama-9")
+        preset("llama-9")
     assert isinstance(error.value, UnknownPresetError)
     for name in REQUIRED:
         assert name in str(error.value)

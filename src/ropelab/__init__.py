@@ -8,9 +8,11 @@ Core API::
     q, k = ropelab.rotate_qk(q, k, positions, cfg)            # GQA: different head counts
 """
 
-from ropelab.config import LAYOUTS, ROPE_TYPES, RopeConfig, RopeConfigError
+from ropelab.config import LAYOUTS, ROPE_TYPES, RopeConfig
+from ropelab.errors import RopeConfigError, RopelabError
 from ropelab.frequencies import rope_frequencies
 from ropelab.modules import RotaryEmbedding
+from ropelab.presets import preset
 from ropelab.rotary import apply_rotary, rope_angles, rope_cos_sin, rotate, rotate_qk
 
 __version__ = "0.1.0"
@@ -20,8 +22,10 @@ __all__ = [
     "ROPE_TYPES",
     "RopeConfig",
     "RopeConfigError",
+    "RopelabError",
     "RotaryEmbedding",
     "apply_rotary",
+    "preset",
     "rope_angles",
     "rope_cos_sin",
     "rope_frequencies",

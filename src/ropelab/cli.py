@@ -8,7 +8,8 @@ Subcommands are registered by the package that owns them, so this file stays a t
 - ``ropelab lab ...``  :mod:`ropelab.lab.cli`;
 - ``ropelab demo``     everything a new user should see first.
 
-Bad input exits with code 2 and one line on stderr, never a traceback.
+Bad input exits with code 2 and one line on stderr, never a traceback: every user error is a
+:class:`ropelab.errors.RopelabError`, caught here and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ropelab.errors import CliError, RopelabError
+
 __all__ = ["main", "CliError"]
 
 # Modules that add subcommands: each exposes register(subparsers) and, optionally, demo(args).
 _PLUGINS = ("ropelab.analysis.cli", "ropelab.lab.cli")
-
-
-class CliError(Exception):
-    """A user error: printed as one line, exit code 2."""
 
 
 def _plugins():
@@ -84,13 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ropelab.config import RopeConfigError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (CliError, RopeConfigError, FileNotFoundError, NotADirectoryError) as error:
+    except (RopelabError, FileNotFoundError, NotADirectoryError) as error:
         print(f"ropelab {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ropelab.errors import RopeConfigError
+
 __all__ = ["RopeConfig", "RopeConfigError", "ROPE_TYPES", "LAYOUTS"]
 
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
@@ -45,10 +47,6 @@ _SCALING_KEYS = (
     "short_factor",
     "long_factor",
 )
-
-
-class RopeConfigError(ValueError):
-    """A RoPE description that cannot be used; the message names the key, the value and what is accepted."""
 
 
 def _fail(key: str, value: Any, accepted: str) -> RopeConfigError:
@@ -229,13 +227,6 @@ class RopeConfig:
         if self.layout == "interleaved":
             out["rope_layout"] = "interleaved"
         return out
-
-    @classmethod
-    def from_preset(cls, name: str) -> RopeConfig:
-        """The RoPE of a named model family (see :mod:`ropelab.presets`)."""
-        from ropelab.presets import preset
-
-        return preset(name)
 
 
 def _read_json(path: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ public source is left out (the field keeps RopeConfig's default) and said so in 
 
 Usage::
 
-    cfg = ropelab.presets.preset("llama-2-7b")          # or RopeConfig.from_preset("llama-2-7b")
+    cfg = ropelab.preset("llama-2-7b")                  # same as ropelab.presets.preset
     ropelab.presets.preset_names()                       # every known name
     ropelab.presets.PRESETS["phi-3-mini-128k-instruct"].source
 """
@@ -18,13 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ropelab.config import RopeConfig, RopeConfigError
+from ropelab.config import RopeConfig
+from ropelab.errors import RopeConfigError, UnknownPresetError
 
 __all__ = ["Preset", "PRESETS", "UnknownPresetError", "preset", "preset_names", "preset_info"]
-
-
-class UnknownPresetError(RopeConfigError):
-    """A preset name that ropelab does not know; the message lists the known ones."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from ropelab.analysis.bounds import min_base_for_context
 from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths, unscaled
-from ropelab.config import RopeConfig, RopeConfigError
+from ropelab.config import RopeConfig
+from ropelab.errors import CliError
 from ropelab.frequencies import rope_frequencies
 
 __all__ = ["register", "demo", "load_config", "card_summary", "verdict", "CardSummary"]
@@ -27,26 +28,12 @@ __all__ = ["register", "demo", "load_config", "card_summary", "verdict", "CardSu
 _BASE_BOUND_LIMIT = 1 << 20
 
 
-def _cli_error(message: str) -> Exception:
-    """A ``ropelab.cli.CliError`` (one line, exit 2). It is also a RopeConfigError, so ``main`` catches it
-    even when ``ropelab.cli`` runs as ``__main__`` (``python -m ropelab.cli``) and its CliError is a copy."""
-    from ropelab.cli import CliError
-
-    class UserError(CliError, RopeConfigError):
-        pass
-
-    return UserError(message)
-
-
 def load_config(spec: str) -> RopeConfig:
     """A preset name or a path to a ``config.json`` as a :class:`RopeConfig`; a user error otherwise."""
     from ropelab.presets import preset
 
     looks_like_path = spec.endswith(".json") or os.sep in spec or os.path.exists(spec)
-    try:
-        return RopeConfig.from_hf(spec) if looks_like_path else preset(spec)
-    except RopeConfigError as error:
-        raise _cli_error(str(error)) from None
+    return RopeConfig.from_hf(spec) if looks_like_path else preset(spec)
 
 
 @dataclass(frozen=True)
@@ -202,13 +189,13 @@ def _context_from(args, cfg: RopeConfig) -> int:
     if args.context is None:
         return cfg.max_position_embeddings or cfg.trained_length or 4096
     if args.context <= 0:
-        raise _cli_error(f"--context={args.context} is invalid: expected a positive number of tokens")
+        raise CliError(f"--context={args.context} is invalid: expected a positive number of tokens")
     return args.context
 
 
 def _explain(args: argparse.Namespace) -> None:
     if args.context is not None and args.context <= 0:
-        raise _cli_error(f"--context={args.context} is invalid: expected a positive number of tokens")
+        raise CliError(f"--context={args.context} is invalid: expected a positive number of tokens")
     cfg = load_config(args.config)
     context = _context_from(args, cfg)
     summary = card_summary(cfg, context)
@@ -231,7 +218,7 @@ def _explain(args: argparse.Namespace) -> None:
         try:
             save_figure(fig, args.plot)
         except OSError as error:
-            raise _cli_error(f"--plot={args.plot!r} could not be written: {error.strerror}") from None
+            raise CliError(f"--plot={args.plot!r} could not be written: {error.strerror}") from None
         console.print(f"figure: {args.plot}")
 
 
@@ -262,7 +249,7 @@ def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], boo
 
 def _compare(args: argparse.Namespace) -> None:
     if len(args.configs) < 2:
-        raise _cli_error("compare needs at least two presets or config.json paths")
+        raise CliError("compare needs at least two presets or config.json paths")
     summaries = []
     for spec in args.configs:
         cfg = load_config(spec)

@@ -23,6 +23,7 @@ from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs,
 from ropelab.config import RopeConfig
 from ropelab.presets import preset
 from ropelab.rotary import rotate
+from ropelab.errors import CliError
 
 __all__ = ["Step", "StepResult", "STEPS", "run_step", "run_tour", "write_html"]
 
@@ -359,7 +360,7 @@ def write_html(results: list[StepResult], path: str) -> str:
 def run_tour(out_dir: str, steps: tuple[Step, ...] = STEPS, console=None) -> list[StepResult]:
     """Run every step in order, print it, save figures and ``tour.html`` into ``out_dir``.
 
-    Raises ``ropelab.cli.CliError`` if the folder cannot be created, and ``AssertionError`` naming
+    Raises :class:`ropelab.errors.CliError` if the folder cannot be created, and ``AssertionError`` naming
     the steps whose check failed (after writing everything).
     """
     from rich.console import Console
@@ -369,9 +370,7 @@ def run_tour(out_dir: str, steps: tuple[Step, ...] = STEPS, console=None) -> lis
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as error:
-        from ropelab.analysis.cli import _cli_error
-
-        raise _cli_error(f"--out={out_dir!r} could not be created: {error.strerror}") from None
+        raise CliError(f"--out={out_dir!r} could not be created: {error.strerror}") from None
     results = []
     for number, step in enumerate(steps, start=1):
         result = run_step(number, step, out_dir)

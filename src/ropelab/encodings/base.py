@@ -18,11 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ropelab.errors import EncodingError
+
 __all__ = ["PositionEncoding", "EncodingError", "relative_distance"]
-
-
-class EncodingError(ValueError):
-    """A position encoding used outside what it supports; the message names the argument."""
 
 
 def relative_distance(positions_q: torch.Tensor, positions_k: torch.Tensor) -> torch.Tensor:

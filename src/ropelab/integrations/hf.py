@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ropelab.config import RopeConfig
+from ropelab.errors import PatchError
 from ropelab.rotary import rope_cos_sin
 
 __all__ = ["patch", "unpatch", "HFRotaryAdapter", "PatchError"]
@@ -29,10 +30,6 @@ __all__ = ["patch", "unpatch", "HFRotaryAdapter", "PatchError"]
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
-
-
-class PatchError(RuntimeError):
-    """The model's RoPE cannot be replaced faithfully; the message says which module and why."""
 
 
 class HFRotaryAdapter(nn.Module):

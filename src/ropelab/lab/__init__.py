@@ -5,8 +5,7 @@ Modules, in the order data flows: :mod:`~ropelab.lab.data` (corpora, passkey pro
 :mod:`~ropelab.lab.extend`, :mod:`~ropelab.lab.report`, :mod:`~ropelab.lab.cli`.
 """
 
-class LabError(ValueError):
-    """A user error in the lab (bad path, bad length, wrong or corrupt checkpoint); one clear line."""
+from ropelab.errors import LabError
 
 
 __all__ = ["LabError"]

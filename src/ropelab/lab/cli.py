@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ropelab.encodings import ENCODINGS, EncodingError, check_encoding_name
+from ropelab.encodings import ENCODINGS, check_encoding_name
 from ropelab.lab import LabError
 
 __all__ = ["register", "demo", "PRESETS"]
@@ -24,12 +24,6 @@ PRESETS = {
     "paper-small": dict(num_layers=6, dim=384, num_heads=6, length=256, steps=5000, batch_size=64, lr=1e-3,
                         warmup_steps=200, eval_tokens=65536, passkey_trials=20),
 }
-
-
-def _cli_error(error: Exception):
-    from ropelab.cli import CliError
-
-    return CliError(str(error))
 
 
 def _positive_int(text: str) -> int:
@@ -175,17 +169,14 @@ def _settings(args, base):
 
 
 def _guard(command):
-    """Turn lab and encoding errors into the CLI's one-line errors."""
+    """Apply ``--threads``, run the command and print the path it returns."""
 
     def run(args):
         if getattr(args, "threads", None):
             import torch
 
             torch.set_num_threads(args.threads)
-        try:
-            path = command(args)
-        except (LabError, EncodingError) as error:
-            raise _cli_error(error) from None
+        path = command(args)
         if path is not None:
             print(path)
 
@@ -266,9 +257,6 @@ def demo(args) -> None:
                             text=None, device=None, seed=None, eval_tokens=None, quiet=False, length=None, num_layers=None,
                             dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None)
     print("\nThe lab, quick version: every encoding trained short and tested long (ropelab lab run --quick)")
-    try:
-        path = _run(ns)
-    except (LabError, EncodingError) as error:
-        raise _cli_error(error) from None
+    path = _run(ns)
     print(f"open the report: {path}")
     print(path)

@@ -1,0 +1,48 @@
+"""Every error ropelab raises for bad user input, under one base class.
+
+The top-level ``ropelab`` command catches :class:`RopelabError` once and prints it as one line with
+exit code 2; library callers can catch the base class or the specific one. Each keeps the builtin
+base it always had (``ValueError``, ``RuntimeError``), so ``except ValueError`` still works.
+
+This module imports nothing, so every other module, :mod:`ropelab.config` included, can use it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RopelabError",
+    "CliError",
+    "RopeConfigError",
+    "UnknownPresetError",
+    "EncodingError",
+    "PatchError",
+    "LabError",
+]
+
+
+class RopelabError(Exception):
+    """A user error: the message names the offending key or argument and what is accepted."""
+
+
+class CliError(RopelabError):
+    """A bad command-line argument that no more specific error describes."""
+
+
+class RopeConfigError(RopelabError, ValueError):
+    """A RoPE description that cannot be used; the message names the key, the value and what is accepted."""
+
+
+class UnknownPresetError(RopeConfigError):
+    """A preset name that ropelab does not know; the message lists the known ones."""
+
+
+class EncodingError(RopelabError, ValueError):
+    """A position encoding used outside what it supports; the message names the argument."""
+
+
+class PatchError(RopelabError, RuntimeError):
+    """The model's RoPE cannot be replaced faithfully; the message says which module and why."""
+
+
+class LabError(RopelabError, ValueError):
+    """A user error in the lab (bad path, bad length, wrong or corrupt checkpoint); one clear line."""
