@@ -11,7 +11,9 @@ from ropelab import RopeConfig, rope_frequencies
 from ropelab.lab import LabError
 from ropelab.lab.data import passkey_example
 from ropelab.lab.evaluate import evaluation_lengths, loss_per_position, passkey_accuracy, perplexity
-from ropelab.lab.extend import EXTENSION_METHODS, extend_model, extension_config
+from ropelab.errors import RopeConfigError
+from ropelab.extension import EXTENSION_METHODS, extension_config
+from ropelab.lab.extend import extend_model
 from ropelab.lab.model import DecoderLM, ModelConfig
 from ropelab.lab.report import check_claims
 
@@ -79,7 +81,7 @@ def test_extension_configs_scale_the_frequencies_as_each_method_says():
     assert attention == pytest.approx(0.1 * math.log(4) + 1)  # Peng et al. 2023, eq. 22
     for method in EXTENSION_METHODS:
         extension_config(base, method, 128, 4)
-    with pytest.raises(LabError, match="method='bogus' is unknown"):
+    with pytest.raises(RopeConfigError, match="method='bogus' is unknown"):
         extension_config(base, "bogus", 128, 4)
 
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ropelab.config import ROPE_TYPES, RopeConfig
+from ropelab.extension import extension_config
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary import rope_cos_sin
 
@@ -22,23 +23,17 @@ __all__ = ["type_rows", "precision_rows", "print_types_table", "print_precision_
 def example_configs(head_dim: int = 128, base: float = 10000.0, trained: int = 4096, factor: float = 4.0):
     """One config per rope type, all extending a model trained at ``trained`` tokens by ``factor``."""
     pairs = head_dim // 2
+    plain = RopeConfig(head_dim=head_dim, base=base, max_position_embeddings=trained)
+    configs = {"default": plain}
+    configs.update({method: extension_config(plain, method, trained, factor)
+                    for method in ("linear", "ntk", "dynamic", "yarn")})
     # LongRoPE's factors are searched per model; these rise geometrically from 1 to `factor` and
     # only illustrate the shape (a real model's lists come from its config.json).
     illustrative = [factor ** (i / max(1, pairs - 1)) for i in range(pairs)]
-    extended = int(trained * factor)
-    common = dict(head_dim=head_dim, base=base, max_position_embeddings=extended)
-    return {
-        "default": RopeConfig(head_dim=head_dim, base=base, max_position_embeddings=trained),
-        "linear": RopeConfig(**common, rope_type="linear", factor=factor),
-        "ntk": RopeConfig(**common, rope_type="ntk", factor=factor),
-        "dynamic": RopeConfig(head_dim=head_dim, base=base, rope_type="dynamic", factor=factor,
-                              max_position_embeddings=trained),
-        "yarn": RopeConfig(**common, rope_type="yarn", factor=factor, original_max_position_embeddings=trained),
-        "longrope": RopeConfig(**common, rope_type="longrope", factor=factor, original_max_position_embeddings=trained,
-                               short_factor=[1.0] * pairs, long_factor=illustrative),
-        "llama3": RopeConfig(**common, rope_type="llama3", factor=factor, low_freq_factor=1.0, high_freq_factor=4.0,
-                             original_max_position_embeddings=trained),
-    }
+    configs["longrope"] = configs["yarn"].replace(rope_type="longrope", short_factor=[1.0] * pairs,
+                                                  long_factor=illustrative)
+    configs["llama3"] = extension_config(plain, "llama3", trained, factor)
+    return configs
 
 
 @dataclass(frozen=True)

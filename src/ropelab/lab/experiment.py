@@ -15,7 +15,8 @@ from ropelab.encodings import ENCODINGS, check_encoding_name
 from ropelab.lab import LabError
 from ropelab.lab.data import Corpus, load_corpus
 from ropelab.lab.evaluate import evaluation_lengths, loss_per_position, passkey_accuracy, perplexity
-from ropelab.lab.extend import EXTENSION_METHODS, run_extension
+from ropelab.extension import EXTENSION_METHODS
+from ropelab.lab.extend import run_extension
 from ropelab.lab.model import DecoderLM, ModelConfig
 from ropelab.lab.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
 

@@ -1,13 +1,7 @@
 """Context extension of a RoPE model trained at ``L`` to ``L' = factor * L``.
 
-Each method is a :class:`RopeConfig` swapped into the trained model, weights unchanged:
-
-- ``extrapolate``: no change (the baseline: positions past ``L`` are simply new angles);
-- ``linear``: position interpolation, ``theta_i / factor`` (Chen et al. 2023, eq. 2 / sec. 2.2);
-- ``ntk``: "NTK-aware" base change ``base * factor^(R / (R - 2))`` (bloc97 2023; Peng et al. 2023, sec. 3.1);
-- ``dynamic``: NTK with the factor set by the current length (emozilla 2023; Peng et al. 2023, sec. 3.3);
-- ``yarn``: NTK-by-parts ramp + attention temperature (Peng et al. 2023, eqs. 17-22);
-- ``llama3``: wavelength-banded interpolation (Meta's Llama 3.1 rope_scaling).
+Each method is the :class:`RopeConfig` that :func:`ropelab.extension.extension_config` builds,
+swapped into the trained model, weights unchanged (the methods are listed there).
 
 Each is evaluated zero-shot and after fine-tuning for ``N`` steps at ``L'`` (warm-up then a
 constant rate, as in Chen et al. 2023, sec. 3.1).
@@ -17,45 +11,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ropelab.config import RopeConfig
+from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.lab import LabError
 from ropelab.lab.data import Corpus
 from ropelab.lab.evaluate import passkey_accuracy, perplexity
 from ropelab.lab.model import DecoderLM, ModelConfig
 from ropelab.lab.train import TrainConfig, model_from_checkpoint, train
 
-__all__ = ["EXTENSION_METHODS", "extension_config", "extend_model", "run_extension"]
-
-EXTENSION_METHODS = ("extrapolate", "linear", "ntk", "dynamic", "yarn", "llama3")
-
-# Llama 3.1's rope_scaling: low_freq_factor 1, high_freq_factor 4 (Meta, config.json of Llama-3.1-8B).
-LLAMA3_LOW_FREQ_FACTOR = 1.0
-LLAMA3_HIGH_FREQ_FACTOR = 4.0
-
-
-def extension_config(base: RopeConfig, method: str, train_length: int, factor: float) -> RopeConfig:
-    """The RoPE variant of ``method`` for a model trained at ``train_length``, extended ``factor`` times."""
-    if method not in EXTENSION_METHODS:
-        raise LabError(f"method={method!r} is unknown: expected one of {', '.join(EXTENSION_METHODS)}")
-    if not factor >= 1:
-        raise LabError(f"factor={factor} is invalid: expected a number >= 1")
-    plain = base.replace(rope_type="default", factor=None, original_max_position_embeddings=None)
-    if method == "extrapolate":
-        return plain
-    if method in ("linear", "ntk"):
-        return plain.replace(rope_type=method, factor=factor)
-    if method == "dynamic":
-        return plain.replace(rope_type="dynamic", factor=factor, max_position_embeddings=train_length)
-    if method == "yarn":
-        return plain.replace(rope_type="yarn", factor=factor, original_max_position_embeddings=train_length)
-    return plain.replace(
-        rope_type="llama3",
-        factor=factor,
-        original_max_position_embeddings=train_length,
-        low_freq_factor=LLAMA3_LOW_FREQ_FACTOR,
-        high_freq_factor=LLAMA3_HIGH_FREQ_FACTOR,
-    )
-
+__all__ = ["extend_model", "run_extension"]
 
 def extend_model(state: dict, method: str, factor: float, device: str = "cpu") -> DecoderLM:
     """The trained RoPE model of checkpoint ``state`` with ``method``'s RoPE swapped in."""
