@@ -114,3 +114,18 @@ def test_training_lowers_the_loss_for_every_hook_kind():
         run = train(ModelConfig(encoding=encoding, **TINY), TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=5),
                     corpus=_corpus(), progress=False)
         assert run.losses[-1] < run.losses[0] - 0.5
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path):
+    from ropelab.io import atomic_write, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "sub" / "page.html", "old")
+
+    def broken(handle):
+        handle.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(target, broken)
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["page.html"]  # no temporary left behind

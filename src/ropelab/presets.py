@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropelab.config import RopeConfig
-from ropelab.errors import RopeConfigError, UnknownPresetError
+from ropelab.errors import UnknownPresetError
 
 __all__ = ["Preset", "PRESETS", "UnknownPresetError", "preset", "preset_names", "preset_info"]
 

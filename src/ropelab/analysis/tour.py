@@ -24,6 +24,7 @@ from ropelab.config import RopeConfig
 from ropelab.presets import preset
 from ropelab.rotary import rotate
 from ropelab.errors import CliError
+from ropelab.io import atomic_write_text
 
 __all__ = ["Step", "StepResult", "STEPS", "run_step", "run_tour", "write_html"]
 
@@ -350,10 +351,7 @@ def write_html(results: list[StepResult], path: str) -> str:
         parts.append(f"<pre>{html.escape(chr(10).join(result.lines))}</pre><p>{status}</p>")
         parts.append(f"<img alt='{html.escape(result.step.title)}' src='data:image/png;base64,{image}'>")
     parts.append("</body></html>")
-    temporary = path + ".tmp"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(parts))
-    os.replace(temporary, path)  # atomic: never a half-written page
+    atomic_write_text(path, "\n".join(parts))
     return path
 
 

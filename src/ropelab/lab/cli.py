@@ -146,9 +146,9 @@ def _run(args) -> Path:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from ropelab.lab.report import _atomic_write
+    from ropelab.io import atomic_write_bytes
 
-    _atomic_write(path, json.dumps(data, indent=1).encode())
+    atomic_write_bytes(path, json.dumps(data, indent=1).encode())
 
 
 def _settings(args, base):

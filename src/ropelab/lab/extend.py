@@ -15,7 +15,7 @@ from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.lab import LabError
 from ropelab.lab.data import Corpus
 from ropelab.lab.evaluate import passkey_accuracy, perplexity
-from ropelab.lab.model import DecoderLM, ModelConfig
+from ropelab.lab.model import DecoderLM
 from ropelab.lab.train import TrainConfig, model_from_checkpoint, train
 
 __all__ = ["extend_model", "run_extension"]

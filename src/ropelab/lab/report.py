@@ -12,8 +12,9 @@ import csv
 import html
 import io
 import json
-import os
 from pathlib import Path
+
+from ropelab.io import atomic_write_bytes
 
 __all__ = ["normalise", "check_claims", "write_results", "write_report", "rewrite_report", "figures"]
 
@@ -21,13 +22,6 @@ __all__ = ["normalise", "check_claims", "write_results", "write_report", "rewrit
 def normalise(results: dict) -> dict:
     """A JSON round trip: every mapping key becomes a string, as in ``results.json``."""
     return json.loads(json.dumps(results))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _ppl(results: dict, encoding: str, multiple: int, protocol: str = "nonoverlap") -> float | None:
@@ -89,7 +83,7 @@ def check_claims(results: dict) -> list[dict]:
 
 def write_results(results: dict, out: Path) -> None:
     """``results.json`` (everything) and ``results.csv`` (one number per row)."""
-    _atomic_write(out / "results.json", json.dumps(results, indent=1).encode())
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["kind", "name", "protocol", "length", "depth_or_steps", "value"])
@@ -105,7 +99,7 @@ def write_results(results: dict, out: Path) -> None:
             writer.writerow(["extension", method, "nonoverlap", entry["length"], steps, f"{value:.6g}"])
         for when, value in entry["passkey"].items():
             writer.writerow(["extension passkey", method, when, entry["length"], "", f"{value:.6g}"])
-    _atomic_write(out / "results.csv", buffer.getvalue().encode())
+    atomic_write_bytes(out / "results.csv", buffer.getvalue().encode())
 
 
 # ----------------------------------------------------------------------------- figures
@@ -261,7 +255,7 @@ def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
     write_results(results, out)
     pngs = figures(results)
     for name, data in pngs.items():
-        _atomic_write(out / "figures" / name, data)
+        atomic_write_bytes(out / "figures" / name, data)
     s = results["settings"]
     claims = _table(["claim", "check", "measured", "result"],
                     [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
@@ -303,7 +297,7 @@ def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
              "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}")
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>ropelab lab report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
     path = out / "report.html"
-    _atomic_write(path, page.encode())
+    atomic_write_bytes(path, page.encode())
     return path
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from ropelab.encodings import check_encoding_name
+from ropelab.io import atomic_write
 from ropelab.lab import LabError
 from ropelab.lab.data import Corpus, load_corpus, sample_batch
 from ropelab.lab.model import DecoderLM, ModelConfig, causal_lm_loss
@@ -96,15 +97,8 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
 
 # ----------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """Write ``state`` atomically: a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``state`` atomically (:func:`ropelab.io.atomic_write`)."""
+    atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None, map_location: str = "cpu") -> dict:
