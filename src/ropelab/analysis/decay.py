@@ -20,6 +20,7 @@ import torch
 
 from ropelab.config import RopeConfig
 from ropelab.frequencies import rope_frequencies
+from ropelab.reference import pair_views
 
 __all__ = ["DecayCurve", "ScoreCurve", "roformer_decay_bound", "expected_score", "distance_grid"]
 
@@ -133,9 +134,5 @@ def expected_score(
 
 def _pair_energy(q: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
     """``a_i**2 + b_i**2`` for every pair of ``q [..., D]`` in the config's layout: ``[..., R/2]``."""
-    rotary = q[..., : cfg.rotary_dim]
-    if cfg.layout == "half":
-        a, b = rotary[..., : cfg.num_pairs], rotary[..., cfg.num_pairs :]
-    else:
-        a, b = rotary[..., 0::2], rotary[..., 1::2]
+    a, b = pair_views(q, cfg.rotary_dim, cfg.layout)
     return a.pow(2) + b.pow(2)

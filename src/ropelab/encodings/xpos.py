@@ -6,6 +6,7 @@ import torch
 
 from ropelab.config import RopeConfig
 from ropelab.encodings.base import PositionEncoding
+from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rotate_qk
 
 __all__ = ["XposEncoding", "xpos_zeta", "xpos_scale"]
@@ -41,7 +42,7 @@ def xpos_scale(positions: torch.Tensor, num_pairs: int, scale_base: float = XPOS
 
 def _expand_pairs(scale: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
     """``[*, R/2]`` per-pair values -> ``[*, D]`` per channel in ``cfg.layout`` (1 on unrotated channels)."""
-    per_channel = torch.cat((scale, scale), -1) if cfg.layout == "half" else scale.repeat_interleave(2, -1)
+    per_channel = pairs_to_channels(scale, cfg.layout)
     rest = cfg.head_dim - cfg.rotary_dim
     if rest:
         per_channel = torch.cat((per_channel, per_channel.new_ones(*per_channel.shape[:-1], rest)), -1)

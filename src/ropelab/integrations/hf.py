@@ -23,6 +23,7 @@ from torch import nn
 
 from ropelab.config import RopeConfig
 from ropelab.errors import PatchError
+from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 
 __all__ = ["patch", "unpatch", "HFRotaryAdapter", "PatchError"]
@@ -55,9 +56,7 @@ class HFRotaryAdapter(nn.Module):
 
 
 def _expand(table: torch.Tensor, table_layout: str) -> torch.Tensor:
-    if table_layout == "half":
-        return torch.cat((table, table), dim=-1)
-    return torch.repeat_interleave(table, 2, dim=-1)
+    return pairs_to_channels(table, table_layout)
 
 
 def _is_rotary_module(module: nn.Module) -> bool:

@@ -1,9 +1,10 @@
-"""Fused RoPE kernel (Triton), imported lazily; the pure-torch path in :mod:`ropelab.rotary` is the reference.
+"""Fused RoPE kernel (Triton), imported lazily; :func:`ropelab.reference.apply_rotary_reference` is its reference.
 
 One launch rotates q ``[B, Hq, S, D]`` and k ``[B, Hk, S, D]`` (grouped-query attention: ``Hq != Hk``),
 in either layout, for any even ``rotary_dim <= head_dim`` (channels ``R:`` copied, or left alone in
 place), fp32/fp16/bf16 (math in float32), in place or out of place, with autograd (the backward
-is the inverse rotation, the same kernel with ``-sin``). cos/sin come from one of:
+is the inverse rotation, the same kernel with ``-sin``). cos/sin come from one of
+(:class:`~ropelab.kernels.modes.CosSinMode`):
 
 - a **table** ``[B or 1, S, R/2]`` per token (what :func:`ropelab.apply_rotary` hands over);
 - a **cache** ``[T, R/2]`` indexed by ``positions`` (``T * R * 4`` bytes in float32: 256 MiB for
@@ -12,276 +13,29 @@ is the inverse rotation, the same kernel with ``-sin``). cos/sin come from one o
   fixed-point reduction modulo one turn (:mod:`ropelab.kernels.angles`; error ~1e-7 rad at any
   position, where float32 ``position * inv_freq`` is off by up to 1 rad at ``2**24``).
 
+The package sits below :mod:`ropelab.rotary`: it takes plain tensors (``inv_freq``, attention
+factor, positions, cos/sin) and imports only torch, triton (lazily) and its own modules:
+
+- :mod:`.modes`: the names of the cos/sin sources and layouts (no triton);
+- :mod:`.angles`: the exact fixed-point angle reduction, in torch;
+- :mod:`.launch`: the host side: argument checks, the autograd Function, :func:`rope_qk`;
+- :mod:`.triton_rope`: the ``@triton.jit`` code, imported on the first launch.
+
 :func:`ropelab.rotary.apply_rotary` (hence ``rotate``/``rotate_qk``) picks the kernel for CUDA
 tensors on its own. Set ``TRITON_INTERPRET=1`` before the first call to run it on CPU tensors
 through Triton's interpreter (slow; for tests).
 """
 
-from __future__ import annotations
-
-import functools
-import os
-from dataclasses import dataclass
-
-import torch
-
-from ropelab.config import LAYOUTS, RopeConfig
 from ropelab.kernels.angles import cos_sin_fixed_point, turns_fixed_point
+from ropelab.kernels.launch import interpreting, rope_qk, rotate_with_tables, triton_available
+from ropelab.kernels.modes import CosSinMode
 
 __all__ = [
     "triton_available",
+    "interpreting",
     "rope_qk",
-    "rotate_qk_fused",
     "rotate_with_tables",
-    "cos_sin_cache",
     "cos_sin_fixed_point",
     "turns_fixed_point",
+    "CosSinMode",
 ]
-
-_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-
-
-@functools.lru_cache(maxsize=1)
-def _triton_importable() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def interpreting() -> bool:
-    """True when Triton's CPU interpreter is requested (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def triton_available(device: torch.device | str | None = None) -> bool:
-    """Whether the fused kernel can run on ``device`` (CUDA with triton, or any device when interpreting)."""
-    if not _triton_importable():
-        return False
-    if interpreting():
-        return True
-    return device is None or torch.device(device).type == "cuda"
-
-
-def _kernel_module():
-    from ropelab.kernels import triton_rope
-
-    return triton_rope
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where cos/sin come from. ``mode``: 0 table, 1 cache, 2 computed (see :mod:`.triton_rope`)."""
-
-    mode: int
-    cos: torch.Tensor | None = None  # table [B', S, R/2] or cache [T, R/2]
-    sin: torch.Tensor | None = None
-    positions: torch.Tensor | None = None  # [B', S] integer view
-    turns: torch.Tensor | None = None  # int64 [R/2]
-    scale: float = 1.0
-    half: int = 0
-
-    def strides(self) -> tuple[int, int, int, int]:
-        """``(c_sb, c_ss, p_sb, p_ss)`` in elements (table batch/seq, or cache row; positions)."""
-        c_sb, c_ss = 0, 0
-        if self.mode == 0:
-            c_sb, c_ss = self.cos.stride(0), self.cos.stride(1)
-        elif self.mode == 1:
-            c_ss = self.cos.stride(0)
-        p_sb, p_ss = (self.positions.stride(0), self.positions.stride(1)) if self.positions is not None else (0, 0)
-        return c_sb, c_ss, p_sb, p_ss
-
-
-def _launch(q, k, q_out, k_out, src: _Source, layout: str, sign: float, copy_rest: bool) -> None:
-    kernel = _kernel_module()
-    dummy = q  # any tensor for pointer arguments the mode does not read
-    kernel.launch(
-        q, k, q_out, k_out,
-        src.cos if src.cos is not None else dummy,
-        src.sin if src.sin is not None else dummy,
-        src.positions if src.positions is not None else dummy,
-        src.turns if src.turns is not None else dummy,
-        strides=src.strides(), half=src.half, layout=layout, mode=src.mode,
-        scale=src.scale, sign=sign, copy_rest=copy_rest,
-    )
-
-
-def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
-    return x if x.stride(-1) == 1 else x.contiguous()
-
-
-def _rotate_pair(q, k, src: _Source, layout: str, sign: float, inplace: bool):
-    """Run the kernel on q, k ``[B, H, S, D]``; returns the outputs (the inputs themselves in place)."""
-    if inplace:
-        _launch(q, k, q, k, src, layout, sign, copy_rest=False)
-        return q, k
-    q_in, k_in = _last_dim_contiguous(q), _last_dim_contiguous(k)
-    q_out = torch.empty_like(q_in, memory_format=torch.contiguous_format)
-    k_out = torch.empty_like(k_in, memory_format=torch.contiguous_format)
-    _launch(q_in, k_in, q_out, k_out, src, layout, sign, copy_rest=True)
-    return q_out, k_out
-
-
-class _FusedQK(torch.autograd.Function):
-    """Fused rotation of (q, k); backward = the inverse rotation of (grad_q, grad_k), same launch."""
-
-    @staticmethod
-    def forward(ctx, q, k, src, layout, inplace):  # noqa: D401 (autograd signature)
-        ctx.src, ctx.layout = src, layout
-        q_out, k_out = _rotate_pair(q, k, src, layout, 1.0, inplace)
-        if inplace:
-            ctx.mark_dirty(q, k)
-        return q_out, k_out
-
-    @staticmethod
-    def backward(ctx, grad_q, grad_k):
-        grad_q, grad_k = _rotate_pair(grad_q, grad_k, ctx.src, ctx.layout, -1.0, inplace=False)
-        return grad_q, grad_k, None, None, None
-
-
-def _check_qk(q: torch.Tensor, k: torch.Tensor, layout: str, inplace: bool) -> None:
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout={layout!r} is invalid: expected one of {', '.join(LAYOUTS)}")
-    for name, t in (("q", q), ("k", k)):
-        if t.dim() != 4:
-            raise ValueError(f"{name}.shape={tuple(t.shape)} is invalid: expected [batch, heads, seq, head_dim]")
-        if t.dtype not in _KERNEL_DTYPES:
-            raise TypeError(f"{name}.dtype={t.dtype} is invalid: expected one of float16, bfloat16, float32")
-        if inplace and t.stride(-1) != 1:
-            raise ValueError(f"{name}.stride(-1)={t.stride(-1)} is invalid for inplace=True: expected 1")
-    if (q.shape[0], q.shape[2], q.shape[3]) != (k.shape[0], k.shape[2], k.shape[3]):
-        raise ValueError(f"q.shape={tuple(q.shape)} and k.shape={tuple(k.shape)} must agree in batch, seq and head_dim")
-    if q.dtype != k.dtype or q.device != k.device:
-        raise ValueError(f"q ({q.dtype}, {q.device}) and k ({k.dtype}, {k.device}) must share dtype and device")
-
-
-def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """positions ``[S]`` or ``[B or 1, S]`` as a ``[B, S]`` view (stride 0 where broadcast)."""
-    if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool:
-        raise TypeError(f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor")
-    batch, _, seq, _ = q.shape
-    if positions.dim() == 1:
-        positions = positions.unsqueeze(0)
-    if positions.dim() != 2 or positions.shape[-1] != seq or positions.shape[0] not in (1, batch):
-        raise ValueError(f"positions.shape={tuple(positions.shape)} is invalid: expected [{seq}] or [{batch}, {seq}]")
-    return positions.to(q.device).expand(batch, seq)
-
-
-def _check_cache(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> int:
-    if cos.shape != sin.shape or cos.dim() != 2:
-        raise ValueError(f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)} are invalid: expected equal [T, R/2]")
-    if 2 * cos.shape[-1] > head_dim:
-        raise ValueError(f"rotary_dim={2 * cos.shape[-1]} is invalid: expected at most head_dim={head_dim}")
-    return cos.shape[-1]
-
-
-def rope_qk(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    positions: torch.Tensor,
-    *,
-    inv_freq: torch.Tensor | None = None,
-    attention_factor: float = 1.0,
-    cos: torch.Tensor | None = None,
-    sin: torch.Tensor | None = None,
-    layout: str = "half",
-    inplace: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate q and k in one kernel launch.
-
-    Args:
-        q: ``[B, Hq, S, D]``; k: ``[B, Hk, S, D]``; fp16/bf16/fp32, any strides with ``stride(-1) == 1``
-            (others are copied first; in place needs it).
-        positions: integer ``[S]`` or ``[B, S]`` (per-row offsets, packed sequences with restarts).
-        inv_freq: ``[R/2]`` float64 frequencies (e.g. from :func:`ropelab.rope_frequencies`): cos/sin
-            are computed in the kernel, exactly reduced; no cache. ``attention_factor`` scales both.
-        cos, sin: instead of ``inv_freq``, a cache ``[T, R/2]`` (row ``p`` for position ``p``,
-            attention factor already folded in), e.g. from :func:`cos_sin_cache`.
-        layout: ``"half"`` or ``"interleaved"``.
-        inplace: overwrite q and k (channels ``R:`` untouched) instead of allocating outputs.
-
-    Returns:
-        ``(q_rot, k_rot)`` shaped and typed like q and k; differentiable in q and k.
-    """
-    _check_qk(q, k, layout, inplace)
-    pos = _positions_2d(positions, q)
-    if (inv_freq is None) == (cos is None or sin is None):
-        raise ValueError("pass either inv_freq (cos/sin computed in the kernel) or cos and sin (a cache), not both")
-    if inv_freq is not None:
-        half = inv_freq.shape[-1]
-        if inv_freq.dim() != 1 or 2 * half > q.shape[-1]:
-            raise ValueError(f"inv_freq.shape={tuple(inv_freq.shape)} is invalid: expected [R/2] with R <= {q.shape[-1]}")
-        src = _Source(2, positions=pos, turns=turns_fixed_point(inv_freq).to(q.device), scale=attention_factor, half=half)
-    else:
-        half = _check_cache(cos, sin, q.shape[-1])
-        src = _Source(1, cos=_last_dim_contiguous(cos.to(q.device)), sin=_last_dim_contiguous(sin.to(q.device)),
-                      positions=pos, half=half)
-    return _FusedQK.apply(q, k, src, layout, inplace)
-
-
-def rotate_qk_fused(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    positions: torch.Tensor,
-    cfg: RopeConfig,
-    *,
-    seq_len: int | torch.Tensor | None = None,
-    layout: str | None = None,
-    inplace: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`ropelab.rotate_qk` in one launch with cos/sin computed in the kernel (no cache).
-
-    Args and returns as in :func:`ropelab.rotate_qk` (q ``[B, Hq, S, D]``, k ``[B, Hk, S, D]``,
-    positions ``[S]`` or ``[B, S]``); ``inplace`` overwrites q and k.
-    """
-    from ropelab.frequencies import rope_frequencies
-    from ropelab.rotary import resolve_seq_len
-
-    inv_freq, attention_factor = rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len))
-    return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor),
-                   layout=layout or cfg.layout, inplace=inplace)
-
-
-def cos_sin_cache(cfg: RopeConfig, max_positions: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """float32 cache ``([T, R/2], [T, R/2])`` for positions ``0..T-1`` from exact float64 angles."""
-    from ropelab.rotary import rope_cos_sin
-
-    return rope_cos_sin(torch.arange(max_positions, device=device), cfg, seq_len=max_positions)
-
-
-def _as_4d(t: torch.Tensor) -> torch.Tensor | None:
-    """``[..., S, D]`` with at most 4 dims as ``[B, H, S, D]`` (views), else None."""
-    if t.dim() > 4 or t.dim() < 2:
-        return None
-    return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape)) if t.dim() < 4 else t
-
-
-def rotate_with_tables(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor | None:
-    """Out-of-place rotation of one tensor by per-token tables; None when the kernel does not apply.
-
-    Args:
-        x: ``[..., S, D]`` (at most 4 dims), fp16/bf16/fp32.
-        cos, sin: ``[..., S, R/2]`` broadcastable against ``x[..., :R/2]`` and equal across heads
-            (as :func:`ropelab.apply_rotary` receives them).
-
-    Returns:
-        ``x`` rotated (channels ``R:`` copied), or None for shapes/dtypes the kernel does not take
-        (the caller then uses the torch path).
-    """
-    half = cos.shape[-1]
-    if x.dtype not in _KERNEL_DTYPES or x.numel() == 0 or half == 0:
-        return None
-    x4 = _as_4d(x)
-    if x4 is None:
-        return None
-    cos4 = _as_4d(cos.expand(*x.shape[:-1], half))
-    sin4 = _as_4d(sin.expand(*x.shape[:-1], half))
-    if cos4.stride(1) != 0 and cos4.shape[1] != 1 or sin4.stride() != cos4.stride() or cos4.stride(-1) != 1:
-        return None
-    src = _Source(0, cos=cos4[:, 0], sin=sin4[:, 0], half=half)
-    x4 = _last_dim_contiguous(x4)
-    out = torch.empty_like(x4, memory_format=torch.contiguous_format)
-    empty = x4[:, :0]  # k with no heads: the launch rotates q only
-    _launch(x4, empty, out, empty, src, layout, 1.0, copy_rest=True)
-    return out.reshape(x.shape)

@@ -15,11 +15,14 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from ropelab.kernels.angles import RADIANS_PER_UNIT
+from ropelab.kernels import angles
+from ropelab.kernels.modes import CosSinMode
 
-MODE_TABLE = 0  # cos/sin [B', S, R/2] rows addressed by (b, s) (what apply_rotary passes)
-MODE_CACHE = 1  # cos/sin cache [T, R/2] rows addressed by positions[b, s]
-MODE_COMPUTE = 2  # no cache: from positions[b, s] and fixed-point turns [R/2]
+# Module-level values a @triton.jit function reads must be tl.constexpr.
+MODE_TABLE = tl.constexpr(int(CosSinMode.TABLE))  # cos/sin [B', S, R/2] rows addressed by (b, s)
+MODE_CACHE = tl.constexpr(int(CosSinMode.CACHE))  # cos/sin cache [T, R/2] rows addressed by positions[b, s]
+MODE_ANGLES = tl.constexpr(int(CosSinMode.ANGLES))  # from positions[b, s] and fixed-point turns [R/2]
+RADIANS_PER_UNIT = tl.constexpr(angles.RADIANS_PER_UNIT)
 
 
 @triton.jit
@@ -33,18 +36,19 @@ def _quadrant_rotate(cos_r, sin_r, quadrant):
 
 @triton.jit
 def _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, b, s, c_sb, c_ss, p_sb, p_ss, pairs, pmask, MODE: tl.constexpr):
-    """float32 cos/sin ``[BLOCK_P]`` of token ``(b, s)``."""
-    if MODE == 0:
+    """float32 cos/sin ``[BLOCK_P]`` of token ``(b, s)``; ``MODE`` is one of ``MODE_TABLE``,
+    ``MODE_CACHE``, ``MODE_ANGLES``."""
+    if MODE == MODE_TABLE:
         row = b.to(tl.int64) * c_sb + s.to(tl.int64) * c_ss
         cos = tl.load(cos_ptr + row + pairs, mask=pmask, other=1.0).to(tl.float32)
         sin = tl.load(sin_ptr + row + pairs, mask=pmask, other=0.0).to(tl.float32)
     else:
         pos = tl.load(pos_ptr + b.to(tl.int64) * p_sb + s.to(tl.int64) * p_ss).to(tl.int64)
-        if MODE == 1:
+        if MODE == MODE_CACHE:
             row = pos * c_ss
             cos = tl.load(cos_ptr + row + pairs, mask=pmask, other=1.0).to(tl.float32)
             sin = tl.load(sin_ptr + row + pairs, mask=pmask, other=0.0).to(tl.float32)
-        else:
+        else:  # MODE_ANGLES
             turns = tl.load(turns_ptr + pairs, mask=pmask, other=0)
             u = pos * turns + (1 << 61)  # wraps mod 2**64: the exact reduction modulo one turn
             quadrant = (u >> 62) & 3
@@ -125,14 +129,15 @@ def rope_qk_kernel(
 
 
 def launch(q, k, q_out, k_out, cos, sin, positions, turns, *, strides, half, layout, mode, scale, sign, copy_rest):
-    """Launch :func:`rope_qk_kernel` on 4-D views (see :mod:`ropelab.kernels` for the checks).
+    """Launch :func:`rope_qk_kernel` on 4-D views (see :mod:`ropelab.kernels.launch` for the checks).
 
     Args:
         q, k, q_out, k_out: ``[B, Hq, S, D]`` / ``[B, Hk, S, D]``, last dim contiguous (outputs may
             be the inputs: in place).
-        cos, sin: table (MODE_TABLE/MODE_CACHE) or any tensor (MODE_COMPUTE, unused).
-        positions: integer ``[B', S]`` view (MODE_CACHE/MODE_COMPUTE) or any tensor.
-        turns: int64 ``[R/2]`` (MODE_COMPUTE) or any tensor.
+        cos, sin: table (``CosSinMode.TABLE``/``CACHE``) or any tensor (``ANGLES``, unused).
+        positions: integer ``[B', S]`` view (``CACHE``/``ANGLES``) or any tensor.
+        turns: int64 ``[R/2]`` (``ANGLES``) or any tensor.
+        mode: ``int(CosSinMode)``.
         strides: ``(c_sb, c_ss, p_sb, p_ss)`` in elements.
     """
     batch, hq, seq, head_dim = q.shape
