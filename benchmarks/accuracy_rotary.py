@@ -27,7 +27,8 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")  # before the kernel module is imported
 
 import ropelab  # noqa: E402
-from ropelab.kernels import cos_sin_fixed_point, rotate_qk_fused, triton_available, turns_fixed_point  # noqa: E402
+from ropelab.kernels import cos_sin_fixed_point, triton_available, turns_fixed_point  # noqa: E402
+from ropelab.rotary import rotate_qk_fused  # noqa: E402
 
 HEAD_DIM = 128
 STARTS = (2**20, 2**24, 2**31 - 1)

@@ -174,7 +174,8 @@ def _ropelab_compile(case: Case):
 
 
 def _ropelab_fused(case: Case):
-    from ropelab.kernels import cos_sin_cache, rope_qk, triton_available
+    from ropelab.kernels import rope_qk, triton_available
+    from ropelab.rotary import cos_sin_cache
 
     if case.device.type != "cuda" or not triton_available(case.device):
         return None

@@ -1,4 +1,4 @@
-"""The fused Triton kernel against the pure-torch path.
+"""The fused Triton kernel against the pure-torch path and the reference rotation.
 
 Without CUDA the kernel runs on CPU tensors through Triton's interpreter (``TRITON_INTERPRET=1``,
 set below before the kernel module is first imported); with CUDA the same tests run compiled on
@@ -20,15 +20,14 @@ pytest.importorskip("triton")
 
 import ropelab  # noqa: E402
 from ropelab.kernels import (  # noqa: E402
-    cos_sin_cache,
     cos_sin_fixed_point,
     rope_qk,
-    rotate_qk_fused,
     rotate_with_tables,
     triton_available,
     turns_fixed_point,
 )
-from ropelab.rotary import apply_rotary, rope_cos_sin  # noqa: E402
+from ropelab.reference import apply_rotary_reference  # noqa: E402
+from ropelab.rotary import cos_sin_cache, rope_cos_sin, rotate_qk_fused  # noqa: E402
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = pytest.mark.skipif(not triton_available(DEVICE), reason="triton cannot run here (no CUDA, no interpreter)")
@@ -151,17 +150,17 @@ def test_strided_inputs(layout):
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_table_mode_matches_apply_rotary(layout, dtype):
-    """The path apply_rotary dispatches CUDA tensors to: per-token tables [B or 1, 1, S, R/2]."""
+    """The path apply_rotary dispatches CUDA tensors to: per-token tables [B or 1, 1, S, R/2], against the reference."""
     cfg = _cfg(20, 12, layout)
     q, _ = _qk(20, dtype, seed=6)
     pos = _positions("offsets")
     cos, sin = rope_cos_sin(pos, cfg)
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
     got = rotate_with_tables(q, cos, sin, layout)
-    _close(got, apply_rotary(q.cpu(), cos.cpu(), sin.cpu(), layout=layout).to(DEVICE))
+    _close(got, apply_rotary_reference(q, cos, sin, layout))
     shared_cos, shared_sin = rope_cos_sin(_positions("shared"), cfg)  # [S, R/2] and 3-D x
     _close(rotate_with_tables(q[0], shared_cos, shared_sin, layout),
-           apply_rotary(q[0].cpu(), shared_cos.cpu(), shared_sin.cpu(), layout=layout).to(DEVICE))
+           apply_rotary_reference(q[0], shared_cos, shared_sin, layout))
 
 
 def test_table_mode_declines_what_it_cannot_take():

@@ -13,22 +13,16 @@ from transformers.models.llama.modeling_llama import apply_rotary_pos_emb as lla
 
 import ropelab
 from ropelab import RopeConfig, RotaryEmbedding, apply_rotary, rope_cos_sin, rotate, rotate_qk
+from ropelab.reference import apply_rotary_reference
 
 
 def reference_rotate(x, positions, cfg, layout):
-    """Textbook float64 RoPE (RoFormer eq. 34), one pair at a time; dynamic types see max(position) + 1."""
+    """float64 RoPE through the library's reference rotation (RoFormer eq. 34); dynamic types see max(position) + 1."""
     inv_freq, attention = ropelab.rope_frequencies(cfg, int(positions.max()) + 1)
     angles = positions.double()[..., None] * inv_freq  # [*P, R/2]
     if positions.dim() == 2:
         angles = angles[:, None]
-    out = x.double().clone()
-    half = cfg.rotary_dim // 2
-    for i in range(half):
-        a, b = (i, i + half) if layout == "half" else (2 * i, 2 * i + 1)
-        c, s = torch.cos(angles[..., i]) * attention, torch.sin(angles[..., i]) * attention
-        out[..., a] = x[..., a].double() * c - x[..., b].double() * s
-        out[..., b] = x[..., b].double() * c + x[..., a].double() * s
-    return out
+    return apply_rotary_reference(x.double(), torch.cos(angles) * attention, torch.sin(angles) * attention, layout)
 
 
 CONFIGS = [
