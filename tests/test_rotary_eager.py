@@ -8,8 +8,7 @@ import torch
 
 from ropelab import rotary_eager
 from ropelab.reference import apply_rotary_reference
-from ropelab.rotary_eager import rotate_eager as _rotate_eager
-from ropelab.rotary_eager import rotate_functional as _rotate_functional
+from ropelab.rotary_eager import rotate_eager, rotate_functional
 
 TOL = {torch.float32: 1e-6, torch.float64: 1e-12, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
@@ -27,8 +26,8 @@ def test_chunked_eager_matches_functional(monkeypatch, chunk, layout, dtype, x_s
     x = torch.randn(x_shape, generator=gen).to(dtype)
     angles = torch.rand(table_shape, generator=gen, dtype=torch.float64) * 6.3
     cos, sin = torch.cos(angles).to(torch.promote_types(dtype, torch.float32)), torch.sin(angles).to(torch.promote_types(dtype, torch.float32))
-    got = _rotate_eager(x, cos, sin, layout)
-    want = _rotate_functional(x, cos, sin, layout)
+    got = rotate_eager(x, cos, sin, layout)
+    want = rotate_functional(x, cos, sin, layout)
     assert got.dtype == dtype and got.shape == x.shape
     torch.testing.assert_close(got.double(), want.double(), atol=TOL[dtype], rtol=TOL[dtype])
     reference = apply_rotary_reference(x, cos, sin, layout)
@@ -42,8 +41,8 @@ def test_strided_input_and_transposed_layout():
     x = torch.randn(2, 9, 4, 16).transpose(1, 2)  # [B, H, S, D] view of [B, S, H, D] memory
     cos, sin = torch.rand(9, 8), torch.rand(9, 8)
     for layout in ("half", "interleaved"):
-        torch.testing.assert_close(_rotate_eager(x, cos, sin, layout), _rotate_functional(x, cos, sin, layout))
-        torch.testing.assert_close(_rotate_eager(x, cos, sin, layout), apply_rotary_reference(x, cos, sin, layout))
+        torch.testing.assert_close(rotate_eager(x, cos, sin, layout), rotate_functional(x, cos, sin, layout))
+        torch.testing.assert_close(rotate_eager(x, cos, sin, layout), apply_rotary_reference(x, cos, sin, layout))
 
 
 def _peak_bytes(fn) -> int:
@@ -67,7 +66,7 @@ def test_no_full_size_temporaries(dtype, layout):
     """Peak allocation = the output plus at most the two float32 chunk buffers."""
     x = torch.randn(1, 8, 2048, 128).to(dtype)  # 8 MiB in float32: several chunks
     cos, sin = torch.rand(2048, 64), torch.rand(2048, 64)
-    peak = _peak_bytes(lambda: _rotate_eager(x, cos, sin, layout))
+    peak = _peak_bytes(lambda: rotate_eager(x, cos, sin, layout))
     scratch = 0 if dtype == torch.float32 else 2 * 4 * rotary_eager.CHUNK_ELEMENTS
     table = 2 * cos.numel() * 8  # the complex table of the interleaved path
     assert peak <= x.numel() * x.element_size() + scratch + table + (1 << 16)
