@@ -1,6 +1,7 @@
 """``ropelab lab run``: train every encoding at L, evaluate past L, extend RoPE, collect results.
 
-:class:`LabSettings` holds every knob; :data:`DEFAULT` is the <= 30 min CPU experiment and
+:class:`LabSettings` holds every knob (a :class:`ModelConfig`, a :class:`TrainConfig` and the
+experiment's own fields); :data:`DEFAULT` is the <= 30 min CPU experiment and
 :data:`QUICK` the <= 3 min smoke version. The result is one JSON-able dict that
 :mod:`ropelab.lab.report` turns into results.json / results.csv / report.html.
 """
@@ -20,7 +21,8 @@ from ropelab.lab.extend import run_extension
 from ropelab.lab.model import DecoderLM, ModelConfig, require_positive
 from ropelab.lab.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
 
-__all__ = ["LabSettings", "DEFAULT", "QUICK", "run_experiment", "evaluate_model", "PASSKEY_MIN_LENGTH"]
+__all__ = ["LabSettings", "DEFAULT", "QUICK", "run_experiment", "train_and_evaluate", "extend_rope", "evaluate_model",
+           "PASSKEY_MIN_LENGTH"]
 
 # Shortest passkey prompt + answer in bytes (key sentence, question, answer, one space).
 PASSKEY_MIN_LENGTH = 102
@@ -148,44 +150,55 @@ def _resumable(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> bo
     return state["model_config"] == model_cfg.to_dict() and state["train_config"] == train_cfg.to_dict()
 
 
+def train_and_evaluate(name: str, settings: LabSettings, corpus: Corpus, checkpoint: Path, *, progress: bool = True) -> tuple[dict, dict]:
+    """Train encoding ``name`` (or resume / reuse ``checkpoint`` of the same run) and evaluate it.
+
+    Returns:
+        ``(results entry, checkpoint state)``; the learned table is evaluated with ``clamp=True``.
+    """
+    model_cfg = settings.model_config(name)
+    resume = _resumable(checkpoint, model_cfg, settings.train)
+    run = train(model_cfg, settings.train, corpus=corpus, checkpoint=checkpoint, resume=resume, progress=progress)
+    state = load_checkpoint(checkpoint, expect_encoding=name)
+    model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if name == "learned" else {}))
+    t0 = time.perf_counter()
+    evaluation = evaluate_model(model, corpus, settings)
+    trained = {"final_loss": run.final_loss, "seconds": run.seconds, "tokens_per_second": run.tokens_per_second,
+               "losses": run.losses[:: max(1, len(run.losses) // 200)]}
+    return {"train": trained, "eval_seconds": time.perf_counter() - t0, **evaluation}, state
+
+
+def extend_rope(rope_state: dict, settings: LabSettings, corpus: Corpus, *, progress: bool = True) -> dict:
+    """``results["extension"]``: every method of ``settings.extend_methods`` on the trained RoPE model."""
+    methods = run_extension(
+        rope_state, corpus, methods=settings.extend_methods, factor=settings.extend_factor,
+        finetune_steps=settings.finetune_steps, eval_tokens=settings.eval_tokens, finetune=settings.finetune_config(),
+        passkey_depths=settings.passkey_depths, passkey_trials=settings.passkey_trials, device=settings.train.device,
+        progress=progress,
+    )
+    return {"factor": settings.extend_factor, "methods": methods}
+
+
 def run_experiment(settings: LabSettings, out: str | Path, *, progress: bool = True, log=print) -> dict:
     """Train, evaluate and extend; checkpoints go to ``out/checkpoints``. Returns the results dict."""
     began = time.perf_counter()
     corpus = load_corpus(settings.text)
-    checkpoints = Path(out) / "checkpoints"
     results = {"settings": settings.to_dict(), "corpus": corpus.describe(), "encodings": {}, "timing": {}}
     rope_state = None
     for name in settings.encodings:
-        path = checkpoints / f"{name}.pt"
-        model_cfg, train_cfg = settings.model_config(name), settings.train
-        resume = _resumable(path, model_cfg, train_cfg)
-        run = train(model_cfg, train_cfg, corpus=corpus, checkpoint=path, resume=resume, progress=progress)
-        state = load_checkpoint(path, expect_encoding=name)
-        model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if name == "learned" else {}))
-        t0 = time.perf_counter()
-        evaluation = evaluate_model(model, corpus, settings)
-        results["encodings"][name] = {
-            "train": {"final_loss": run.final_loss, "seconds": run.seconds, "tokens_per_second": run.tokens_per_second, "losses": run.losses[:: max(1, len(run.losses) // 200)]},
-            "eval_seconds": time.perf_counter() - t0,
-            **evaluation,
-        }
-        ppl = evaluation["ppl"]["nonoverlap"]
-        log(f"{name:>10}: train loss {run.final_loss:.3f}; ppl " + " / ".join(f"{v:.2f}" for v in ppl.values()) + f" at {list(ppl)}")
+        entry, state = train_and_evaluate(name, settings, corpus, Path(out) / "checkpoints" / f"{name}.pt", progress=progress)
+        results["encodings"][name] = entry
+        ppl = entry["ppl"]["nonoverlap"]
+        log(f"{name:>10}: train loss {entry['train']['final_loss']:.3f}; ppl " + " / ".join(f"{v:.2f}" for v in ppl.values())
+            + f" at {list(ppl)}")
         if name == "rope":
             rope_state = state
     if rope_state is not None and settings.extend_methods:
         t0 = time.perf_counter()
-        results["extension"] = {
-            "factor": settings.extend_factor,
-            "methods": run_extension(
-                rope_state, corpus, methods=settings.extend_methods, factor=settings.extend_factor,
-                finetune_steps=settings.finetune_steps, eval_tokens=settings.eval_tokens, finetune=settings.finetune_config(),
-                passkey_depths=settings.passkey_depths, passkey_trials=settings.passkey_trials, device=settings.train.device,
-                progress=progress,
-            ),
-        }
+        results["extension"] = extend_rope(rope_state, settings, corpus, progress=progress)
         results["timing"]["extension_seconds"] = time.perf_counter() - t0
         for method, r in results["extension"]["methods"].items():
-            log(f"{'extend ' + method:>18}: ppl@{r['length']} " + " -> ".join(f"{v:.2f}" for v in r["ppl"].values()) + f" after {list(r['ppl'])} steps")
+            log(f"{'extend ' + method:>18}: ppl@{r['length']} " + " -> ".join(f"{v:.2f}" for v in r["ppl"].values())
+                + f" after {list(r['ppl'])} steps")
     results["timing"]["total_seconds"] = time.perf_counter() - began
     return results
