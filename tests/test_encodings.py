@@ -142,3 +142,10 @@ def test_every_encoding_keeps_shapes_with_batched_positions(name):
 def test_unknown_encoding_names_the_accepted_values():
     with pytest.raises(EncodingError, match="encoding='fancy' is unknown: expected one of sinusoidal"):
         build_encoding("fancy", dim=8, num_heads=2, max_positions=8)
+
+
+def test_unknown_option_names_the_option_and_the_accepted_ones():
+    with pytest.raises(EncodingError, match="option clmap=True is unknown for encoding='learned': expected one of clamp"):
+        build_encoding("learned", dim=8, num_heads=2, max_positions=8, clmap=True)
+    with pytest.raises(EncodingError, match="option rope=None is unknown for encoding='alibi': expected no options"):
+        build_encoding("alibi", dim=8, num_heads=2, max_positions=8, rope=None)

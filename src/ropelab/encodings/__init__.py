@@ -10,18 +10,18 @@ Build one by name::
 
 from __future__ import annotations
 
-from ropelab.config import RopeConfig
 from ropelab.encodings.alibi import AlibiEncoding, alibi_slopes
 from ropelab.encodings.base import EncodingError, PositionEncoding, relative_distance
 from ropelab.encodings.learned import LearnedEncoding
 from ropelab.encodings.nope import NoPositionEncoding
-from ropelab.encodings.rope import RopeEncoding
+from ropelab.encodings.rope import RopeEncoding, rope_for_model
 from ropelab.encodings.sinusoidal import SinusoidalEncoding, sinusoidal_table
 from ropelab.encodings.t5 import T5BiasEncoding, t5_causal_bucket
 from ropelab.encodings.xpos import XposEncoding, xpos_scale, xpos_zeta
 
 __all__ = [
     "ENCODINGS",
+    "ENCODING_CLASSES",
     "AlibiEncoding",
     "EncodingError",
     "LearnedEncoding",
@@ -35,58 +35,51 @@ __all__ = [
     "build_encoding",
     "check_encoding_name",
     "relative_distance",
+    "rope_for_model",
     "sinusoidal_table",
     "t5_causal_bucket",
     "xpos_scale",
     "xpos_zeta",
 ]
 
-ENCODINGS = ("sinusoidal", "learned", "t5", "alibi", "nope", "rope", "xpos")
+# The registry: name -> class; each class declares the options it accepts (``options``).
+ENCODING_CLASSES: dict[str, type[PositionEncoding]] = {
+    cls.name: cls
+    for cls in (
+        SinusoidalEncoding, LearnedEncoding, T5BiasEncoding, AlibiEncoding, NoPositionEncoding, RopeEncoding, XposEncoding,
+    )
+}
+ENCODINGS = tuple(ENCODING_CLASSES)
 
 
 def check_encoding_name(name: str) -> str:
     """Return ``name`` if it is a known encoding, else raise :class:`EncodingError` listing them."""
-    if name not in ENCODINGS:
+    if name not in ENCODING_CLASSES:
         raise EncodingError(f"encoding={name!r} is unknown: expected one of {', '.join(ENCODINGS)}")
     return name
 
 
-def build_encoding(
-    name: str,
-    *,
-    dim: int,
-    num_heads: int,
-    max_positions: int,
-    rope: RopeConfig | dict | None = None,
-    clamp: bool = False,
-    num_buckets: int = 32,
-    max_distance: int = 128,
-    **_: object,
-) -> PositionEncoding:
+def build_encoding(name: str, *, dim: int, num_heads: int, max_positions: int, **options: object) -> PositionEncoding:
     """An encoding for a model of width ``dim`` with ``num_heads`` heads trained at ``max_positions``.
 
     Args:
         name: one of :data:`ENCODINGS`.
-        rope: the RoPE variant for ``rope`` / ``xpos`` (a RopeConfig or its ``to_hf()`` dict);
-            default: plain RoPE, base 10000, over the whole head.
-        clamp: learned only: reuse the last row past the table instead of raising.
-        num_buckets, max_distance: t5 only.
+        options: those the encoding declares in its ``options``:
+
+            - ``rope`` (rope, xpos): the RoPE variant, a RopeConfig or its ``to_hf()`` dict;
+              default plain RoPE, base 10000, over the whole head;
+            - ``scale_base`` (xpos): the decay's scale base (512);
+            - ``clamp`` (learned): reuse the last row past the table instead of raising;
+            - ``num_buckets``, ``max_distance`` (t5);
+            - ``base`` (sinusoidal): the wavelength base (10000).
+
+    Raises:
+        EncodingError: an unknown ``name``, or an option the encoding does not accept (the
+            message names it and the accepted ones).
     """
-    check_encoding_name(name)
-    head_dim = dim // num_heads
-    if name == "sinusoidal":
-        return SinusoidalEncoding(dim)
-    if name == "learned":
-        return LearnedEncoding(dim, max_positions, clamp=clamp)
-    if name == "t5":
-        return T5BiasEncoding(num_heads, num_buckets, max_distance)
-    if name == "alibi":
-        return AlibiEncoding(num_heads)
-    if name == "nope":
-        return NoPositionEncoding()
-    if isinstance(rope, dict):
-        rope = RopeConfig.from_hf(rope)
-    cfg = rope or RopeConfig(head_dim=head_dim, max_position_embeddings=max_positions)
-    if cfg.head_dim != head_dim:
-        raise EncodingError(f"rope head_dim={cfg.head_dim} is invalid: expected dim // num_heads = {head_dim}")
-    return RopeEncoding(cfg) if name == "rope" else XposEncoding(cfg)
+    cls = ENCODING_CLASSES[check_encoding_name(name)]
+    unknown = sorted(set(options) - set(cls.options))
+    if unknown:
+        accepted = f"one of {', '.join(cls.options)}" if cls.options else "no options"
+        raise EncodingError(f"option {unknown[0]}={options[unknown[0]]!r} is unknown for encoding={name!r}: expected {accepted}")
+    return cls.from_model(dim=dim, num_heads=num_heads, max_positions=max_positions, **options)

@@ -46,6 +46,10 @@ class AlibiEncoding(PositionEncoding):
 
     name = "alibi"
 
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, **options) -> AlibiEncoding:
+        return cls(num_heads)
+
     def __init__(self, num_heads: int):
         super().__init__()
         self.num_heads = num_heads

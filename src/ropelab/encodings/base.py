@@ -39,10 +39,19 @@ def relative_distance(positions_q: torch.Tensor, positions_k: torch.Tensor) -> t
 class PositionEncoding(nn.Module):
     """Base class: three hooks, each the identity (or no bias) unless an encoding overrides it.
 
-    Subclasses set ``name`` (the registry key) and override the hooks they need.
+    Subclasses set ``name`` (the registry key), ``options`` (the keyword options
+    :func:`~ropelab.encodings.build_encoding` may pass them), :meth:`from_model`, and override the
+    hooks they need.
     """
 
     name: str = "base"
+    options: tuple[str, ...] = ()
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, **options) -> PositionEncoding:
+        """The encoding for a model of width ``dim`` with ``num_heads`` heads trained at
+        ``max_positions``; ``options`` are a subset of :attr:`options` (checked by the caller)."""
+        return cls(**options)
 
     def embed(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Input embedding hook.

@@ -24,6 +24,11 @@ class LearnedEncoding(PositionEncoding):
     """
 
     name = "learned"
+    options = ("clamp",)
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, **options) -> LearnedEncoding:
+        return cls(dim, max_positions, **options)
 
     def __init__(self, dim: int, max_positions: int, clamp: bool = False):
         super().__init__()

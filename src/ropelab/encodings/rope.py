@@ -5,10 +5,28 @@ from __future__ import annotations
 import torch
 
 from ropelab.config import RopeConfig
-from ropelab.encodings.base import PositionEncoding
+from ropelab.encodings.base import EncodingError, PositionEncoding
 from ropelab.rotary import rotate_qk
 
-__all__ = ["RopeEncoding"]
+__all__ = ["RopeEncoding", "rope_for_model"]
+
+
+def rope_for_model(rope: RopeConfig | dict | None, head_dim: int, max_positions: int) -> RopeConfig:
+    """The RoPE of a model with heads of width ``head_dim`` trained at ``max_positions``.
+
+    Args:
+        rope: a :class:`RopeConfig`, its ``to_hf()`` dict, or ``None`` for plain RoPE (base 10000,
+            whole head).
+
+    Raises:
+        EncodingError: ``rope.head_dim`` is not ``head_dim``.
+    """
+    if isinstance(rope, dict):
+        rope = RopeConfig.from_hf(rope)
+    cfg = rope or RopeConfig(head_dim=head_dim, max_position_embeddings=max_positions)
+    if cfg.head_dim != head_dim:
+        raise EncodingError(f"rope head_dim={cfg.head_dim} is invalid: expected dim // num_heads = {head_dim}")
+    return cfg
 
 
 class RopeEncoding(PositionEncoding):
@@ -22,6 +40,11 @@ class RopeEncoding(PositionEncoding):
     """
 
     name = "rope"
+    options = ("rope",)
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, rope=None) -> RopeEncoding:
+        return cls(rope_for_model(rope, dim // num_heads, max_positions))
 
     def __init__(self, cfg: RopeConfig):
         super().__init__()

@@ -44,6 +44,11 @@ class SinusoidalEncoding(PositionEncoding):
     """
 
     name = "sinusoidal"
+    options = ("base",)
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, **options) -> SinusoidalEncoding:
+        return cls(dim, **options)
 
     def __init__(self, dim: int, base: float = SINUSOIDAL_BASE):
         super().__init__()

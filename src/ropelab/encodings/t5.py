@@ -47,6 +47,11 @@ class T5BiasEncoding(PositionEncoding):
     """
 
     name = "t5"
+    options = ("num_buckets", "max_distance")
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, **options) -> T5BiasEncoding:
+        return cls(num_heads, **options)
 
     def __init__(self, num_heads: int, num_buckets: int = T5_NUM_BUCKETS, max_distance: int = T5_MAX_DISTANCE):
         super().__init__()

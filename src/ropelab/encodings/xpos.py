@@ -6,6 +6,7 @@ import torch
 
 from ropelab.config import RopeConfig
 from ropelab.encodings.base import PositionEncoding
+from ropelab.encodings.rope import rope_for_model
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rotate_qk
 
@@ -61,6 +62,11 @@ class XposEncoding(PositionEncoding):
     """
 
     name = "xpos"
+    options = ("rope", "scale_base")
+
+    @classmethod
+    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, rope=None, scale_base: float = XPOS_SCALE_BASE) -> XposEncoding:
+        return cls(rope_for_model(rope, dim // num_heads, max_positions), scale_base)
 
     def __init__(self, cfg: RopeConfig, scale_base: float = XPOS_SCALE_BASE):
         super().__init__()

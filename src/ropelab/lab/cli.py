@@ -14,16 +14,24 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ropelab.encodings import ENCODINGS, check_encoding_name
+from ropelab.encodings import ENCODINGS
 from ropelab.lab import LabError
 
 __all__ = ["register", "demo", "PRESETS"]
 
 # Larger settings for a GPU (--device cuda): 6 layers x 384 wide, nanoGPT's "baby" scale.
+# Each preset is the keyword arguments of LabSettings.override: model / train fields, then the experiment's.
 PRESETS = {
-    "paper-small": dict(num_layers=6, dim=384, num_heads=6, length=256, steps=5000, batch_size=64, lr=1e-3,
-                        warmup_steps=200, eval_tokens=65536, passkey_trials=20),
+    "paper-small": dict(model=dict(num_layers=6, dim=384, num_heads=6, max_positions=256),
+                        train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=200),
+                        eval_tokens=65536, passkey_trials=20),
 }
+
+# Command-line flag (argparse dest) -> the field it sets, in ModelConfig, TrainConfig or LabSettings.
+MODEL_FLAGS = {"length": "max_positions", "num_layers": "num_layers", "dim": "dim", "num_heads": "num_heads"}
+TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
+               "checkpoint_every": "checkpoint_every"}
+LAB_FLAGS = {"eval_tokens": "eval_tokens", "text": "text", "finetune_steps": "finetune_steps", "encodings": "encodings"}
 
 
 def _positive_int(text: str) -> int:
@@ -61,14 +69,13 @@ def _train(args) -> None:
     from ropelab.lab.train import train
 
     settings = _settings(args, DEFAULT)
-    check_encoding_name(args.encoding)
+    model_cfg = settings.model_config(args.encoding)
     if args.resume and Path(args.out).exists():
         from ropelab.lab.train import load_checkpoint
 
         load_checkpoint(args.out, expect_encoding=args.encoding)  # fail early: wrong encoding, corrupt
     corpus = load_corpus(settings.text)
-    run = train(settings.model_config(args.encoding), settings.train_config(), corpus=corpus,
-                checkpoint=args.out, resume=args.resume, progress=not args.quiet)
+    run = train(model_cfg, settings.train, corpus=corpus, checkpoint=args.out, resume=args.resume, progress=not args.quiet)
     if _rank0():
         print(f"final loss {run.final_loss:.6f} after {len(run.losses)} steps; checkpoint {args.out}")
 
@@ -76,15 +83,15 @@ def _train(args) -> None:
 def _eval(args) -> None:
     from ropelab.lab.data import load_corpus
     from ropelab.lab.experiment import DEFAULT, evaluate_model
+    from ropelab.lab.model import ModelConfig
     from ropelab.lab.report import normalise
     from ropelab.lab.train import load_checkpoint, model_from_checkpoint
 
     state = load_checkpoint(args.checkpoint, expect_encoding=args.encoding)
     m = state["model_config"]
-    settings = replace(_settings(args, DEFAULT), length=m["max_positions"], num_layers=m["num_layers"], dim=m["dim"], num_heads=m["num_heads"])
-    settings.validate()
+    settings = replace(_settings(args, DEFAULT), model=ModelConfig(**m))
     corpus = load_corpus(settings.text)
-    model = model_from_checkpoint(state, settings.device, **({"clamp": True} if m["encoding"] == "learned" else {}))
+    model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if m["encoding"] == "learned" else {}))
     result = normalise({"checkpoint": str(args.checkpoint), "encoding": m["encoding"], **evaluate_model(model, corpus, settings)})
     _write_json(Path(args.out) / f"eval_{m['encoding']}.json", result)
     L = settings.length
@@ -101,18 +108,14 @@ def _extend(args) -> None:
     from ropelab.lab.report import normalise
     from ropelab.lab.train import load_checkpoint
 
-    methods = args.methods or EXTENSION_METHODS
-    for method in methods:
-        if method not in EXTENSION_METHODS:
-            raise LabError(f"method={method!r} is unknown: expected one of {', '.join(EXTENSION_METHODS)}")
+    settings = _settings(args, DEFAULT).override(extend_methods=args.methods or EXTENSION_METHODS, extend_factor=args.factor)
     state = load_checkpoint(args.checkpoint, expect_encoding="rope")
-    settings = replace(_settings(args, DEFAULT), length=state["model_config"]["max_positions"], extend_factor=args.factor)
-    settings.validate()
+    settings = settings.override(model=dict(max_positions=state["model_config"]["max_positions"]))
     corpus = load_corpus(settings.text)
-    result = run_extension(state, corpus, methods=methods, factor=args.factor, finetune_steps=settings.finetune_steps,
-                           eval_tokens=settings.eval_tokens, finetune=settings.finetune_config(),
-                           passkey_depths=settings.passkey_depths, passkey_trials=settings.passkey_trials,
-                           device=settings.device, progress=not args.quiet)
+    result = run_extension(state, corpus, methods=settings.extend_methods, factor=args.factor,
+                           finetune_steps=settings.finetune_steps, eval_tokens=settings.eval_tokens,
+                           finetune=settings.finetune_config(), passkey_depths=settings.passkey_depths,
+                           passkey_trials=settings.passkey_trials, device=settings.train.device, progress=not args.quiet)
     _write_json(Path(args.out) / "extension.json", normalise({"factor": args.factor, "methods": result}))
     for method, entry in result.items():
         print(f"{method:>12}: ppl@{entry['length']} " + "  ".join(f"{k} steps {v:.2f}" for k, v in entry["ppl"].items()))
@@ -124,9 +127,8 @@ def _run(args) -> Path:
 
     base = QUICK if args.quick else DEFAULT
     if args.preset:
-        base = replace(base, **PRESETS[args.preset])
+        base = base.override(**PRESETS[args.preset])
     settings = _settings(args, base)
-    settings.validate()
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise LabError(f"--out {str(out)!r} is invalid: it is a file, expected a folder")
@@ -151,22 +153,18 @@ def _write_json(path: Path, data: dict) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=1).encode())
 
 
-def _settings(args, base):
-    """Overlay the explicit command-line values on ``base`` settings."""
-    from ropelab.lab.experiment import LabSettings  # noqa: F401 (type of base)
+def _given(args, flags: dict[str, str]) -> dict:
+    """``{field: value}`` of the flags in ``flags`` that were given on the command line."""
+    values = {field: getattr(args, flag, None) for flag, field in flags.items()}
+    return {field: value for field, value in values.items() if value is not None and value != ()}
 
-    changes = {}
-    for key in ("length", "num_layers", "dim", "num_heads", "steps", "batch_size", "lr", "seed", "eval_tokens",
-                "text", "device", "checkpoint_every", "finetune_steps"):
-        value = getattr(args, key, None)
-        if value is not None:
-            changes[key] = value
-    encodings = getattr(args, "encodings", None)
-    if encodings:
-        changes["encodings"] = encodings
+
+def _settings(args, base):
+    """``base`` settings (:class:`~ropelab.lab.experiment.LabSettings`) with the explicit
+    command-line values overriding fields of its model, its training and the experiment."""
     if getattr(args, "text", None) is not None and not str(args.text).strip():
         raise LabError("--text '' is invalid: expected a file or folder path")
-    return replace(base, **changes)
+    return base.override(model=_given(args, MODEL_FLAGS), train=_given(args, TRAIN_FLAGS), **_given(args, LAB_FLAGS))
 
 
 def _guard(command):

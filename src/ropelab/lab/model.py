@@ -21,17 +21,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ropelab.encodings import PositionEncoding, build_encoding
+from ropelab.encodings import PositionEncoding, build_encoding, check_encoding_name
+from ropelab.lab import LabError
 
-__all__ = ["ModelConfig", "DecoderLM", "causal_lm_loss"]
+__all__ = ["ModelConfig", "DecoderLM", "causal_lm_loss", "require_positive"]
 
 
-@dataclass
+def require_positive(**values: int) -> None:
+    """Raise :class:`LabError` naming the first of ``values`` that is not a positive number."""
+    for key, value in values.items():
+        if not value > 0:
+            raise LabError(f"{key}={value} is invalid: expected a positive integer")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model (stored in every checkpoint).
+    """Everything needed to rebuild a model (stored in every checkpoint), validated at construction.
 
     ``max_positions`` is the training length ``L``: the learned table's size and the RoPE
     extension methods' "original" length. ``encoding_options`` go to :func:`build_encoding`.
+    A model's config is never edited: a changed model (e.g. an extended RoPE) is a new config
+    (``dataclasses.replace``) and a new :class:`DecoderLM`.
+
+    Raises:
+        EncodingError: ``encoding`` is not one of :data:`ropelab.encodings.ENCODINGS` (the one
+            place the lab checks the name).
+        LabError: a non-positive size, or heads that are not of an even width ``dim / num_heads``.
     """
 
     encoding: str = "rope"
@@ -42,6 +57,19 @@ class ModelConfig:
     vocab_size: int = 256
     mlp_ratio: int = 4
     encoding_options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_encoding_name(self.encoding)
+        require_positive(length=self.max_positions, dim=self.dim, num_heads=self.num_heads, vocab_size=self.vocab_size,
+                         mlp_ratio=self.mlp_ratio)
+        if self.num_layers < 0:
+            raise LabError(f"num_layers={self.num_layers} is invalid: expected a non-negative integer")
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
+            raise LabError(f"dim={self.dim}, num_heads={self.num_heads} is invalid: expected an even head width dim / num_heads")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
 
     def to_dict(self) -> dict:
         return asdict(self)

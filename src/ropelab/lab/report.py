@@ -13,10 +13,12 @@ import html
 import io
 import json
 from pathlib import Path
+from string import Template
 
 from ropelab.io import atomic_write_bytes
+from ropelab.lab import LabError
 
-__all__ = ["normalise", "check_claims", "write_results", "write_report", "rewrite_report", "figures"]
+__all__ = ["normalise", "check_claims", "write_results", "write_report", "render_report", "rewrite_report", "figures"]
 
 
 def normalise(results: dict) -> dict:
@@ -246,65 +248,116 @@ def _mark(held) -> str:
     return {True: '<b class="ok">held</b>', False: '<b class="bad">did not hold</b>', None: "not checked"}[held]
 
 
+# The page and its pieces. Values are escaped (or formatted numbers) before they are substituted.
+PAGE = Template(
+    "<!doctype html><html><head><meta charset='utf-8'><title>ropelab lab report</title><style>$style</style></head>"
+    "<body>$body</body></html>"
+)
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}"
+)
+INTRO = Template(
+    "<h1>ropelab lab: train short, test long</h1>"
+    "<p>Byte-level decoder, $num_layers layers, width $dim, $num_heads heads, trained at "
+    "<b>L = $length</b> bytes for $steps steps of $batch_size x $length bytes, seed $seed, "
+    "same data and budget for every encoding. Corpus: $source "
+    "($train_bytes train / $val_bytes validation bytes, split by file). "
+    "Perplexity is measured on the first $eval_tokens validation bytes. Total time $minutes min.</p>"
+)
+SECTION = Template("<h2>$title</h2>$body")
+FIGURE = Template("<figure><img alt='$name' src='data:image/png;base64,$png'><figcaption>$caption</figcaption></figure>")
+NOTES = Template("<h2>Notes</h2><ul>$items</ul>")
+FOOTER = "<p>Numbers: results.json, results.csv (same folder).</p>"
+CAPTIONS = {
+    "perplexity_vs_length.png": "Perplexity against evaluation length (log y). Non-overlapping windows profit from the early-token effect; sliding windows give every byte at least 3T/4 of context.",
+    "loss_vs_position.png": "Loss at each position of a 16L window (non-overlapping): flat past L means the encoding extrapolates; a rise at L is where it breaks.",
+    "passkey_heatmap.png": "Passkey retrieval accuracy by total prompt length and key depth.",
+    "extension_vs_finetune_steps.png": "RoPE extended to L' with each method: perplexity at L' zero-shot (0 steps) and after fine-tuning at L'.",
+}
+
+
+def intro_section(results: dict) -> str:
+    """The title and one paragraph: model, training budget, corpus, evaluation, time."""
+    s, corpus = results["settings"], results["corpus"]
+    return INTRO.substitute(
+        num_layers=s["num_layers"], dim=s["dim"], num_heads=s["num_heads"], length=s["length"], steps=s["steps"],
+        batch_size=s["batch_size"], seed=s["seed"], source=html.escape(corpus["source"]),
+        train_bytes=f"{corpus['train_bytes']:,}", val_bytes=f"{corpus['val_bytes']:,}", eval_tokens=f"{s['eval_tokens']:,}",
+        minutes=f"{results['timing']['total_seconds'] / 60:.1f}",
+    )
+
+
+def claims_section(results: dict) -> str:
+    rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]]
+    return SECTION.substitute(title="Claims, checked on this run", body=_table(["claim", "check", "measured", "result"], rows))
+
+
+def perplexity_sections(results: dict) -> str:
+    return (
+        SECTION.substitute(title="Perplexity, non-overlapping windows", body=_ppl_table(results, "nonoverlap"))
+        + SECTION.substitute(title="Perplexity, sliding windows (stride T/4, last T/4 bytes of each window scored)",
+                             body=_ppl_table(results, "sliding"))
+    )
+
+
+def figures_section(pngs: dict[str, bytes]) -> str:
+    """Every figure embedded as base64 PNG, with its caption."""
+    return "".join(
+        FIGURE.substitute(name=name, png=base64.b64encode(data).decode(), caption=html.escape(CAPTIONS[name]))
+        for name, data in pngs.items()
+    )
+
+
+def extension_section(results: dict) -> str:
+    """Perplexity at L' after each number of fine-tuning steps, and passkey, per method ('' without extension)."""
+    methods = results.get("extension", {}).get("methods", {})
+    if not methods:
+        return ""
+    steps = list(next(iter(methods.values()))["ppl"])
+    rows = [[m] + [f"{e['ppl'][k]:.2f}" for k in steps] + [f"{e['passkey']['zero_shot']:.2f}", f"{e['passkey']['finetuned']:.2f}"]
+            for m, e in methods.items()]
+    header = ["method"] + [f"{k} steps" for k in steps] + ["passkey zero-shot", "passkey fine-tuned"]
+    title = f"Extension of RoPE to {results['extension']['factor']}L: perplexity at L' after N fine-tuning steps"
+    return SECTION.substitute(title=title, body=_table(header, rows))
+
+
+def training_section(results: dict) -> str:
+    rows = [[n, f"{e['train']['final_loss']:.4f}", f"{e['train']['seconds']:.0f}", f"{e['train']['tokens_per_second']:,.0f}"]
+            for n, e in results["encodings"].items()]
+    return SECTION.substitute(title="Training", body=_table(["encoding", "final train loss", "train s", "tokens/s"], rows))
+
+
+def notes_section(notes: list[str]) -> str:
+    return NOTES.substitute(items="".join(f"<li>{html.escape(n)}</li>" for n in notes)) if notes else ""
+
+
+def render_report(results: dict, pngs: dict[str, bytes]) -> str:
+    """The self-contained report page of normalised ``results`` (with ``claims`` and ``notes``)."""
+    body = "".join([
+        intro_section(results), claims_section(results), perplexity_sections(results), figures_section(pngs),
+        extension_section(results), training_section(results), notes_section(results["notes"]), FOOTER,
+    ])
+    return PAGE.substitute(style=STYLE, body=body)
+
+
 def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
     """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
     results = normalise(results)
     results["notes"] = list(notes) or results.get("notes", [])
-    notes = results["notes"]
     results["claims"] = check_claims(results)
     write_results(results, out)
     pngs = figures(results)
     for name, data in pngs.items():
         atomic_write_bytes(out / "figures" / name, data)
-    s = results["settings"]
-    claims = _table(["claim", "check", "measured", "result"],
-                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
-    training = _table(["encoding", "final train loss", "train s", "tokens/s"],
-                      [[n, f"{e['train']['final_loss']:.4f}", f"{e['train']['seconds']:.0f}", f"{e['train']['tokens_per_second']:,.0f}"]
-                       for n, e in results["encodings"].items()])
-    parts = [
-        "<h1>ropelab lab: train short, test long</h1>",
-        f"<p>Byte-level decoder, {s['num_layers']} layers, width {s['dim']}, {s['num_heads']} heads, trained at "
-        f"<b>L = {s['length']}</b> bytes for {s['steps']} steps of {s['batch_size']} x {s['length']} bytes, seed {s['seed']}, "
-        f"same data and budget for every encoding. Corpus: {html.escape(results['corpus']['source'])} "
-        f"({results['corpus']['train_bytes']:,} train / {results['corpus']['val_bytes']:,} validation bytes, split by file). "
-        f"Perplexity is measured on the first {s['eval_tokens']:,} validation bytes. Total time {results['timing']['total_seconds'] / 60:.1f} min.</p>",
-        "<h2>Claims, checked on this run</h2>", claims,
-        "<h2>Perplexity, non-overlapping windows</h2>", _ppl_table(results, "nonoverlap"),
-        "<h2>Perplexity, sliding windows (stride T/4, last T/4 bytes of each window scored)</h2>", _ppl_table(results, "sliding"),
-    ]
-    captions = {
-        "perplexity_vs_length.png": "Perplexity against evaluation length (log y). Non-overlapping windows profit from the early-token effect; sliding windows give every byte at least 3T/4 of context.",
-        "loss_vs_position.png": "Loss at each position of a 16L window (non-overlapping): flat past L means the encoding extrapolates; a rise at L is where it breaks.",
-        "passkey_heatmap.png": "Passkey retrieval accuracy by total prompt length and key depth.",
-        "extension_vs_finetune_steps.png": "RoPE extended to L' with each method: perplexity at L' zero-shot (0 steps) and after fine-tuning at L'.",
-    }
-    for name, data in pngs.items():
-        parts.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
-                     f"<figcaption>{html.escape(captions[name])}</figcaption></figure>")
-    methods = results.get("extension", {}).get("methods", {})
-    if methods:
-        steps = list(next(iter(methods.values()))["ppl"])
-        rows = [[m] + [f"{e['ppl'][k]:.2f}" for k in steps] + [f"{e['passkey']['zero_shot']:.2f}", f"{e['passkey']['finetuned']:.2f}"] for m, e in methods.items()]
-        parts += [f"<h2>Extension of RoPE to {results['extension']['factor']}L: perplexity at L' after N fine-tuning steps</h2>",
-                  _table(["method"] + [f"{k} steps" for k in steps] + ["passkey zero-shot", "passkey fine-tuned"], rows)]
-    parts += ["<h2>Training</h2>", training]
-    if notes:
-        parts += ["<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"]
-    parts += ["<p>Numbers: results.json, results.csv (same folder).</p>"]
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>ropelab lab report</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
     path = out / "report.html"
-    atomic_write_bytes(path, page.encode())
+    atomic_write_bytes(path, render_report(results, pngs).encode())
     return path
 
 
 def rewrite_report(out: Path) -> Path:
     """Render ``out/report.html`` (and the CSV, figures) again from ``out/results.json``."""
-    from ropelab.lab import LabError
-
     path = Path(out) / "results.json"
     try:
         results = json.loads(path.read_text())

@@ -16,35 +16,42 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from ropelab.encodings import check_encoding_name
 from ropelab.io import atomic_write
 from ropelab.lab import LabError
 from ropelab.lab.data import Corpus, load_corpus, sample_batch
-from ropelab.lab.model import DecoderLM, ModelConfig, causal_lm_loss
+from ropelab.lab.model import DecoderLM, ModelConfig, causal_lm_loss, require_positive
 
 __all__ = [
     "TrainConfig",
     "TrainResult",
     "train",
+    "train_step",
     "learning_rate",
     "save_checkpoint",
     "load_checkpoint",
     "model_from_checkpoint",
+    "model_with_weights",
 ]
 
 CHECKPOINT_FORMAT = "ropelab.lab.checkpoint/1"
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping. ``batch_size`` is global (split across ranks)."""
+    """Optimisation and bookkeeping, validated at construction. ``batch_size`` is global (split
+    across ranks).
+
+    Raises:
+        LabError: a non-positive ``steps``, ``batch_size``, ``lr``, ``checkpoint_every`` or
+            ``log_every``, or a negative ``warmup_steps``.
+    """
 
     steps: int = 1000
     batch_size: int = 16
@@ -58,6 +65,12 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 50
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        require_positive(steps=self.steps, batch_size=self.batch_size, lr=self.lr, checkpoint_every=self.checkpoint_every,
+                         log_every=self.log_every)
+        if self.warmup_steps < 0:
+            raise LabError(f"warmup_steps={self.warmup_steps} is invalid: expected a non-negative integer")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,10 +140,14 @@ def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None,
 
 def model_from_checkpoint(state: dict, device: str = "cpu", **encoding_overrides) -> DecoderLM:
     """Rebuild the model of a checkpoint; ``encoding_overrides`` replace encoding options (e.g. ``clamp``)."""
-    cfg = ModelConfig(**state["model_config"])
-    cfg.encoding_options = {**cfg.encoding_options, **encoding_overrides}
+    saved = ModelConfig(**state["model_config"])
+    return model_with_weights(replace(saved, encoding_options={**saved.encoding_options, **encoding_overrides}), state["model"], device)
+
+
+def model_with_weights(cfg: ModelConfig, weights: dict, device: str = "cpu") -> DecoderLM:
+    """A fresh :class:`DecoderLM` of ``cfg`` with ``weights`` loaded (strict: every tensor must fit)."""
     model = DecoderLM(cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(weights, strict=True)
     return model.to(device)
 
 
@@ -153,6 +170,17 @@ def rank_device(device: str, world: int) -> str:
     return device
 
 
+def join_process_group(cfg: TrainConfig) -> tuple[int, int, str]:
+    """``(rank, world, device)`` of this process: joins the torchrun group if there is one, checks
+    that the global batch splits evenly, and shares the CPU threads between local ranks."""
+    rank, world = distributed_context(cfg.device)
+    if cfg.batch_size % world:
+        raise LabError(f"batch_size={cfg.batch_size} is invalid: expected a multiple of the {world} processes")
+    if world > 1 and cfg.device == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    return rank, world, rank_device(cfg.device, world)
+
+
 def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
     if world > 1:
         value = value.detach().clone()
@@ -161,15 +189,56 @@ def _mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:
     return value
 
 
-# ----------------------------------------------------------------------------- the loop
-def _checkpoint_state(model, optimizer, model_cfg, cfg, step, losses, extra) -> dict:
+# ----------------------------------------------------------------------------- one step
+@dataclass
+class Trainer:
+    """What one process holds while training: the model, its DDP wrapper (the model itself on one
+    process), the optimizer, and the process's place in the group."""
+
+    model: DecoderLM
+    wrapped: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    rank: int = 0
+    world: int = 1
+    device: str = "cpu"
+
+
+def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, init_state: dict | None = None) -> Trainer:
+    """A seeded model of ``model_cfg`` (``init_state`` loaded, if given) and a fresh optimizer, on
+    this process's device, wrapped in DDP under torchrun."""
+    rank, world, device = join_process_group(cfg)
+    torch.manual_seed(cfg.seed)
+    model = DecoderLM(model_cfg).to(device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    optimizer = make_optimizer(model, cfg)
+    return Trainer(model, model, optimizer, rank, world, device)
+
+
+def train_step(trainer: Trainer, data: torch.Tensor, cfg: TrainConfig, length: int, step: int) -> float:
+    """One optimiser step on the batch of ``(cfg.seed, step)``: ``cfg.batch_size`` windows of
+    ``length`` bytes of ``data`` (uint8 ``[N]``), this rank's slice. Returns the global mean loss."""
+    inputs, targets = sample_batch(data, cfg.batch_size, length, cfg.seed, step, trainer.rank, trainer.world)
+    inputs, targets = inputs.to(trainer.device), targets.to(trainer.device)  # [B / world, length] each
+    for group in trainer.optimizer.param_groups:
+        group["lr"] = learning_rate(step, cfg)
+    loss = causal_lm_loss(trainer.wrapped(inputs), targets)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), cfg.grad_clip)
+    trainer.optimizer.step()
+    return float(_mean_over_ranks(loss.detach(), trainer.world))
+
+
+# ----------------------------------------------------------------------------- checkpoint and resume
+def _checkpoint_state(trainer: Trainer, model_cfg: ModelConfig, cfg: TrainConfig, step: int, losses, extra) -> dict:
     return {
         "format": CHECKPOINT_FORMAT,
         "model_config": model_cfg.to_dict(),
         "train_config": cfg.to_dict(),
         "step": step,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
         "losses": list(losses),
         "extra": extra or {},
     }
@@ -186,6 +255,23 @@ def _check_resume(state: dict, model_cfg: ModelConfig, cfg: TrainConfig, path) -
             )
 
 
+def restore(trainer: Trainer, checkpoint: str | os.PathLike, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[int, list[float]]:
+    """Load the model and optimizer of ``checkpoint`` (same settings required) into ``trainer``;
+    return ``(steps done, losses so far)``, or ``(0, [])`` if there is no checkpoint yet."""
+    if not Path(checkpoint).exists():
+        return 0, []
+    state = load_checkpoint(checkpoint, expect_encoding=model_cfg.encoding, map_location=trainer.device)
+    _check_resume(state, model_cfg, cfg, checkpoint)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    return state["step"], list(state["losses"])
+
+
+def _checkpoint_due(done: int, cfg: TrainConfig) -> bool:
+    return done % cfg.checkpoint_every == 0 or done == cfg.steps
+
+
+# ----------------------------------------------------------------------------- the loop
 def train(
     model_cfg: ModelConfig,
     cfg: TrainConfig,
@@ -196,7 +282,7 @@ def train(
     init_state: dict | None = None,
     progress: bool = True,
     description: str | None = None,
-    on_step=None,
+    on_step: Callable[[int, DecoderLM], None] | None = None,
     extra: dict | None = None,
 ) -> TrainResult:
     """Train ``model_cfg`` for ``cfg.steps`` steps at length ``model_cfg.max_positions``.
@@ -206,80 +292,60 @@ def train(
         checkpoint: file written atomically every ``checkpoint_every`` steps and at the end (rank 0).
         resume: continue from ``checkpoint`` if it exists (same settings required).
         init_state: model weights to start from (fine-tuning); the optimizer starts fresh.
+        progress, description: show a progress bar (rank 0) labelled ``description`` (default: the encoding).
         on_step: ``callback(step_done, model)`` after each step, e.g. for evaluation during fine-tuning.
         extra: stored in the checkpoint under ``"extra"``.
 
     Returns:
         :class:`TrainResult`; ``losses[t]`` is the global mean training loss of step ``t``.
     """
-    check_encoding_name(model_cfg.encoding)
-    if model_cfg.max_positions <= 0:
-        raise LabError(f"length={model_cfg.max_positions} is invalid: expected a positive integer")
-    if cfg.steps <= 0:
-        raise LabError(f"steps={cfg.steps} is invalid: expected a positive integer")
-    rank, world = distributed_context(cfg.device)
-    if cfg.batch_size % world:
-        raise LabError(f"batch_size={cfg.batch_size} is invalid: expected a multiple of the {world} processes")
-    if world > 1 and cfg.device == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
     corpus = corpus or load_corpus()
-    device = rank_device(cfg.device, world)
-
-    torch.manual_seed(cfg.seed)
-    model = DecoderLM(model_cfg).to(device)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    optimizer = make_optimizer(model, cfg)
-    start, losses = 0, []
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, expect_encoding=model_cfg.encoding, map_location=device)
-        _check_resume(state, model_cfg, cfg, checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, losses = state["step"], list(state["losses"])
-
-    wrapped = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    model.train()
-    length = model_cfg.max_positions
-    tokens_per_step = cfg.batch_size * length
-    show = progress and rank == 0
-    bar = _ProgressBar(description or model_cfg.encoding, cfg.steps, start) if show else nullcontext()
+    trainer = build_trainer(model_cfg, cfg, init_state)
+    start, losses = restore(trainer, checkpoint, model_cfg, cfg) if resume and checkpoint is not None else (0, [])
+    if trainer.world > 1:
+        trainer.wrapped = torch.nn.parallel.DistributedDataParallel(trainer.model)
+    trainer.model.train()
+    tokens_per_step = cfg.batch_size * model_cfg.max_positions
+    show = progress and trainer.rank == 0
+    bar = _ProgressBar(description or model_cfg.encoding, cfg.steps, start, tokens_per_step) if show else _NoProgressBar()
     began = time.perf_counter()
     with bar:
         for step in range(start, cfg.steps):
-            inputs, targets = sample_batch(corpus.train, cfg.batch_size, length, cfg.seed, step, rank, world)
-            inputs, targets = inputs.to(device), targets.to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, cfg)
-            loss = causal_lm_loss(wrapped(inputs), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            losses.append(float(_mean_over_ranks(loss.detach(), world)))
+            losses.append(train_step(trainer, corpus.train, cfg, model_cfg.max_positions, step))
             done = step + 1
-            if show:
-                elapsed = time.perf_counter() - began
-                bar.update(done, losses[-1], (done - start) * tokens_per_step / max(elapsed, 1e-9))
-            if checkpoint is not None and rank == 0 and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                save_checkpoint(checkpoint, _checkpoint_state(model, optimizer, model_cfg, cfg, done, losses, extra))
+            bar.update(done, losses[-1])
+            if checkpoint is not None and trainer.rank == 0 and _checkpoint_due(done, cfg):
+                save_checkpoint(checkpoint, _checkpoint_state(trainer, model_cfg, cfg, done, losses, extra))
             if on_step is not None:
-                on_step(done, model)
+                on_step(done, trainer.model)
     seconds = time.perf_counter() - began
-    if world > 1:
+    if trainer.world > 1:
         dist.barrier()
-    return TrainResult(model, losses, seconds, (cfg.steps - start) * tokens_per_step / max(seconds, 1e-9))
+    return TrainResult(trainer.model, losses, seconds, (cfg.steps - start) * tokens_per_step / max(seconds, 1e-9))
+
+
+class _NoProgressBar:
+    """The progress bar of a quiet run (and of ranks other than 0)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def update(self, done: int, loss: float) -> None:
+        pass
 
 
 class _ProgressBar:
     """A rich progress bar with loss and tokens/s; a plain line every 10% when not on a terminal."""
 
-    def __init__(self, description: str, total: int, start: int):
+    def __init__(self, description: str, total: int, start: int, tokens_per_step: int):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.console = Console(stderr=True)
-        self.description, self.total = description, total
+        self.description, self.total, self.start, self.tokens_per_step = description, total, start, tokens_per_step
         self.interactive = self.console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -296,13 +362,15 @@ class _ProgressBar:
         self.every = max(1, total // 10)
 
     def __enter__(self):
+        self.began = time.perf_counter()
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def update(self, done: int, loss: float, tokens_per_second: float) -> None:
+    def update(self, done: int, loss: float) -> None:
+        tokens_per_second = (done - self.start) * self.tokens_per_step / max(time.perf_counter() - self.began, 1e-9)
         self.progress.update(self.task, completed=done, loss=loss, tps=tokens_per_second)
         if not self.interactive and (done % self.every == 0 or done == self.total):
             self.console.print(f"{self.description}: step {done}/{self.total} loss {loss:.4f} {tokens_per_second:,.0f} tok/s")
