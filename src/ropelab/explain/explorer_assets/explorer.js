@@ -656,7 +656,7 @@
       const input = document.getElementById(`ctl-${key}`);
       if (!input) continue;
       if (SPEC[key].kind === "bool") input.checked = S[key];
-      else if (document.activeElement !== input || SPEC[key].kind === "choice") input.value = S[key] == null ? "" : S[key];
+      else input.value = S[key] == null ? "" : S[key];
       const range = document.getElementById(`slider-${key}`);
       if (range) {
         range.max = key === "pair" ? rotaryDim(S) / 2 - 1 : key === "offset" ? Math.max(S.N, S.offset) * 16 : Math.max(S.N, S[key]);
