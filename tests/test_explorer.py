@@ -195,8 +195,9 @@ def _check_clock_and_layout(st: dict, target: RopeConfig) -> None:
     # partner (the other nonzero output) must be the channel the page puts in the same pair.
     eye = torch.eye(D, dtype=torch.float64)[None, None]
     turned = rotate(eye, torch.ones(D, dtype=torch.int64), target.replace(rope_type="default", attention_factor=None))[0, 0]
+    moved = (turned != 0) & ~torch.eye(D, dtype=torch.bool)
     for channel, pair in enumerate(st["channel_pair"]):
-        partners = [c for c in range(D) if c != channel and turned[channel, c] != 0]
+        partners = moved[channel].nonzero().flatten().tolist()
         if pair < 0:
             assert channel >= R and partners == []
         else:

@@ -497,13 +497,13 @@
 
   function makeCharts() {
     chart("wavelength", "chart-wavelength", "pair i", "wavelength (positions)", [
-      line("trained", "#888"), line("with method", "#1f5fbf"), dots("out of range past T", "#d62728"),
+      line("trained", "#bbb", { width: 5 }), line("with method", "#1f5fbf"), dots("out of range past T", "#d62728"),
       line("T", "#2a9d3a", { dash: [6, 4] }), line("N", "#c77c00", { dash: [6, 4] })], { ylog: true });
     chart("scale", "chart-scale", "pair i", "scale = theta_default / theta", [
       line("scale factor", "#1f5fbf"), line("ramp (yarn / llama3)", "#c77c00", { scale: "ramp" })],
       { scales: { ramp: { range: [0, 1.05] } }, axes: [{ scale: "ramp", side: 1, label: "ramp", grid: { show: false } }] });
     chart("decay", "chart-decay", "distance m - n", "expected score (ones)", [
-      line("trained (default)", "#888"), line("with method", "#1f5fbf"), line("RoFormer bound (with method)", "#9467bd", { scale: "bound" })],
+      line("trained (default)", "#bbb", { width: 4 }), line("with method", "#1f5fbf"), line("RoFormer bound (with method)", "#9467bd", { scale: "bound" })],
       { xlog: true, scales: { bound: {} }, axes: [{ scale: "bound", side: 1, label: "bound", grid: { show: false } }] });
     chart("sinus", "chart-sinus", "position", "sinusoidal channel", [
       line("slowest", "#d62728"), line("2nd slowest", "#c77c00"), line("3rd slowest", "#2a9d3a")]);
