@@ -157,10 +157,11 @@ def _check_against_library(st: dict) -> None:
     _close(st["inv_freq_trained"], rope_frequencies(trained, T)[0])
     _close(st["wavelengths"], pair_wavelengths(target, N))
     _close(st["wavelengths_trained"], pair_wavelengths(trained, T))
-    if s["method"] not in ("none", "longrope") and s["beta_fast"] == 32 and s["beta_slow"] == 1 and not s["mscale"] \
+    if s["method"] != "longrope" and s["beta_fast"] == 32 and s["beta_slow"] == 1 and not s["mscale"] \
             and s["attention_factor"] is None and s["truncate"] and (s["low_freq_factor"], s["high_freq_factor"]) == (1, 4):
-        method = {"none": "extrapolate"}.get(s["method"], s["method"])
-        via_extension = extension_config(trained, method, T, st["factor"])
+        # ropelab.extension, the one definition of "extend T by factor with method M", agrees too.
+        method = "extrapolate" if s["method"] == "none" else s["method"]
+        via_extension = extension_config(trained, method, T, st["factor"] or 1.0)
         _close(st["inv_freq"], rope_frequencies(via_extension, N)[0])
 
     assert st["out_of_range"] == out_of_range_pairs(trained, N, trained_length=T, target=target).indices
@@ -385,13 +386,16 @@ def test_cli_writes_one_self_contained_file(tmp_path, capsys):
     assert (tmp_path / "demo" / "explorer.html").exists()
 
 
-@pytest.mark.parametrize("argv", [["explore", "no-such-model"], ["explore", "missing/config.json"], ["explore", "BAD"]])
+@pytest.mark.parametrize("argv", [["explore", "no-such-model"], ["explore", "missing/config.json"], ["explore", "BAD"],
+                                  ["explore", "llama-2-7b", "--out", "FOLDER"]])
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv):
     if argv[1] == "BAD":
         bad = tmp_path / "bad.json"
         bad.write_text("{not json")
         argv = ["explore", str(bad)]
-    assert main([*argv, "--out", str(tmp_path / "x.html")]) == 2
+    argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
+    out = [] if "--out" in argv else ["--out", str(tmp_path / "x.html")]
+    assert main([*argv, *out]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ropelab explore: error:") and err.count("\n") == 1
     assert not (tmp_path / "x.html").exists()
