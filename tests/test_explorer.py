@@ -311,6 +311,7 @@ def test_page_is_offline_and_error_free(browser, page_path):
     elapsed = time.perf_counter() - start
     page.evaluate("window.ropelab.set({method: 'yarn', N: 32768})")
     page.select_option("#ctl-method", "llama3")
+    _drag_q(page)
     page.close()
     requests = [url for kind, url in log if kind == "request"]
     assert requests == [page_path.resolve().as_uri()]
@@ -319,6 +320,21 @@ def test_page_is_offline_and_error_free(browser, page_path):
     assert elapsed < 30
     html = page_path.read_text()
     assert "<script src" not in html and "<link" not in html
+
+
+def _drag_q(page):
+    """Dragging q round the clock by 2 radians moves m by 2 positions when theta = 1 (pair 0)."""
+    st = _set(page, {"preset": "llama-2-7b", "pair": 0, "m": 12, "n": 5, "offset": 0})
+    assert st["theta"] == 1.0
+    box = page.locator("#clock").bounding_box()
+    cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["width"] * 0.35
+    at = lambda angle: (cx + r * math.cos(angle), cy - r * math.sin(angle))  # noqa: E731
+    page.mouse.move(*at(12.0))
+    page.mouse.down()
+    page.mouse.move(*at(13.0))
+    page.mouse.move(*at(14.0))
+    page.mouse.up()
+    assert page.evaluate("window.ropelab.state().settings.m") == 14
 
 
 def _non_finite(page) -> list[str]:

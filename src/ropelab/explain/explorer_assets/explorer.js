@@ -272,7 +272,11 @@
   // Settings of a card: its head, its trained context T, its target N and its own method.
   function cardSettings(name, previous) {
     const c = byName.get(name).config;
-    const T = c.original_max_position_embeddings || c.max_position_embeddings || (previous ? previous.T : 4096);
+    let T = c.original_max_position_embeddings || c.max_position_embeddings;
+    if (!T) {
+      T = previous ? previous.T : 4096; // a UI starting point, not a fact about the model
+      messages.push(`${name} gives no trained length (max_position_embeddings): T set to ${T}, change it to the model's`);
+    }
     const N = c.rope_type === "default" || c.rope_type === "dynamic" ? 2 * T : Math.max(c.max_position_embeddings || T, T);
     const llama3 = DATA.llama3_defaults;
     return {
@@ -598,6 +602,31 @@
     drawClock(st);
   }
 
+  // Drag q or k round the clock: m (or n) moves by the whole positions nearest the dragged angle.
+  function enableClockDrag() {
+    const el = document.getElementById("clock");
+    let dragging = null;
+    const pointerAngle = (event) => {
+      const box = el.getBoundingClientRect();
+      return Math.atan2(-(event.clientY - box.top - box.height / 2), event.clientX - box.left - box.width / 2);
+    };
+    el.addEventListener("pointerdown", (event) => {
+      const a = pointerAngle(event), st = STATE, s = st.settings;
+      const toQ = Math.abs(wrapped(a - (s.m + s.offset) * st.theta)), toK = Math.abs(wrapped(a - (s.n + s.offset) * st.theta));
+      dragging = toQ <= toK ? "m" : "n";
+      el.setPointerCapture(event.pointerId);
+    });
+    el.addEventListener("pointermove", (event) => {
+      if (!dragging) return;
+      const s = STATE.settings, current = (s[dragging] + s.offset) * STATE.theta;
+      const steps = Math.round(wrapped(pointerAngle(event) - current) / STATE.theta);
+      if (steps !== 0) set({ [dragging]: Math.max(0, s[dragging] + steps) });
+    });
+    const stop = () => { dragging = null; };
+    el.addEventListener("pointerup", stop);
+    el.addEventListener("pointercancel", stop);
+  }
+
   // ---------------------------------------------------------------- controls
 
   const CONTROLS = [
@@ -674,6 +703,7 @@
   S = cardSettings(DATA.initial, null);
   buildControls();
   makeCharts();
+  enableClockDrag();
   render();
   const clone = (x) => structuredClone(x);
   window.ropelab = Object.freeze({
