@@ -503,7 +503,7 @@
     chart("wavelength", "chart-wavelength", "pair i", "wavelength (positions)", [
       line("trained", "#bbb", { width: 5 }), line("with method", "#1f5fbf"), dots("out of range past T", "#d62728"),
       line("T", "#2a9d3a", { dash: [6, 4] }), line("N", "#c77c00", { dash: [6, 4] })], { ylog: true });
-    chart("scale", "chart-scale", "pair i", "scale = theta_default / theta", [
+    chart("scale", "chart-scale", "pair i", "theta_default / theta", [
       line("scale factor", "#1f5fbf"), line("ramp (yarn / llama3)", "#c77c00", { scale: "ramp" })],
       { scales: { ramp: { range: [0, 1.05] } }, axes: [{ scale: "ramp", side: 1, label: "ramp", grid: { show: false } }] });
     chart("decay", "chart-decay", "distance m - n", "expected score (ones)", [
