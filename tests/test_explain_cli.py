@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ropelab.analysis.cli import card_summary, compare_rows, verdict
+from ropelab.explain.cards import card_summary, compare_rows, verdict
 from ropelab.cli import main
 from ropelab.presets import preset
 
@@ -79,7 +79,7 @@ def test_verdict_for_scaled_card_within_its_extended_length():
 
 
 def test_tour_writes_fourteen_figures_and_html(tmp_path):
-    from ropelab.analysis.tour import STEPS, run_tour
+    from ropelab.explain.tour import STEPS, run_tour
 
     assert len(STEPS) == 14
     results = run_tour(str(tmp_path))
