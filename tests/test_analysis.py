@@ -169,3 +169,15 @@ def test_longrope_ratio_is_the_long_factor_past_the_original_length():
     cfg = preset("phi-3-mini-128k-instruct")
     profile = scaling_profile(cfg)
     assert torch.allclose(profile.ratio, 1 / torch.tensor(cfg.long_factor, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- layering
+def test_analysis_imports_no_presentation():
+    """analysis is pure maths: importing it pulls in no printing, figures, CLI or explain package."""
+    import subprocess
+    import sys
+
+    code = "import sys, ropelab.analysis; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    forbidden = {"rich", "matplotlib", "ropelab.plots", "ropelab.cli", "ropelab.explain", "ropelab.lab"}
+    assert not forbidden & loaded
