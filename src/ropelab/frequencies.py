@@ -148,11 +148,9 @@ def _longrope(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
 
 
 def llama3_ramp(cfg: RopeConfig) -> torch.Tensor:
-    """Llama 3.1's blend weight per pair, float64 ``[rotary_dim // 2]`` (Meta's reference
-    ``apply_scaling``; values such as factor 8, low 1, high 4, original 8192 come from each model's
-    config): 1 where the wavelength is below ``original / high_freq_factor`` (kept), 0 above
-    ``original / low_freq_factor`` (divided by ``factor``), and
-    ``(original / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)`` between.
+    """Llama 3.1's blend weight per pair, float64 ``[rotary_dim // 2]`` (see :func:`_llama3`): 1 where
+    the wavelength is below ``original / high_freq_factor`` (kept), 0 above ``original /
+    low_freq_factor`` (divided by ``factor``), ``(original / wavelength - low) / (high - low)`` between.
     """
     wavelength = 2 * math.pi / default_inv_freq(cfg.rotary_dim, cfg.base)
     smooth = (cfg.original_max_position_embeddings / wavelength - cfg.low_freq_factor) / (
@@ -162,8 +160,10 @@ def llama3_ramp(cfg: RopeConfig) -> torch.Tensor:
 
 
 def _llama3(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
-    # Llama 3.1 frequency scaling: each pair blends its interpolated and original frequency by
-    # `llama3_ramp` (1: keep, 0: divide by `factor`, linear in original/wavelength between).
+    # Llama 3.1 frequency scaling (Meta's reference `apply_scaling`; values such as factor 8,
+    # low 1, high 4, original 8192 come from each model's config): wavelengths shorter than
+    # original/high_freq_factor are kept, longer than original/low_freq_factor are divided by
+    # `factor`, and the band between is blended linearly in original/wavelength.
     inv_freq = default_inv_freq(cfg.rotary_dim, cfg.base)
     keep = llama3_ramp(cfg)
     return (1 - keep) * inv_freq / cfg.factor + keep * inv_freq, 1.0
