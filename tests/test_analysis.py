@@ -20,7 +20,6 @@ from ropelab.analysis import (
     roformer_decay_bound,
     satisfies_base_criterion,
     scaling_profile,
-    sinusoidal_encoding,
 )
 from ropelab.presets import preset
 
@@ -54,12 +53,6 @@ def test_sinusoidal_addition_is_not_relative(invariance):
 def test_invariance_holds_for_interleaved_partial_and_scaled_heads(name):
     result = relative_invariance(preset(name), offsets=(0, 1_000_000), methods=("ropelab",))
     assert float(result.errors["ropelab"].max()) < 1e-6
-
-
-def test_sinusoidal_encoding_matches_vaswani():
-    pe = sinusoidal_encoding(torch.tensor([3]), 8)[0]
-    assert pe[0] == pytest.approx(math.sin(3.0)) and pe[1] == pytest.approx(math.cos(3.0))
-    assert pe[2] == pytest.approx(math.sin(3.0 / 10000 ** (2 / 8)))
 
 
 # ---------------------------------------------------------------- score against distance
@@ -176,3 +169,15 @@ def test_longrope_ratio_is_the_long_factor_past_the_original_length():
     cfg = preset("phi-3-mini-128k-instruct")
     profile = scaling_profile(cfg)
     assert torch.allclose(profile.ratio, 1 / torch.tensor(cfg.long_factor, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------- layering
+def test_analysis_imports_no_presentation():
+    """analysis is pure maths: importing it pulls in no printing, figures, CLI or explain package."""
+    import subprocess
+    import sys
+
+    code = "import sys, ropelab.analysis; print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    forbidden = {"rich", "matplotlib", "ropelab.plots", "ropelab.cli", "ropelab.explain", "ropelab.lab"}
+    assert not forbidden & loaded

@@ -36,6 +36,12 @@ def test_sinusoidal_values_at_given_positions():
     torch.testing.assert_close(table, expected, rtol=0, atol=1e-15)
 
 
+def test_sinusoidal_encoding_matches_vaswani():
+    pe = sinusoidal_table(torch.tensor([3]), 8)[0]
+    assert pe[0] == pytest.approx(math.sin(3.0)) and pe[1] == pytest.approx(math.cos(3.0))
+    assert pe[2] == pytest.approx(math.sin(3.0 / 10000 ** (2 / 8)))
+
+
 def test_sinusoidal_embed_adds_table_to_scaled_tokens():
     enc = build_encoding("sinusoidal", dim=8, num_heads=2, max_positions=16)
     x = torch.randn(2, 5, 8)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ropelab.analysis.cli import card_summary, compare_rows, verdict
+from ropelab.explain.cards import card_summary, compare_rows, verdict
 from ropelab.cli import main
 from ropelab.presets import preset
 
@@ -79,7 +79,7 @@ def test_verdict_for_scaled_card_within_its_extended_length():
 
 
 def test_tour_writes_fourteen_figures_and_html(tmp_path):
-    from ropelab.analysis.tour import STEPS, run_tour
+    from ropelab.explain.tour import STEPS, run_tour
 
     assert len(STEPS) == 14
     results = run_tour(str(tmp_path))
@@ -87,3 +87,13 @@ def test_tour_writes_fourteen_figures_and_html(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*.png")) == [f"step_{i:02d}.png" for i in range(1, 15)]
     page = (tmp_path / "tour.html").read_text()
     assert page.count("data:image/png;base64,") == 14 and "src='http" not in page
+
+
+@pytest.mark.parametrize("command", [("explain", "llama-2-7b", "--plot", "{file}/fig.png"), ("tour", "--out", "{file}/tour")])
+def test_output_path_inside_a_file_exits_2_with_one_line(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    argv = [part.format(file=blocker) for part in command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "could not be" in err[0] and "a-file" in err[0]

@@ -27,9 +27,9 @@ from ropelab.analysis import (
     pair_wavelengths,
     roformer_decay_bound,
     scaling_profile,
-    sinusoidal_encoding,
 )
 from ropelab.cli import main
+from ropelab.encodings.sinusoidal import sinusoidal_table
 from ropelab.explain import explorer
 from ropelab.extension import extension_config
 from ropelab.presets import PRESETS, preset, preset_names
@@ -221,11 +221,11 @@ def _check_clock_and_layout(st: dict, target: RopeConfig) -> None:
 def _check_sinusoidal(st: dict, target: RopeConfig) -> None:
     s, R = st["settings"], target.rotary_dim
     positions = torch.tensor(st["sinus_positions"])
-    encoding = sinusoidal_encoding(positions, R, s["base"])
+    encoding = sinusoidal_table(positions, R, s["base"])
     for channel in st["sinus_channels"]:
         _close(channel["values"], encoding[:, 2 * channel["pair"]], scale=1.0)
-    query = sinusoidal_encoding(positions + s["m"], R, s["base"])
-    key = sinusoidal_encoding(positions + s["n"], R, s["base"])
+    query = sinusoidal_table(positions + s["m"], R, s["base"])
+    key = sinusoidal_table(positions + s["n"], R, s["base"])
     _close(st["sinus_score"], ((1 + query) * (1 + key)).sum(-1), scale=4 * R)
     relative = expected_score(target, torch.tensor([s["m"] - s["n"]]), seq_len=s["N"]).expected
     _close(st["rope_score"], relative.expand(len(positions)), scale=2 * st["attention_factor"] ** 2 * R + target.head_dim)

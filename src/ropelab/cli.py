@@ -4,7 +4,7 @@ Subcommands are registered by the package that owns them, so this file stays a t
 
 - ``ropelab types``    this module: a table of every rope type for one config;
 - ``ropelab precision`` this module: angle error at long positions, ropelab vs float32 (transformers');
-- ``ropelab explain / compare / tour``  :mod:`ropelab.analysis.cli`;
+- ``ropelab explain / compare / tour``  :mod:`ropelab.explain.cli`;
 - ``ropelab lab ...``  :mod:`ropelab.lab.cli`;
 - ``ropelab explore``  :mod:`ropelab.explain.explorer` (the interactive page);
 - ``ropelab demo``     everything a new user should see first.
@@ -25,7 +25,7 @@ from ropelab.errors import CliError, RopelabError
 __all__ = ["main", "CliError"]
 
 # Modules that add subcommands: each exposes register(subparsers) and, optionally, demo(args).
-_PLUGINS = ("ropelab.analysis.cli", "ropelab.explain.explorer", "ropelab.lab.cli")  # lab last: its report path ends the demo
+_PLUGINS = ("ropelab.explain.cli", "ropelab.explain.explorer", "ropelab.lab.cli")  # lab last: its report path ends the demo
 
 
 def _plugins():

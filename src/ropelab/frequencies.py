@@ -19,7 +19,7 @@ import torch
 
 from ropelab.config import RopeConfig
 
-__all__ = ["rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "yarn_ramp", "yarn_mscale"]
+__all__ = ["rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "yarn_ramp", "yarn_mscale", "llama3_ramp"]
 
 SeqLen = int | torch.Tensor | None
 FrequencyFn = Callable[[RopeConfig, SeqLen], tuple[torch.Tensor, float]]
@@ -147,19 +147,26 @@ def _longrope(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
     return default_inv_freq(cfg.rotary_dim, cfg.base).to(rescale.device) / rescale, float(attention_factor)
 
 
+def llama3_ramp(cfg: RopeConfig) -> torch.Tensor:
+    """Llama 3.1's blend weight per pair, float64 ``[rotary_dim // 2]`` (see :func:`_llama3`): 1 where
+    the wavelength is below ``original / high_freq_factor`` (kept), 0 above ``original /
+    low_freq_factor`` (divided by ``factor``), ``(original / wavelength - low) / (high - low)`` between.
+    """
+    wavelength = 2 * math.pi / default_inv_freq(cfg.rotary_dim, cfg.base)
+    smooth = (cfg.original_max_position_embeddings / wavelength - cfg.low_freq_factor) / (
+        cfg.high_freq_factor - cfg.low_freq_factor
+    )
+    return smooth.clamp(0.0, 1.0)
+
+
 def _llama3(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
     # Llama 3.1 frequency scaling (Meta's reference `apply_scaling`; values such as factor 8,
     # low 1, high 4, original 8192 come from each model's config): wavelengths shorter than
     # original/high_freq_factor are kept, longer than original/low_freq_factor are divided by
     # `factor`, and the band between is blended linearly in original/wavelength.
     inv_freq = default_inv_freq(cfg.rotary_dim, cfg.base)
-    original = cfg.original_max_position_embeddings
-    wavelength = 2 * math.pi / inv_freq
-    smooth = (original / wavelength - cfg.low_freq_factor) / (cfg.high_freq_factor - cfg.low_freq_factor)
-    blended = (1 - smooth) * inv_freq / cfg.factor + smooth * inv_freq
-    scaled = torch.where(wavelength > original / cfg.low_freq_factor, inv_freq / cfg.factor, inv_freq)
-    is_medium = (wavelength >= original / cfg.high_freq_factor) & (wavelength <= original / cfg.low_freq_factor)
-    return torch.where(is_medium, blended, scaled), 1.0
+    keep = llama3_ramp(cfg)
+    return (1 - keep) * inv_freq / cfg.factor + keep * inv_freq, 1.0
 
 
 FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {

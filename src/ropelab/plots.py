@@ -25,10 +25,11 @@ from ropelab.analysis import (  # noqa: E402
     out_of_range_pairs,
     roformer_decay_bound,
     scaling_profile,
-    sinusoidal_encoding,
 )
 from ropelab.config import RopeConfig  # noqa: E402
+from ropelab.encodings.sinusoidal import sinusoidal_table  # noqa: E402
 from ropelab.frequencies import default_inv_freq, rope_frequencies  # noqa: E402
+from ropelab.io import atomic_write  # noqa: E402
 
 __all__ = [
     "save_figure",
@@ -49,11 +50,16 @@ TWO_PI = 2 * math.pi
 
 
 def save_figure(fig: Figure, path: str, dpi: int = 110) -> str:
-    """Write ``fig`` as PNG (tight bounding box, so nothing is cut off), close it, return ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """Write ``fig`` as PNG (tight bounding box, so nothing is cut off), close it, return ``path``.
+
+    The file is written atomically (:func:`ropelab.io.atomic_write`); missing folders are created.
+    The format follows the extension, as with ``fig.savefig(path)`` (PNG when there is none).
+    """
+    image_format = os.path.splitext(path)[1][1:].lower() or "png"
+    try:
+        atomic_write(path, lambda handle: fig.savefig(handle, format=image_format, dpi=dpi, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -220,7 +226,7 @@ def plot_encoding_comparison(dim: int = 64, max_distance: int = 64, offsets: Seq
     fig, axes = _figure(12.0, 3.8, ncols=3)
     for offset, style in zip(offsets, ("-", "--")):
         query_pos, key_pos = offset + distances, torch.full_like(distances, offset)
-        sin_scores = ((q + sinusoidal_encoding(query_pos, dim)) * (k + sinusoidal_encoding(key_pos, dim))).sum(-1)
+        sin_scores = ((q + sinusoidal_table(query_pos, dim)) * (k + sinusoidal_table(key_pos, dim))).sum(-1)
         angles = distances.double()[:, None] * inv_freq  # the RoPE score depends on m - n (RoFormer eq. 16)
         half = dim // 2
         qa, qb, ka, kb = q[:half], q[half:], k[:half], k[half:]
@@ -258,7 +264,7 @@ def plot_absolute_embeddings(dim: int = 64, trained_length: int = 512, shown_len
     marked; right: the slowest channels never complete a period inside the trained range, so
     positions past it are new inputs to the network."""
     positions = torch.arange(shown_length)
-    table = sinusoidal_encoding(positions, dim)
+    table = sinusoidal_table(positions, dim)
     fig, (left, right) = _figure(11.0, 4.0, ncols=2)
     image = left.imshow(table.T.numpy(), aspect="auto", cmap="RdBu", origin="lower", extent=(0, shown_length, 0, dim))
     left.axvline(trained_length, color="k", ls="--", lw=1.2)

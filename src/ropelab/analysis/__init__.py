@@ -15,8 +15,8 @@ from ropelab.analysis.bounds import (
     satisfies_base_criterion,
 )
 from ropelab.analysis.decay import DecayCurve, ScoreCurve, distance_grid, expected_score, roformer_decay_bound
-from ropelab.analysis.invariance import InvarianceResult, relative_invariance, sinusoidal_encoding
-from ropelab.analysis.scaling import ScalingProfile, llama3_ramp, scaling_profile
+from ropelab.analysis.invariance import InvarianceResult, relative_invariance
+from ropelab.analysis.scaling import ScalingProfile, scaling_profile
 from ropelab.analysis.wavelengths import (
     OutOfRange,
     critical_dimension,
@@ -38,7 +38,6 @@ __all__ = [
     "distance_grid",
     "expected_score",
     "interpolation_vs_extrapolation",
-    "llama3_ramp",
     "min_base_for_context",
     "out_of_range_pairs",
     "pair_turns",
@@ -47,6 +46,5 @@ __all__ = [
     "roformer_decay_bound",
     "satisfies_base_criterion",
     "scaling_profile",
-    "sinusoidal_encoding",
     "unscaled",
 ]

@@ -9,7 +9,7 @@ offsets up to 10**7, for three ways of putting position in:
 - ``naive float32``: the same rotation with angles ``float32(position) * float32(inv_freq)``, the
   way many reference implementations compute them;
 - ``sinusoidal addition``: Vaswani et al. (2017, section 3.5) sinusoids *added* to q and k, which
-  is not relative at all.
+  is not relative at all (the table is :func:`ropelab.encodings.sinusoidal.sinusoidal_table`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import torch
 
 from ropelab.config import RopeConfig
+from ropelab.encodings.sinusoidal import sinusoidal_table
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary import apply_rotary, rotate
 
-__all__ = ["InvarianceResult", "relative_invariance", "sinusoidal_encoding", "DEFAULT_OFFSETS", "METHODS"]
+__all__ = ["InvarianceResult", "relative_invariance", "DEFAULT_OFFSETS", "METHODS"]
 
 DEFAULT_OFFSETS = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 DEFAULT_DISTANCES = (0, 1, 3, 17, 100, 1000)
@@ -52,22 +53,6 @@ class InvarianceResult:
         if index.numel() == 0:
             raise ValueError(f"offset={offset} is invalid: expected one of {self.offsets.tolist()}")
         return float(self.errors[method][index[0, 0]])
-
-
-def sinusoidal_encoding(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
-    """Vaswani et al. (2017, section 3.5) sinusoids ``PE[p, 2i] = sin(p / base**(2i/dim))``,
-    ``PE[p, 2i+1] = cos(...)``, formed in float64.
-
-    Args:
-        positions: integer ``[*P]``.
-        dim: even model width.
-
-    Returns:
-        float64 ``[*P, dim]``.
-    """
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    angles = positions.to(torch.float64).unsqueeze(-1) * inv_freq
-    return torch.stack((torch.sin(angles), torch.cos(angles)), dim=-1).flatten(-2)
 
 
 def _pair_positions(offsets: torch.Tensor, distances: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,8 +88,8 @@ def _scores_sinusoidal(q, k, query_pos, key_pos, cfg) -> torch.Tensor:
     dim = cfg.head_dim - cfg.head_dim % 2
     q_in = q.double().expand(query_pos.numel(), -1).clone()
     k_in = k.double().expand(key_pos.numel(), -1).clone()
-    q_in[:, :dim] += sinusoidal_encoding(query_pos, dim)
-    k_in[:, :dim] += sinusoidal_encoding(key_pos, dim)
+    q_in[:, :dim] += sinusoidal_table(query_pos, dim)
+    k_in[:, :dim] += sinusoidal_table(key_pos, dim)
     return (q_in * k_in).sum(-1)  # float64: the drift is the encoding's, not rounding
 
 

@@ -7,6 +7,9 @@
 - llama3 (Meta's Llama 3.1 reference): the same idea with wavelength thresholds
   ``original / high_freq_factor`` and ``original / low_freq_factor``;
 - longrope (Ding et al. 2024): a searched factor per pair (``short_factor`` / ``long_factor``).
+
+The ramps are the ones the frequencies use (:func:`ropelab.frequencies.yarn_ramp`,
+:func:`ropelab.frequencies.llama3_ramp`), not re-derived here.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from dataclasses import dataclass
 import torch
 
 from ropelab.config import RopeConfig
-from ropelab.frequencies import default_inv_freq, rope_frequencies, yarn_ramp
+from ropelab.frequencies import default_inv_freq, llama3_ramp, rope_frequencies, yarn_ramp
 
-__all__ = ["ScalingProfile", "scaling_profile", "llama3_ramp"]
+__all__ = ["ScalingProfile", "scaling_profile"]
 
 
 @dataclass(frozen=True)
@@ -43,18 +46,6 @@ class ScalingProfile:
     ramp: torch.Tensor | None
     attention_factor: float
     seq_len: int | None
-
-
-def llama3_ramp(cfg: RopeConfig) -> torch.Tensor:
-    """Llama 3.1's blend weight per pair, float64 ``[R/2]``: 1 where the wavelength is below
-    ``original / high_freq_factor`` (kept), 0 above ``original / low_freq_factor`` (divided by
-    ``factor``), and ``(original / wavelength - low) / (high - low)`` between."""
-    inv_freq = default_inv_freq(cfg.rotary_dim, cfg.base)
-    wavelength = 2 * torch.pi / inv_freq
-    smooth = (cfg.original_max_position_embeddings / wavelength - cfg.low_freq_factor) / (
-        cfg.high_freq_factor - cfg.low_freq_factor
-    )
-    return smooth.clamp(0.0, 1.0)
 
 
 def scaling_profile(cfg: RopeConfig, seq_len: int | None = None) -> ScalingProfile:

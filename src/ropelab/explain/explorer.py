@@ -23,11 +23,12 @@ from typing import Any
 
 from ropelab.config import RopeConfig
 from ropelab.errors import CliError
+from ropelab.explain.cards import load_config
 from ropelab.extension import LLAMA3_HIGH_FREQ_FACTOR, LLAMA3_LOW_FREQ_FACTOR
 from ropelab.io import atomic_write_text
-from ropelab.presets import PRESETS, preset
+from ropelab.presets import PRESETS
 
-__all__ = ["register", "demo", "write_explorer", "page_data", "load_spec"]
+__all__ = ["register", "demo", "write_explorer", "page_data"]
 
 _ASSETS = "explorer_assets"
 CLI_NAME = "command line"  # the picker entry for a config passed to `ropelab explore`
@@ -87,14 +88,8 @@ def write_explorer(cfg: RopeConfig | None, out_path: str | os.PathLike) -> Path:
     return atomic_write_text(out_path, render_page(cfg))
 
 
-def load_spec(spec: str) -> RopeConfig:
-    """A preset name or a path to a ``config.json``; unknown names raise UnknownPresetError."""
-    looks_like_path = spec.endswith(".json") or os.sep in spec or os.path.exists(spec)
-    return RopeConfig.from_hf(spec) if looks_like_path else preset(spec)
-
-
 def _explore(args: argparse.Namespace) -> None:
-    cfg = load_spec(args.spec) if args.spec else None
+    cfg = load_config(args.spec) if args.spec else None
     if os.path.isdir(args.out):
         raise CliError(f"--out={args.out!r} is invalid: expected an .html file path, got a folder")
     print(write_explorer(cfg, args.out))

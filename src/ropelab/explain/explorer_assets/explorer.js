@@ -213,7 +213,7 @@
     });
   }
 
-  // ropelab.analysis.invariance.sinusoidal_encoding: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i)
+  // ropelab.encodings.sinusoidal.sinusoidal_table: PE[p, 2i] = sin(p w_i), PE[p, 2i+1] = cos(p w_i)
   function sinusoidalEncoding(position, dim, base) {
     const out = [];
     for (let j = 0; j < dim; j += 2) {

@@ -1,8 +1,10 @@
 """``ropelab tour``: the geometry of RoPE in 14 steps, each one checked by running it.
 
 Every step has a paragraph, a check that computes numbers and asserts the claim, and a figure.
-:func:`run_tour` prints the steps, saves the figures as PNG and writes ``tour.html``, a single
-file with the images embedded (base64), so it opens in a browser without a server.
+:func:`run_steps` runs the checks and saves the figures as PNG, :func:`write_html` writes
+``tour.html``, a single file with the images embedded (base64), so it opens in a browser without a
+server; :func:`run_tour` does both. Nothing here prints: ``ropelab tour``
+(:mod:`ropelab.explain.cli`) shows each step as it finishes.
 """
 
 from __future__ import annotations
@@ -18,17 +20,18 @@ import torch
 
 from ropelab.analysis.bounds import interpolation_vs_extrapolation, min_base_for_context
 from ropelab.analysis.decay import expected_score, roformer_decay_bound
-from ropelab.analysis.invariance import relative_invariance, sinusoidal_encoding
+from ropelab.analysis.invariance import relative_invariance
 from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_turns, pair_wavelengths
 from ropelab.config import RopeConfig
+from ropelab.encodings.sinusoidal import sinusoidal_table
+from ropelab.explain.cards import card_summary, compare_rows
+from ropelab.io import atomic_write_text
 from ropelab.presets import preset
 from ropelab.rotary import rotate
-from ropelab.errors import CliError
-from ropelab.io import atomic_write_text
 
-__all__ = ["Step", "StepResult", "STEPS", "run_step", "run_tour", "write_html"]
+__all__ = ["Step", "StepResult", "STEPS", "assert_all_passed", "run_step", "run_steps", "run_tour", "write_html"]
 
-LLAMA2 = RopeConfig(head_dim=128, base=10000.0, max_position_embeddings=4096, source="llama-2-7b head")
+LLAMA2 = preset("llama-2-7b")  # head_dim 128, base 1e4, half layout, 4,096 trained positions
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def _rotation(angle: float) -> torch.Tensor:
 # ----------------------------------------------------------------------------- checks
 def _check_absolute() -> tuple[list[str], bool]:
     dim, trained = 64, 512
-    table = sinusoidal_encoding(torch.arange(2 * trained), dim)
+    table = sinusoidal_table(torch.arange(2 * trained), dim)
     slow = table[:, dim - 2]  # the slowest sine channel
     seen_max = float(slow[:trained].max())
     beyond_max = float(slow[trained:].max())
@@ -166,7 +169,7 @@ def _check_encodings() -> tuple[list[str], bool]:
 
     def sinusoidal(offset):
         pos = torch.tensor([offset + delta, offset])
-        pe = sinusoidal_encoding(pos, 64)
+        pe = sinusoidal_table(pos, 64)
         return float((q + pe[0]) @ (k + pe[1]))
 
     rope = relative_invariance(RopeConfig(head_dim=64), offsets=(0, 1000), distances=(delta,), methods=("ropelab",))
@@ -198,8 +201,6 @@ def _check_failure() -> tuple[list[str], bool]:
 
 
 def _check_meanings() -> tuple[list[str], bool]:
-    from ropelab.analysis.cli import card_summary, compare_rows
-
     names = ("gpt-j-6b", "gpt-neox-20b", "llama-2-7b")
     summaries = [card_summary(preset(n), preset(n).trained_length, with_base_bound=False) for n in names]
     rows = compare_rows(summaries)
@@ -249,11 +250,9 @@ def _figures():
     }  # fmt: skip
 
 
-_F = _figures  # resolved lazily so importing the tour does not import matplotlib
-
-
 def _fig(key: str) -> Callable[[], object]:
-    return lambda: _F()[key]()
+    """The figure of step ``key``, built only when called (importing the tour does not import matplotlib)."""
+    return lambda: _figures()[key]()
 
 
 STEPS: tuple[Step, ...] = (
@@ -355,30 +354,36 @@ def write_html(results: list[StepResult], path: str) -> str:
     return path
 
 
-def run_tour(out_dir: str, steps: tuple[Step, ...] = STEPS, console=None) -> list[StepResult]:
-    """Run every step in order, print it, save figures and ``tour.html`` into ``out_dir``.
+def run_steps(
+    out_dir: str, steps: tuple[Step, ...] = STEPS, on_step: Callable[[StepResult], None] | None = None
+) -> list[StepResult]:
+    """Run every step in order, saving figures into ``out_dir`` (created if missing).
 
-    Raises :class:`ropelab.errors.CliError` if the folder cannot be created, and ``AssertionError`` naming
-    the steps whose check failed (after writing everything).
+    ``on_step(result)`` is called after each step, so a caller can show progress.
     """
-    from rich.console import Console
-    from rich.panel import Panel
-
-    console = console or Console()
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as error:
-        raise CliError(f"--out={out_dir!r} could not be created: {error.strerror}") from None
+    os.makedirs(out_dir, exist_ok=True)
     results = []
     for number, step in enumerate(steps, start=1):
-        result = run_step(number, step, out_dir)
-        results.append(result)
-        body = result.step.text + "\n\n" + "\n".join("  " + line for line in result.lines)
-        body += f"\n\n[{'green' if result.passed else 'red'}]check {'passed' if result.passed else 'FAILED'}[/] - figure: {result.figure_path}"
-        console.print(Panel(body, title=f"{number}. {step.title}", title_align="left"))
-    page = write_html(results, os.path.join(out_dir, "tour.html"))
-    console.print(f"tour: {page}")
+        results.append(run_step(number, step, out_dir))
+        if on_step is not None:
+            on_step(results[-1])
+    return results
+
+
+def assert_all_passed(results: list[StepResult]) -> None:
+    """Raise ``AssertionError`` naming the steps whose check failed; a failed check is a bug, not bad input."""
     failed = [r.number for r in results if not r.passed]
     if failed:
         raise AssertionError(f"tour steps {failed} failed their checks")
+
+
+def run_tour(out_dir: str, steps: tuple[Step, ...] = STEPS) -> list[StepResult]:
+    """Run every step, save figures and ``tour.html`` into ``out_dir``; returns the results.
+
+    Raises ``OSError`` if ``out_dir`` cannot be created, and ``AssertionError`` naming the steps
+    whose check failed (after writing everything).
+    """
+    results = run_steps(out_dir, steps)
+    write_html(results, os.path.join(out_dir, "tour.html"))
+    assert_all_passed(results)
     return results

@@ -1,0 +1,251 @@
+"""A model card's RoPE as data: the numbers ``explain`` and ``compare`` show, and the verdict in words.
+
+Nothing here prints or draws. :func:`card_summary` computes a :class:`CardSummary` from the
+analysis functions; :func:`summary_rows`, :func:`compare_rows` and :func:`verdict` turn it into
+strings that :mod:`ropelab.explain.cli` lays out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ropelab.analysis.bounds import min_base_for_context
+from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths, unscaled
+from ropelab.config import RopeConfig
+from ropelab.frequencies import rope_frequencies
+from ropelab.presets import preset
+
+__all__ = ["CardSummary", "card_summary", "compare_rows", "load_config", "scaling_text", "summary_rows", "verdict"]
+
+# Above this context the base bound is skipped by default (it scans every position, ~seconds per 10**5).
+_BASE_BOUND_LIMIT = 1 << 20
+
+# Fields of a scaled config worth naming in one line, in this order.
+_SCALING_KEYS = ("factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor",
+                 "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor")  # fmt: skip
+
+
+def load_config(spec: str) -> RopeConfig:
+    """A preset name or a path to a ``config.json`` as a :class:`RopeConfig`.
+
+    Raises :class:`ropelab.errors.UnknownPresetError` for an unknown name and
+    :class:`ropelab.errors.RopeConfigError` (or ``FileNotFoundError``) for a bad file.
+    """
+    looks_like_path = spec.endswith(".json") or os.sep in spec or os.path.exists(spec)
+    return RopeConfig.from_hf(spec) if looks_like_path else preset(spec)
+
+
+@dataclass(frozen=True)
+class CardSummary:
+    """The numbers ``explain`` prints for one config at one context length."""
+
+    cfg: RopeConfig
+    context: int
+    trained_length: int | None
+    attention_factor: float
+    shortest_wavelength: float
+    longest_wavelength: float
+    critical_dimension: int | None
+    out_of_range: int | None
+    out_of_range_unscaled: int | None
+    min_base: float | None
+
+
+def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True) -> CardSummary:
+    """Everything ``explain`` reports for ``cfg`` at ``context`` tokens.
+
+    ``out_of_range`` counts the pairs of ``cfg`` (scaling included) that leave the arc they met in
+    the first ``trained_length`` positions; ``out_of_range_unscaled`` the same without scaling.
+    The base bound (Men et al. 2024) is skipped above ``2**20`` tokens or when ``with_base_bound``
+    is False.
+    """
+    _, attention_factor = rope_frequencies(cfg, context)
+    wavelengths = pair_wavelengths(cfg, context)
+    trained = cfg.trained_length
+    critical = critical_dimension(cfg.rotary_dim, cfg.base, trained) if trained else None
+    out, out_plain = None, None
+    if trained:
+        base_cfg = unscaled(cfg)
+        out = out_of_range_pairs(base_cfg, context, trained_length=trained, target=cfg).count
+        out_plain = out_of_range_pairs(base_cfg, context, trained_length=trained).count
+    wants_bound = with_base_bound and context <= _BASE_BOUND_LIMIT
+    return CardSummary(
+        cfg=cfg,
+        context=context,
+        trained_length=trained,
+        attention_factor=float(attention_factor),
+        shortest_wavelength=float(wavelengths.min()),
+        longest_wavelength=float(wavelengths.max()),
+        critical_dimension=critical,
+        out_of_range=out,
+        out_of_range_unscaled=out_plain,
+        min_base=min_base_for_context(context, cfg.rotary_dim) if wants_bound else None,
+    )
+
+
+# ----------------------------------------------------------------------------- table rows
+def scaling_text(cfg: RopeConfig) -> str:
+    """The rope type and its parameters in one line, e.g. ``llama3 (factor=8, ...)``."""
+    parts = [f"{key}={getattr(cfg, key):g}" for key in _SCALING_KEYS if getattr(cfg, key) is not None]
+    if cfg.short_factor is not None:
+        parts.append(f"short_factor[{len(cfg.short_factor)}] {min(cfg.short_factor):.3g}..{max(cfg.short_factor):.3g}")
+        parts.append(f"long_factor[{len(cfg.long_factor)}] {min(cfg.long_factor):.3g}..{max(cfg.long_factor):.3g}")
+    return cfg.rope_type + (" (" + ", ".join(parts) + ")" if parts else "")
+
+
+def _layout_text(cfg: RopeConfig) -> str:
+    if cfg.layout == "half":
+        return "half (pair i = channels i, i + R/2; GPT-NeoX / HF Llama)"
+    return "interleaved (pair i = channels 2i, 2i+1; GPT-J / Meta Llama)"
+
+
+def _optional(value, suffix: str = "", fmt: str = "{}") -> str:
+    return "not computed" if value is None else fmt.format(value) + suffix
+
+
+def _out_of_range_text(summary: CardSummary) -> str:
+    if summary.out_of_range is None:
+        return "unknown (no trained length)"
+    text = f"{summary.out_of_range} of {summary.cfg.num_pairs}"
+    if summary.cfg.rope_type != "default":
+        text += f" (unscaled: {summary.out_of_range_unscaled})"
+    return text
+
+
+def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
+    """The table rows of ``explain`` as (name, value) strings."""
+    cfg = summary.cfg
+    return [
+        ("source", cfg.source or "-"),
+        ("layout", _layout_text(cfg)),
+        ("head_dim / rotary_dim", f"{cfg.head_dim} / {cfg.rotary_dim} ({cfg.partial_rotary_factor:.0%} rotated)"),
+        ("base (rope_theta)", f"{cfg.base:g}"),
+        ("scaling", scaling_text(cfg)),
+        ("trained length", f"{summary.trained_length:,}" if summary.trained_length else "unknown"),
+        ("extended length", f"{cfg.max_position_embeddings:,}" if cfg.max_position_embeddings else "unknown"),
+        ("attention factor", f"{summary.attention_factor:.4g} at {summary.context:,} tokens"),
+        ("shortest wavelength", f"{summary.shortest_wavelength:.4g} positions"),
+        ("longest wavelength", f"{summary.longest_wavelength:.4g} positions"),
+        ("critical dimension", _optional(summary.critical_dimension, f" of {cfg.rotary_dim} (Liu et al. 2023)")),
+        (f"pairs out of range at {summary.context:,}", _out_of_range_text(summary)),
+        (f"min base for {summary.context:,}", _optional(summary.min_base, " (Men et al. 2024)", fmt="{:.3g}")),
+    ]
+
+
+_COMPARE_FIELDS = (
+    ("layout", lambda s: s.cfg.layout),
+    ("head_dim", lambda s: s.cfg.head_dim),
+    ("rotary_dim", lambda s: s.cfg.rotary_dim),
+    ("base", lambda s: f"{s.cfg.base:g}"),
+    ("rope_type", lambda s: s.cfg.rope_type),
+    ("scaling", lambda s: scaling_text(s.cfg)),
+    ("trained length", lambda s: s.trained_length),
+    ("extended length", lambda s: s.cfg.max_position_embeddings),
+    ("attention factor", lambda s: f"{s.attention_factor:.4g}"),
+    ("shortest wavelength", lambda s: f"{s.shortest_wavelength:.4g}"),
+    ("longest wavelength", lambda s: f"{s.longest_wavelength:.4g}"),
+    ("critical dimension", lambda s: s.critical_dimension),
+)
+
+
+def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], bool]]:
+    """(field, values per card, differs) for every compared field."""
+    rows = []
+    for name, get in _COMPARE_FIELDS:
+        values = [str(get(s)) for s in summaries]
+        rows.append((name, values, len(set(values)) > 1))
+    return rows
+
+
+# ----------------------------------------------------------------------------- the verdict
+def _what_rope_means(cfg: RopeConfig) -> str:
+    partial = "" if cfg.rotary_dim == cfg.head_dim else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
+    return (
+        f"'RoPE' here means: rotate {cfg.num_pairs} pairs{partial} in the {cfg.layout} layout, "
+        f"base {cfg.base:g}, frequencies {scaling_text(cfg)}."
+    )
+
+
+def _within_training(summary: CardSummary) -> list[str]:
+    return [
+        f"At {summary.context:,} tokens every position is within the pretraining length {summary.trained_length:,}: "
+        "each pair only meets angles it saw in training. Nothing breaks and nothing needs rescuing."
+    ]
+
+
+def _scaling_keeps_pairs_in_range(summary: CardSummary) -> list[str]:
+    cfg = summary.cfg
+    return [
+        f"At {summary.context:,} tokens (past the pretraining length {summary.trained_length:,}) the {cfg.rope_type} "
+        f"scaling keeps every pair inside its trained arc (without it {summary.out_of_range_unscaled} pairs would leave it)."
+    ]
+
+
+def _covered_by_long_context_training(summary: CardSummary) -> str:
+    """The card's own claim of a longer context, when its scaling and stated length cover ``context``."""
+    cfg = summary.cfg
+    extended = cfg.max_position_embeddings
+    if cfg.rope_type == "default" or not extended or summary.context > extended:
+        return ""
+    return (
+        f" The card claims {extended:,} tokens after {cfg.rope_type} scaling, so these "
+        "angles are expected to be covered by its long-context training."
+    )
+
+
+def _rescue(summary: CardSummary) -> str:
+    factor, trained = summary.context / summary.trained_length, summary.trained_length
+    return (
+        f"Rescue: position interpolation (rope_type linear, factor {factor:g}) maps every position back "
+        f"into the trained range (Chen et al. 2023: ~1000 fine-tuning steps); YaRN (factor {factor:g}, "
+        f"original {trained:,}) interpolates only the slow pairs and works with little or no fine-tuning."
+    )
+
+
+def _pairs_leave_range(summary: CardSummary) -> list[str]:
+    cfg, trained = summary.cfg, summary.trained_length
+    claim = _covered_by_long_context_training(summary)
+    sentences = [
+        f"At {summary.context:,} tokens, {summary.out_of_range} of {cfg.num_pairs} pairs (the slowest, above the "
+        f"critical dimension {summary.critical_dimension}) reach angles never seen in the first {trained:,} "
+        f"positions: without long-context training, expect attention to degrade from position {trained + 1:,} on."
+        + claim
+    ]
+    return sentences if claim else sentences + [_rescue(summary)]
+
+
+def _extrapolation(summary: CardSummary) -> list[str]:
+    """What happens at ``context`` relative to the trained length (which must be known)."""
+    if summary.context <= summary.trained_length:
+        return _within_training(summary)
+    if summary.out_of_range == 0:
+        return _scaling_keeps_pairs_in_range(summary)
+    return _pairs_leave_range(summary)
+
+
+def _base_bound(summary: CardSummary) -> list[str]:
+    """Men et al. (2024)'s lower bound of the base against this card's base, if it was computed."""
+    if summary.min_base is None:
+        return []
+    base, bound, context = summary.cfg.base, summary.min_base, summary.context
+    if base >= bound:
+        return [
+            f"Its base {base:g} is above the {bound:.3g} that Men et al. (2024) require for "
+            f"{context:,} tokens, so similar tokens stay distinguishable from random ones at every distance."
+        ]
+    return [
+        f"Its base {base:g} is below the {bound:.3g} that Men et al. (2024) require for "
+        f"{context:,} tokens: at some distances a similar token scores lower than a random one "
+        "(a superficial long context), whatever the perplexity says."
+    ]
+
+
+def verdict(summary: CardSummary) -> str:
+    """A plain-words paragraph: what this card's RoPE is, what breaks at the context, what rescues it."""
+    sentences = [_what_rope_means(summary.cfg)]
+    if not summary.trained_length:
+        sentences.append("The config names no trained length, so nothing can be said about extrapolation.")
+    else:
+        sentences += _extrapolation(summary) + _base_bound(summary)
+    return " ".join(sentences)
