@@ -88,3 +88,59 @@ def test_torch_path_works_without_triton(monkeypatch):
         assert out_q.shape == q.shape and out_k.shape == k.shape
     finally:
         launch._triton_importable.cache_clear()
+
+
+# ---------------------------------------------------------------- the whole package: no import circle
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports. A package's ``__init__`` only re-exports its children,
+    so edges between a package and its own submodules are left out (they are not layers)."""
+    paths = sorted(PACKAGE_ROOT.rglob("*.py"))
+    modules = {_module_name(path) for path in paths}
+    graph = {}
+    for path in paths:
+        module = _module_name(path)
+        graph[module] = {
+            name for name in _imports(path) & modules
+            if name != module and not _within(name, module) and not _within(module, name)
+        }
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as ``[a, b, ..., a]``, or None (depth-first search with an open stack)."""
+    done: set[str] = set()
+    stack: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if target in stack:
+                return stack[stack.index(target):] + [target]
+            if target not in done and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        if module not in done and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_find_cycle_finds_a_planted_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_has_no_import_circle():
+    graph = import_graph()
+    assert graph["ropelab.rotary"] >= {"ropelab.frequencies", "ropelab.config"}  # the walk sees real edges
+    cycle = find_cycle(graph)
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_errors_and_config_sit_at_the_bottom():
+    graph = import_graph()
+    assert graph["ropelab.errors"] == set()
+    assert graph["ropelab.config"] == {"ropelab.errors"}
