@@ -206,11 +206,11 @@ class InterpolationBound:
         rotary_dim: ``d``.
         base: ``c``.
         trained_length, target_length: ``L`` and ``L'``.
-        interpolation: ``d / (32 ln c)``, Theorem 2.1's bound ``d max|h_j| (s-s1)(s2-s) / (8 ln c)``
+        interpolation: ``d / (32 ln c)`` (their eq. 7), Theorem 2.1's bound (eq. 5) ``d max|h_j| (s-s1)(s2-s) / (8 ln c)``
             at its worst point, the middle of two neighbouring integer positions (``s2 - s1 = 1``).
-        extrapolation: ``2 * max_{L <= s < L'} B(s)``, the bound ``(max_j |h_j - h_{j+1}|) B(s)`` with
+        extrapolation: ``2 * max_{L <= s < L'} B(s)``, the bound (eq. 8) ``(max_j |h_j - h_{j+1}|) B(s)`` with
             ``|h_j - h_{j+1}| <= 2 max|h_j|``, maximised over the extrapolated positions.
-        extrapolation_per_dim: ``max B(s) / d`` (the quantity of Chen et al.'s Figure 3).
+        extrapolation_per_dim: ``max B(s) / d`` (the quantity of Chen et al.'s Figure 5, appendix B).
         ratio: ``extrapolation / interpolation``; the paper's "~600x" is ``2 * 32 ln(10000) = 589`` at
             ``B(s)/d = 1``.
     """

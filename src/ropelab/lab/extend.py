@@ -4,7 +4,8 @@ Each method is the :class:`RopeConfig` that :func:`ropelab.extension.extension_c
 swapped into the trained model, weights unchanged (the methods are listed there).
 
 Each is evaluated zero-shot and after fine-tuning for ``N`` steps at ``L'`` (warm-up then a
-constant rate, as in Chen et al. 2023, sec. 3.1).
+constant rate; Chen et al. 2023, sec. 3.1, warm up linearly over 20 steps from 10% of the peak
+rate and name no decay after it).
 """
 
 from __future__ import annotations
