@@ -2,8 +2,9 @@
 
 - linear (position interpolation, Chen et al. 2023): every pair divided by ``factor``;
 - ntk (bloc97 2023): base raised to ``base * factor**(d/(d-2))``: the fastest pair kept, the slowest divided by ``factor``;
-- yarn (Peng et al. 2023, eq. 18-19): pairs with more than ``beta_fast`` turns in the original
-  context kept, fewer than ``beta_slow`` divided by ``factor``, a linear ramp between;
+- yarn (Peng et al. 2023, section 3.2, eq. 17-20): pairs with more than ``beta_fast`` turns in the
+  original context kept, fewer than ``beta_slow`` divided by ``factor``, a linear ramp between
+  (linear in the pair index as in transformers; the paper's is linear in the number of turns);
 - llama3 (Meta's Llama 3.1 reference): the same idea with wavelength thresholds
   ``original / high_freq_factor`` and ``original / low_freq_factor``;
 - longrope (Ding et al. 2024): a searched factor per pair (``short_factor`` / ``long_factor``).
