@@ -207,3 +207,15 @@ def test_longrope_ratio_is_the_long_factor_past_the_original_length():
     cfg = preset("phi-3-mini-128k-instruct")
     profile = scaling_profile(cfg)
     assert torch.allclose(profile.ratio, 1 / torch.tensor(cfg.long_factor, dtype=torch.float64))
+
+
+def test_yarn_paper_ramp_matches_the_transformers_ramp_at_its_ends():
+    from ropelab.analysis.scaling import yarn_paper_ramp
+    from ropelab.frequencies import yarn_ramp
+
+    cfg = LLAMA2.replace(rope_type="yarn", factor=16.0, original_max_position_embeddings=4096)
+    paper, transformers = yarn_paper_ramp(cfg), yarn_ramp(cfg)
+    ends = (paper == 0) | (paper == 1)
+    assert bool(ends.any()) and bool((~ends).any())
+    assert torch.equal(paper[ends], transformers[ends])
+    assert not torch.allclose(paper[~ends], transformers[~ends])  # linear in r vs linear in the index

@@ -19,7 +19,7 @@ import torch
 from ropelab.config import RopeConfig
 from ropelab.frequencies import default_inv_freq, rope_frequencies, yarn_ramp
 
-__all__ = ["ScalingProfile", "scaling_profile", "llama3_ramp"]
+__all__ = ["ScalingProfile", "scaling_profile", "llama3_ramp", "yarn_paper_ramp"]
 
 
 @dataclass(frozen=True)
@@ -86,3 +86,18 @@ def scaling_profile(cfg: RopeConfig, seq_len: int | None = None) -> ScalingProfi
         attention_factor=float(attention_factor),
         seq_len=length,
     )
+
+
+def yarn_paper_ramp(cfg: RopeConfig) -> torch.Tensor:
+    """YaRN's ramp as the paper defines it (Peng et al. 2023, arXiv 2309.00071v2, section 3.2):
+    ``gamma(r) = clamp((r - alpha) / (beta - alpha), 0, 1)`` (eq. 18) with ``r = L / lambda_i``
+    turns of pair ``i`` in the original context ``L`` (eq. 17), ``alpha = beta_slow`` (default 1)
+    and ``beta = beta_fast`` (default 32). Float64 ``[R/2]``; 1 keep, 0 interpolate.
+
+    Linear in ``r``, hence exponential in the pair index, unlike
+    :func:`ropelab.frequencies.yarn_ramp` (transformers' form, linear in the index, which is what
+    the frequencies use). The two agree wherever the paper's ramp is exactly 0 or 1.
+    """
+    alpha, beta = cfg.beta_slow or 1.0, cfg.beta_fast or 32.0
+    turns = cfg.original_max_position_embeddings * default_inv_freq(cfg.rotary_dim, cfg.base) / (2 * torch.pi)
+    return ((turns - alpha) / (beta - alpha)).clamp(0.0, 1.0)
