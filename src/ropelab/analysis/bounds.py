@@ -92,13 +92,17 @@ def _counter_examples(context_length: int, rotary_dim: int, base: float, near: n
 
     Cheap looks first, each of which can only find counter-examples: every position within
     ``_NEAR`` of ``near`` (where earlier bases failed), then every 16th position; then every
-    position, in chunks."""
+    position. The last two go in chunks from the end of the context, where a base just below the
+    bound usually fails first, and stop at the first chunk with a counter-example."""
     bases = np.array([base], dtype=np.float64)
     looks = []
     if near is not None and near.size:
         looks.append(np.unique(np.clip(near[:, None] + np.arange(-_NEAR, _NEAR + 1)[None, :], 0, context_length)))
-    looks.append(np.arange(0, context_length + 1, 16))
-    looks += [np.arange(start, min(context_length + 1, start + _CHUNK)) for start in range(0, context_length + 1, _CHUNK)]
+    for stride in (16, 1):
+        span = _CHUNK if stride == 1 else _CHUNK * 2
+        for stop in range(context_length + 1, 0, -span):
+            looks.append(np.arange(max(0, stop - span), stop, stride))
+    found = np.zeros(0, dtype=np.int64)
     for positions in looks:
         found = _worst_positions(positions, _cosine_sums(positions, rotary_dim, bases)[0])
         if found.size:
