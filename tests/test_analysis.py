@@ -123,13 +123,44 @@ def test_position_interpolation_keeps_every_pair_in_range():
 
 
 # ---------------------------------------------------------------- bounds
-def test_min_base_matches_men_et_al_and_satisfies_the_criterion():
-    base_1k = min_base_for_context(1024)
-    base_8k = min_base_for_context(8192)
-    assert base_1k == pytest.approx(4.3e3, rel=0.02)  # Men et al. 2024: 4.3e3 for 1k
-    assert base_8k == pytest.approx(8.4e4, rel=0.02)  # and 8.4e4 for 8k
-    assert satisfies_base_criterion(1024, 128, base_1k)
-    assert not satisfies_base_criterion(1024, 128, 4000.0)
+# Lower bound of the base for d = 128 at L = 1k .. 16k (k = 1024), from two sources:
+# - Men et al. 2024, "Base of RoPE Bounds Context Length" (arXiv 2405.14591), Table 2 (criterion eq. 11,
+#   m in [0, L]); found by enumerating bases, which misses windows narrower than its spacing.
+# - Su Jianlin, "Transformer升级之路：18、RoPE的底数选择原则" (kexue.fm/archives/10122), the table of the
+#   section "数值求解" (criterion m in [0, L-1], a grid search refined 5 times by 10x).
+MEN_TABLE_2 = {1024: 4.3e3, 2048: 1.6e4, 4096: 2.7e4, 8192: 8.4e4, 16384: 3.1e5}
+SU_10122 = {1024: 4.3e3, 2048: 1.2e4, 4096: 2.7e4, 8192: 8.4e4, 16384: 2.3e5}
+
+
+def _two_digits(x: float) -> float:
+    return float(f"{x:.1e}")
+
+
+@pytest.mark.parametrize("length", sorted(SU_10122))
+def test_min_base_is_the_left_edge_of_the_first_admissible_window(length):
+    bound = min_base_for_context(length)
+    assert _two_digits(bound) == SU_10122[length]
+    assert satisfies_base_criterion(length, 128, bound)
+    assert not satisfies_base_criterion(length, 128, bound * (1 - 2e-4))
+
+
+def test_min_base_agrees_with_men_et_al_table_2_except_where_their_enumeration_skipped_a_window():
+    for length in (1024, 4096, 8192):
+        assert _two_digits(min_base_for_context(length)) == MEN_TABLE_2[length]
+    # 2k: 1.6e4 passes, but a window from 1.16e4 comes first; 16k: the first window is at 2.3e5, not 3.1e5.
+    assert satisfies_base_criterion(2048, 128, MEN_TABLE_2[2048])
+    for length in (2048, 16384):
+        assert min_base_for_context(length) < 0.8 * MEN_TABLE_2[length]
+
+
+def test_min_base_finds_windows_narrower_than_one_grid_step():
+    # L = 4096: the first window (near 2.695e4) is far narrower than the 0.58% grid step.
+    bound = min_base_for_context(4096)
+    assert bound == pytest.approx(2.695e4, rel=1e-3)
+    assert not satisfies_base_criterion(4096, 128, 2.72e4)  # already past the window's right edge
+    # L = 1024: admissible at 4.30e3, not at 5.0e3, again at 6.1e3 (the set is not an interval).
+    assert min_base_for_context(1024) == pytest.approx(4.29e3, rel=1e-3)
+    assert [satisfies_base_criterion(1024, 128, b) for b in (4.30e3, 5.0e3, 6.1e3)] == [True, False, True]
     assert float(cosine_sum(torch.arange(0, 1025), 128, 4000.0).min()) < 0
 
 
@@ -169,6 +200,18 @@ def test_longrope_ratio_is_the_long_factor_past_the_original_length():
     cfg = preset("phi-3-mini-128k-instruct")
     profile = scaling_profile(cfg)
     assert torch.allclose(profile.ratio, 1 / torch.tensor(cfg.long_factor, dtype=torch.float64))
+
+
+def test_yarn_paper_ramp_matches_the_transformers_ramp_at_its_ends():
+    from ropelab.analysis.scaling import yarn_paper_ramp
+    from ropelab.frequencies import yarn_ramp
+
+    cfg = LLAMA2.replace(rope_type="yarn", factor=16.0, original_max_position_embeddings=4096)
+    paper, transformers = yarn_paper_ramp(cfg), yarn_ramp(cfg)
+    ends = (paper == 0) | (paper == 1)
+    assert bool(ends.any()) and bool((~ends).any())
+    assert torch.equal(paper[ends], transformers[ends])
+    assert not torch.allclose(paper[~ends], transformers[~ends])  # linear in r vs linear in the index
 
 
 # ---------------------------------------------------------------- layering

@@ -87,12 +87,24 @@ def _yarn_correction_dim(rotations: float, rotary_dim: int, base: float, length:
 
 
 def yarn_ramp(cfg: RopeConfig) -> torch.Tensor:
-    """The YaRN ramp ``gamma`` per pair (Peng et al. 2023, eq. 18-19), float64 ``[rotary_dim // 2]``.
+    """The YaRN ramp ``gamma`` per pair, float64 ``[rotary_dim // 2]``, in transformers' form.
 
     0 where the pair is interpolated (low frequencies, fewer than ``beta_slow`` turns in the
-    original context), 1 where it is left alone (more than ``beta_fast`` turns), linear between.
+    original context), 1 where it is left alone (more than ``beta_fast`` turns).
+
+    Between the two it is linear in the *pair index* ``i``: from the pair whose wavelength fits
+    ``beta_fast`` turns into the original context to the one that fits ``beta_slow`` turns (eq. 17
+    solved for the index), rounded outwards to whole pairs (floor and ceiling) unless
+    ``truncate=False``. This is transformers' ``_compute_yarn_parameters`` (``find_correction_range``
+    and ``linear_ramp_factor``), followed here because transformers is the golden reference: a
+    ported model must get the same cos and sin. The paper (Peng et al. 2023, arXiv 2309.00071v2,
+    section 3.2, eq. 17-20) defines the ramp as linear in the *number of turns*
+    ``r = L / lambda_i``: ``gamma = (r - alpha) / (beta - alpha)`` clamped to [0, 1] (eq. 18), used
+    in ``h(theta) = (1 - gamma) theta / s + gamma theta`` (eq. 20). Both forms are 0 and 1 at the
+    same ends (up to the rounding to whole pairs); in between they differ, since ``r`` is
+    exponential in ``i``.
     """
-    beta_fast = cfg.beta_fast or 32.0  # defaults of the YaRN paper, section 4.1 (alpha=1, beta=32)
+    beta_fast = cfg.beta_fast or 32.0  # YaRN paper, section 3.2 after Definition 2: alpha=1, beta=32 for Llama
     beta_slow = cfg.beta_slow or 1.0
     original = cfg.original_max_position_embeddings
     low = _yarn_correction_dim(beta_fast, cfg.rotary_dim, cfg.base, original)

@@ -117,7 +117,8 @@ _PRESET_LIST = (
         "llama-2-7b",
         "meta-llama/Llama-2-7b-hf",
         {"head_dim": 128, "base": 10000.0, "layout": "half", "max_position_embeddings": 4096},
-        "config.json: hidden_size 4096 / num_attention_heads 32, max_position_embeddings 4096, rope_theta 10000",
+        "config.json: hidden_size 4096 / num_attention_heads 32, max_position_embeddings 4096; "
+        "no rope_theta key -> transformers default 10000",
         (_LLAMA_LAYOUT_NOTE,),
     ),
     Preset(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ropelab.config import RopeConfig
@@ -56,6 +57,59 @@ def _men_fit(context_length: int) -> float:
     return 0.0424 * context_length**1.628
 
 
+# Candidate positions carried between grid points to filter the fine scan (see min_base_for_context).
+_MAX_CANDIDATES = 64
+# Half-width of the neighbourhood of earlier counter-examples looked at first.
+_NEAR = 32
+
+
+# The search below runs on many small arrays: numpy (one thread) keeps it from waiting on torch's
+# intra-op thread pool, which on a busy machine costs more than the arithmetic.
+def _cosine_sums(positions: np.ndarray, rotary_dim: int, bases: np.ndarray) -> np.ndarray:
+    """``B_m`` for ``positions [N]`` at each of ``bases [K]``: float64 ``[K, N]``."""
+    inv_freq = bases[:, None] ** (-np.arange(0, rotary_dim, 2, dtype=np.float64) / rotary_dim)  # [K, d/2]
+    return np.cos(positions.astype(np.float64)[None, :, None] * inv_freq[:, None, :]).sum(axis=-1)
+
+
+def _worst_positions(positions: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The worst position of each run of negative ``values`` (``positions`` ascending), at most
+    ``_MAX_CANDIDATES`` of them, worst first."""
+    negative = values < 0
+    if not negative.any():
+        return positions[:0]
+    starts = negative & ~np.concatenate([[False], negative[:-1]])
+    run = np.cumsum(starts)[negative] - 1
+    positions, values = positions[negative], values[negative]
+    best = np.full(run[-1] + 1, np.inf)
+    np.minimum.at(best, run, values)
+    keep = values == best[run]
+    positions, values = positions[keep], values[keep]
+    return positions[np.argsort(values, kind="stable")[:_MAX_CANDIDATES]]
+
+
+def _counter_examples(context_length: int, rotary_dim: int, base: float, near: np.ndarray | None = None) -> np.ndarray:
+    """Positions ``m`` in ``[0, L]`` where ``B_m < 0``: empty exactly when ``base`` satisfies the criterion.
+
+    Cheap looks first, each of which can only find counter-examples: every position within
+    ``_NEAR`` of ``near`` (where earlier bases failed), then every 16th position; then every
+    position. The last two go in chunks from the end of the context, where a base just below the
+    bound usually fails first, and stop at the first chunk with a counter-example."""
+    bases = np.array([base], dtype=np.float64)
+    looks = []
+    if near is not None and near.size:
+        looks.append(np.unique(np.clip(near[:, None] + np.arange(-_NEAR, _NEAR + 1)[None, :], 0, context_length)))
+    for stride in (16, 1):
+        span = _CHUNK if stride == 1 else _CHUNK * 2
+        for stop in range(context_length + 1, 0, -span):
+            looks.append(np.arange(max(0, stop - span), stop, stride))
+    found = np.zeros(0, dtype=np.int64)
+    for positions in looks:
+        found = _worst_positions(positions, _cosine_sums(positions, rotary_dim, bases)[0])
+        if found.size:
+            return found
+    return found
+
+
 def min_base_for_context(
     context_length: int,
     rotary_dim: int = 128,
@@ -66,47 +120,82 @@ def min_base_for_context(
 ) -> float:
     """The smallest RoPE base whose cosine sum stays non-negative over the whole context.
 
-    Criterion (Men et al. 2024, the "long-term decay of the ability to attend to similar tokens"):
-    ``B_m = sum_{i=0}^{d/2-1} cos(m * theta_i) >= 0`` for **every integer m in [0, L]**, with
-    ``theta_i = base**(-2i/d)`` and ``d = rotary_dim``. ``B_m`` is (half) the expected score
-    ``E[q^T R_m k]`` when ``k`` is ``q`` plus independent noise, so ``B_m < 0`` means a similar token
-    at distance ``m`` gets *less* attention than a random one.
+    Criterion (Men et al. 2024, section 4.3, eq. 11): ``base_L = inf{base : B_m >= 0 for all
+    m in [0, 1, ..., L]}``, with ``B_m = sum_{i=0}^{d/2-1} cos(m * theta_i)`` (their eq. 9),
+    ``theta_i = base**(-2i/d)`` and ``d = rotary_dim``. By their Theorem 1, ``2 sigma^2 B_m`` is the
+    expected score of a query with a similar key (the query plus zero-mean noise) minus that with an
+    independent random key, so ``B_m < 0`` means a similar token at distance ``m`` gets *less*
+    attention than a random one. (Su Jianlin's recomputation, kexue.fm/archives/10122, takes
+    ``m in [0, L-1]`` instead; at ``d = 128`` that moves none of the values below.)
 
-    The set of admissible bases is not an interval: just above the bound it is a union of narrow
-    windows (for ``L = 1024, d = 128``: admissible near 4.33e3, not at 4.4e3 .. 5.6e3, again from
-    about 6.1e3). The search therefore walks a fine geometric grid (``steps_per_decade`` points per
-    factor 10) upwards from a base that fails the criterion, stops at the first grid point that
-    passes, and bisects (in log space) between it and the failing grid point before it, down to
-    ``relative_tolerance``. A window narrower than one grid step (0.58% at the default 400) can be
-    missed, which makes the answer an upper estimate of the smallest admissible base.
+    The set of admissible bases is not an interval: above the bound it is a union of windows, some
+    far narrower than 1% (for ``L = 1024``: from 4.29e3 to 4.33e3, again from 5.60e3 to 5.64e3, and
+    from about 6.0e3; for ``L = 4096`` the first window, near 2.69e4, is under 0.1% wide). The search
+    therefore does not assume monotonicity. It walks a geometric grid (``steps_per_decade`` points per
+    factor 10) upwards from a base that fails, and inside each grid step it scans a finer grid (one
+    point per ``relative_tolerance``), where a point is tested in full only when none of the positions
+    that failed at the neighbouring points (and at points already tested in that step) fails there;
+    the first point that passes is refined by bisection (in log space) against the failing point
+    before it, down to ``relative_tolerance``. Every window wider than ``relative_tolerance`` is
+    therefore found; a narrower one can be missed, and windows get narrower as ``L`` grows: up to
+    ``L = 32768`` a search at ``relative_tolerance=1e-6`` finds the same first windows as the
+    default, but at ``L = 2**19`` the default returns 6.27e7 while ``1e-6`` finds a window at 5.85e7
+    (Su Jianlin's 5.8e7). The cost grows with ``L`` times the number of fine points: seconds up to
+    ``L = 2**17``, minutes beyond.
 
     Args:
         context_length: ``L >= 1``.
         rotary_dim: ``d`` (even).
 
     Returns:
-        The bound as a float; for ``d = 128``: about 4.33e3 at ``L = 1024`` and 8.4e4 at
-        ``L = 8192`` (Men et al. 2024 report 4.3e3 and 8.4e4).
+        The bound as a float, an upper estimate within ``relative_tolerance`` of the left edge of the
+        first admissible window. For ``d = 128``: 4.29e3 at ``L = 1024``, 1.16e4 at 2048, 2.69e4 at
+        4096 and 8.37e4 at 8192. Men et al. 2024 (Table 2) report 4.3e3, 1.6e4, 2.7e4 and 8.4e4; their
+        2k value is a window further up (they enumerated bases and computed the longest admissible
+        length for each, which misses windows between enumerated bases), and Su Jianlin's finer
+        search gives 1.2e4 there.
     """
     if context_length < 1:
         raise ValueError(f"context_length={context_length} is invalid: expected >= 1")
-    step = 10.0 ** (1.0 / steps_per_decade)
+    step = math.log(10.0) / steps_per_decade
+    fine = max(1, math.ceil(step / math.log1p(relative_tolerance)))
     low = max(2.0, _men_fit(context_length) / 3.0)
-    while low > 2.0 and satisfies_base_criterion(context_length, rotary_dim, low):
+    candidates = _counter_examples(context_length, rotary_dim, low)
+    while low > 2.0 and not candidates.size:
         low = max(2.0, low / 10.0)  # the start must fail; walk down until it does
-    if satisfies_base_criterion(context_length, rotary_dim, low):
+        candidates = _counter_examples(context_length, rotary_dim, low)
+    if not candidates.size:
         return low
-    high = low * step
-    while not satisfies_base_criterion(context_length, rotary_dim, high):
-        low, high = high, high * step
-        if high > max_base:
-            raise ValueError(f"no base up to {max_base:g} satisfies the criterion for L={context_length}")
-    while high / low > 1 + relative_tolerance:
+    while low <= max_base:
+        bases = low * np.exp(step * np.arange(1, fine + 1) / fine)  # the fine points of this grid step
+        first = 0
+        while first < fine:
+            # A fine point can pass only where every position that failed so far passes.
+            passing = np.flatnonzero(_cosine_sums(candidates, rotary_dim, bases[first:]).min(axis=1) >= 0)
+            if not passing.size:
+                break
+            k = first + int(passing[0])
+            found = _counter_examples(context_length, rotary_dim, float(bases[k]), candidates)
+            if not found.size:
+                below = float(bases[k - 1]) if k else low
+                return _bisect_left_edge(context_length, rotary_dim, below, float(bases[k]), relative_tolerance)
+            candidates = np.union1d(candidates, found)
+            first = k + 1
+        low = float(bases[-1])
+        candidates = _worst_positions(candidates, _cosine_sums(candidates, rotary_dim, np.array([low]))[0])
+        if not candidates.size:
+            candidates = _counter_examples(context_length, rotary_dim, low)
+    raise ValueError(f"no base up to {max_base:g} satisfies the criterion for L={context_length}")
+
+
+def _bisect_left_edge(context_length: int, rotary_dim: int, low: float, high: float, tolerance: float) -> float:
+    """Bisect (in log space) between a failing ``low`` and a passing ``high`` down to ``tolerance``."""
+    while high / low > 1 + tolerance:
         middle = math.sqrt(low * high)
-        if satisfies_base_criterion(context_length, rotary_dim, middle):
-            high = middle
-        else:
+        if _counter_examples(context_length, rotary_dim, middle).size:
             low = middle
+        else:
+            high = middle
     return high
 
 
@@ -125,11 +214,11 @@ class InterpolationBound:
         rotary_dim: ``d``.
         base: ``c``.
         trained_length, target_length: ``L`` and ``L'``.
-        interpolation: ``d / (32 ln c)``, Theorem 2.1's bound ``d max|h_j| (s-s1)(s2-s) / (8 ln c)``
+        interpolation: ``d / (32 ln c)`` (their eq. 7), Theorem 2.1's bound (eq. 5) ``d max|h_j| (s-s1)(s2-s) / (8 ln c)``
             at its worst point, the middle of two neighbouring integer positions (``s2 - s1 = 1``).
-        extrapolation: ``2 * max_{L <= s < L'} B(s)``, the bound ``(max_j |h_j - h_{j+1}|) B(s)`` with
+        extrapolation: ``2 * max_{L <= s < L'} B(s)``, the bound (eq. 8) ``(max_j |h_j - h_{j+1}|) B(s)`` with
             ``|h_j - h_{j+1}| <= 2 max|h_j|``, maximised over the extrapolated positions.
-        extrapolation_per_dim: ``max B(s) / d`` (the quantity of Chen et al.'s Figure 3).
+        extrapolation_per_dim: ``max B(s) / d`` (the quantity of Chen et al.'s Figure 5, appendix B).
         ratio: ``extrapolation / interpolation``; the paper's "~600x" is ``2 * 32 ln(10000) = 589`` at
             ``B(s)/d = 1``.
     """

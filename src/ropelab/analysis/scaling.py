@@ -2,8 +2,9 @@
 
 - linear (position interpolation, Chen et al. 2023): every pair divided by ``factor``;
 - ntk (bloc97 2023): base raised to ``base * factor**(d/(d-2))``: the fastest pair kept, the slowest divided by ``factor``;
-- yarn (Peng et al. 2023, eq. 18-19): pairs with more than ``beta_fast`` turns in the original
-  context kept, fewer than ``beta_slow`` divided by ``factor``, a linear ramp between;
+- yarn (Peng et al. 2023, section 3.2, eq. 17-20): pairs with more than ``beta_fast`` turns in the
+  original context kept, fewer than ``beta_slow`` divided by ``factor``, a linear ramp between
+  (linear in the pair index as in transformers; the paper's is linear in the number of turns);
 - llama3 (Meta's Llama 3.1 reference): the same idea with wavelength thresholds
   ``original / high_freq_factor`` and ``original / low_freq_factor``;
 - longrope (Ding et al. 2024): a searched factor per pair (``short_factor`` / ``long_factor``).
@@ -21,7 +22,7 @@ import torch
 from ropelab.config import RopeConfig
 from ropelab.frequencies import default_inv_freq, llama3_ramp, rope_frequencies, yarn_ramp
 
-__all__ = ["ScalingProfile", "scaling_profile"]
+__all__ = ["ScalingProfile", "scaling_profile", "yarn_paper_ramp"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,18 @@ def scaling_profile(cfg: RopeConfig, seq_len: int | None = None) -> ScalingProfi
         attention_factor=float(attention_factor),
         seq_len=length,
     )
+
+
+def yarn_paper_ramp(cfg: RopeConfig) -> torch.Tensor:
+    """YaRN's ramp as the paper defines it (Peng et al. 2023, arXiv 2309.00071v2, section 3.2):
+    ``gamma(r) = clamp((r - alpha) / (beta - alpha), 0, 1)`` (eq. 18) with ``r = L / lambda_i``
+    turns of pair ``i`` in the original context ``L`` (eq. 17), ``alpha = beta_slow`` (default 1)
+    and ``beta = beta_fast`` (default 32). Float64 ``[R/2]``; 1 keep, 0 interpolate.
+
+    Linear in ``r``, hence exponential in the pair index, unlike
+    :func:`ropelab.frequencies.yarn_ramp` (transformers' form, linear in the index, which is what
+    the frequencies use). The two agree wherever the paper's ramp is exactly 0 or 1.
+    """
+    alpha, beta = cfg.beta_slow or 1.0, cfg.beta_fast or 32.0
+    turns = cfg.original_max_position_embeddings * default_inv_freq(cfg.rotary_dim, cfg.base) / (2 * torch.pi)
+    return ((turns - alpha) / (beta - alpha)).clamp(0.0, 1.0)

@@ -122,7 +122,7 @@ def sample_batch(stream: torch.Tensor, batch: int, length: int, seed: int, step:
 
 
 # ----------------------------------------------------------------------------- passkey retrieval
-# Mohtashami & Jaggi 2023 (Landmark Attention), appendix; Chen et al. 2023 (Position Interpolation), sec. 3.2.
+# Mohtashami & Jaggi 2023 (Landmark Attention); Chen et al. 2023 (Position Interpolation), sec. 3.3 and Figure 3.
 PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 PASSKEY_KEY = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"

@@ -5,10 +5,10 @@ validation stream), so numbers are comparable across lengths and encodings:
 
 - **non-overlapping**: cut into windows of ``T`` and score every byte. A byte at offset ``t`` of
   its window sees ``t`` bytes of context, so longer windows lower the perplexity even for a model
-  that only uses ``L`` bytes of it: the "early token" effect (Press et al. 2022, sec. 4.1).
+  that only uses ``L`` bytes of it: the "early token curse" (Press et al. 2022, appendix B.1-B.2).
 - **sliding window**: windows of ``T`` advance by ``stride = T / 4`` (our choice, a cost
   compromise) and only their last ``stride`` bytes are scored (the first window scores all), so
-  almost every byte sees at least ``3T/4`` bytes of context (Press et al. 2022, appendix B).
+  almost every byte sees at least ``3T/4`` bytes of context (Press et al. 2022, appendix B.1).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ extended model is a new :class:`ModelConfig` (that RoPE in ``encoding_options``)
 is never edited.
 
 Each is evaluated zero-shot and after fine-tuning for ``N`` steps at ``L'`` (warm-up then a
-constant rate, as in Chen et al. 2023, sec. 3.1).
+constant rate; Chen et al. 2023, sec. 3.1, warm up linearly over 20 steps from 10% of the peak
+rate and name no decay after it).
 """
 
 from __future__ import annotations
