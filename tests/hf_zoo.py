@@ -55,6 +55,7 @@ _SHRINK = {
     "shared_expert_intermediate_size": 32, "expert_intermediate_size": 32, "intermediate_size_mlp": 64,
     "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2, "n_layers": 2, "encoder_layers": 2,
     "decoder_layers": 2, "depth": 2,
+    "initializer_range": 0.2,  # sharper attention than the default 0.02, so that positions matter
     "vocab_size": 256, "vocab_size_per_layer_input": 256, "hidden_size_per_layer_input": 16,
     "encoder_hash_byte_group_vocab": 256,
     "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
@@ -135,6 +136,14 @@ def _shrunk_kwargs(cls, depth: int = 0) -> dict:
     default = cls()
     kwargs = {key: value for key, value in _SHRINK.items() if _has(default, key) and _settable(cls, key)}
     _fit_layer_lists(default, cls, kwargs)
+    rotary_dim = vars(default).get("rotary_dim")
+    if isinstance(rotary_dim, int) and "head_dim" not in kwargs and "hidden_size" in kwargs:
+        # GPT-J / CodeGen: keep the rotated fraction of the head when the head shrinks.
+        heads = vars(default).get("num_attention_heads") or vars(default).get("n_head")
+        hidden = vars(default).get("hidden_size") or vars(default).get("n_embd")
+        if heads and hidden:
+            share = rotary_dim / (hidden // heads)
+            kwargs["rotary_dim"] = max(2, 2 * round(share * _SHRINK["hidden_size"] // _SHRINK["num_attention_heads"] / 2))
     for key, value in vars(default).items():
         if key.endswith("_token_id") and isinstance(value, int) and value >= _SHRINK["vocab_size"]:
             kwargs[key] = _SHRINK["vocab_size"] - 1
@@ -204,10 +213,10 @@ def _perturb(model) -> int:
     changed = 0
     for module in model.modules():
         if isinstance(module, hf.HFRotaryAdapter):
-            module.cfg = module.cfg.replace(base=module.cfg.base ** 0.5)
+            module.cfg = module.cfg.replace(base=2.0)  # every pair turns about a radian per position
             changed += 1
         elif isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
-            cfg = hf.RopeConfig.from_hf(model.config).replace(base=10000.0 ** 0.5)
+            cfg = hf.RopeConfig.from_hf(model.config).replace(base=2.0)
             module.embed_positions = hf._exact_sin_cos_table(cfg, module.embed_positions.shape[0],
                                                              module.embed_positions)
             changed += 1
