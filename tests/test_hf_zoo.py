@@ -146,3 +146,18 @@ def test_whole_float_lengths_are_read_as_integers():
 
 def test_n_heads_spelling():
     assert RopeConfig.from_hf({"d_model": 64, "n_heads": 4}).head_dim == 16
+
+
+def test_attribute_map_aliases_are_read_like_transformers_reads_them():
+    """Zamba2 maps head_dim to attention_head_dim (2 * hidden / heads), which to_dict() leaves out."""
+    kwargs = hf_zoo._shrunk_kwargs(transformers.Zamba2Config)
+    kwargs.pop("head_dim")
+    config = transformers.Zamba2Config(**kwargs, use_mem_rope=True)
+    assert "head_dim" not in config.to_dict() and config.head_dim == 2 * config.hidden_size // config.num_attention_heads
+    assert RopeConfig.from_hf(config).head_dim == config.head_dim
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
+    inputs = {"input_ids": torch.randint(3, 100, (1, 12))}
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)

@@ -214,6 +214,12 @@ class RopeConfig:
             data = dict(obj)
         elif hasattr(obj, "to_dict"):
             data = obj.to_dict()
+            # transformers' attribute_map aliases (Zamba2: head_dim -> attention_head_dim; d_model /
+            # n_heads spellings) resolve on attribute access, which the rotary modules use, but are
+            # missing from to_dict(): read them the same way.
+            for alias, target in (getattr(obj, "attribute_map", None) or {}).items():
+                if data.get(alias) is None and data.get(target) is not None:
+                    data[alias] = data[target]
             source = getattr(obj, "_name_or_path", None) or type(obj).__name__
         else:
             raise RopeConfigError(
