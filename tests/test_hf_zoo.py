@@ -161,3 +161,17 @@ def test_attribute_map_aliases_are_read_like_transformers_reads_them():
     want = hf_zoo._run(model, inputs)
     patch(model)
     torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+
+
+def test_a_rotary_dim_that_transformers_ignores_is_ignored():
+    """MiniMax-M3-VL's text config declares rotary_dim=64; its rotary module rotates the whole head."""
+    transformers.logging.set_verbosity_error()
+    config = transformers.MiniMaxM3VLTextConfig(**hf_zoo._shrunk_kwargs(transformers.MiniMaxM3VLTextConfig))
+    assert config.rotary_dim == 64 and config.head_dim == 16
+    assert RopeConfig.from_hf(config).rotary_dim == 16
+    assert RopeConfig.from_hf({"head_dim": 16, "rotary_dim": 8}).rotary_dim == 8  # honoured elsewhere
+    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
+    inputs = {"input_ids": torch.randint(3, 100, (1, 12))}
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)

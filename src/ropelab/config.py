@@ -62,6 +62,10 @@ _OUTSIDE_TABLE_KEYS = {
     "max_position_embeddings",
 }
 
+# model_type values whose transformers config carries a `rotary_dim` that its rotary module ignores
+# (it rotates int(head_dim * partial_rotary_factor) channels): MiniMax-M3-VL's text model.
+_IGNORED_ROTARY_DIM_MODEL_TYPES = frozenset({"minimax_m3_vl_text"})
+
 
 def _fail(key: str, value: Any, accepted: str) -> RopeConfigError:
     return RopeConfigError(f"{key}={value!r} is invalid: expected {accepted}")
@@ -309,7 +313,7 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
             raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
         head_dim = hidden // heads
 
-    rotary_dim = data.get("rotary_dim")
+    rotary_dim = None if data.get("model_type") in _IGNORED_ROTARY_DIM_MODEL_TYPES else data.get("rotary_dim")
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
     if rotary_dim is None and partial is not None:
         if not (0 < partial <= 1):
