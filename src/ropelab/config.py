@@ -20,7 +20,7 @@ from typing import Any
 
 from ropelab.errors import RopeConfigError
 
-__all__ = ["RopeConfig", "RopeConfigError", "ROPE_TYPES", "LAYOUTS"]
+__all__ = ["LAYOUTS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
 
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 LAYOUTS = ("half", "interleaved")
@@ -29,8 +29,12 @@ LAYOUTS = ("half", "interleaved")
 _ROPE_TYPE_ALIASES = {"ntk-aware": "ntk", "dynamic-ntk": "dynamic"}
 
 # model_type values whose attention rotates adjacent pairs (x[2i], x[2i+1]) rather than halves.
-# GPT-J and CodeGen: transformers' rotate_every_two; Cohere: repeat_interleave'd cos/sin.
-_INTERLEAVED_MODEL_TYPES = frozenset({"gptj", "codegen", "cohere", "cohere2"})
+# GPT-J and CodeGen: transformers' rotate_every_two; Cohere, Cohere2, Cohere2-MoE and BLT (each of
+# its four sub-models): repeat_interleave'd cos/sin with an interleaved rotate_half.
+_INTERLEAVED_MODEL_TYPES = frozenset({
+    "gptj", "codegen", "cohere", "cohere2", "cohere2_moe",
+    "blt", "blt_local_encoder", "blt_local_decoder", "blt_global_transformer", "blt_patcher",
+})
 
 # Keys of a rope parameter block that RopeConfig understands (anything else is reported).
 _SCALING_KEYS = (
@@ -47,6 +51,20 @@ _SCALING_KEYS = (
     "short_factor",
     "long_factor",
 )
+
+# Keys that transformers keeps inside a rope parameter block but that no rotary module reads, so the
+# cos/sin tables do not depend on them. Named one by one; any other unknown key is reported.
+_OUTSIDE_TABLE_KEYS = {
+    # Ministral 3: the attention scales queries by 1 + beta * log(1 + floor(pos / original)) after
+    # the rotation; the rotary module ignores it.
+    "llama_4_scaling_beta",
+    # Ministral 3: a copy of the top-level max_position_embeddings (accepted only when the two agree).
+    "max_position_embeddings",
+}
+
+# model_type values whose transformers config carries a `rotary_dim` that its rotary module ignores
+# (it rotates int(head_dim * partial_rotary_factor) channels): MiniMax-M3-VL's text model.
+_IGNORED_ROTARY_DIM_MODEL_TYPES = frozenset({"minimax_m3_vl_text"})
 
 
 def _fail(key: str, value: Any, accepted: str) -> RopeConfigError:
@@ -94,7 +112,7 @@ class RopeConfig:
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen dataclass)
+        set_ = lambda name, value: object.__setattr__(self, name, value)
         rope_type = _ROPE_TYPE_ALIASES.get(self.rope_type, self.rope_type)
         set_("rope_type", rope_type)
         if rope_type not in ROPE_TYPES:
@@ -200,6 +218,12 @@ class RopeConfig:
             data = dict(obj)
         elif hasattr(obj, "to_dict"):
             data = obj.to_dict()
+            # transformers' attribute_map aliases (Zamba2: head_dim -> attention_head_dim; d_model /
+            # n_heads spellings) resolve on attribute access, which the rotary modules use, but are
+            # missing from to_dict(): read them the same way.
+            for alias, target in (getattr(obj, "attribute_map", None) or {}).items():
+                if data.get(alias) is None and data.get(target) is not None:
+                    data[alias] = data[target]
             source = getattr(obj, "_name_or_path", None) or type(obj).__name__
         else:
             raise RopeConfigError(
@@ -251,6 +275,14 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _integral(value: Any) -> Any:
+    """A length written as a whole float (``2048.0``, seen in published configs) as an int; anything
+    else unchanged, for RopeConfig to validate."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
@@ -263,19 +295,25 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
             "one flat parameter block (per-layer-type RoPE, as in Gemma 3, is not supported yet)",
         )
     unknown = set(params) - set(_SCALING_KEYS) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
+    unknown -= _OUTSIDE_TABLE_KEYS
     if unknown:
         raise _fail("rope_parameters", sorted(unknown), f"only the keys rope_type, type, rope_theta, "
-                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}")
+                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}, {', '.join(sorted(_OUTSIDE_TABLE_KEYS))}")
+    top_max = _first(data, "max_position_embeddings", "n_positions", "n_ctx")
+    if params.get("max_position_embeddings") is not None and top_max is not None \
+            and params["max_position_embeddings"] != top_max:
+        raise _fail("rope_parameters.max_position_embeddings", params["max_position_embeddings"],
+                    f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)")
 
     head_dim = data.get("head_dim")
     if head_dim is None:
         hidden = _first(data, "hidden_size", "n_embd", "d_model")
-        heads = _first(data, "num_attention_heads", "n_head", "num_heads")
+        heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
         if hidden is None or heads is None:
             raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
         head_dim = hidden // heads
 
-    rotary_dim = data.get("rotary_dim")
+    rotary_dim = None if data.get("model_type") in _IGNORED_ROTARY_DIM_MODEL_TYPES else data.get("rotary_dim")
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
     if rotary_dim is None and partial is not None:
         if not (0 < partial <= 1):
@@ -283,11 +321,12 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         rotary_dim = int(head_dim * partial)  # transformers truncates the same way
 
     rope_type = _first(params, "rope_type", "type") or "default"
-    max_positions = _first(data, "max_position_embeddings", "n_positions", "n_ctx")
+    max_positions = _integral(top_max if top_max is not None else params.get("max_position_embeddings"))
     original = params.get("original_max_position_embeddings")
     if data.get("original_max_position_embeddings") is not None and rope_type in ("llama3", "yarn", "longrope"):
         # Phi-3 keeps the pretraining length at the top level; transformers gives it priority.
         original = data["original_max_position_embeddings"]
+    original = _integral(original)
 
     layout = data.get("rope_layout")
     if layout is None:

@@ -11,7 +11,19 @@ transformers models compute RoPE in one of two places:
 
 Before swapping, :func:`patch` calls the original module once on short positions and checks that
 the adapter agrees with it, so a model family whose RoPE ropelab reads differently fails loudly at patch time
-instead of silently producing other logits.
+instead of silently producing other logits. A module that is not a ``(x, position_ids) -> (cos, sin)``
+module of real tensors (complex ``freqs_cis`` in DeepSeek-V2 and Llama 4, vision towers called with
+other arguments), or whose config ropelab cannot read, is refused with a :class:`PatchError` naming it.
+
+Table layouts (``HFRotaryAdapter.table_layout``) follow what each family's attention expects, which
+is not always the channel layout of q and k:
+
+- ``"half"``: ``[c, c]``, ``R`` wide (Llama and most others; also DeepSeek-V3 style ``rope_interleave``
+  models, whose attention de-interleaves q and k in ``apply_rotary_pos_emb_interleave`` and so keeps
+  half-split tables);
+- ``"interleaved"``: ``[c0, c0, c1, c1, ...]``, ``R`` wide (Cohere);
+- ``"pairs"``: ``[c]``, ``R/2`` wide, one value per pair (GPT-OSS, whose attention splits q and k in
+  halves itself). Read from the width of the original module's tables.
 """
 
 from __future__ import annotations
@@ -22,14 +34,15 @@ import torch
 from torch import nn
 
 from ropelab.config import RopeConfig
-from ropelab.errors import PatchError
+from ropelab.errors import PatchError, RopeConfigError
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 
-__all__ = ["patch", "unpatch", "HFRotaryAdapter", "PatchError"]
+__all__ = ["HFRotaryAdapter", "PatchError", "patch", "unpatch"]
 
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
+_TABLE_LAYOUTS = ("half", "interleaved", "pairs")
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
 
 
@@ -38,14 +51,21 @@ class HFRotaryAdapter(nn.Module):
 
     ``forward(x, position_ids) -> (cos, sin)``, each ``[B, S, R]`` in ``x.dtype``, with the pairs
     laid out as ``table_layout`` says: ``"half"`` repeats the ``R/2`` values as ``[c, c]``
-    (transformers' Llama), ``"interleaved"`` as ``[c0, c0, c1, c1, ...]`` (Cohere).
+    (transformers' Llama), ``"interleaved"`` as ``[c0, c0, c1, c1, ...]`` (Cohere), ``"pairs"``
+    keeps them once (``[B, S, R/2]``, GPT-OSS).
     Dynamic types see ``seq_len = max(position_ids) + 1``, as in transformers, but nothing is mutated.
+
+    ``config`` is the replaced module's transformers config, kept because some attention code reads
+    it from the rotary module (Granite SWA picks tables by ``rotary_emb.config.rope_parameters``).
     """
 
-    def __init__(self, cfg: RopeConfig, table_layout: str = "half"):
+    def __init__(self, cfg: RopeConfig, table_layout: str = "half", config: Any = None):
         super().__init__()
+        if table_layout not in _TABLE_LAYOUTS:
+            raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
         self.cfg = cfg
         self.table_layout = table_layout
+        self.config = config
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any, **kwargs: Any):
         cos, sin = rope_cos_sin(position_ids.to(x.device), self.cfg)
@@ -56,26 +76,63 @@ class HFRotaryAdapter(nn.Module):
 
 
 def _expand(table: torch.Tensor, table_layout: str) -> torch.Tensor:
-    return pairs_to_channels(table, table_layout)
+    return table if table_layout == "pairs" else pairs_to_channels(table, table_layout)
 
 
 def _is_rotary_module(module: nn.Module) -> bool:
     return type(module).__name__.endswith("RotaryEmbedding") and not isinstance(module, HFRotaryAdapter)
 
 
-def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str) -> None:
-    """Call the original module on short positions and check the adapter reproduces its cos/sin.
+def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Call the original module on short positions: ``(positions, cos, sin)``, or a PatchError when it
+    is not a ``forward(x, position_ids) -> (cos, sin)`` module of real tensors.
 
     The probe stays below the trained length: there every type is static, and transformers'
     stateful dynamic modules reset to their original frequencies (their reset test is strict).
     """
-    cfg = adapter.cfg
     device = next((b.device for b in original.buffers()), torch.device("cpu"))
     length = max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
     positions = torch.arange(length, device=device)[None]
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
+    what = f"{name} ({type(original).__name__})"
+    try:
+        with torch.no_grad():
+            out = original(dummy, positions)
+    except Exception as error:
+        raise PatchError(f"cannot patch {what}: calling it as forward(x, position_ids) fails "
+                         f"({type(error).__name__}: {error}); ropelab replaces modules that return (cos, sin)") from error
+    if isinstance(out, torch.Tensor) and out.is_complex():
+        raise PatchError(f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)}, not a (cos, sin) "
+                         f"pair; its attention multiplies by complex numbers, which ropelab does not replace")
+    if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
+        raise PatchError(f"cannot patch {what}: it returns {type(out).__name__}, not a (cos, sin) pair of tensors")
+    if any(t.is_complex() or t.shape[:-1] != positions.shape for t in out):
+        shapes = [f"{tuple(t.shape)} {t.dtype}" for t in out]
+        raise PatchError(f"cannot patch {what}: it returns {shapes}, not real [B, S, R] cos/sin tables")
+    return positions, out[0], out[1]
+
+
+def _table_layout(cfg: RopeConfig, config: Any, width: int, name: str, original: nn.Module) -> str:
+    """How ``original`` lays its tables out (see the module docstring), checked against ``cfg``."""
+    if width == cfg.rotary_dim // 2:
+        return "pairs"
+    if width != cfg.rotary_dim:
+        raise PatchError(
+            f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config "
+            f"(rotary_dim={cfg.rotary_dim}, head_dim={cfg.head_dim}) does not reproduce its cos/sin: its tables "
+            f"are {width} wide, expected {cfg.rotary_dim} (or {cfg.rotary_dim // 2}, one value per pair)"
+        )
+    if getattr(config, "rope_interleave", None) is True:
+        return "half"  # q and k are de-interleaved by apply_rotary_pos_emb_interleave; the tables are half-split
+    return cfg.layout
+
+
+def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, probe) -> None:
+    """Check the adapter reproduces the original module's cos/sin on the probe positions."""
+    cfg = adapter.cfg
+    positions, want_cos, want_sin = probe
+    dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
     with torch.no_grad():
-        want_cos, want_sin = original(dummy, positions)
         got_cos, got_sin = adapter(dummy, positions)
     if got_cos.shape != want_cos.shape:
         problem = f"table shape {tuple(got_cos.shape)} != {tuple(want_cos.shape)}"
@@ -86,8 +143,8 @@ def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str) ->
         problem = f"max abs error {error:.2e} > {_PROBE_TOLERANCE:g}"
     raise PatchError(
         f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config ({cfg.rope_type}, "
-        f"layout={cfg.layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}) does not reproduce its cos/sin: "
-        f"{problem}; pass verify=False to impose a different RoPE on purpose"
+        f"layout={cfg.layout}, tables={adapter.table_layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}) "
+        f"does not reproduce its cos/sin: {problem}; pass verify=False to impose a different RoPE on purpose"
     )
 
 
@@ -95,6 +152,13 @@ def _exact_sin_cos_table(cfg: RopeConfig, num_positions: int, like: torch.Tensor
     """GPT-J's ``embed_positions`` layout: ``[num_positions, R]`` = ``[sin | cos]``."""
     cos, sin = rope_cos_sin(torch.arange(num_positions, device=like.device), cfg)
     return torch.cat((sin, cos), dim=-1).to(like.dtype)
+
+
+def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
+    try:
+        return RopeConfig.from_hf(config)
+    except RopeConfigError as error:
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
 
 
 def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = True) -> nn.Module:
@@ -116,16 +180,19 @@ def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = Tru
     patched = 0
     for name, module in list(model.named_modules()):
         if _is_rotary_module(module):
-            module_cfg = cfg or RopeConfig.from_hf(getattr(module, "config", None) or model_config)
-            adapter = HFRotaryAdapter(module_cfg, module_cfg.layout)
+            module_config = getattr(module, "config", None) or model_config
+            module_cfg = cfg or _read_config(module_config, name, module)
+            probe = _probe(module, module_cfg, name)
+            layout = _table_layout(module_cfg, module_config, probe[1].shape[-1], name, module)
+            adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None))
             if verify:
-                _verify_against(module, adapter, name)
+                _verify_against(module, adapter, name, probe)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, adapter)
             originals.setdefault(name, module)
             patched += 1
         elif isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
-            module_cfg = cfg or RopeConfig.from_hf(model_config)
+            module_cfg = cfg or _read_config(model_config, name, module)
             table = module.embed_positions
             if table.shape[-1] != module_cfg.rotary_dim:
                 raise PatchError(f"cannot patch {name}: embed_positions has {table.shape[-1]} channels, "

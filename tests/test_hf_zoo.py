@@ -1,0 +1,177 @@
+"""Every RoPE in transformers' model zoo: patch reproduces each family or refuses it loudly.
+
+The sweep (``tests/hf_zoo.py``) builds each family that defines a ``*RotaryEmbedding`` tiny from its
+own config class, runs it, patches it and runs it again. It fails on a silent mismatch, on a model
+that ``patch`` accepts but that then does not run, on a raw (non-ropelab) error from ``patch``, and
+when a family in the committed baseline ``tests/data/hf_zoo_identical.txt`` is no longer identical.
+The table prints with ``pytest -s``; ``python tests/hf_zoo.py`` rewrites ``benchmarks/results/hf_zoo.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import hf_zoo
+import pytest
+import torch
+import transformers
+
+from ropelab import RopeConfig
+from ropelab.errors import PatchError, RopeConfigError
+from ropelab.integrations.hf import HFRotaryAdapter, patch
+
+BASELINE = Path(__file__).parent / "data" / "hf_zoo_identical.txt"
+
+
+@pytest.fixture(scope="module")
+def results():
+    start = time.perf_counter()
+    found = hf_zoo.sweep()
+    print("\n" + hf_zoo.table(found, time.perf_counter() - start))
+    return {r.family: r for r in found}
+
+
+def _listing(results, outcome):
+    return [f"{r.family}: {r.detail}" for r in results.values() if r.outcome == outcome]
+
+
+@pytest.mark.slow
+def test_sweep_finds_the_zoo(results):
+    assert len(results) >= 150, sorted(results)
+    assert sum(r.outcome == "identical" for r in results.values()) >= 50
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("outcome", hf_zoo.FAILING)
+def test_no_family_fails_silently_or_raw(results, outcome):
+    assert _listing(results, outcome) == []
+
+
+@pytest.mark.slow
+def test_baseline_families_stay_identical(results):
+    baseline = [line.strip() for line in BASELINE.read_text().splitlines() if line.strip() and line[0] != "#"]
+    regressed = {family: (results[family].outcome, results[family].detail) if family in results else "not found"
+                 for family in baseline if family not in results or results[family].outcome != "identical"}
+    assert regressed == {}
+
+
+# ---------------------------------------------------------------- the fixes, one family each (fast)
+def _quiet_build(family):
+    transformers.logging.set_verbosity_error()
+    model, inputs = hf_zoo.build(family)
+    return model, inputs
+
+
+def test_sweep_detects_a_rotation_that_is_not_exercised():
+    model, inputs = _quiet_build("llama")
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    assert hf_zoo._perturb(model) == 1
+    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
+
+
+@pytest.mark.parametrize("family", ["deepseek_v3", "glm4_moe_lite"])
+def test_rope_interleave_families_keep_half_split_tables(family):
+    model, inputs = _quiet_build(family)
+    assert model.config.rope_interleave is True
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    adapters = [m for m in model.modules() if isinstance(m, HFRotaryAdapter)]
+    assert adapters and all(a.cfg.layout == "interleaved" and a.table_layout == "half" for a in adapters)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+
+
+def test_complex_freqs_cis_is_refused_by_name():
+    model, _ = _quiet_build("deepseek_v2")
+    with pytest.raises(PatchError, match=r"rotary_emb \(DeepseekV2RotaryEmbedding\).*complex freqs_cis"):
+        patch(model)
+
+
+def test_complex_freqs_cis_is_refused_even_without_verify():
+    model, _ = _quiet_build("deepseek_v2")
+    with pytest.raises(PatchError, match="complex freqs_cis"):
+        patch(model, verify=False)
+
+
+def test_gpt_oss_half_width_tables():
+    model, inputs = _quiet_build("gpt_oss")
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    adapter = next(m for m in model.modules() if isinstance(m, HFRotaryAdapter))
+    assert adapter.table_layout == "pairs"
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["granite_swa", "granitemoe_swa"])
+def test_granite_swa_runs_after_patch(family):
+    model, inputs = _quiet_build(family)
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    assert all(m.config is not None for m in model.modules() if isinstance(m, HFRotaryAdapter))
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+
+
+def test_per_layer_type_rope_is_a_patch_error_naming_the_module():
+    model, _ = _quiet_build("gemma3")
+    with pytest.raises(PatchError, match=r"cannot patch .*rotary_emb.*per-layer-type"):
+        patch(model)
+
+
+# ---------------------------------------------------------------- config keys (no model needed)
+def test_ministral3_keys_outside_the_tables_are_accepted():
+    cfg = RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 4096,
+                              "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
+                                                  "llama_4_scaling_beta": 0.1, "max_position_embeddings": 4096}})
+    assert cfg.base == 1e6 and cfg.max_position_embeddings == 4096
+
+
+def test_a_disagreeing_copy_of_max_position_embeddings_is_rejected():
+    with pytest.raises(RopeConfigError, match="rope_parameters.max_position_embeddings"):
+        RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 4096,
+                            "rope_parameters": {"rope_theta": 1e6, "max_position_embeddings": 8192}})
+
+
+def test_other_unknown_rope_keys_are_still_rejected():
+    with pytest.raises(RopeConfigError, match="mrope_section"):
+        RopeConfig.from_hf({"head_dim": 16, "rope_parameters": {"rope_theta": 1e6, "mrope_section": [2, 3, 3]}})
+
+
+def test_whole_float_lengths_are_read_as_integers():
+    cfg = RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 2048.0})
+    assert cfg.max_position_embeddings == 2048 and isinstance(cfg.max_position_embeddings, int)
+    with pytest.raises(RopeConfigError, match="max_position_embeddings"):
+        RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 2048.5})
+
+
+def test_n_heads_spelling():
+    assert RopeConfig.from_hf({"d_model": 64, "n_heads": 4}).head_dim == 16
+
+
+def test_attribute_map_aliases_are_read_like_transformers_reads_them():
+    """Zamba2 maps head_dim to attention_head_dim (2 * hidden / heads), which to_dict() leaves out."""
+    kwargs = hf_zoo._shrunk_kwargs(transformers.Zamba2Config)
+    kwargs.pop("head_dim")
+    config = transformers.Zamba2Config(**kwargs, use_mem_rope=True)
+    assert "head_dim" not in config.to_dict() and config.head_dim == 2 * config.hidden_size // config.num_attention_heads
+    assert RopeConfig.from_hf(config).head_dim == config.head_dim
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
+    inputs = {"input_ids": torch.randint(3, 100, (1, 12))}
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+
+
+def test_a_rotary_dim_that_transformers_ignores_is_ignored():
+    """MiniMax-M3-VL's text config declares rotary_dim=64; its rotary module rotates the whole head."""
+    transformers.logging.set_verbosity_error()
+    config = transformers.MiniMaxM3VLTextConfig(**hf_zoo._shrunk_kwargs(transformers.MiniMaxM3VLTextConfig))
+    assert config.rotary_dim == 64 and config.head_dim == 16
+    assert RopeConfig.from_hf(config).rotary_dim == 16
+    assert RopeConfig.from_hf({"head_dim": 16, "rotary_dim": 8}).rotary_dim == 8  # honoured elsewhere
+    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
+    inputs = {"input_ids": torch.randint(3, 100, (1, 12))}
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
