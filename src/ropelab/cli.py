@@ -24,7 +24,7 @@ from ropelab.errors import CliError, RopelabError
 __all__ = ["main", "CliError"]
 
 # Modules that add subcommands: each exposes register(subparsers) and, optionally, demo(args).
-_PLUGINS = ("ropelab.analysis.cli", "ropelab.lab.cli")
+_PLUGINS = ("ropelab.analysis.cli", "ropelab.lab.cli", "ropelab.real.cli")
 
 
 def _plugins():
