@@ -45,6 +45,7 @@ __all__ = [
     "measure",
     "verdict",
     "hf_config",
+    "transformers_form",
     "finetune_linear",
     "forward_seconds",
 ]
@@ -236,11 +237,22 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
     }
 
 
+def transformers_form(cfg: RopeConfig) -> RopeConfig:
+    """``cfg`` in a rope type transformers implements. Static NTK-aware scaling has no rope type in
+    transformers (only ``dynamic``); it is the default RoPE with base ``base * factor^(R/(R-2))``
+    (the same frequencies, bit for bit: :func:`ropelab.frequencies` computes NTK exactly so)."""
+    if cfg.rope_type != "ntk" or cfg.rotary_dim == 2:
+        return cfg
+    base = cfg.base * cfg.factor ** (cfg.rotary_dim / (cfg.rotary_dim - 2))
+    return cfg.replace(rope_type="default", base=base, factor=None)
+
+
 def hf_config(config, cfg: RopeConfig) -> dict:
-    """The model's transformers config as a dict, with ``cfg``'s ``rope_parameters`` and
-    ``max_position_embeddings``: a ``config.json`` that plain transformers loads as is."""
+    """The model's transformers config as a dict, with ``cfg``'s ``rope_parameters`` (in a rope type
+    transformers implements, :func:`transformers_form`) and ``max_position_embeddings``: a
+    ``config.json`` that plain transformers loads as is."""
     data = config.to_dict()
-    rope = cfg.to_hf()
+    rope = transformers_form(cfg).to_hf()
     data["rope_parameters"] = rope["rope_parameters"]
     data.pop("rope_scaling", None)
     data.pop("rope_theta", None)
