@@ -47,8 +47,10 @@ def register(subparsers) -> None:
     p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
     p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
     p.add_argument("--passkey-lengths", type=_ints, default=None, help="total lengths in tokens (default N/4,N/2,N)")
-    p.add_argument("--passkey-depths", type=_floats, default=(0.0, 1.0), help="key depths in [0, 1]")
+    p.add_argument("--passkey-depths", type=_floats, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
     p.add_argument("--passkey-keys", type=int, default=1, help="random keys per cell (0: no passkey)")
+    p.add_argument("--budget-minutes", type=float, default=30.0,
+                   help="if the estimate exceeds this, the default passkey grid is thinned (never the loss curves)")
     p.add_argument("--margin", type=float, default=0.5, help="nats above the in-context loss that count as broken")
     p.add_argument("--finetune-steps", type=int, default=0, help="position-interpolation fine-tuning steps at N (Chen et al. 2023)")
     p.add_argument("--write-config", default=None, metavar="DIR", help="write config.json with the best method's rope_parameters")
@@ -71,8 +73,9 @@ def _settings(args, trained: int):
     target = args.target or 2 * trained
     methods = check_methods(args.methods)
     lengths = args.passkey_lengths if args.passkey_lengths is not None else tuple(sorted({target // 4, target // 2, target}))
+    depths = args.passkey_depths if args.passkey_depths is not None else (0.0, 0.5, 1.0)
     settings = Settings(target=target, methods=methods, documents=args.documents, bin_width=args.bin_width,
-                        passkey_lengths=tuple(lengths) if args.passkey_keys > 0 else (), passkey_depths=tuple(args.passkey_depths),
+                        passkey_lengths=tuple(lengths) if args.passkey_keys > 0 else (), passkey_depths=tuple(depths),
                         passkey_keys=args.passkey_keys, margin=args.margin, text=args.text, seed=args.seed,
                         document_length=getattr(args, "document_length", None))
     settings.check(trained)
@@ -108,6 +111,38 @@ def _estimate(model, settings, steps: int, config) -> dict:
     shape = dict(num_layers=config.num_hidden_layers, width=config.hidden_size, num_heads=config.num_attention_heads,
                  head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
     return lambda kind, length: forward_seconds(length, seconds, probe, **shape) * (3.0 if kind == "train" else 1.0)
+
+
+def _thin_to_budget(args, settings, cost, echo):
+    """Thin the *default* passkey grid until the estimate fits ``--budget-minutes``: depths to
+    (0, 1), lengths to (N/2, N), depths to (0.5,), lengths to (N,). Loss curves are never cut;
+    a grid the user named is never changed. Returns the settings and the estimate in seconds."""
+    from dataclasses import replace
+
+    def seconds(s):
+        return sum(cost(kind, n) for kind, n in _tasks(s, args.finetune_steps))
+
+    budget = args.budget_minutes * 60
+    N = settings.target
+    steps = []
+    if args.passkey_depths is None:
+        steps.append(dict(passkey_depths=(0.0, 1.0)))
+    if args.passkey_lengths is None:
+        steps.append(dict(passkey_lengths=tuple(sorted({N // 2, N}))))
+    if args.passkey_depths is None:
+        steps.append(dict(passkey_depths=(0.5,)))
+    if args.passkey_lengths is None:
+        steps.append(dict(passkey_lengths=(N,)))
+    for change in steps:
+        if seconds(settings) <= budget or not settings.passkey_lengths:
+            break
+        settings = replace(settings, **change)
+        echo(f"  estimate over --budget-minutes {args.budget_minutes:g}: passkey grid thinned to lengths "
+             f"{list(settings.passkey_lengths)}, depths {list(settings.passkey_depths)}")
+    if seconds(settings) > budget:
+        echo(f"  warning: the estimate still exceeds --budget-minutes {args.budget_minutes:g} (fewer --methods, a shorter --to, "
+             "or --device cuda would fit it)")
+    return settings, seconds(settings)
 
 
 def _tasks(settings, steps: int) -> list[tuple[str, int]]:
@@ -149,8 +184,7 @@ def run_extend(args, echo=print) -> Path:
     for length in settings.passkey_lengths:  # so does a passkey length too short for the prompt
         passkey_tokens(tokenizer, length, 0.5, 12345)
     cost = _estimate(model, settings, args.finetune_steps, config)
-    tasks = _tasks(settings, args.finetune_steps)
-    total = sum(cost(kind, n) for kind, n in tasks)
+    settings, total = _thin_to_budget(args, settings, cost, echo)
     echo(f"Plan: {len(settings.methods)} RoPE variants x ({settings.documents} document(s) of {settings.length} tokens + "
          f"{len(settings.passkey_lengths) * len(settings.passkey_depths) * settings.passkey_keys} passkey prompts)"
          f"{f' + {args.finetune_steps} fine-tuning steps' if args.finetune_steps else ''}: estimated {total / 60:.1f} min on {args.device}")
@@ -222,6 +256,7 @@ def demo(args) -> None:
     out = Path(args.out) / "real"
     ns = argparse.Namespace(model=None, target=None, methods=("yarn",), text=None, documents=1, bin_width=256,
                             passkey_lengths=(), passkey_depths=(0.5,), passkey_keys=0, margin=0.5, finetune_steps=0,
+                            budget_minutes=30.0,
                             write_config=None, out=str(out), device="cpu", threads=2, seed=0, quiet=False, document_length=None)
     from ropelab.real.load import load_config, resolve
 

@@ -120,14 +120,20 @@ def load_config(source: dict) -> tuple[Any, RopeConfig, int]:
 def load_model(spec: str | None, device: str = "cpu") -> LoadedModel:
     """Load model (float32, eval mode, SDPA attention) and tokenizer; check it has a rotary module."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     source = resolve(spec)
     config, rope, length = load_config(source)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # one line per problem on stderr, no half-drawn bars
     try:
         tokenizer = AutoTokenizer.from_pretrained(source["folder"], **_kwargs(source))
         model = AutoModelForCausalLM.from_pretrained(source["folder"], dtype="float32", attn_implementation="sdpa", **_kwargs(source))
     except Exception as error:
         raise RealModelError(f"--model {source['name']!r} is invalid: cannot load it ({_one_line(error)})") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     if not any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules()):
         raise RealModelError(f"--model {source['name']!r} is invalid: {type(model).__name__} has no rotary embedding module")
     model.to(device).eval()
