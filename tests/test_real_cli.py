@@ -110,3 +110,22 @@ def test_embedded_smollm2_config_and_greedy_continuation():
         out = loaded.model.generate(ids, max_new_tokens=8, do_sample=False)
     text = loaded.tokenizer.decode(out[0, ids.shape[1]:])
     assert any(word in text for word in ("if", "return", "n", "\"\"\"")), text
+
+
+def test_budget_thins_only_the_default_passkey_grid():
+    from argparse import Namespace
+
+    from ropelab.real.cli import _thin_to_budget
+    from ropelab.real.extend import Settings
+
+    grid = Settings(target=1000, passkey_lengths=(250, 500, 1000), passkey_depths=(0.0, 0.5, 1.0), passkey_keys=1)
+    cost = lambda kind, n: n / 100  # noqa: E731  seconds: a loss curve of 1000 tokens costs 10 s, 6 variants 60 s
+    said = []
+    args = Namespace(passkey_depths=None, passkey_lengths=None, finetune_steps=0, budget_minutes=250 / 60)
+    thinned, total = _thin_to_budget(args, grid, cost, said.append)
+    assert thinned.passkey_lengths == (500, 1000) and thinned.passkey_depths == (0.0, 1.0) and total == 240
+    assert thinned.documents == grid.documents and thinned.methods == grid.methods
+    args = Namespace(passkey_depths=None, passkey_lengths=(250, 500, 1000), finetune_steps=0, budget_minutes=1)
+    thinned, _ = _thin_to_budget(args, grid, cost, said.append)
+    assert thinned.passkey_lengths == (250, 500, 1000) and thinned.passkey_depths == (0.5,)
+    assert any("warning" in line for line in said)

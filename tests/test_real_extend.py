@@ -118,7 +118,7 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     results = json.loads((out / "results.json").read_text())
     assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn", "dynamic", "linear+finetune"}
     assert results["target"] == N and results["trained_length"] == T
-    assert {c["claim"] for c in results["claims"]} >= {"as-is breaks by 2T", "YaRN holds zero-shot", "passkey"}
+    assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
     assert (out / "results.csv").read_text().startswith("kind,method")
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page
