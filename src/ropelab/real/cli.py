@@ -45,6 +45,8 @@ def register(subparsers) -> None:
                    help="comma-separated: linear,ntk,dynamic,yarn,llama3 (the model as-is is always measured)")
     p.add_argument("--text", default=None, help="file or folder for the long documents (default: Python stdlib sources)")
     p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
+    p.add_argument("--doc-length", type=int, default=None, dest="document_length",
+                   help="tokens per document, T < length <= N (default N; shorter is cheaper, still past T)")
     p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
     p.add_argument("--passkey-lengths", type=_ints, default=None, help="total lengths in tokens (default N/4,N/2,N)")
     p.add_argument("--passkey-depths", type=_floats, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
