@@ -89,8 +89,11 @@ def test_prediction_as_is_breaks_at_T_and_pi_never():
 
 
 def test_break_point_definition():
-    bins = [3.0, 2.0, 2.0, 2.1, 2.6, 2.2, 2.7, 2.8, 3.0]  # width 10, T = 40: search from bin 2 (position 20)
-    assert break_point(bins, 10, 40, reference=2.0, margin=0.5) == 60  # bin 4 alone is noise; bins 6, 7 both exceed
+    # width 10, T = 40: the hard stretch inside T (bins 1-2) is content, not a break; bin 5 alone is
+    # smoothed away (and, unsmoothed, is not followed by a second bin); the rise from bin 9 on is the break
+    bins = [2.0, 3.5, 3.5, 2.0, 2.0, 3.4, 2.0, 2.0, 2.0, 3.0, 3.1, 3.2, 3.3, 3.3]
+    assert break_point(bins, 10, 40, reference=2.0, margin=0.5, smooth=4) == 70  # the first 40-position window past 2.5
+    assert break_point(bins, 10, 40, reference=2.0, margin=0.5, smooth=1) == 90
     assert break_point(bins, 10, 40, reference=2.0, margin=5.0) is None
 
 

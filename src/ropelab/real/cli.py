@@ -103,15 +103,16 @@ def _estimate(model, settings, steps: int, config) -> dict:
     from ropelab.real.evaluate import token_losses
     from ropelab.real.extend import forward_seconds
 
-    probe = 512
+    probe = 1024
     ids = torch.randint(0, int(config.vocab_size), (probe + 1,))
     with torch.inference_mode():
-        token_losses(model, ids)  # warm-up
+        token_losses(model, ids[:129])  # warm-up
         started = time.perf_counter()
         token_losses(model, ids)
     seconds = time.perf_counter() - started
     shape = dict(num_layers=config.num_hidden_layers, width=config.hidden_size, num_heads=config.num_attention_heads,
-                 head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads)
+                 head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+                 vocab=int(config.vocab_size))
     return lambda kind, length: forward_seconds(length, seconds, probe, **shape) * (3.0 if kind == "train" else 1.0)
 
 
