@@ -267,9 +267,14 @@ def demo(args) -> None:
     ns.document_length = trained * 5 // 4
     path = run_extend(ns)
     results = json.loads((out / "results.json").read_text())
-    v = results["verdict"]["methods"]
+    v, end = results["verdict"]["methods"], results["measure"]["length"]
+
+    def where(position):
+        return f"at position {position}" if position is not None else f"nowhere up to {end}"
+
     asis, yarn = results["measure"]["methods"]["extrapolate"], results["measure"]["methods"]["yarn"]
-    print(f"as-is: loss past T {math.log(asis['ppl_past_T']):.2f} nats (ppl {asis['ppl_past_T']:.2f}), in-context ppl "
-          f"{results['verdict']['in_context_ppl']:.2f}; breaks at {v['extrapolate']['measured_break']} (predicted {v['extrapolate']['predicted_break']})")
-    print(f"yarn : ppl past T {yarn['ppl_past_T']:.2f}; break {v['yarn']['measured_break']} (predicted {v['yarn']['predicted_break']})")
+    print(f"as-is: ppl {asis['ppl_past_T']:.2f} past T against {results['verdict']['in_context_ppl']:.2f} in context [T/2, T); "
+          f"predicted to break at {v['extrapolate']['predicted_break']}, measured to break {where(v['extrapolate']['measured_break'])}")
+    print(f"yarn : ppl {yarn['ppl_past_T']:.2f} past T, {math.exp(yarn['in_context_loss']):.2f} in context; "
+          f"measured to break {where(v['yarn']['measured_break'])}")
     print(f"figure: {out / 'figures' / 'loss_vs_position.png'}\nreport: {path}")
