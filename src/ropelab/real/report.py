@@ -226,12 +226,12 @@ def write_report(results: dict, out: Path) -> Path:
     atomic_write_bytes(out / "results.csv", _csv(results))
     for name, data in pngs.items():
         atomic_write_bytes(out / "figures" / name, data)
-    T, N = results["trained_length"], results["target"]
+    T, N, end = results["trained_length"], results["target"], results["measure"]["length"]
     p, v, m = results["prediction"], results["verdict"], results["measure"]["methods"]
     segments = list(next(iter(m.values()))["ppl_segments"])
     rows = [[_label(name)] + [f"{e['ppl_segments'][s]:.2f}" for s in segments] + [f"{e['ppl_past_T']:.2f}"] for name, e in m.items()]
     breaks = [[_label(n), e["predicted_break"] if e["predicted_break"] is not None else f"none up to {N}",
-               e["measured_break"] if e["measured_break"] is not None else f"none up to {N}",
+               e["measured_break"] if e["measured_break"] is not None else f"none up to {end}",
                "-" if e["passkey_at_longest"] is None else f"{e['passkey_at_longest']:.2f}"] for n, e in v["methods"].items()]
     claims = _table(["claim", "check", "measured", "result"],
                     [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
@@ -245,11 +245,11 @@ def write_report(results: dict, out: Path) -> Path:
         f"wavelengths {', '.join(f'{w:,.0f}' for w in p['out_of_range_wavelengths'][:4])}{' ...' if len(p['out_of_range_pairs']) > 4 else ''}); "
         f"critical dimension {p['critical_dimension']} of {p['rotary_dim']}. Expected break as-is: position {p['methods']['extrapolate']['break']}.</p>",
         "<h2>Claims, checked on this run</h2>", claims,
-        "<h2>Perplexity per segment</h2>", _table(["method"] + segments + [f"[T, N)"], rows),
+        "<h2>Perplexity per segment</h2>", _table(["method"] + segments + [f"[T, {end})"], rows),
         f"<h2>Break points</h2><p>Measured break: {html.escape(v['definition'])}. In-context ppl (as-is): {v['in_context_ppl']:.2f}.</p>",
         _table(["method", "predicted", "measured", "passkey at longest length"], breaks),
-        f"<p><b>Verdict:</b> best method at N = {N}: <b>{html.escape(_label(v['best']))}</b> "
-        "(highest passkey at N within 0.1, then lowest perplexity over [T, N)).</p>",
+        f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
+        f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
     ]
     captions = {"loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
                                         "the curve follows their content (a hard file is a bump at any position); compare the methods "
