@@ -164,6 +164,7 @@ def _prediction_figure(results: dict):
     ax.plot([], [], "s", color="C3", label="measured (loss threshold)")
     ax.axvline(results["trained_length"], color="black", ls=":", lw=1)
     ax.set_yticks(range(len(names)), [_label(n) for n in names])
+    ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlim(0, N * 1.05)
     ax.set(xlabel=f"position (triangle: no break predicted up to N = {N} / measured up to the documents' end {end})",
            title="Break point: predicted from the config vs measured")
