@@ -129,3 +129,11 @@ def test_budget_thins_only_the_default_passkey_grid():
     thinned, _ = _thin_to_budget(args, grid, cost, said.append)
     assert thinned.passkey_lengths == (250, 500, 1000) and thinned.passkey_depths == (0.5,)
     assert any("warning" in line for line in said)
+
+
+def test_cuda_requested_without_cuda(llama, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    _fails(capsys, tmp_path, ["--model", str(llama), "--device", "cuda"], "--device 'cuda'", "CUDA is not available")
