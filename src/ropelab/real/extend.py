@@ -1,0 +1,302 @@
+"""Extend a real RoPE model from its trained length ``T`` to ``N``: predict, measure, decide, hand over.
+
+1. :func:`predict`: from the config alone (:mod:`ropelab.analysis.wavelengths`), which pairs leave
+   their trained arc past ``T``, the critical dimension, and the first position where a method is
+   expected to break (the first position at which some pair meets an angle it never saw).
+2. :func:`measure`: zero-shot, for the model as-is (``extrapolate``) and each method of
+   :func:`ropelab.extension.extension_config` with ``factor = N / T`` (``original = T``): loss at
+   every position over documents of ``N`` tokens, binned; perplexity per segment; passkey accuracy
+   on a grid of lengths and depths.
+3. :func:`verdict`: the measured break point (:func:`break_point`) next to the predicted one, and
+   the method that keeps perplexity and passkey best at ``N``.
+4. :func:`hf_config`: the model's config with the chosen ``rope_parameters``, for ``config.json``.
+
+Definitions (stated once, used by the report):
+
+- **in-context loss** of a method: its mean loss over positions ``[T/2, T)`` (past the early-token
+  effect, inside the trained range);
+- **measured break point**: the start of the first bin at or after ``T`` such that its loss
+  smoothed over 4 bins (1024 tokens), and the next bin's, exceed the in-context loss of the *as-is*
+  model by more than ``margin`` nats (default 0.5, i.e. perplexity x 1.65); ``None`` if no bin
+  does up to the end of the documents. (A first version searched from ``T/2`` without smoothing:
+  on one stdlib document a hard file inside ``T`` read as a "break" at 4864 for every method.)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths
+from ropelab.config import RopeConfig
+from ropelab.errors import RealModelError
+from ropelab.extension import EXTENSION_METHODS, extension_config
+from ropelab.real.evaluate import bin_losses, corpus_documents, passkey_hits, segment_perplexities, token_losses, use_rope
+
+__all__ = [
+    "METHODS",
+    "AS_IS",
+    "Settings",
+    "check_methods",
+    "method_config",
+    "predict",
+    "break_point",
+    "measure",
+    "verdict",
+    "hf_config",
+    "transformers_form",
+    "finetune_linear",
+    "forward_seconds",
+]
+
+AS_IS = "extrapolate"  # the model as-is: unscaled frequencies past T
+METHODS = tuple(m for m in EXTENSION_METHODS if m != AS_IS)  # linear, ntk, dynamic, yarn, llama3
+
+
+def check_methods(names) -> tuple[str, ...]:
+    """``("extrapolate", *names)`` with duplicates dropped; raises for an unknown name."""
+    names = [n.strip() for n in names if n.strip()]
+    for name in names:
+        if name not in METHODS and name not in (AS_IS, "as-is"):
+            raise RealModelError(f"--methods {name!r} is unknown: expected some of {', '.join(METHODS)}")
+    return (AS_IS,) + tuple(dict.fromkeys(n for n in names if n not in (AS_IS, "as-is")))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One run: target ``N``, methods, documents, bins, passkey grid. Validated by :meth:`check`."""
+
+    target: int
+    methods: tuple[str, ...] = (AS_IS,) + METHODS
+    documents: int = 1
+    bin_width: int = 256
+    passkey_lengths: tuple[int, ...] = ()
+    passkey_depths: tuple[float, ...] = (0.0, 0.5, 1.0)
+    passkey_keys: int = 2
+    margin: float = 0.5
+    text: str | None = None
+    seed: int = 0
+    document_length: int | None = None  # tokens per document; default the target N
+
+    @property
+    def length(self) -> int:
+        return self.document_length or self.target
+
+    def check(self, trained: int) -> None:
+        if self.target <= trained:
+            raise RealModelError(f"--to {self.target} is invalid: the target must be larger than the trained length T={trained}")
+        if self.document_length is not None and not trained < self.document_length <= self.target:
+            raise RealModelError(f"document length {self.document_length} is invalid: expected T={trained} < length <= N={self.target}")
+        if self.documents < 1 or self.bin_width < 1 or self.passkey_keys < 0:
+            raise RealModelError("--documents, --bin and --passkey-keys must be positive")
+        if any(not 0 < n <= self.target for n in self.passkey_lengths):
+            raise RealModelError(f"--passkey-lengths {list(self.passkey_lengths)} is invalid: expected lengths in (0, {self.target}]")
+        if any(not 0 <= d <= 1 for d in self.passkey_depths):
+            raise RealModelError(f"--passkey-depths {list(self.passkey_depths)} is invalid: expected fractions in [0, 1]")
+
+
+def method_config(rope: RopeConfig, method: str, trained: int, target: int) -> RopeConfig:
+    """The RoPE of ``method`` extended from ``T`` to ``N`` (factor ``N/T``, original length ``T``)."""
+    return extension_config(rope, method, trained, target / trained)
+
+
+def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, steps: int) -> int | None:
+    """First position ``p`` in ``[T, N)`` (on a grid of ``steps`` points) at which some pair of ``cfg``,
+    run over positions ``0..p``, meets an angle beyond its trained arc."""
+    step = max(1, (target - trained) // steps)
+    for position in range(trained, target, step):
+        if out_of_range_pairs(base, position + 1, trained_length=trained, target=cfg).count:
+            return position
+    return None
+
+
+def predict(rope: RopeConfig, trained: int, target: int, methods, steps: int = 512) -> dict:
+    """What the config predicts, before running anything.
+
+    Returns ``{"out_of_range_pairs": [...], "pairs": R/2, "critical_dimension": d, "rotary_dim": R,
+    "longest_wavelength": ..., "methods": {method: {"out_of_range_at_target": k, "break": pos|None}}}``,
+    where ``break`` is the first position in ``[T, N)`` (on a grid of ``steps``) at which some pair meets a new angle.
+    """
+    base = rope.replace(rope_type="default", factor=None, original_max_position_embeddings=None, max_position_embeddings=trained)
+    plain = out_of_range_pairs(base, target, trained_length=trained)
+    wavelengths = pair_wavelengths(base)
+    out = {
+        "trained_length": trained,
+        "target": target,
+        "rotary_dim": rope.rotary_dim,
+        "pairs": rope.num_pairs,
+        "base": rope.base,
+        "critical_dimension": critical_dimension(rope.rotary_dim, rope.base, trained),
+        "out_of_range_pairs": plain.indices,
+        "out_of_range_wavelengths": [float(wavelengths[i]) for i in plain.indices],
+        "methods": {},
+    }
+    for method in methods:
+        cfg = method_config(rope, method, trained, target)
+        count = out_of_range_pairs(base, target, trained_length=trained, target=cfg).count
+        out["methods"][method] = {"out_of_range_at_target": count, "break": _first_break(base, cfg, trained, target, steps)}
+    return out
+
+
+def break_point(bins: list[float], width: int, trained: int, reference: float, margin: float, smooth: int = 4) -> int | None:
+    """Start position of the first bin at or after ``T`` whose smoothed loss (mean of it and the next
+    ``smooth - 1`` bins: a window of ``smooth * width`` positions starting there), and the next
+    bin's, exceed ``reference + margin`` nats; ``None`` if none does (see the module docstring).
+
+    The search starts at ``T``: inside the trained range a rise is content (one document's hard
+    file), not position; the smoothing (``smooth`` bins, 1024 tokens at the default width) keeps one
+    hard stretch of text from reading as a break.
+    """
+    def smoothed(i):
+        window = bins[i : i + smooth]
+        return sum(window) / len(window)
+
+    first = -(-trained // width)  # first bin starting at or after T
+    for i in range(first, len(bins)):
+        following = smoothed(i + 1) if i + 1 < len(bins) else smoothed(i)
+        if smoothed(i) > reference + margin and following > reference + margin:
+            return i * width
+    return None
+
+
+def forward_seconds(length: int, probe_seconds: float, probe_length: int, num_layers: int, width: int, num_heads: int,
+                    head_dim: int, vocab: int = 0) -> float:
+    """Estimated seconds of one forward of ``length`` tokens, scaled from a probe by FLOPs:
+    ``12 layers width^2`` per token (projections and MLP, roughly), ``2 vocab width`` for the
+    lm_head, plus ``2 layers heads head_dim L`` per token for causal attention."""
+    def flops(n):
+        return n * (12 * num_layers * width**2 + 2 * vocab * width + 2 * num_layers * num_heads * head_dim * n)
+    return probe_seconds * flops(length) / flops(probe_length)
+
+
+def measure(model, tokenizer, rope: RopeConfig, trained: int, settings: Settings, *, tick=lambda label, cost: None) -> dict:
+    """Zero-shot measurements for every method in ``settings.methods`` (see the module docstring).
+
+    ``tick(label, cost)`` is called after each forward-sized task (for a progress bar).
+    Returns ``{"documents_source": ..., "methods": {method: {...}}}``.
+    """
+    N, width = settings.target, settings.bin_width
+    docs, source = corpus_documents(tokenizer, settings.length, settings.documents, settings.text)
+    segment = max(width, trained // 2)
+    results = {}
+    for method in settings.methods:
+        cfg = method_config(rope, method, trained, N)
+        use_rope(model, cfg)
+        started = time.perf_counter()
+        losses = []
+        for i, doc in enumerate(docs):
+            with torch.inference_mode():
+                losses.append(token_losses(model, doc).cpu())
+            tick(f"{method}: loss, document {i + 1}/{len(docs)}", ("loss", settings.length))
+        mean = torch.stack(losses).mean(0)
+        passkey = {}
+        for length in settings.passkey_lengths:
+            row = {}
+            for depth in settings.passkey_depths:
+                row[f"{depth:g}"] = passkey_hits(model, tokenizer, length, depth, settings.passkey_keys, settings.seed)
+                tick(f"{method}: passkey {length} tokens, depth {depth:g}", ("passkey", length))
+            passkey[str(length)] = row
+        results[method] = {
+            "rope_parameters": cfg.to_hf()["rope_parameters"],
+            "max_position_embeddings": cfg.max_position_embeddings,
+            "bins": bin_losses(mean, width),
+            "in_context_loss": mean[trained // 2 : trained].mean().item(),
+            "ppl_segments": segment_perplexities(mean, segment),
+            "ppl_past_T": math.exp(mean[trained:].mean().item()),
+            "ppl_all": math.exp(mean.mean().item()),
+            "passkey": passkey,
+            "seconds": time.perf_counter() - started,
+        }
+    return {"documents_source": source, "documents": len(docs), "length": settings.length, "segment": segment, "methods": results}
+
+
+def _passkey_at(entry: dict, length: int) -> float | None:
+    row = entry["passkey"].get(str(length))
+    return None if not row else sum(row.values()) / len(row)
+
+
+def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) -> dict:
+    """Measured break point per method, next to the predicted one; the best method at ``N``.
+
+    Best: among the methods (as-is excluded) whose mean passkey accuracy at the longest passkey
+    length is within 0.1 of the best, the one with the lowest perplexity over ``[T, N)``.
+    """
+    methods = measured["methods"]
+    reference = methods[AS_IS]["in_context_loss"]
+    per_method = {}
+    for name, entry in methods.items():
+        per_method[name] = {
+            "predicted_break": prediction["methods"][name]["break"],
+            "measured_break": break_point(entry["bins"], settings.bin_width, trained, reference, settings.margin),
+            "ppl_past_T": entry["ppl_past_T"],
+            "passkey_at_longest": _passkey_at(entry, max(settings.passkey_lengths)) if settings.passkey_lengths else None,
+        }
+    candidates = [m for m in methods if m != AS_IS] or [AS_IS]
+    scores = [per_method[m]["passkey_at_longest"] for m in candidates]
+    if all(s is not None for s in scores):
+        top = max(scores)
+        candidates = [m for m, s in zip(candidates, scores) if s >= top - 0.1]
+    best = min(candidates, key=lambda m: per_method[m]["ppl_past_T"])
+    return {
+        "definition": f"first {settings.bin_width}-token bin at or after T whose loss smoothed over 4 bins, and the next "
+                      f"bin's, exceed the as-is in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
+        "in_context_loss": reference,
+        "in_context_ppl": math.exp(reference),
+        "methods": per_method,
+        "best": best,
+    }
+
+
+def transformers_form(cfg: RopeConfig) -> RopeConfig:
+    """``cfg`` in a rope type transformers implements. Static NTK-aware scaling has no rope type in
+    transformers (only ``dynamic``); it is the default RoPE with base ``base * factor^(R/(R-2))``
+    (the same frequencies, bit for bit: :func:`ropelab.frequencies` computes NTK exactly so)."""
+    if cfg.rope_type != "ntk" or cfg.rotary_dim == 2:
+        return cfg
+    base = cfg.base * cfg.factor ** (cfg.rotary_dim / (cfg.rotary_dim - 2))
+    return cfg.replace(rope_type="default", base=base, factor=None)
+
+
+def hf_config(config, cfg: RopeConfig) -> dict:
+    """The model's transformers config as a dict, with ``cfg``'s ``rope_parameters`` (in a rope type
+    transformers implements, :func:`transformers_form`) and ``max_position_embeddings``: a
+    ``config.json`` that plain transformers loads as is."""
+    data = config.to_dict()
+    rope = transformers_form(cfg).to_hf()
+    data["rope_parameters"] = rope["rope_parameters"]
+    data.pop("rope_scaling", None)
+    data.pop("rope_theta", None)
+    if rope.get("max_position_embeddings"):
+        data["max_position_embeddings"] = rope["max_position_embeddings"]
+    data.pop("gguf_file", None)
+    return data
+
+
+def finetune_linear(model, tokenizer, rope: RopeConfig, trained: int, target: int, steps: int, *, text: str | None = None,
+                    lr: float = 2e-5, warmup: int = 20, seed: int = 0, tick=lambda label, cost: None) -> list[float]:
+    """Position-interpolation fine-tuning (Chen et al. 2023, sec. 3.1): RoPE ``linear`` with factor
+    ``N/T``, next-token loss on windows of ``N`` tokens, AdamW (lr 2e-5, no weight decay), linear
+    warm-up then constant rate. In place; returns the loss per step."""
+    cfg = method_config(rope, "linear", trained, target)
+    use_rope(model, cfg)
+    docs, _ = corpus_documents(tokenizer, target, max(1, min(steps, 8)), text)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
+    generator = torch.Generator().manual_seed(seed)
+    history = []
+    model.train()
+    for step in range(steps):
+        doc = docs[int(torch.randint(len(docs), (1,), generator=generator))]
+        loss = token_losses(model, doc, grad=True).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        history.append(loss.item())
+        tick(f"fine-tune step {step + 1}/{steps}", ("train", target))
+    model.eval()
+    return history

@@ -1,0 +1,269 @@
+"""Write a real-model extension run: ``results.json``, ``results.csv``, ``figures/*.png`` and a
+self-contained ``report.html`` (figures embedded as base64). Every file is written atomically.
+
+The claims of issue 8 are checked on the run's own numbers (:func:`check_claims`); a claim whose
+numbers were not measured is "not checked", never "held".
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from pathlib import Path
+
+from ropelab.io import atomic_write_bytes
+from ropelab.lab.report import normalise
+
+__all__ = ["check_claims", "figures", "write_report", "loss_figure", "RETRIEVES", "FAILS"]
+
+RETRIEVES, FAILS = 0.8, 0.2  # passkey accuracy read as "retrieves" / "fails"
+LABELS = {"extrapolate": "as-is"}
+
+
+def _label(method: str) -> str:
+    return LABELS.get(method, method)
+
+
+def _segments(entry: dict) -> list[tuple[int, int, float]]:
+    return [(int(k.split("-")[0]), int(k.split("-")[1]), v) for k, v in entry["ppl_segments"].items()]
+
+
+def _passkey_mean(entry: dict, keep) -> float | None:
+    values = [v for length, row in entry["passkey"].items() if keep(int(length)) for v in row.values()]
+    return sum(values) / len(values) if values else None
+
+
+def check_claims(results: dict) -> list[dict]:
+    """The issue's claims, each ``{"claim", "check", "value", "held"}`` (``held`` None: not measured)."""
+    T, N = results["trained_length"], results["target"]
+    methods = results["measure"]["methods"]
+    verdict = results["verdict"]
+    as_is = methods["extrapolate"]
+    in_ppl = math.exp(as_is["in_context_loss"])
+    claims = []
+
+    def claim(name, check, value, held):
+        claims.append({"claim": name, "check": check, "value": value, "held": held})
+
+    last = _segments(as_is)[-1]
+    claim("as-is blows up past T", f"as-is ppl of the last segment [{last[0]}, {last[1]}) >= 5 x in-context ppl (as-is, [T/2, T))",
+          f"{last[2]:.2f} vs 5 x {in_ppl:.2f}", last[2] >= 5 * in_ppl)
+    if "yarn" in methods:
+        worst = max(v for start, _, v in _segments(methods["yarn"]) if start >= T // 2)
+        claim("YaRN holds zero-shot", f"every YaRN (factor {N / T:g}) segment ppl from T/2 to {last[1]} <= 1.3 x in-context ppl "
+              "(the first segment is left out: its early tokens have little context for every method)",
+              f"max {worst:.2f} vs 1.3 x {in_ppl:.2f}", worst <= 1.3 * in_ppl)
+    if "linear" in methods:
+        lin = methods["linear"]
+        lin_last, lin_in = _segments(lin)[-1][2], math.exp(lin["in_context_loss"])
+        claim("PI zero-shot: no blow-up, pays inside T",
+              "linear last-segment ppl < 5 x in-context ppl, and linear ppl on [T/2, T) > as-is's",
+              f"last {lin_last:.2f} vs 5 x {in_ppl:.2f}; inside T {lin_in:.2f} vs {in_ppl:.2f}",
+              lin_last < 5 * in_ppl and lin_in > in_ppl)
+    if not any(e["passkey"] for e in methods.values()):
+        claim("passkey", "as-is retrieves inside T, fails past its break; >= 1 method retrieves at N", "not measured in this run", None)
+    else:
+        brk = verdict["methods"]["extrapolate"]["measured_break"] or T
+        inside = _passkey_mean(as_is, lambda n: n <= T)
+        past = _passkey_mean(as_is, lambda n: n > brk)
+        at_n = {m: _passkey_mean(e, lambda n: n == N) for m, e in methods.items() if m != "extrapolate"}
+        rescued = [m for m, v in at_n.items() if v is not None and v >= RETRIEVES]
+        ok = inside is not None and past is not None and at_n
+        claim("passkey", f"as-is >= {RETRIEVES} at lengths <= T, <= {FAILS} past its break point ({brk}); "
+              f">= 1 method >= {RETRIEVES} at N",
+              (f"as-is {inside:.2f} inside T, {past:.2f} past break; at N: " + ", ".join(f"{m} {v:.2f}" for m, v in at_n.items() if v is not None))
+              if ok else "n/a",
+              (inside >= RETRIEVES and past <= FAILS and bool(rescued)) if ok else None)
+    pred, meas = verdict["methods"]["extrapolate"]["predicted_break"], verdict["methods"]["extrapolate"]["measured_break"]
+    end = results["measure"]["length"]
+    claim("predicted vs measured break (as-is)", f"measured break within T/4 of the predicted position (documents end at {end})",
+          f"predicted {pred}, measured {meas if meas is not None else f'none up to {end}'}",
+          None if pred is None else (meas is not None and abs(meas - pred) <= T // 4))
+    return claims
+
+
+# ----------------------------------------------------------------------------- figures
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def loss_figure(results: dict):
+    """Loss (binned) against position, one curve per method, ``T`` and the break points marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T, width = results["trained_length"], results["settings"]["bin_width"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for method, entry in results["measure"]["methods"].items():
+        bins = entry["bins"]
+        x = [i * width + width / 2 for i in range(len(bins))]
+        ax.plot(x, bins, label=_label(method), lw=2.2 if method == "extrapolate" else 1.4, marker=".", ms=3)
+    ax.axvline(T, color="black", ls=":", lw=1.2)
+    ax.text(T, 0.98, " T (trained)", transform=ax.get_xaxis_transform(), va="top", fontsize=9)
+    ref = results["verdict"]["in_context_loss"] + results["settings"]["margin"]
+    ax.axhline(ref, color="grey", ls="--", lw=1, label=f"break threshold (in-context + {results['settings']['margin']} nats)")
+    measured = results["verdict"]["methods"]["extrapolate"]["measured_break"]
+    if measured is not None:
+        ax.axvline(measured, color="red", ls="--", lw=1, label=f"as-is measured break ({measured})")
+    ax.set(xlabel=f"position (mean loss over bins of {width} tokens)", ylabel="loss (nats/token)",
+           title=f"{results['model']}: loss against position, zero-shot, T = {T}, N = {results['target']}, "
+                 f"{results['measure']['documents']} document(s) of {results['measure']['length']} tokens")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def _passkey_figure(results: dict):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = {m: e for m, e in results["measure"]["methods"].items() if e["passkey"]}
+    if not methods:
+        return None
+    fig, axes = plt.subplots(1, len(methods), figsize=(2.3 * len(methods) + 1, 3.2), squeeze=False, sharey=True)
+    for ax, (method, entry) in zip(axes[0], methods.items()):
+        grid = entry["passkey"]
+        lengths, depths = list(grid), list(next(iter(grid.values())))
+        values = np.array([[grid[n][d] for n in lengths] for d in depths])
+        image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+        ax.set_xticks(range(len(lengths)), lengths, fontsize=7)
+        ax.set_yticks(range(len(depths)), depths, fontsize=7)
+        for (row, col), value in np.ndenumerate(values):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
+        ax.set_title(_label(method), fontsize=9)
+        ax.set_xlabel("total tokens", fontsize=8)
+    axes[0][0].set_ylabel("key depth")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
+    fig.suptitle(f"Passkey retrieval, greedy exact match ({results['settings']['passkey_keys']} key(s) per cell)", y=1.06)
+    return fig
+
+
+def _prediction_figure(results: dict):
+    import matplotlib.pyplot as plt
+
+    verdict = results["verdict"]["methods"]
+    names = list(verdict)
+    N, end = results["target"], results["measure"]["length"]
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(names) + 1.5))
+    for i, name in enumerate(names):
+        pred, meas = verdict[name]["predicted_break"], verdict[name]["measured_break"]
+        ax.plot([pred if pred is not None else N], [i - 0.1], marker="o" if pred is not None else ">", color="C0", ms=8)
+        ax.plot([meas if meas is not None else end], [i + 0.1], marker="s" if meas is not None else ">", color="C3", ms=8)
+    ax.plot([], [], "o", color="C0", label="predicted (first new angle)")
+    ax.plot([], [], "s", color="C3", label="measured (loss threshold)")
+    ax.axvline(results["trained_length"], color="black", ls=":", lw=1)
+    ax.set_yticks(range(len(names)), [_label(n) for n in names])
+    ax.set_ylim(-0.6, len(names) - 0.4)
+    ax.set_xlim(0, N * 1.05)
+    ax.set(xlabel=f"position (triangle: no break predicted up to N = {N} / measured up to the documents' end {end})",
+           title="Break point: predicted from the config vs measured")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    return fig
+
+
+def figures(results: dict) -> dict[str, bytes]:
+    """``{file name: PNG bytes}`` for every figure the results support."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = {}
+    for name, make in (("loss_vs_position.png", loss_figure), ("passkey_heatmaps.png", _passkey_figure),
+                       ("break_points.png", _prediction_figure)):
+        fig = make(results)
+        if fig is not None:
+            out[name] = _png(fig)
+    return out
+
+
+# ----------------------------------------------------------------------------- files
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _csv(results: dict) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["kind", "method", "start", "end_or_depth", "value"])
+    width = results["settings"]["bin_width"]
+    for method, entry in results["measure"]["methods"].items():
+        for i, value in enumerate(entry["bins"]):
+            writer.writerow(["loss_bin", _label(method), i * width, (i + 1) * width, f"{value:.6g}"])
+        for start, end, value in _segments(entry):
+            writer.writerow(["ppl_segment", _label(method), start, end, f"{value:.6g}"])
+        for length, row in entry["passkey"].items():
+            for depth, value in row.items():
+                writer.writerow(["passkey", _label(method), length, depth, f"{value:.6g}"])
+    for method, entry in results["verdict"]["methods"].items():
+        writer.writerow(["break_predicted", _label(method), entry["predicted_break"], "", ""])
+        writer.writerow(["break_measured", _label(method), entry["measured_break"], "", ""])
+    return buffer.getvalue().encode()
+
+
+def _mark(held) -> str:
+    return {True: '<b class="ok">held</b>', False: '<b class="bad">did not hold</b>', None: "not checked"}[held]
+
+
+def write_report(results: dict, out: Path) -> Path:
+    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    out = Path(out)
+    results = normalise(results)
+    results["claims"] = check_claims(results)
+    pngs = figures(results)
+    atomic_write_bytes(out / "results.json", json.dumps(results, indent=1).encode())
+    atomic_write_bytes(out / "results.csv", _csv(results))
+    for name, data in pngs.items():
+        atomic_write_bytes(out / "figures" / name, data)
+    T, N, end = results["trained_length"], results["target"], results["measure"]["length"]
+    p, v, m = results["prediction"], results["verdict"], results["measure"]["methods"]
+    segments = list(next(iter(m.values()))["ppl_segments"])
+    rows = [[_label(name)] + [f"{e['ppl_segments'][s]:.2f}" for s in segments] + [f"{e['ppl_past_T']:.2f}"] for name, e in m.items()]
+    breaks = [[_label(n), e["predicted_break"] if e["predicted_break"] is not None else f"none up to {N}",
+               e["measured_break"] if e["measured_break"] is not None else f"none up to {end}",
+               "-" if e["passkey_at_longest"] is None else f"{e['passkey_at_longest']:.2f}"] for n, e in v["methods"].items()]
+    claims = _table(["claim", "check", "measured", "result"],
+                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
+    parts = [
+        f"<h1>ropelab extend: {html.escape(results['model'])}, T = {T} to N = {N}</h1>",
+        f"<p>Zero-shot, weights unchanged; RoPE imposed through ropelab's exact tables. Loss over {results['measure']['documents']} "
+        f"document(s) of {results['measure']['length']} tokens from {html.escape(results['measure']['documents_source'])}; perplexity per segment of "
+        f"{results['measure']['segment']} tokens. Total time {results['timing']['total_seconds'] / 60:.1f} min on {html.escape(results['device'])}.</p>",
+        "<h2>Prediction (from the config, before running)</h2>",
+        f"<p>{len(p['out_of_range_pairs'])} of {p['pairs']} pairs leave their trained arc past T (pairs {p['out_of_range_pairs']}; "
+        f"wavelengths {', '.join(f'{w:,.0f}' for w in p['out_of_range_wavelengths'][:4])}{' ...' if len(p['out_of_range_pairs']) > 4 else ''}); "
+        f"critical dimension {p['critical_dimension']} of {p['rotary_dim']}. Expected break as-is: position {p['methods']['extrapolate']['break']}.</p>",
+        "<h2>Claims, checked on this run</h2>", claims,
+        "<h2>Perplexity per segment</h2>", _table(["method"] + segments + [f"[T, {end})"], rows),
+        f"<h2>Break points</h2><p>Measured break: {html.escape(v['definition'])}. In-context ppl (as-is): {v['in_context_ppl']:.2f}.</p>",
+        _table(["method", "predicted", "measured", "passkey at longest length"], breaks),
+        f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
+        f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
+    ]
+    captions = {"loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
+                                        "the curve follows their content (a hard file is a bump at any position); compare the methods "
+                                        "with each other at the same position rather than one bin with another.",
+                "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
+                "break_points.png": "Predicted (first position where a pair meets a new angle) vs measured break point."}
+    for name, data in pngs.items():
+        parts.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
+                     f"<figcaption>{captions[name]}</figcaption></figure>")
+    if results.get("notes"):
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+             "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}")
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>ropelab extend</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    return atomic_write_bytes(out / "report.html", page.encode())

@@ -1,0 +1,43 @@
+"""Tiny random models and a byte-level tokenizer for the real-model tests (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def byte_tokenizer(folder: Path):
+    """A byte-level BPE tokenizer with a few merges, saved in ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(["def f(x):\n    return x + 1\n", "The grass is green. The sky is blue. The pass key is 12345."] * 20, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>")
+    fast.save_pretrained(folder)
+    return fast
+
+
+def tiny_llama(folder: Path, max_positions: int = 64, rope_theta: float = 100.0, seed: int = 0) -> Path:
+    """A random 2-layer Llama (head_dim 16, GQA 4/2) trained at ``max_positions``, saved with its tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = byte_tokenizer(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
+                         rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, tie_word_embeddings=False)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def tiny_gpt2(folder: Path) -> Path:
+    """A random GPT-2 (learned absolute positions, no RoPE)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    byte_tokenizer(folder)
+    GPT2LMHeadModel(GPT2Config(vocab_size=320, n_embd=32, n_layer=1, n_head=2, n_positions=64)).save_pretrained(folder)
+    return folder

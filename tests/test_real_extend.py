@@ -1,0 +1,136 @@
+"""ropelab.real: chunked loss, ropelab's RoPE == transformers' own for every method, the written
+config loads in plain transformers with the same logits, prediction, break point, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from real_helpers import tiny_llama  # noqa: E402
+
+from ropelab.cli import main  # noqa: E402
+from ropelab.config import RopeConfig  # noqa: E402
+from ropelab.real.evaluate import passkey_tokens, token_losses, use_rope  # noqa: E402
+from ropelab.real.extend import AS_IS, METHODS, break_point, finetune_linear, hf_config, method_config, predict  # noqa: E402
+from ropelab.real.load import load_model  # noqa: E402
+
+T, N = 128, 256
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return tiny_llama(tmp_path_factory.mktemp("tiny") / "llama", max_positions=T)
+
+
+@pytest.fixture(scope="module")
+def loaded(folder):
+    return load_model(str(folder))
+
+
+def _ids(n, vocab, seed=1):
+    return torch.randint(0, vocab, (n,), generator=torch.Generator().manual_seed(seed))
+
+
+def test_chunked_loss_equals_full_logits(loaded):
+    model = loaded.model
+    ids = _ids(N + 1, model.config.vocab_size)
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(model(ids[None, :-1]).logits[0].float(), ids[1:], reduction="none")
+    chunked = token_losses(model, ids, chunk=37)
+    assert chunked.shape == (N,)
+    torch.testing.assert_close(chunked, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", (AS_IS,) + METHODS)
+def test_ropelab_evaluation_matches_transformers_for_each_method(folder, loaded, method):
+    """The numbers of ropelab's exact RoPE come out of transformers' own implementation of that config."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    cfg = method_config(loaded.rope, method, T, N)
+    ids = _ids(N + 1, loaded.model.config.vocab_size, seed=2)
+    use_rope(loaded.model, cfg)
+    with torch.no_grad():
+        ours = loaded.model(ids[None, :-1]).logits
+    reference = AutoModelForCausalLM.from_pretrained(folder, config=LlamaConfig(**hf_config(loaded.model.config, cfg))).eval()
+    assert not any(type(m).__name__ == "HFRotaryAdapter" for m in reference.modules())
+    with torch.no_grad():
+        theirs = reference(ids[None, :-1]).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    torch.testing.assert_close(token_losses(loaded.model, ids), token_losses(reference, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_scaling_changes_logits_past_T(loaded):
+    """Guard for the test above: the methods really differ from the model as-is at N."""
+    ids = _ids(N + 1, loaded.model.config.vocab_size, seed=3)
+    use_rope(loaded.model, method_config(loaded.rope, AS_IS, T, N))
+    plain = token_losses(loaded.model, ids)
+    use_rope(loaded.model, method_config(loaded.rope, "linear", T, N))
+    assert (token_losses(loaded.model, ids) - plain).abs().max() > 1e-3
+
+
+def test_dynamic_keeps_trained_length_as_original(loaded):
+    """transformers issue #25306: a dynamic config whose original length is the new max scales nothing."""
+    cfg = method_config(loaded.rope, "dynamic", T, N)
+    assert cfg.max_position_embeddings == T and cfg.factor == 2
+
+
+def test_prediction_as_is_breaks_at_T_and_pi_never():
+    rope = RopeConfig(head_dim=64, base=1e5, max_position_embeddings=8192)
+    p = predict(rope, 8192, 16384, (AS_IS, "linear", "yarn"))
+    assert p["methods"][AS_IS]["break"] == 8192
+    assert p["methods"]["linear"]["break"] is None and p["methods"]["linear"]["out_of_range_at_target"] == 0
+    assert p["critical_dimension"] == 2 * math.ceil(32 * math.log(8192 / (2 * math.pi)) / math.log(1e5))
+    assert len(p["out_of_range_pairs"]) == 32 - p["critical_dimension"] // 2
+
+
+def test_break_point_definition():
+    # width 10, T = 40: the hard stretch inside T (bins 1-2) is content, not a break; bin 5 alone is
+    # smoothed away (and, unsmoothed, is not followed by a second bin); the rise from bin 9 on is the break
+    bins = [2.0, 3.5, 3.5, 2.0, 2.0, 3.4, 2.0, 2.0, 2.0, 3.0, 3.1, 3.2, 3.3, 3.3]
+    assert break_point(bins, 10, 40, reference=2.0, margin=0.5, smooth=4) == 70  # the first 40-position window past 2.5
+    assert break_point(bins, 10, 40, reference=2.0, margin=0.5, smooth=1) == 90
+    assert break_point(bins, 10, 40, reference=2.0, margin=5.0) is None
+
+
+def test_passkey_tokens_sized_in_tokens(loaded):
+    for length in (128, 256):
+        ids, answer = passkey_tokens(loaded.tokenizer, length, 0.5, 54321)
+        assert 0.9 * length <= ids.numel() <= length
+        assert loaded.tokenizer.decode(ids[-answer:].tolist()).strip() == "54321"
+
+
+def test_finetune_lowers_loss(folder):
+    fresh = load_model(str(folder))
+    history = finetune_linear(fresh.model, fresh.tokenizer, fresh.rope, T, N, 6, lr=3e-3, warmup=1)
+    assert len(history) == 6 and history[-1] < history[0]
+
+
+def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_path, loaded):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out, cfg_dir = tmp_path / "out", tmp_path / "cfg"
+    code = main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn,dynamic",
+                 "--passkey-lengths", "128,256", "--passkey-depths", "0,1", "--finetune-steps", "2",
+                 "--out", str(out), "--write-config", str(cfg_dir), "--quiet"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn", "dynamic", "linear+finetune"}
+    assert results["target"] == N and results["trained_length"] == T
+    assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
+    assert (out / "results.csv").read_text().startswith("kind,method")
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3 and "<script" not in page
+    # the written config in plain transformers (no ropelab patch) gives ropelab's logits for the chosen method
+    best = results["verdict"]["best"].replace("+finetune", "")
+    written = AutoConfig.from_pretrained(cfg_dir)
+    assert written.rope_parameters["rope_type"] == ("default" if best in (AS_IS, "ntk") else best)
+    plain = AutoModelForCausalLM.from_pretrained(folder, config=written).eval()
+    ids = _ids(N + 1, loaded.model.config.vocab_size, seed=4)
+    use_rope(loaded.model, method_config(loaded.rope, best, T, N))
+    with torch.no_grad():
+        assert (plain(ids[None, :-1]).logits - loaded.model(ids[None, :-1]).logits).abs().max().item() <= 1e-4
