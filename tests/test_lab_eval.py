@@ -106,3 +106,13 @@ def test_claims_are_read_from_the_results():
     }
     held = {c["claim"]: c["held"] for c in check_claims(results)}
     assert held == {"sinusoidal breaks past L": True, "ALiBi holds": True, "RoPE degrades": False}
+
+
+def test_the_quick_run_is_presented_as_a_smoke_test_without_claims():
+    from ropelab.lab.report import claims_section
+
+    claims = [{"claim": "ALiBi holds", "check": "ppl(4L) <= 1.1 x ppl(L)", "value": "5 vs 4", "held": False}]
+    full = claims_section({"claims": claims})
+    smoke = claims_section({"claims": [], "smoke_test": True})
+    assert "ALiBi holds" in full and "did not hold" not in smoke.lower()
+    assert "smoke test" in smoke and "ALiBi holds" not in smoke and "<table" not in smoke

@@ -138,6 +138,7 @@ def _run(args) -> Path:
         load_corpus(settings.text)  # fail before training: missing or empty text
     began = time.perf_counter()
     results = run_experiment(settings, out, progress=not args.quiet)
+    results["smoke_test"] = bool(args.quick)  # the report then shows no claims table (see report.SMOKE_TEST_TEXT)
     notes = [
         "learned absolute positions have no row past L: evaluated past L with clamp=True (the last row reused).",
         "Passkey: exact match of the 5 greedy digits; 'retrieves' means mean accuracy over depths >= 0.8, 'fails' <= 0.2.",
