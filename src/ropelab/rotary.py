@@ -12,6 +12,13 @@ rad at position 10**7) and only then rounded; the rotation runs in float32 at le
 the input dtype. The backward pass is the inverse rotation (the same formula with ``-sin``), so
 autograd saves only cos and sin, never the activations.
 
+Per-call overhead (decode: one token, a handful of numbers) is cut by :mod:`ropelab.cache`, a
+bounded LRU of the float64 frequencies per (config, resolved length) and of cos/sin rows per
+(frequencies, device, dtype), each row computed by the uncached formula from the exact integer
+position: cached and uncached results are bitwise equal. The cache is bypassed under
+torch.compile and for positions off the CPU (reading them would sync the device). Inference calls
+(no grad needed) skip the autograd Function.
+
 Layering: this module computes the frequencies once (:mod:`ropelab.frequencies`) and hands plain
 tensors down, to the eager paths (:mod:`ropelab.rotary_eager`) or to the fused kernel
 (:mod:`ropelab.kernels`, which imports nothing above it). :mod:`ropelab.reference` holds the plain
@@ -22,10 +29,12 @@ from __future__ import annotations
 
 import torch
 
+from ropelab import cache as _cache
+from ropelab.cache import RowWindow, cache_info, clear_cache, set_cache_limit
 from ropelab.config import LAYOUTS, RopeConfig
 from ropelab.frequencies import rope_frequencies
 from ropelab.kernels import rope_qk, rotate_with_tables, triton_available
-from ropelab.rotary_eager import rotate_eager, rotate_functional
+from ropelab.rotary_eager import CHUNK_ELEMENTS, rotate_eager, rotate_functional
 
 __all__ = [
     "rope_angles",
@@ -36,6 +45,9 @@ __all__ = [
     "rotate_qk",
     "rotate_qk_fused",
     "cos_sin_cache",
+    "cache_info",
+    "clear_cache",
+    "set_cache_limit",
 ]
 
 
@@ -62,9 +74,51 @@ def resolve_seq_len(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | tor
     return positions.max() + 1
 
 
+def _frequency_key(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
+    """The cache key of the frequencies: the config and the part of the length that changes them.
+
+    ``None`` for static types; for ``dynamic`` the clamped length ``max(seq_len,
+    max_position_embeddings)`` (one-to-one with the effective NTK scale), tagged with whether the
+    length is a tensor or an int (the two are computed by different float64 code paths, so they
+    are cached apart to stay bitwise equal to the uncached call); for ``longrope`` whether the
+    length exceeds the original context. Returns None (do not cache) where reading the length
+    would sync a device or trace a graph.
+    """
+    if not cfg.is_dynamic:
+        return ("freq", cfg, None)
+    if seq_len is None:
+        if positions.device.type != "cpu" or positions.numel() == 0:
+            return None
+        length: int | float = int(positions.max()) + 1
+        form = "tensor"
+    elif isinstance(seq_len, torch.Tensor):
+        if seq_len.device.type != "cpu" or seq_len.numel() != 1:
+            return None
+        length, form = (float(seq_len) if seq_len.dtype.is_floating_point else int(seq_len)), "tensor"
+    else:
+        length, form = int(seq_len), "int"
+    if cfg.rope_type == "dynamic":
+        return ("freq", cfg, ("dynamic", max(length, cfg.max_position_embeddings), form))
+    return ("freq", cfg, ("longrope", int(length) > cfg.original_max_position_embeddings))
+
+
+def _frequencies_keyed(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
+    """``(inv_freq [R/2] float64, attention_factor, key)``; ``key`` is None when uncached."""
+    if torch.compiler.is_compiling() or _cache.max_bytes() == 0:
+        return (*rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len)), None)
+    key = _frequency_key(cfg, positions, seq_len)
+    found = _cache.get(key) if key is not None else None
+    if found is None:
+        found = rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len))
+        if key is not None:
+            _cache.put(key, found)
+    return (*found, key)
+
+
 def _frequencies(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
-    """``(inv_freq [R/2] float64, attention_factor)`` at the length the dynamic types see."""
-    return rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len))
+    """``(inv_freq [R/2] float64, attention_factor)`` at the length the dynamic types see (cached;
+    callers must not modify ``inv_freq`` in place)."""
+    return _frequencies_keyed(cfg, positions, seq_len)[:2]
 
 
 def _cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor, dtype: torch.dtype):
@@ -95,7 +149,104 @@ def rope_cos_sin(
     Returns:
         ``(cos, sin)``, each ``[*P, R/2]`` of ``dtype`` on ``positions.device``.
     """
-    return _cos_sin(positions, *_frequencies(cfg, positions, seq_len), dtype)
+    cos, sin, _ = _rows(positions, cfg, seq_len, dtype, paired=False)
+    return cos, sin
+
+
+# A window grows by its own size (doubling) but by at most this many rows at once, so a decode
+# step that crosses the end of a long window computes a bounded number of new rows.
+_MAX_GROWTH_ROWS = 4096
+
+
+def _window_bounds(old: RowWindow | None, need_lo: int, need_hi: int, cap: int) -> tuple[int, int]:
+    """Positions ``[lo, hi)`` of the window to hold: covers ``[need_lo, need_hi)`` (at most
+    ``cap`` rows, checked by the caller), aligned to :data:`ropelab.cache.ROW_ALIGN`, grown
+    geometrically away from ``old`` and keeping its rows when the bound allows."""
+    align = _cache.ROW_ALIGN
+    lo, hi = need_lo // align * align, -(-need_hi // align) * align
+    if old is not None:
+        step = min(max(old.hi - old.lo, align), _MAX_GROWTH_ROWS)
+        grown_lo = min(lo, old.lo - step) if need_lo < old.lo else old.lo
+        grown_hi = max(hi, old.hi + step) if need_hi > old.hi else old.hi
+        if grown_hi - grown_lo <= cap:
+            lo, hi = grown_lo, grown_hi
+        elif max(hi, old.hi) - min(lo, old.lo) <= cap:
+            lo, hi = min(lo, old.lo), max(hi, old.hi)
+    if hi - lo > cap:
+        lo, hi = need_lo, need_hi
+    return lo, hi
+
+
+def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_factor, dtype, device) -> RowWindow:
+    """cos/sin rows for positions ``[lo, hi)``: rows ``old`` already holds are copied, the others
+    computed by :func:`_cos_sin` from exact integer positions."""
+    def computed(a: int, b: int):
+        return _cos_sin(torch.arange(a, b, device=device), inv_freq, attention_factor, dtype)
+
+    def paired(cos: torch.Tensor, sin: torch.Tensor):
+        return torch.stack((cos, cos), dim=-2), torch.stack((-sin, sin), dim=-2)
+
+    if old is None or old.hi <= lo or hi <= old.lo:
+        return RowWindow(lo, *paired(*computed(lo, hi)))
+    keep_lo, keep_hi = max(lo, old.lo), min(hi, old.hi)
+    parts = [(old.cos2[keep_lo - old.lo:keep_hi - old.lo], old.sin2[keep_lo - old.lo:keep_hi - old.lo])]
+    if lo < keep_lo:
+        parts.insert(0, paired(*computed(lo, keep_lo)))
+    if keep_hi < hi:
+        parts.append(paired(*computed(keep_hi, hi)))
+    return RowWindow(lo, torch.cat([c for c, _ in parts]), torch.cat([s for _, s in parts]))
+
+
+def _cached_window(positions: torch.Tensor, inv_freq, attention_factor, dtype, key):
+    """``(window, min, max)`` with a window covering every position, or None (too many rows for
+    the bound). Positions are a non-empty integer CPU tensor."""
+    if positions.numel() == 1:
+        need_lo = int(positions)
+        need_hi = need_lo + 1
+    else:
+        low, high = torch.aminmax(positions)
+        need_lo, need_hi = int(low), int(high) + 1
+    rows_key = ("rows", key, positions.device, dtype)
+    window = _cache.get(rows_key)
+    if window is not None and window.lo <= need_lo and need_hi <= window.hi:
+        return window, need_lo, need_hi - 1
+    row_bytes = 4 * inv_freq.numel() * dtype.itemsize
+    cap = _cache.max_bytes() // max(row_bytes, 1)
+    if need_hi - need_lo > cap:
+        return None
+    lo, hi = _window_bounds(window, need_lo, need_hi, cap)
+    window = _build_window(window, lo, hi, inv_freq, attention_factor, dtype, positions.device)
+    _cache.put(rows_key, window)
+    return window, need_lo, need_hi - 1
+
+
+def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype, *, paired: bool):
+    """cos/sin of ``dtype`` for integer positions ``[*P]``; returns ``(cos, sin, form)``.
+
+    ``form`` is ``"plain"``: fresh ``[*P, R/2]`` tables (always, when ``paired`` is False); or,
+    only with ``paired`` (internal use: they may be views of the cache, never handed to a caller
+    who could write into them), ``"paired"``: ``[*P, 2, R/2]`` tables in :class:`RowWindow`'s form,
+    or ``"row"``: one ``[2, R/2]`` row of it when every position is the same (decode).
+    """
+    _check_positions(positions)
+    inv_freq, attention_factor, key = _frequencies_keyed(cfg, positions, seq_len)
+    if key is not None and positions.device.type == "cpu" and positions.numel() > 0:
+        found = _cached_window(positions, inv_freq, attention_factor, dtype, key)
+        if found is not None:
+            window, low, high = found
+            if paired and low == high:
+                return window.cos2[low - window.lo], window.sin2[low - window.lo], "row"
+            index = positions.reshape(-1)
+            if index.dtype not in (torch.int32, torch.int64):
+                index = index.to(torch.int64)
+            index = index - window.lo
+            if paired:
+                shape = (*positions.shape, 2, window.cos2.shape[-1])
+                return window.cos2.index_select(0, index).view(shape), window.sin2.index_select(0, index).view(shape), "paired"
+            shape = (*positions.shape, window.cos2.shape[-1])
+            return window.cos.index_select(0, index).view(shape), window.sin.index_select(0, index).view(shape), "plain"
+    cos, sin = _cos_sin(positions, inv_freq, attention_factor, dtype)
+    return cos, sin, "plain"
 
 
 def cos_sin_cache(cfg: RopeConfig, max_positions: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +271,90 @@ def _rotate_any(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: s
         out = rotate_with_tables(x, cos, sin, layout)
         if out is not None:
             return out
+    if layout == "half" and x.device.type == "cpu" and x.numel() <= CHUNK_ELEMENTS:
+        return _rotate_small_half(x, cos, sin)
     return rotate_eager(x, cos, sin, layout)
+
+
+def _rotate_small_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The half layout for inputs of at most one eager chunk (decode), in three ops instead of
+    :func:`ropelab.rotary_eager.rotate_eager`'s per-chunk views: the same products, the same
+    order (``a cos - b sin`` as ``mul`` then ``addcmul``), so the same bits.
+
+    Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` broadcastable against ``x[..., :R/2]``. Returns a
+    contiguous tensor like ``x``; channels ``R:`` copied; math in ``promote(x.dtype, float32)``.
+    """
+    half = cos.shape[-1]
+    rotary_dim, head_dim = 2 * half, x.shape[-1]
+    compute = torch.promote_types(x.dtype, torch.float32)
+    if cos.dtype != compute:
+        cos, sin = cos.to(compute), sin.to(compute)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    src = x
+    if rotary_dim < head_dim:  # narrow/select/view: cheaper than indexing with slices
+        out.narrow(-1, rotary_dim, head_dim - rotary_dim).copy_(x.narrow(-1, rotary_dim, head_dim - rotary_dim))
+        src = x.narrow(-1, 0, rotary_dim)
+    pairs_shape = src.shape[:-1] + (2, half)  # [..., S, 2, R/2]: (a, b) = (first half, second half)
+    if x.dtype != compute:
+        src = src.to(compute)
+        rot = torch.empty(pairs_shape, dtype=compute, device=x.device)
+    else:
+        rot = (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).view(pairs_shape)
+    pairs = src.view(pairs_shape)
+    torch.mul(pairs, cos.unsqueeze(-2), out=rot)  # (a cos, b cos)
+    rot.select(-2, 0).addcmul_(pairs.select(-2, 1), sin, value=-1)  # a cos - b sin
+    rot.select(-2, 1).addcmul_(pairs.select(-2, 0), sin)  # b cos + a sin
+    if x.dtype != compute:
+        (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).copy_(rot.flatten(-2))  # one rounding
+    return out
+
+
+def _rotate_small_paired(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
+    """The half layout from paired tables (:class:`ropelab.cache.RowWindow`) in three ops:
+    ``out = x2 * cos2``, then ``out += flip(x2) * sin2`` (``a cos + b (-sin)``, ``b cos + a sin``:
+    the products and the order of :func:`_rotate_small_half`, so the same bits).
+
+    Shapes: ``x`` ``[..., S, D]``; ``cos2, sin2`` ``[..., S, 2, R/2]`` (or ``[2, R/2]``)
+    broadcastable against ``x[..., :R].view(..., S, 2, R/2)``, in ``promote(x.dtype, float32)``.
+    """
+    half = cos2.shape[-1]
+    rotary_dim, head_dim = 2 * half, x.shape[-1]
+    compute = cos2.dtype
+    if rotary_dim == head_dim and x.dtype == compute and x.is_contiguous():  # decode, full rotation
+        pairs = x.view(*x.shape[:-1], 2, half)
+        rot = pairs * cos2  # contiguous, like pairs
+        rot.addcmul_(pairs.flip(-2), sin2)
+        return rot.flatten(-2)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    src = x
+    if rotary_dim < head_dim:
+        out.narrow(-1, rotary_dim, head_dim - rotary_dim).copy_(x.narrow(-1, rotary_dim, head_dim - rotary_dim))
+        src = x.narrow(-1, 0, rotary_dim)
+    pairs_shape = (*src.shape[:-1], 2, half)
+    if x.dtype != compute:
+        src = src.to(compute)
+        rot = torch.empty(pairs_shape, dtype=compute, device=x.device)
+    else:
+        rot = (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).view(pairs_shape)
+    pairs = src.view(pairs_shape)
+    torch.mul(pairs, cos2, out=rot)
+    rot.addcmul_(pairs.flip(-2), sin2)
+    if x.dtype != compute:
+        (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).copy_(rot.flatten(-2))
+    return out
+
+
+def _needs_autograd(x: torch.Tensor) -> bool:
+    """True when the rotation must record a backward: grad mode on and ``x`` requires grad (or
+    tracing, where the graph decides)."""
+    return torch.compiler.is_compiling() or (x.requires_grad and torch.is_grad_enabled())
+
+
+def _apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """:class:`_Rotate` when a backward is needed, else the rotation itself (no Function set-up)."""
+    if _needs_autograd(x):
+        return _Rotate.apply(x, cos, sin, layout)
+    return _rotate_any(x, cos, sin, layout)
 
 
 class _Rotate(torch.autograd.Function):
@@ -158,11 +392,11 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, layou
         raise ValueError(f"rotary_dim={2 * cos.shape[-1]} is invalid: expected at most head_dim={x.shape[-1]}")
     if cos.shape != sin.shape:
         raise ValueError(f"cos.shape={tuple(cos.shape)} and sin.shape={tuple(sin.shape)} must match")
-    return _Rotate.apply(x, cos, sin, layout)
+    return _apply(x, cos, sin, layout)
 
 
-def _broadcast_tables(cos: torch.Tensor, sin: torch.Tensor, positions: torch.Tensor, x: torch.Tensor):
-    """Insert the heads axis: positions ``[B, S]`` give tables ``[B, 1, S, R/2]``; ``[S]`` gives ``[S, R/2]``."""
+def _check_table_shapes(positions: torch.Tensor, x: torch.Tensor) -> None:
+    """Positions ``[S]`` or ``[B, S]`` (``B`` 1 or ``x``'s batch) for ``x`` ``[..., S, D]``."""
     if x.dim() < 2 or positions.shape[-1] != x.shape[-2]:
         raise ValueError(
             f"positions.shape={tuple(positions.shape)} is invalid for x.shape={tuple(x.shape)}: "
@@ -174,17 +408,37 @@ def _broadcast_tables(cos: torch.Tensor, sin: torch.Tensor, positions: torch.Ten
                 f"positions.shape={tuple(positions.shape)} is invalid for x.shape={tuple(x.shape)}: "
                 "[batch, seq] positions need x as [batch, heads, seq, head_dim]"
             )
-        return cos.unsqueeze(-3), sin.unsqueeze(-3)
-    if positions.dim() != 1:
+    elif positions.dim() != 1:
         raise ValueError(f"positions.dim()={positions.dim()} is invalid: expected [seq] or [batch, seq]")
-    return cos, sin
 
 
-def _tables_for(x: torch.Tensor, positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor):
-    """cos/sin for ``x`` ``[B, H, S, D]``, in the math dtype (float32, or float64 for float64
-    inputs), with the heads axis inserted: ``[B, 1, S, R/2]`` or ``[S, R/2]``."""
-    cos, sin = _cos_sin(positions, inv_freq, attention_factor, torch.promote_types(x.dtype, torch.float32))
-    return _broadcast_tables(cos, sin, positions, x)
+def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_len):
+    """cos/sin for ``x`` ``[B, H, S, D]`` in the math dtype (float32, or float64 for float64
+    inputs), and their form (see :func:`_rows`), broadcastable against ``x``: plain ``[B, 1, S,
+    R/2]`` / ``[S, R/2]`` against ``x[..., :R/2]``; paired ``[B, 1, S, 2, R/2]`` / ``[S, 2, R/2]``
+    or a ``[2, R/2]`` row against ``x[..., :R].view(..., 2, R/2)``."""
+    _check_table_shapes(positions, x)
+    cos, sin, form = _rows(positions, cfg, seq_len, torch.promote_types(x.dtype, torch.float32), paired=True)
+    if positions.dim() == 2 and form != "row":
+        axis = -3 if form == "plain" else -4
+        return cos.unsqueeze(axis), sin.unsqueeze(axis), form
+    return cos, sin, form
+
+
+def _rotate_tables(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, form: str, layout: str) -> torch.Tensor:
+    """Rotate ``x`` with tables from :func:`_tables_for`: the paired three-op path for small CPU
+    inference calls in the half layout, else the plain tables through :func:`_apply`."""
+    if form == "plain":
+        return _apply(x, cos, sin, layout)
+    if layout == "half" and x.device.type == "cpu" and x.numel() <= CHUNK_ELEMENTS and not _needs_autograd(x):
+        return _rotate_small_paired(x, cos, sin)
+    return _apply(x, cos.select(-2, 0), sin.select(-2, 1), layout)
+
+
+def _check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is invalid: expected one of {', '.join(LAYOUTS)}")
+    return layout
 
 
 def _check_head_dim(x: torch.Tensor, cfg: RopeConfig, name: str) -> None:
@@ -214,8 +468,9 @@ def rotate(
         ``[B, H, S, D]`` in ``x.dtype``; the attention factor is folded into cos and sin, as in transformers.
     """
     _check_head_dim(x, cfg, "x")
-    cos, sin = _tables_for(x, positions, *_frequencies(cfg, positions, seq_len))
-    return apply_rotary(x, cos, sin, layout=layout or cfg.layout)
+    layout = _check_layout(layout or cfg.layout)
+    tables = _tables_for(x, positions, cfg, seq_len)
+    return _rotate_tables(x, *tables, layout)
 
 
 def rotate_qk(
@@ -240,13 +495,13 @@ def rotate_qk(
     _check_head_dim(k, cfg, "k")
     if q.shape[-2] != k.shape[-2]:
         raise ValueError(f"q has seq={q.shape[-2]} but k has seq={k.shape[-2]}: rotate them separately")
-    layout = layout or cfg.layout
-    inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
+    layout = _check_layout(layout or cfg.layout)
     if _fused_qk_applies(q, k):
         # One launch for q and k, angles reduced exactly in the kernel: no cos/sin table at all.
+        inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
         return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor), layout=layout)
-    cos, sin = _tables_for(q, positions, inv_freq, attention_factor)
-    return apply_rotary(q, cos, sin, layout=layout), apply_rotary(k, cos, sin, layout=layout)
+    tables = _tables_for(q, positions, cfg, seq_len)
+    return _rotate_tables(q, *tables, layout), _rotate_tables(k, *tables, layout)
 
 
 def rotate_qk_fused(
