@@ -7,8 +7,8 @@ store keeps what those steps produce, keyed by everything they depend on, and no
 - ``("freq", cfg, resolved)`` -> ``(inv_freq [R/2] float64, attention_factor)``, where ``resolved``
   is the part of the sequence length that changes the frequencies (``None`` for static types, the
   clamped length for ``dynamic``, long-or-short for ``longrope``; see :mod:`ropelab.rotary`);
-- ``("rows", freq_key, device, dtype)`` -> :class:`RowWindow`: cos and sin (in the paired form
-  ``[T, 2, R/2]`` the decode rotation consumes, see :class:`RowWindow`) for the
+- ``("rows", freq_key, device, dtype)`` -> :class:`RowWindow`: cos and sin (in the ``[T, R]``
+  form the decode rotation consumes, see :class:`RowWindow`) for the
   contiguous positions ``lo .. lo + T - 1``, each row computed in float64 from the exact integer
   position (:func:`ropelab.rotary._cos_sin`, the uncached formula itself) and rounded once to
   ``dtype``. A window grows on demand (doubling, aligned to :data:`ROW_ALIGN` rows), so a decode
@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-__all__ = ["RowWindow", "cache_info", "clear_cache", "set_cache_limit", "DEFAULT_MAX_BYTES", "ROW_ALIGN"]
+__all__ = ["RowWindow", "cache_info", "clear_cache", "set_cache_limit", "bypass", "DEFAULT_MAX_BYTES", "ROW_ALIGN"]
 
 DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB: 65536 fp32 positions at rotary_dim 128
 ROW_ALIGN = 16  # windows start and end on multiples of this many positions
@@ -40,30 +42,30 @@ ROW_ALIGN = 16  # windows start and end on multiples of this many positions
 
 @dataclass(frozen=True)
 class RowWindow:
-    """Rows for positions ``lo .. lo + T - 1`` in the paired form of the half-layout rotation:
-    ``cos2[t] = (cos, cos)`` and ``sin2[t] = (-sin, sin)``, each ``[T, 2, R/2]`` of one dtype, so
-    ``out = x2 * cos2 + flip(x2) * sin2`` over ``x2 = x.view(..., 2, R/2)``. Plain ``[T, R/2]``
-    tables are the views :attr:`cos` and :attr:`sin` (negation is exact: no rounding added)."""
+    """Rows for positions ``lo .. lo + T - 1`` in the form of the half-layout rotation
+    ``out = x * cos_full + roll(x, R/2) * sin_full``: ``cos_full[t] = (cos, cos)`` and
+    ``sin_full[t] = (-sin, sin)``, each ``[T, R]`` of one dtype. The plain ``[T, R/2]`` tables
+    are the views :attr:`cos` and :attr:`sin` (the negation is exact: no rounding added)."""
 
     lo: int
-    cos2: torch.Tensor
-    sin2: torch.Tensor
+    cos_full: torch.Tensor
+    sin_full: torch.Tensor
 
     @property
     def cos(self) -> torch.Tensor:
-        return self.cos2.select(-2, 0)
+        return self.cos_full[:, : self.cos_full.shape[1] // 2]
 
     @property
     def sin(self) -> torch.Tensor:
-        return self.sin2.select(-2, 1)
+        return self.sin_full[:, self.sin_full.shape[1] // 2 :]
 
     @property
     def hi(self) -> int:
-        return self.lo + self.cos2.shape[0]
+        return self.lo + self.cos_full.shape[0]
 
     @property
     def nbytes(self) -> int:
-        return 2 * self.cos2.numel() * self.cos2.element_size()
+        return 2 * self.cos_full.numel() * self.cos_full.element_size()
 
 
 def _nbytes(value: Any) -> int:
@@ -84,6 +86,7 @@ class _Store:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.generation = 0  # bumped by clear_cache / set_cache_limit: per-thread memos go stale
 
     def get(self, key: tuple) -> Any:
         with self.lock:
@@ -118,6 +121,24 @@ class _Store:
 
 
 _STORE = _Store(DEFAULT_MAX_BYTES)
+_LOCAL = threading.local()  # .bypass: this thread computes everything afresh
+
+
+def enabled() -> bool:
+    """False when the bound is 0 or this thread is inside :func:`bypass`."""
+    return _STORE.max_bytes > 0 and not getattr(_LOCAL, "bypass", False)
+
+
+@contextmanager
+def bypass() -> Iterator[None]:
+    """Within the block, this thread neither reads nor fills the cache (the uncached computation,
+    bitwise equal to the cached one; for measurements and tests). Other threads are unaffected."""
+    previous = getattr(_LOCAL, "bypass", False)
+    _LOCAL.bypass = True
+    try:
+        yield
+    finally:
+        _LOCAL.bypass = previous
 
 
 def get(key: tuple) -> Any:
@@ -134,6 +155,11 @@ def max_bytes() -> int:
     return _STORE.max_bytes
 
 
+def generation() -> int:
+    """A counter bumped whenever the cache is cleared or re-bounded (for memos built on it)."""
+    return _STORE.generation
+
+
 def cache_info() -> dict[str, int]:
     """``{"entries", "freq_entries", "row_entries", "rows", "bytes", "max_bytes", "hits", "misses",
     "evictions"}``: ``bytes`` counts the tensors held (inv_freq, cos and sin), ``rows`` the cached
@@ -144,7 +170,7 @@ def cache_info() -> dict[str, int]:
             "entries": len(_STORE.entries),
             "freq_entries": len(_STORE.entries) - len(windows),
             "row_entries": len(windows),
-            "rows": sum(w.cos2.shape[0] for w in windows),
+            "rows": sum(w.cos_full.shape[0] for w in windows),
             "bytes": _STORE.bytes,
             "max_bytes": _STORE.max_bytes,
             "hits": _STORE.hits,
@@ -158,6 +184,7 @@ def clear_cache() -> None:
     with _STORE.lock:
         _STORE.entries.clear()
         _STORE.bytes = _STORE.hits = _STORE.misses = _STORE.evictions = 0
+        _STORE.generation += 1
 
 
 def set_cache_limit(max_bytes: int) -> int:
@@ -168,4 +195,5 @@ def set_cache_limit(max_bytes: int) -> int:
     with _STORE.lock:
         previous, _STORE.max_bytes = _STORE.max_bytes, max_bytes
         _STORE._shrink_to(max_bytes)
+        _STORE.generation += 1
         return previous

@@ -27,6 +27,8 @@ torch rotation that both are tested against.
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from ropelab import cache as _cache
@@ -87,12 +89,12 @@ def _frequency_key(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torc
     if not cfg.is_dynamic:
         return ("freq", cfg, None)
     if seq_len is None:
-        if positions.device.type != "cpu" or positions.numel() == 0:
+        if not positions.is_cpu or positions.numel() == 0:
             return None
         length: int | float = int(positions.max()) + 1
         form = "tensor"
     elif isinstance(seq_len, torch.Tensor):
-        if seq_len.device.type != "cpu" or seq_len.numel() != 1:
+        if not seq_len.is_cpu or seq_len.numel() != 1:
             return None
         length, form = (float(seq_len) if seq_len.dtype.is_floating_point else int(seq_len)), "tensor"
     else:
@@ -102,23 +104,27 @@ def _frequency_key(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torc
     return ("freq", cfg, ("longrope", int(length) > cfg.original_max_position_embeddings))
 
 
-def _frequencies_keyed(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
-    """``(inv_freq [R/2] float64, attention_factor, key)``; ``key`` is None when uncached."""
-    if torch.compiler.is_compiling() or _cache.max_bytes() == 0:
-        return (*rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len)), None)
-    key = _frequency_key(cfg, positions, seq_len)
+def _cache_key(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
+    """:func:`_frequency_key`, or None when tracing (torch.compile) or when the cache is off."""
+    if torch.compiler.is_compiling() or not _cache.enabled():
+        return None
+    return _frequency_key(cfg, positions, seq_len)
+
+
+def _frequencies_for(cfg: RopeConfig, positions: torch.Tensor, seq_len, key):
+    """``(inv_freq [R/2] float64, attention_factor)``, from the cache under ``key`` unless it is None."""
     found = _cache.get(key) if key is not None else None
     if found is None:
         found = rope_frequencies(cfg, resolve_seq_len(cfg, positions, seq_len))
         if key is not None:
             _cache.put(key, found)
-    return (*found, key)
+    return found
 
 
 def _frequencies(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
     """``(inv_freq [R/2] float64, attention_factor)`` at the length the dynamic types see (cached;
     callers must not modify ``inv_freq`` in place)."""
-    return _frequencies_keyed(cfg, positions, seq_len)[:2]
+    return _frequencies_for(cfg, positions, seq_len, _cache_key(cfg, positions, seq_len))
 
 
 def _cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor, dtype: torch.dtype):
@@ -184,12 +190,12 @@ def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_f
         return _cos_sin(torch.arange(a, b, device=device), inv_freq, attention_factor, dtype)
 
     def paired(cos: torch.Tensor, sin: torch.Tensor):
-        return torch.stack((cos, cos), dim=-2), torch.stack((-sin, sin), dim=-2)
+        return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
 
     if old is None or old.hi <= lo or hi <= old.lo:
         return RowWindow(lo, *paired(*computed(lo, hi)))
     keep_lo, keep_hi = max(lo, old.lo), min(hi, old.hi)
-    parts = [(old.cos2[keep_lo - old.lo:keep_hi - old.lo], old.sin2[keep_lo - old.lo:keep_hi - old.lo])]
+    parts = [(old.cos_full[keep_lo - old.lo:keep_hi - old.lo], old.sin_full[keep_lo - old.lo:keep_hi - old.lo])]
     if lo < keep_lo:
         parts.insert(0, paired(*computed(lo, keep_lo)))
     if keep_hi < hi:
@@ -197,25 +203,27 @@ def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_f
     return RowWindow(lo, torch.cat([c for c, _ in parts]), torch.cat([s for _, s in parts]))
 
 
-def _cached_window(positions: torch.Tensor, inv_freq, attention_factor, dtype, key):
+def _cached_window(positions: torch.Tensor, cfg: RopeConfig, seq_len, key, dtype):
     """``(window, min, max)`` with a window covering every position, or None (too many rows for
-    the bound). Positions are a non-empty integer CPU tensor."""
+    the bound). Positions are a non-empty integer CPU tensor; the frequencies are looked up (or
+    computed) only when the window must grow."""
     if positions.numel() == 1:
         need_lo = int(positions)
         need_hi = need_lo + 1
     else:
         low, high = torch.aminmax(positions)
         need_lo, need_hi = int(low), int(high) + 1
-    rows_key = ("rows", key, positions.device, dtype)
+    rows_key = ("rows", key, "cpu", dtype)  # only CPU positions come here
     window = _cache.get(rows_key)
     if window is not None and window.lo <= need_lo and need_hi <= window.hi:
         return window, need_lo, need_hi - 1
+    inv_freq, attention_factor = _frequencies_for(cfg, positions, seq_len, key)
     row_bytes = 4 * inv_freq.numel() * dtype.itemsize
     cap = _cache.max_bytes() // max(row_bytes, 1)
     if need_hi - need_lo > cap:
         return None
     lo, hi = _window_bounds(window, need_lo, need_hi, cap)
-    window = _build_window(window, lo, hi, inv_freq, attention_factor, dtype, positions.device)
+    window = _build_window(window, lo, hi, inv_freq, attention_factor, dtype, "cpu")
     _cache.put(rows_key, window)
     return window, need_lo, need_hi - 1
 
@@ -225,27 +233,26 @@ def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype,
 
     ``form`` is ``"plain"``: fresh ``[*P, R/2]`` tables (always, when ``paired`` is False); or,
     only with ``paired`` (internal use: they may be views of the cache, never handed to a caller
-    who could write into them), ``"paired"``: ``[*P, 2, R/2]`` tables in :class:`RowWindow`'s form,
-    or ``"row"``: one ``[2, R/2]`` row of it when every position is the same (decode).
+    who could write into them), ``"paired"``: ``[*P, R]`` tables in :class:`RowWindow`'s form
+    ``(cos, cos)``, ``(-sin, sin)``, or ``"row"``: one ``[R]`` row of it when every position is
+    the same (decode).
     """
     _check_positions(positions)
-    inv_freq, attention_factor, key = _frequencies_keyed(cfg, positions, seq_len)
-    if key is not None and positions.device.type == "cpu" and positions.numel() > 0:
-        found = _cached_window(positions, inv_freq, attention_factor, dtype, key)
+    key = _cache_key(cfg, positions, seq_len)
+    if key is not None and positions.is_cpu and positions.numel() > 0:
+        found = _cached_window(positions, cfg, seq_len, key, dtype)
         if found is not None:
             window, low, high = found
             if paired and low == high:
-                return window.cos2[low - window.lo], window.sin2[low - window.lo], "row"
+                return window.cos_full[low - window.lo], window.sin_full[low - window.lo], "row"
             index = positions.reshape(-1)
             if index.dtype not in (torch.int32, torch.int64):
                 index = index.to(torch.int64)
             index = index - window.lo
-            if paired:
-                shape = (*positions.shape, 2, window.cos2.shape[-1])
-                return window.cos2.index_select(0, index).view(shape), window.sin2.index_select(0, index).view(shape), "paired"
-            shape = (*positions.shape, window.cos2.shape[-1])
-            return window.cos.index_select(0, index).view(shape), window.sin.index_select(0, index).view(shape), "plain"
-    cos, sin = _cos_sin(positions, inv_freq, attention_factor, dtype)
+            cos, sin = (window.cos_full, window.sin_full) if paired else (window.cos, window.sin)
+            shape = (*positions.shape, cos.shape[-1])
+            return cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape), "paired" if paired else "plain"
+    cos, sin = _cos_sin(positions, *_frequencies_for(cfg, positions, seq_len, key), dtype)
     return cos, sin, "plain"
 
 
@@ -271,76 +278,52 @@ def _rotate_any(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: s
         out = rotate_with_tables(x, cos, sin, layout)
         if out is not None:
             return out
-    if layout == "half" and x.device.type == "cpu" and x.numel() <= CHUNK_ELEMENTS:
+    if layout == "half" and x.is_cpu and x.numel() <= CHUNK_ELEMENTS:
         return _rotate_small_half(x, cos, sin)
     return rotate_eager(x, cos, sin, layout)
 
 
 def _rotate_small_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """The half layout for inputs of at most one eager chunk (decode), in three ops instead of
-    :func:`ropelab.rotary_eager.rotate_eager`'s per-chunk views: the same products, the same
-    order (``a cos - b sin`` as ``mul`` then ``addcmul``), so the same bits.
+    """The half layout for CPU inputs of at most one eager chunk (decode), from plain tables: they
+    are put in the full form ``(cos, cos)``, ``(-sin, sin)`` (exact) and rotated by
+    :func:`_rotate_small_full`, in a handful of ops instead of
+    :func:`ropelab.rotary_eager.rotate_eager`'s per-chunk views.
 
     Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` broadcastable against ``x[..., :R/2]``. Returns a
     contiguous tensor like ``x``; channels ``R:`` copied; math in ``promote(x.dtype, float32)``.
     """
-    half = cos.shape[-1]
-    rotary_dim, head_dim = 2 * half, x.shape[-1]
     compute = torch.promote_types(x.dtype, torch.float32)
     if cos.dtype != compute:
         cos, sin = cos.to(compute), sin.to(compute)
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    src = x
-    if rotary_dim < head_dim:  # narrow/select/view: cheaper than indexing with slices
-        out.narrow(-1, rotary_dim, head_dim - rotary_dim).copy_(x.narrow(-1, rotary_dim, head_dim - rotary_dim))
-        src = x.narrow(-1, 0, rotary_dim)
-    pairs_shape = src.shape[:-1] + (2, half)  # [..., S, 2, R/2]: (a, b) = (first half, second half)
-    if x.dtype != compute:
-        src = src.to(compute)
-        rot = torch.empty(pairs_shape, dtype=compute, device=x.device)
-    else:
-        rot = (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).view(pairs_shape)
-    pairs = src.view(pairs_shape)
-    torch.mul(pairs, cos.unsqueeze(-2), out=rot)  # (a cos, b cos)
-    rot.select(-2, 0).addcmul_(pairs.select(-2, 1), sin, value=-1)  # a cos - b sin
-    rot.select(-2, 1).addcmul_(pairs.select(-2, 0), sin)  # b cos + a sin
-    if x.dtype != compute:
-        (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).copy_(rot.flatten(-2))  # one rounding
-    return out
+    return _rotate_small_full(x, torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
 
 
-def _rotate_small_paired(x: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
-    """The half layout from paired tables (:class:`ropelab.cache.RowWindow`) in three ops:
-    ``out = x2 * cos2``, then ``out += flip(x2) * sin2`` (``a cos + b (-sin)``, ``b cos + a sin``:
-    the products and the order of :func:`_rotate_small_half`, so the same bits).
+def _rotate_small_full(x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor) -> torch.Tensor:
+    """The half layout from full tables (:class:`ropelab.cache.RowWindow`) in three ops:
+    ``out = x * cos_full + roll(x, R/2) * sin_full``, i.e. ``a cos + b (-sin)`` and ``b cos + a
+    sin`` for the halves ``a, b`` of ``x[..., :R]``: the products and the order of
+    :func:`ropelab.rotary_eager.rotate_eager` (``mul`` then ``addcmul``; the sign flip is exact),
+    so the same bits. CPU only (no kernel dispatch).
 
-    Shapes: ``x`` ``[..., S, D]``; ``cos2, sin2`` ``[..., S, 2, R/2]`` (or ``[2, R/2]``)
-    broadcastable against ``x[..., :R].view(..., S, 2, R/2)``, in ``promote(x.dtype, float32)``.
+    Shapes: ``x`` ``[..., S, D]``; ``cos_full, sin_full`` ``[..., S, R]`` (or ``[R]``)
+    broadcastable against ``x[..., :R]``, in ``promote(x.dtype, float32)``. Returns a contiguous
+    tensor like ``x``; channels ``R:`` copied.
     """
-    half = cos2.shape[-1]
-    rotary_dim, head_dim = 2 * half, x.shape[-1]
-    compute = cos2.dtype
+    rotary_dim, head_dim = cos_full.shape[-1], x.shape[-1]
+    compute = cos_full.dtype
     if rotary_dim == head_dim and x.dtype == compute and x.is_contiguous():  # decode, full rotation
-        pairs = x.view(*x.shape[:-1], 2, half)
-        rot = pairs * cos2  # contiguous, like pairs
-        rot.addcmul_(pairs.flip(-2), sin2)
-        return rot.flatten(-2)
+        out = x * cos_full  # contiguous, like x
+        out.addcmul_(x.roll(rotary_dim // 2, -1), sin_full)
+        return out
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     src = x
     if rotary_dim < head_dim:
         out.narrow(-1, rotary_dim, head_dim - rotary_dim).copy_(x.narrow(-1, rotary_dim, head_dim - rotary_dim))
         src = x.narrow(-1, 0, rotary_dim)
-    pairs_shape = (*src.shape[:-1], 2, half)
-    if x.dtype != compute:
-        src = src.to(compute)
-        rot = torch.empty(pairs_shape, dtype=compute, device=x.device)
-    else:
-        rot = (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).view(pairs_shape)
-    pairs = src.view(pairs_shape)
-    torch.mul(pairs, cos2, out=rot)
-    rot.addcmul_(pairs.flip(-2), sin2)
-    if x.dtype != compute:
-        (out if rotary_dim == head_dim else out.narrow(-1, 0, rotary_dim)).copy_(rot.flatten(-2))
+    src = src.to(compute)
+    rot = src * cos_full
+    rot.addcmul_(src.roll(rotary_dim // 2, -1), sin_full)
+    out.narrow(-1, 0, rotary_dim).copy_(rot)  # the one rounding to x.dtype, if any
     return out
 
 
@@ -412,27 +395,47 @@ def _check_table_shapes(positions: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"positions.dim()={positions.dim()} is invalid: expected [seq] or [batch, seq]")
 
 
+# The last tables each thread built for a small positions tensor: a model calls RoPE once per layer
+# with the same position_ids tensor, so every layer after the first finds its tables here. Holds a
+# reference to that tensor (so ``is`` cannot match a new tensor at a recycled address) and checks
+# its version counter (bumped by any in-place write), the config, seq_len, dtype and the cache
+# generation. At most _MEMO_MAX_POSITIONS rows per thread, copied (no view pins a cache window).
+_MEMO = threading.local()
+_MEMO_MAX_POSITIONS = 64
+
+
 def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_len):
     """cos/sin for ``x`` ``[B, H, S, D]`` in the math dtype (float32, or float64 for float64
     inputs), and their form (see :func:`_rows`), broadcastable against ``x``: plain ``[B, 1, S,
-    R/2]`` / ``[S, R/2]`` against ``x[..., :R/2]``; paired ``[B, 1, S, 2, R/2]`` / ``[S, 2, R/2]``
-    or a ``[2, R/2]`` row against ``x[..., :R].view(..., 2, R/2)``."""
+    R/2]`` / ``[S, R/2]`` against ``x[..., :R/2]``; paired ``[B, 1, S, R]`` / ``[S, R]``
+    or an ``[R]`` row against ``x[..., :R]``."""
     _check_table_shapes(positions, x)
-    cos, sin, form = _rows(positions, cfg, seq_len, torch.promote_types(x.dtype, torch.float32), paired=True)
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    compiling = torch.compiler.is_compiling()
+    if not compiling:
+        memo = getattr(_MEMO, "last", None)
+        if (memo is not None and memo[0] is positions and memo[1] == positions._version and memo[2] is cfg
+                and memo[3] is seq_len and memo[4] == dtype and memo[5] == _cache.generation() and _cache.enabled()):
+            return memo[6]
+    cos, sin, form = _rows(positions, cfg, seq_len, dtype, paired=True)
     if positions.dim() == 2 and form != "row":
-        axis = -3 if form == "plain" else -4
-        return cos.unsqueeze(axis), sin.unsqueeze(axis), form
+        cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)
+    if form != "plain" and not compiling and positions.numel() <= _MEMO_MAX_POSITIONS:
+        if form == "row":
+            cos, sin = cos.clone(), sin.clone()
+        _MEMO.last = (positions, positions._version, cfg, seq_len, dtype, _cache.generation(), (cos, sin, form))
     return cos, sin, form
 
 
 def _rotate_tables(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, form: str, layout: str) -> torch.Tensor:
-    """Rotate ``x`` with tables from :func:`_tables_for`: the paired three-op path for small CPU
+    """Rotate ``x`` with tables from :func:`_tables_for`: the three-op path for small CPU
     inference calls in the half layout, else the plain tables through :func:`_apply`."""
     if form == "plain":
         return _apply(x, cos, sin, layout)
-    if layout == "half" and x.device.type == "cpu" and x.numel() <= CHUNK_ELEMENTS and not _needs_autograd(x):
-        return _rotate_small_paired(x, cos, sin)
-    return _apply(x, cos.select(-2, 0), sin.select(-2, 1), layout)
+    if layout == "half" and x.is_cpu and x.numel() <= CHUNK_ELEMENTS and not _needs_autograd(x):
+        return _rotate_small_full(x, cos, sin)
+    half = cos.shape[-1] // 2
+    return _apply(x, cos.narrow(-1, 0, half), sin.narrow(-1, half, half), layout)
 
 
 def _check_layout(layout: str) -> str:
