@@ -203,6 +203,13 @@ def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_f
     return RowWindow(lo, torch.cat([c for c, _ in parts]), torch.cat([s for _, s in parts]))
 
 
+def _length_specific(key: tuple, cfg: RopeConfig) -> bool:
+    """True for dynamic NTK past the trained length: every new length has new frequencies, so a
+    decode step never reuses the rows of the previous one (only the layers of the same step do)."""
+    resolved = key[2]
+    return resolved is not None and resolved[0] == "dynamic" and resolved[1] > cfg.max_position_embeddings
+
+
 def _cached_window(positions: torch.Tensor, cfg: RopeConfig, seq_len, key, dtype):
     """``(window, min, max)`` with a window covering every position, or None (too many rows for
     the bound). Positions are a non-empty integer CPU tensor; the frequencies are looked up (or
@@ -222,7 +229,10 @@ def _cached_window(positions: torch.Tensor, cfg: RopeConfig, seq_len, key, dtype
     cap = _cache.max_bytes() // max(row_bytes, 1)
     if need_hi - need_lo > cap:
         return None
-    lo, hi = _window_bounds(window, need_lo, need_hi, cap)
+    if _length_specific(key, cfg):
+        lo, hi = need_lo, need_hi  # frequencies of this one length: no growth ahead
+    else:
+        lo, hi = _window_bounds(window, need_lo, need_hi, cap)
     window = _build_window(window, lo, hi, inv_freq, attention_factor, dtype, "cpu")
     _cache.put(rows_key, window)
     return window, need_lo, need_hi - 1
