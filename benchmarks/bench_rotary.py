@@ -22,6 +22,8 @@ per step); ``x hf`` compares them with ``transformers-e2e``:
 - ``transformers-e2e``: ``LlamaRotaryEmbedding(q, position_ids)`` then ``apply_rotary_pos_emb``;
 - ``ropelab``: ``rotate_qk(q, k, positions, cfg)``, positions and config seen before (the cache
   of frequencies and exact cos/sin rows is warm, :func:`ropelab.rotary.cache_info`);
+- ``ropelab-step`` (decode shapes only): positions one step further on every call (a new tensor each
+  time, as in the first layer of a decode step), so the window of cached rows grows as it goes;
 - ``ropelab-uncached``: the same inside ``ropelab.cache.bypass()`` (frequencies, angles and cos/sin
   computed afresh in float64 on every call, as before the cache).
 
@@ -53,6 +55,7 @@ alike and makes clone the stricter limit.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -82,12 +85,13 @@ METHODS = (
     "ropelab-fused-nocache",
     "transformers-e2e",
     "ropelab",
+    "ropelab-step",
     "ropelab-uncached",
 )
-E2E_METHODS = ("transformers-e2e", "ropelab", "ropelab-uncached")
+E2E_METHODS = ("transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
 DECODE_OFFSETS = (1000, 100_000, 1_000_000)
 DECODE_BATCHES = (1, 32)
-DECODE_METHODS = ("clone", "transformers", "ropelab-eager", "transformers-e2e", "ropelab", "ropelab-uncached")
+DECODE_METHODS = ("clone", "transformers", "ropelab-eager", "transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
 
 
 @dataclass
@@ -176,6 +180,16 @@ def _ropelab(case: Case):
 
     rotate_qk(case.q, case.k, case.positions, case.cfg)  # the positions and config are seen before
     return lambda q, k: rotate_qk(q, k, case.positions, case.cfg)
+
+
+def _ropelab_step(case: Case):
+    """A decode loop's first layer: every call brings a new positions tensor, one step further
+    (made beforehand, outside the timing), so neither the per-thread memo nor a repeated row helps;
+    the cache window grows as the loop advances."""
+    from ropelab.rotary import rotate_qk
+
+    steps = itertools.cycle([case.positions + i for i in range(4096)])
+    return lambda q, k: rotate_qk(q, k, next(steps), case.cfg)
 
 
 def _ropelab_uncached(case: Case):
@@ -270,6 +284,7 @@ BUILDERS = {
     "ropelab-fused-nocache": _ropelab_fused_nocache,
     "transformers-e2e": _transformers_e2e,
     "ropelab": _ropelab,
+    "ropelab-step": _ropelab_step,
     "ropelab-uncached": _ropelab_uncached,
 }
 
@@ -481,7 +496,10 @@ def main(argv=None) -> int:
         cases += [(1, "fp32", batch, offset) for batch in DECODE_BATCHES for offset in DECODE_OFFSETS]
     for seq, dtype_name, batch, offset in cases:
         case = make_case(seq, DTYPES[dtype_name], device, batch, offset)
-        case_names = names if offset is None else [m for m in names if m in DECODE_METHODS]
+        if offset is None:
+            case_names = [m for m in names if m != "ropelab-step"]
+        else:
+            case_names = [m for m in names if m in DECODE_METHODS]
         case_passes = passes if offset is None else ["fwd"]
         case_rows = run_case(case, case_names, case_passes, reps, warmup, peak=not args.no_peak_memory)
         print(format_table(case_rows).split("\n", 2)[-1] if rows else format_table(case_rows), flush=True)

@@ -427,7 +427,9 @@ def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_l
         if (memo is not None and memo[0] is positions and memo[1] == positions._version and memo[2] is cfg
                 and memo[3] is seq_len and memo[4] == dtype and memo[5] == _cache.generation() and _cache.enabled()):
             return memo[6]
-    cos, sin, form = _rows(positions, cfg, seq_len, dtype, paired=True)
+    # Full-form rows feed the three-op path of small inputs; large ones take plain contiguous
+    # tables to the chunked eager path (or the kernel).
+    cos, sin, form = _rows(positions, cfg, seq_len, dtype, paired=x.numel() <= CHUNK_ELEMENTS)
     if positions.dim() == 2 and form != "row":
         cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)
     if form != "plain" and not compiling and positions.numel() <= _MEMO_MAX_POSITIONS:
