@@ -285,3 +285,15 @@ def test_compile_after_a_warm_cache():
     got = compiled(q, k, positions)
     torch.testing.assert_close(got[0], eager[0], atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(got[1], eager[1], atol=1e-6, rtol=1e-6)
+
+
+def test_memo_serves_alternating_positions_and_stays_bounded():
+    from ropelab import rotary
+
+    cfg = CONFIGS["default"]
+    q, k = torch.randn(1, 4, 1, 32), torch.randn(1, 2, 1, 32)
+    tensors = [torch.tensor([[1000 + i]]) for i in range(12)]
+    for _ in range(2):
+        for positions in tensors:
+            assert torch.equal(rotate_qk(q, k, positions, cfg)[0], _uncached_qk(q, k, positions, cfg)[0])
+    assert len(rotary._memo()) <= rotary._MEMO_ENTRIES

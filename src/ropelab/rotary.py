@@ -405,13 +405,22 @@ def _check_table_shapes(positions: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"positions.dim()={positions.dim()} is invalid: expected [seq] or [batch, seq]")
 
 
-# The last tables each thread built for a small positions tensor: a model calls RoPE once per layer
-# with the same position_ids tensor, so every layer after the first finds its tables here. Holds a
-# reference to that tensor (so ``is`` cannot match a new tensor at a recycled address) and checks
-# its version counter (bumped by any in-place write), the config, seq_len, dtype and the cache
-# generation. At most _MEMO_MAX_POSITIONS rows per thread, copied (no view pins a cache window).
+# The tables each thread last built for small positions tensors: a model calls RoPE once per layer
+# with the same position_ids tensor, so every layer after the first finds its tables here. Keyed by
+# the tensor's id; an entry holds a reference to the tensor (so a new tensor at a recycled address
+# cannot match: ``is`` is checked) and its version counter (bumped by any in-place write), with the
+# config, seq_len, dtype and cache generation. At most _MEMO_ENTRIES entries of at most
+# _MEMO_MAX_POSITIONS rows per thread, copied (no view pins a cache window).
 _MEMO = threading.local()
+_MEMO_ENTRIES = 8
 _MEMO_MAX_POSITIONS = 64
+
+
+def _memo() -> dict:
+    memo = getattr(_MEMO, "tables", None)
+    if memo is None:
+        memo = _MEMO.tables = {}
+    return memo
 
 
 def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_len):
@@ -423,10 +432,10 @@ def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_l
     dtype = torch.promote_types(x.dtype, torch.float32)
     compiling = torch.compiler.is_compiling()
     if not compiling:
-        memo = getattr(_MEMO, "last", None)
-        if (memo is not None and memo[0] is positions and memo[1] == positions._version and memo[2] is cfg
-                and memo[3] is seq_len and memo[4] == dtype and memo[5] == _cache.generation() and _cache.enabled()):
-            return memo[6]
+        hit = _memo().get(id(positions))
+        if (hit is not None and hit[0] is positions and hit[1] == positions._version and hit[2] is cfg
+                and hit[3] is seq_len and hit[4] == dtype and hit[5] == _cache.generation() and _cache.enabled()):
+            return hit[6]
     # Full-form rows feed the three-op path of small inputs; large ones take plain contiguous
     # tables to the chunked eager path (or the kernel).
     cos, sin, form = _rows(positions, cfg, seq_len, dtype, paired=x.numel() <= CHUNK_ELEMENTS)
@@ -435,7 +444,11 @@ def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_l
     if form != "plain" and not compiling and positions.numel() <= _MEMO_MAX_POSITIONS:
         if form == "row":
             cos, sin = cos.clone(), sin.clone()
-        _MEMO.last = (positions, positions._version, cfg, seq_len, dtype, _cache.generation(), (cos, sin, form))
+        memo = _memo()
+        memo.pop(id(positions), None)
+        if len(memo) >= _MEMO_ENTRIES:
+            del memo[next(iter(memo))]  # the oldest
+        memo[id(positions)] = (positions, positions._version, cfg, seq_len, dtype, _cache.generation(), (cos, sin, form))
     return cos, sin, form
 
 
