@@ -4,8 +4,8 @@ Applying RoPE reads each q and k element once and writes it once, so ``clone()``
 k bytes is the limit. Every row of the table is measured in one run, interleaved round-robin (each
 repetition times every method once), so machine noise hits all methods alike.
 
-Methods (each times only the application; cos/sin tables are built once beforehand, as a model
-builds them once per forward for all layers):
+Methods of the first group time only the application (cos/sin tables built once beforehand, as a
+model builds them once per forward for all layers); ``x hf`` compares them with ``transformers``:
 
 - ``transformers``: ``apply_rotary_pos_emb`` with cos/sin ``[1, S, D]`` from ``LlamaRotaryEmbedding``;
 - ``lucidrains``: ``rotary-embedding-torch``'s ``rotate_queries_or_keys`` (interleaved pairs);
@@ -16,6 +16,21 @@ builds them once per forward for all layers):
 - ``ropelab-fused-nocache``: the Triton kernel with cos/sin computed in the kernel (CUDA);
 - ``clone``: ``q.clone(), k.clone()`` (forward+backward: also the two gradients), the limit.
 
+End-to-end methods time the whole call from positions (what a transformers model runs per layer
+per step); ``x hf`` compares them with ``transformers-e2e``:
+
+- ``transformers-e2e``: ``LlamaRotaryEmbedding(q, position_ids)`` then ``apply_rotary_pos_emb``;
+- ``ropelab``: ``rotate_qk(q, k, positions, cfg)``, positions and config seen before (the cache
+  of frequencies and exact cos/sin rows is warm, :func:`ropelab.rotary.cache_info`);
+- ``ropelab-step`` (decode shapes only): positions one step further on every call (a new tensor each
+  time, as in the first layer of a decode step), so the window of cached rows grows as it goes;
+- ``ropelab-uncached``: the same inside ``ropelab.cache.bypass()`` (frequencies, angles and cos/sin
+  computed afresh in float64 on every call, as before the cache).
+
+``--decode`` (part of ``make bench``) adds the serving shapes: one new token (seq 1) at KV offsets
+1e3, 1e5 and 1e6, batch 1 (positions ``[1, 1]``) and 32 (positions ``[32, 1]``, each row at its own
+offset ``offset - 31 * row``), forward only, fp32.
+
 Columns: median milliseconds; effective GB/s counting q and k read plus written (twice that for
 forward+backward: the gradients too); the fraction of clone's bandwidth (clone time / time); the
 speed-up over transformers. ``--peak-memory`` adds the peak bytes allocated during one forward call
@@ -25,7 +40,8 @@ outputs and nothing else).
 
 Usage::
 
-    python benchmarks/bench_rotary.py                       # full sweep (make bench)
+    python benchmarks/bench_rotary.py                       # full sweep and decode shapes (make bench)
+    python benchmarks/bench_rotary.py --decode-only --threads 1   # the decode shapes alone
     python benchmarks/bench_rotary.py --seq 4096 --quick    # one shape, fewer repetitions
     python benchmarks/bench_rotary.py --methods clone transformers ropelab-eager --no-backward
     python benchmarks/bench_rotary.py --seq 4096 --threads 1 --warm-heap   # no page faults in outputs
@@ -39,6 +55,7 @@ alike and makes clone the stricter limit.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -52,6 +69,7 @@ from pathlib import Path
 import torch
 
 import ropelab
+import ropelab.rotary
 from ropelab.rotary import apply_rotary
 
 BATCH, Q_HEADS, KV_HEADS, HEAD_DIM = 1, 32, 8, 128
@@ -65,12 +83,21 @@ METHODS = (
     "ropelab-compile",
     "ropelab-fused",
     "ropelab-fused-nocache",
+    "transformers-e2e",
+    "ropelab",
+    "ropelab-step",
+    "ropelab-uncached",
 )
+E2E_METHODS = ("transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
+DECODE_OFFSETS = (1000, 100_000, 1_000_000)
+DECODE_BATCHES = (1, 32)
+DECODE_METHODS = ("clone", "transformers", "ropelab-eager", "transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
 
 
 @dataclass
 class Case:
-    """One shape and dtype: q ``[1, 32, S, 128]``, k ``[1, 8, S, 128]`` and their gradients."""
+    """One shape and dtype: q ``[B, 32, S, 128]``, k ``[B, 8, S, 128]`` and their gradients;
+    positions ``[S]`` (``arange``) or, for decode, ``[B, S]`` from per-row offsets."""
 
     seq: int
     dtype: torch.dtype
@@ -81,6 +108,8 @@ class Case:
     grad_k: torch.Tensor
     positions: torch.Tensor
     cfg: ropelab.RopeConfig
+    batch: int = 1
+    offset: int = 0
 
     @property
     def qk_bytes(self) -> int:
@@ -90,6 +119,8 @@ class Case:
 @dataclass
 class Row:
     seq: int
+    batch: int
+    offset: int
     dtype: str
     pass_: str
     method: str
@@ -100,27 +131,76 @@ class Row:
     peak_mem_x_qk: float | None = None
 
 
-def make_case(seq: int, dtype: torch.dtype, device: torch.device) -> Case:
-    gen = torch.Generator(device="cpu").manual_seed(seq)
+def make_case(seq: int, dtype: torch.dtype, device: torch.device, batch: int = BATCH, offset: int | None = None) -> Case:
+    """Prefill (``offset`` None): positions ``arange(S)``. Decode: positions ``[B, S]``, row ``b``
+    starting at ``offset - 31 b``."""
+    gen = torch.Generator(device="cpu").manual_seed(seq + batch + (offset or 0))
 
     def rand(heads: int) -> torch.Tensor:
-        return torch.randn(BATCH, heads, seq, HEAD_DIM, generator=gen).to(device, dtype)
+        return torch.randn(batch, heads, seq, HEAD_DIM, generator=gen).to(device, dtype)
 
+    if offset is None:
+        positions = torch.arange(seq, device=device)
+    else:
+        starts = offset - 31 * torch.arange(batch)
+        positions = (starts[:, None] + torch.arange(seq)).to(device)
     return Case(seq, dtype, device, rand(Q_HEADS), rand(KV_HEADS), rand(Q_HEADS), rand(KV_HEADS),
-                torch.arange(seq, device=device), ropelab.RopeConfig(head_dim=HEAD_DIM, base=10000.0))
+                positions, ropelab.RopeConfig(head_dim=HEAD_DIM, base=10000.0), batch, offset or 0)
 
 
 # --- the methods: each builder takes a Case and returns fn(q, k) -> (q_rot, k_rot), or None ------
 
 
-def _hf_cos_sin(case: Case):
-    """transformers' cos/sin ``[1, S, D]`` in the input dtype, from ``LlamaRotaryEmbedding``."""
+def _hf_rotary(case: Case):
+    """transformers' ``LlamaRotaryEmbedding`` for the case's config, and its ``position_ids`` ``[B, S]``."""
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     config = LlamaConfig(hidden_size=Q_HEADS * HEAD_DIM, num_attention_heads=Q_HEADS, num_key_value_heads=KV_HEADS,
                          head_dim=HEAD_DIM, max_position_embeddings=max(case.seq, 4096))
-    return LlamaRotaryEmbedding(config).to(case.device)(case.q, case.positions.unsqueeze(0))
+    position_ids = case.positions if case.positions.dim() == 2 else case.positions.unsqueeze(0)
+    return LlamaRotaryEmbedding(config).to(case.device), position_ids
+
+
+def _hf_cos_sin(case: Case):
+    """transformers' cos/sin ``[B, S, D]`` in the input dtype, from ``LlamaRotaryEmbedding``."""
+    rotary, position_ids = _hf_rotary(case)
+    return rotary(case.q, position_ids)
+
+
+def _transformers_e2e(case: Case):
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    rotary, position_ids = _hf_rotary(case)
+    return lambda q, k: apply_rotary_pos_emb(q, k, *rotary(q, position_ids))
+
+
+def _ropelab(case: Case):
+    from ropelab.rotary import rotate_qk
+
+    rotate_qk(case.q, case.k, case.positions, case.cfg)  # the positions and config are seen before
+    return lambda q, k: rotate_qk(q, k, case.positions, case.cfg)
+
+
+def _ropelab_step(case: Case):
+    """A decode loop's first layer: every call brings a new positions tensor, one step further
+    (made beforehand, outside the timing), so neither the per-thread memo nor a repeated row helps;
+    the cache window grows as the loop advances."""
+    from ropelab.rotary import rotate_qk
+
+    steps = itertools.cycle([case.positions + i for i in range(4096)])
+    return lambda q, k: rotate_qk(q, k, next(steps), case.cfg)
+
+
+def _ropelab_uncached(case: Case):
+    from ropelab.cache import bypass
+    from ropelab.rotary import rotate_qk
+
+    def run(q, k):
+        with bypass():
+            return rotate_qk(q, k, case.positions, case.cfg)
+
+    return run
 
 
 def _transformers(case: Case):
@@ -150,7 +230,8 @@ def _liger(case: Case):
 
 
 def _tables(case: Case):
-    return ropelab.rope_cos_sin(case.positions, case.cfg)  # float32 [S, R/2], exact angles
+    cos, sin = ropelab.rope_cos_sin(case.positions, case.cfg)  # float32 [S, R/2] or [B, S, R/2], exact angles
+    return (cos, sin) if case.positions.dim() == 1 else (cos.unsqueeze(1), sin.unsqueeze(1))
 
 
 def _ropelab_eager(case: Case):
@@ -201,6 +282,10 @@ BUILDERS = {
     "ropelab-compile": _ropelab_compile,
     "ropelab-fused": _ropelab_fused,
     "ropelab-fused-nocache": _ropelab_fused_nocache,
+    "transformers-e2e": _transformers_e2e,
+    "ropelab": _ropelab,
+    "ropelab-step": _ropelab_step,
+    "ropelab-uncached": _ropelab_uncached,
 }
 
 
@@ -303,10 +388,12 @@ def run_case(case: Case, names: list[str], passes: list[str], reps: int, warmup:
         times = time_round_robin(calls, case.device, reps, warmup)
         moved = 2 * case.qk_bytes * (2 if backward else 1)
         for name, seconds in times.items():
-            row = Row(case.seq, _dtype_name(case.dtype), pass_, name, seconds * 1e3, moved / seconds / 1e9)
+            row = Row(case.seq, case.batch, case.offset, _dtype_name(case.dtype), pass_, name, seconds * 1e3,
+                      moved / seconds / 1e9)
             row.frac_clone = times["clone"] / seconds
-            if "transformers" in times:
-                row.speedup_vs_transformers = times["transformers"] / seconds
+            baseline = "transformers-e2e" if name in E2E_METHODS else "transformers"
+            if baseline in times:
+                row.speedup_vs_transformers = times[baseline] / seconds
             if peak and not backward:
                 row.peak_mem_x_qk = peak_memory_bytes(calls[name], case.device) / case.qk_bytes
             rows.append(row)
@@ -322,11 +409,12 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    header = f"{'seq':>6} {'dtype':>5} {'pass':>8} {'method':<22} {'ms':>9} {'GB/s':>7} {'x clone':>7} {'x hf':>7} {'peak/qk':>7}"
+    header = (f"{'seq':>6} {'batch':>5} {'offset':>7} {'dtype':>5} {'pass':>8} {'method':<22} {'ms':>9} {'GB/s':>7} "
+              f"{'x clone':>7} {'x hf':>7} {'peak/qk':>7}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.seq:>6} {r.dtype:>5} {r.pass_:>8} {r.method:<22} {r.median_ms:>9.3f} {r.gbps:>7.2f} "
+            f"{r.seq:>6} {r.batch:>5} {r.offset:>7.0e} {r.dtype:>5} {r.pass_:>8} {r.method:<22} {r.median_ms:>9.3f} {r.gbps:>7.2f} "
             f"{_fmt(r.frac_clone, '7.2f')} {_fmt(r.speedup_vs_transformers, '7.2f')} {_fmt(r.peak_mem_x_qk, '7.2f')}"
         )
     return "\n".join(lines)
@@ -378,6 +466,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--warm-heap", action="store_true",
                    help="CPU: raise glibc's mmap threshold so outputs reuse warm memory (see keep_freed_memory_mapped)")
+    p.add_argument("--no-decode", action="store_true", help="skip the decode shapes (seq 1 at KV offsets)")
+    p.add_argument("--decode-only", action="store_true", help="only the decode shapes")
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/rotary_<device>.json")
     return p.parse_args(argv)
 
@@ -401,13 +491,22 @@ def main(argv=None) -> int:
     print(f"# RoPE benchmark on {device.type} ({env['device']}), torch {env['torch']}, {env['threads']} threads; "
           f"{env['shape']}; median of {reps}; allocator: {env['allocator']}", flush=True)
     rows: list[Row] = []
-    for dtype_name in args.dtype:
-        for seq in args.seq:
-            case = make_case(seq, DTYPES[dtype_name], device)
-            case_rows = run_case(case, names, passes, reps, warmup, peak=not args.no_peak_memory)
-            print(format_table(case_rows).split("\n", 2)[-1] if rows else format_table(case_rows), flush=True)
-            rows.extend(case_rows)
-            del case
+    cases = [] if args.decode_only else [(seq, dtype_name, BATCH, None) for dtype_name in args.dtype for seq in args.seq]
+    if not args.no_decode:
+        cases += [(1, "fp32", batch, offset) for batch in DECODE_BATCHES for offset in DECODE_OFFSETS]
+    for seq, dtype_name, batch, offset in cases:
+        case = make_case(seq, DTYPES[dtype_name], device, batch, offset)
+        if offset is None:
+            case_names = [m for m in names if m != "ropelab-step"]
+        else:
+            case_names = [m for m in names if m in DECODE_METHODS]
+        case_passes = passes if offset is None else ["fwd"]
+        case_rows = run_case(case, case_names, case_passes, reps, warmup, peak=not args.no_peak_memory)
+        print(format_table(case_rows).split("\n", 2)[-1] if rows else format_table(case_rows), flush=True)
+        rows.extend(case_rows)
+        del case
+    env["rope_cache"] = ropelab.rotary.cache_info()
+    print(f"\n# ropelab.rotary.cache_info() after the run: {env['rope_cache']}")
     cache = cache_bytes_report()
     print("\n# cos/sin cache for a 1M-token context at head_dim 128 (bytes):")
     for key, value in cache.items():

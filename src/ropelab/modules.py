@@ -1,7 +1,8 @@
 """nn.Module shells over the functional core (:mod:`ropelab.rotary`).
 
-The modules hold a :class:`~ropelab.config.RopeConfig` and nothing else: frequencies are
-recomputed from the config at each call (a few dozen float64 values), so there is no buffer to
+The modules hold a :class:`~ropelab.config.RopeConfig` and nothing else: frequencies come from
+the config at each call (a few dozen float64 values, looked up in the bounded process-wide cache
+of :mod:`ropelab.cache` in eager mode, recomputed under torch.compile), so there is no buffer to
 initialise, move between devices, or mutate when a dynamic variant sees a new length. That keeps
 them meta-device / FSDP friendly and lets ``torch.compile(fullgraph=True)`` trace every type,
 dynamic NTK with varying lengths included.
