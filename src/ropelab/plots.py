@@ -6,6 +6,7 @@ or saved). Save with ``fig.savefig(path, dpi=..., bbox_inches="tight")`` or :fun
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -61,6 +62,16 @@ def save_figure(fig: Figure, path: str, dpi: int = 110) -> str:
     finally:
         plt.close(fig)
     return path
+
+
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """``fig`` as PNG bytes (tight bounding box), for embedding in a self-contained page; closes ``fig``."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
 def _figure(width: float = 7.0, height: float = 4.2, ncols: int = 1) -> tuple[Figure, list]:

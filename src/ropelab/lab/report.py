@@ -18,7 +18,8 @@ from string import Template
 from ropelab.io import atomic_write_bytes
 from ropelab.lab import LabError
 
-__all__ = ["normalise", "check_claims", "write_results", "write_report", "render_report", "rewrite_report", "figures"]
+__all__ = ["normalise", "check_claims", "write_results", "write_report", "render_report", "rewrite_report", "figures",
+           "html_table", "held_mark", "figures_section", "PAGE", "STYLE", "SECTION", "NOTES"]
 
 
 def normalise(results: dict) -> dict:
@@ -105,15 +106,6 @@ def write_results(results: dict, out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- figures
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _figure_perplexity(results: dict):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator, ScalarFormatter
@@ -215,6 +207,8 @@ def figures(results: dict) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
+    from ropelab.plots import figure_png
+
     makers = {
         "perplexity_vs_length.png": _figure_perplexity,
         "loss_vs_position.png": _figure_loss_per_position,
@@ -225,12 +219,13 @@ def figures(results: dict) -> dict[str, bytes]:
     for name, make in makers.items():
         fig = make(results)
         if fig is not None:
-            out[name] = _png(fig)
+            out[name] = figure_png(fig)
     return out
 
 
 # ----------------------------------------------------------------------------- html
-def _table(header: list[str], rows: list[list]) -> str:
+def html_table(header: list[str], rows: list[list]) -> str:
+    """A plain HTML table; ``header`` is escaped here, cells must be escaped (or be numbers) already."""
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -241,16 +236,17 @@ def _ppl_table(results: dict, protocol: str) -> str:
     names = list(results["encodings"])
     lengths = list(next(iter(results["encodings"].values()))["ppl"][protocol])
     rows = [[html.escape(n)] + [f"{results['encodings'][n]['ppl'][protocol][k]:.2f}" for k in lengths] for n in names]
-    return _table(["encoding"] + [f"{int(k) // L}L = {k}" for k in lengths], rows)
+    return html_table(["encoding"] + [f"{int(k) // L}L = {k}" for k in lengths], rows)
 
 
-def _mark(held) -> str:
+def held_mark(held) -> str:
+    """A claim's result as HTML: held, did not hold, or not checked (``held`` is None)."""
     return {True: '<b class="ok">held</b>', False: '<b class="bad">did not hold</b>', None: "not checked"}[held]
 
 
 # The page and its pieces. Values are escaped (or formatted numbers) before they are substituted.
 PAGE = Template(
-    "<!doctype html><html><head><meta charset='utf-8'><title>ropelab lab report</title><style>$style</style></head>"
+    "<!doctype html><html><head><meta charset='utf-8'><title>$title</title><style>$style</style></head>"
     "<body>$body</body></html>"
 )
 STYLE = (
@@ -301,8 +297,8 @@ SMOKE_TEST_TEXT = (
 def claims_section(results: dict) -> str:
     if results.get("smoke_test"):
         return SECTION.substitute(title="A smoke test, not evidence", body=f"<p>{html.escape(SMOKE_TEST_TEXT)}</p>")
-    rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]]
-    return SECTION.substitute(title="Claims, checked on this run", body=_table(["claim", "check", "measured", "result"], rows))
+    rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])] for c in results["claims"]]
+    return SECTION.substitute(title="Claims, checked on this run", body=html_table(["claim", "check", "measured", "result"], rows))
 
 
 def perplexity_sections(results: dict) -> str:
@@ -313,10 +309,10 @@ def perplexity_sections(results: dict) -> str:
     )
 
 
-def figures_section(pngs: dict[str, bytes]) -> str:
-    """Every figure embedded as base64 PNG, with its caption."""
+def figures_section(pngs: dict[str, bytes], captions: dict[str, str] = CAPTIONS) -> str:
+    """Every figure embedded as base64 PNG, with its caption (plain text, escaped here)."""
     return "".join(
-        FIGURE.substitute(name=name, png=base64.b64encode(data).decode(), caption=html.escape(CAPTIONS[name]))
+        FIGURE.substitute(name=name, png=base64.b64encode(data).decode(), caption=html.escape(captions[name]))
         for name, data in pngs.items()
     )
 
@@ -331,13 +327,13 @@ def extension_section(results: dict) -> str:
             for m, e in methods.items()]
     header = ["method"] + [f"{k} steps" for k in steps] + ["passkey zero-shot", "passkey fine-tuned"]
     title = f"Extension of RoPE to {results['extension']['factor']}L: perplexity at L' after N fine-tuning steps"
-    return SECTION.substitute(title=title, body=_table(header, rows))
+    return SECTION.substitute(title=title, body=html_table(header, rows))
 
 
 def training_section(results: dict) -> str:
     rows = [[n, f"{e['train']['final_loss']:.4f}", f"{e['train']['seconds']:.0f}", f"{e['train']['tokens_per_second']:,.0f}"]
             for n, e in results["encodings"].items()]
-    return SECTION.substitute(title="Training", body=_table(["encoding", "final train loss", "train s", "tokens/s"], rows))
+    return SECTION.substitute(title="Training", body=html_table(["encoding", "final train loss", "train s", "tokens/s"], rows))
 
 
 def notes_section(notes: list[str]) -> str:
@@ -350,7 +346,7 @@ def render_report(results: dict, pngs: dict[str, bytes]) -> str:
         intro_section(results), claims_section(results), perplexity_sections(results), figures_section(pngs),
         extension_section(results), training_section(results), notes_section(results["notes"]), FOOTER,
     ])
-    return PAGE.substitute(style=STYLE, body=body)
+    return PAGE.substitute(title="ropelab lab report", style=STYLE, body=body)
 
 
 def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:

@@ -7,7 +7,6 @@ numbers were not measured is "not checked", never "held".
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
@@ -16,7 +15,7 @@ import math
 from pathlib import Path
 
 from ropelab.io import atomic_write_bytes
-from ropelab.lab.report import normalise
+from ropelab.lab.report import NOTES, PAGE, STYLE, figures_section, held_mark, html_table, normalise
 
 __all__ = ["check_claims", "figures", "write_report", "loss_figure", "RETRIEVES", "FAILS"]
 
@@ -87,15 +86,6 @@ def check_claims(results: dict) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- figures
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def loss_figure(results: dict):
     """Loss (binned) against position, one curve per method, ``T`` and the break points marked."""
     import matplotlib
@@ -178,22 +168,18 @@ def figures(results: dict) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
+    from ropelab.plots import figure_png
+
     out = {}
     for name, make in (("loss_vs_position.png", loss_figure), ("passkey_heatmaps.png", _passkey_figure),
                        ("break_points.png", _prediction_figure)):
         fig = make(results)
         if fig is not None:
-            out[name] = _png(fig)
+            out[name] = figure_png(fig, dpi=100)
     return out
 
 
 # ----------------------------------------------------------------------------- files
-def _table(header, rows) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _csv(results: dict) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -213,10 +199,6 @@ def _csv(results: dict) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _mark(held) -> str:
-    return {True: '<b class="ok">held</b>', False: '<b class="bad">did not hold</b>', None: "not checked"}[held]
-
-
 def write_report(results: dict, out: Path) -> Path:
     """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
     out = Path(out)
@@ -234,8 +216,8 @@ def write_report(results: dict, out: Path) -> Path:
     breaks = [[_label(n), e["predicted_break"] if e["predicted_break"] is not None else f"none up to {N}",
                e["measured_break"] if e["measured_break"] is not None else f"none up to {end}",
                "-" if e["passkey_at_longest"] is None else f"{e['passkey_at_longest']:.2f}"] for n, e in v["methods"].items()]
-    claims = _table(["claim", "check", "measured", "result"],
-                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), _mark(c["held"])] for c in results["claims"]])
+    claims = html_table(["claim", "check", "measured", "result"],
+                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])] for c in results["claims"]])
     parts = [
         f"<h1>ropelab extend: {html.escape(results['model'])}, T = {T} to N = {N}</h1>",
         f"<p>Zero-shot, weights unchanged; RoPE imposed through ropelab's exact tables. Loss over {results['measure']['documents']} "
@@ -246,9 +228,9 @@ def write_report(results: dict, out: Path) -> Path:
         f"wavelengths {', '.join(f'{w:,.0f}' for w in p['out_of_range_wavelengths'][:4])}{' ...' if len(p['out_of_range_pairs']) > 4 else ''}); "
         f"critical dimension {p['critical_dimension']} of {p['rotary_dim']}. Expected break as-is: position {p['methods']['extrapolate']['break']}.</p>",
         "<h2>Claims, checked on this run</h2>", claims,
-        "<h2>Perplexity per segment</h2>", _table(["method"] + segments + [f"[T, {end})"], rows),
+        "<h2>Perplexity per segment</h2>", html_table(["method"] + segments + [f"[T, {end})"], rows),
         f"<h2>Break points</h2><p>Measured break: {html.escape(v['definition'])}. In-context ppl (as-is): {v['in_context_ppl']:.2f}.</p>",
-        _table(["method", "predicted", "measured", "passkey at longest length"], breaks),
+        html_table(["method", "predicted", "measured", "passkey at longest length"], breaks),
         f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
         f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
     ]
@@ -257,13 +239,8 @@ def write_report(results: dict, out: Path) -> Path:
                                         "with each other at the same position rather than one bin with another.",
                 "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
                 "break_points.png": "Predicted (first position where a pair meets a new angle) vs measured break point."}
-    for name, data in pngs.items():
-        parts.append(f"<figure><img alt='{name}' src='data:image/png;base64,{base64.b64encode(data).decode()}'>"
-                     f"<figcaption>{captions[name]}</figcaption></figure>")
+    parts.append(figures_section(pngs, captions))
     if results.get("notes"):
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in results["notes"]) + "</ul>")
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-             "table{border-collapse:collapse;margin:0.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-             "td:first-child{text-align:left}img{max-width:100%}.ok{color:#080}.bad{color:#b00}figcaption{color:#555;font-size:90%}")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>ropelab extend</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+        parts.append(NOTES.substitute(items="".join(f"<li>{html.escape(n)}</li>" for n in results["notes"])))
+    page = PAGE.substitute(title="ropelab extend", style=STYLE, body="".join(parts))
     return atomic_write_bytes(out / "report.html", page.encode())
