@@ -87,6 +87,10 @@ def test_tour_writes_fourteen_figures_and_html(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("step_*.png")) == [f"step_{i:02d}.png" for i in range(1, 15)]
     page = (tmp_path / "tour.html").read_text()
     assert page.count("data:image/png;base64,") == 14 and "src='http" not in page
+    # The tour links to the explorer written beside it, with the tour's LLaMA-2 card in it.
+    assert "href='explorer.html'" in page
+    explorer = (tmp_path / "explorer.html").read_text()
+    assert "llama-2-7b" in explorer and "<script" in explorer
 
 
 @pytest.mark.parametrize("command", [("explain", "llama-2-7b", "--plot", "{file}/fig.png"), ("tour", "--out", "{file}/tour")])

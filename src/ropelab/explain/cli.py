@@ -24,7 +24,7 @@ from ropelab.analysis.wavelengths import unscaled
 from ropelab.config import RopeConfig
 from ropelab.errors import CliError
 from ropelab.explain.cards import CardSummary, card_summary, compare_rows, load_config, summary_rows, verdict
-from ropelab.explain.tour import StepResult, assert_all_passed, run_steps, write_html
+from ropelab.explain.tour import StepResult, assert_all_passed, run_steps, write_explorer_beside, write_html
 
 __all__ = ["register", "demo"]
 
@@ -130,7 +130,7 @@ def _print_tour(out_dir: str) -> None:
     console = Console()
     results = run_steps(out_dir, on_step=lambda result: console.print(_step_panel(result)))
     page = write_html(results, os.path.join(out_dir, "tour.html"))
-    console.print(f"tour: {page}")
+    console.print(f"tour: {page}\nexplorer: {write_explorer_beside(page)}")
     assert_all_passed(results)
 
 

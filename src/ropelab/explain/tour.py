@@ -333,13 +333,21 @@ def run_step(number: int, step: Step, out_dir: str) -> StepResult:
     return StepResult(number, step, lines, bool(passed), path)
 
 
+EXPLORER_FILE = "explorer.html"  # written beside tour.html, and linked from it
+
+
 def write_html(results: list[StepResult], path: str) -> str:
-    """Write a self-contained HTML page (figures embedded as base64 PNG); returns ``path``."""
+    """Write a self-contained HTML page (figures embedded as base64 PNG); returns ``path``.
+
+    The page links to the interactive explorer, which :func:`write_explorer_beside` writes next to it.
+    """
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ropelab tour: the geometry of RoPE</title>",
         "<style>body{font-family:sans-serif;max-width:960px;margin:auto;padding:1em;line-height:1.45}"
         "pre{background:#f4f4f4;padding:.6em}img{max-width:100%}.ok{color:#070}.fail{color:#b00}</style>",
         "</head><body><h1>The geometry of RoPE, in 14 runnable steps</h1>",
+        f"<p>Turn the knobs yourself: <a href='{EXPLORER_FILE}'>the RoPE explorer</a> (same folder; the LLaMA-2 card "
+        "of these steps, every number computed with the library's formulas).</p>",
     ]
     for result in results:
         with open(result.figure_path, "rb") as handle:
@@ -352,6 +360,13 @@ def write_html(results: list[StepResult], path: str) -> str:
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))
     return path
+
+
+def write_explorer_beside(tour_page: str) -> str:
+    """Write the explorer page, with the tour's LLaMA-2 card selected, next to ``tour_page``; returns its path."""
+    from ropelab.explain.explorer import write_explorer
+
+    return str(write_explorer(LLAMA2, os.path.join(os.path.dirname(tour_page), EXPLORER_FILE)))
 
 
 def run_steps(
@@ -384,6 +399,6 @@ def run_tour(out_dir: str, steps: tuple[Step, ...] = STEPS) -> list[StepResult]:
     whose check failed (after writing everything).
     """
     results = run_steps(out_dir, steps)
-    write_html(results, os.path.join(out_dir, "tour.html"))
+    write_explorer_beside(write_html(results, os.path.join(out_dir, "tour.html")))
     assert_all_passed(results)
     return results
