@@ -13,7 +13,6 @@ from ropelab import RopeConfig
 from ropelab import cache as rope_cache
 from ropelab.cache import bypass
 from ropelab.rotary import (
-    _rotate_small_half,
     apply_rotary,
     cache_info,
     clear_cache,
@@ -22,7 +21,7 @@ from ropelab.rotary import (
     rotate_qk,
     set_cache_limit,
 )
-from ropelab.rotary_eager import rotate_eager
+from ropelab.rotary_eager import rotate_eager, rotate_small_half
 
 CONFIGS = {
     "default": RopeConfig(head_dim=32, base=10000.0),
@@ -108,9 +107,9 @@ def test_small_half_path_equals_chunked_eager_bitwise(shape, rotary_dim, dtype, 
     angles = torch.randn(table_shape, generator=gen, dtype=torch.float64) * 100
     compute = torch.promote_types(dtype, torch.float32)
     cos, sin = angles.cos().to(compute), angles.sin().to(compute)
-    assert torch.equal(_rotate_small_half(x, cos, sin), rotate_eager(x, cos, sin, "half"))
+    assert torch.equal(rotate_small_half(x, cos, sin), rotate_eager(x, cos, sin, "half"))
     strided = torch.randn(shape[0], shape[2], shape[1], shape[3], generator=gen).to(dtype).transpose(1, 2)
-    assert torch.equal(_rotate_small_half(strided, cos, sin), rotate_eager(strided, cos, sin, "half"))
+    assert torch.equal(rotate_small_half(strided, cos, sin), rotate_eager(strided, cos, sin, "half"))
 
 
 def test_inference_path_skips_autograd_but_training_path_keeps_it():
@@ -288,7 +287,7 @@ def test_compile_after_a_warm_cache():
 
 
 def test_memo_serves_alternating_positions_and_stays_bounded():
-    from ropelab import rotary
+    from ropelab import rotary_tables
 
     cfg = CONFIGS["default"]
     q, k = torch.randn(1, 4, 1, 32), torch.randn(1, 2, 1, 32)
@@ -296,4 +295,4 @@ def test_memo_serves_alternating_positions_and_stays_bounded():
     for _ in range(2):
         for positions in tensors:
             assert torch.equal(rotate_qk(q, k, positions, cfg)[0], _uncached_qk(q, k, positions, cfg)[0])
-    assert len(rotary._memo()) <= rotary._MEMO_ENTRIES
+    assert len(rotary_tables._memo()) <= rotary_tables._MEMO_ENTRIES

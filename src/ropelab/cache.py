@@ -6,11 +6,11 @@ store keeps what those steps produce, keyed by everything they depend on, and no
 
 - ``("freq", cfg, resolved)`` -> ``(inv_freq [R/2] float64, attention_factor)``, where ``resolved``
   is the part of the sequence length that changes the frequencies (``None`` for static types, the
-  clamped length for ``dynamic``, long-or-short for ``longrope``; see :mod:`ropelab.rotary`);
+  clamped length for ``dynamic``, long-or-short for ``longrope``; see :mod:`ropelab.rotary_tables`);
 - ``("rows", freq_key, device, dtype)`` -> :class:`RowWindow`: cos and sin (in the ``[T, R]``
   form the decode rotation consumes, see :class:`RowWindow`) for the
   contiguous positions ``lo .. lo + T - 1``, each row computed in float64 from the exact integer
-  position (:func:`ropelab.rotary._cos_sin`, the uncached formula itself) and rounded once to
+  position (:func:`ropelab.rotary_tables._cos_sin`, the uncached formula itself) and rounded once to
   ``dtype``. A window grows on demand (doubling, aligned to :data:`ROW_ALIGN` rows), so a decode
   loop pays one table computation per doubling, not one per token; positions are never
   interpolated or shifted, only looked up.
@@ -20,7 +20,7 @@ The whole store (frequencies and rows) is bounded in bytes (:func:`set_cache_lim
 entry larger than the bound is not stored at all. One lock guards every mutation; entries are
 immutable once stored (a grown window is a new pair of tensors), so a reader that holds one is
 never affected by another thread. Imports only torch: policy (what to key, when to bypass) lives
-in :mod:`ropelab.rotary`.
+in :mod:`ropelab.rotary_tables`.
 """
 
 from __future__ import annotations

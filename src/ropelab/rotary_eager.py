@@ -13,7 +13,7 @@ import torch
 
 from ropelab.reference import pair_views
 
-__all__ = ["rotate_functional", "rotate_eager", "CHUNK_ELEMENTS"]
+__all__ = ["rotate_functional", "rotate_eager", "rotate_small_half", "rotate_small_full", "CHUNK_ELEMENTS"]
 
 # Elements of x[..., :R] per chunk of the eager path (4 MiB in float32): a chunk stays in the L3
 # cache between the passes over it, and the half-precision path's float32 scratch stays bounded.
@@ -157,4 +157,48 @@ def rotate_eager(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: 
         _rotate_rows_into(out, x, cos, sin, layout)
     else:
         _rotate_upcast_into(out, x, cos, sin, layout)
+    return out
+
+
+def rotate_small_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """The half layout for CPU inputs of at most one eager chunk (decode), from plain tables: they
+    are put in the full form ``(cos, cos)``, ``(-sin, sin)`` (exact) and rotated by
+    :func:`rotate_small_full`, in a handful of ops instead of
+    :func:`rotate_eager`'s per-chunk views.
+
+    Shapes: ``x`` ``[..., S, D]``; ``cos, sin`` broadcastable against ``x[..., :R/2]``. Returns a
+    contiguous tensor like ``x``; channels ``R:`` copied; math in ``promote(x.dtype, float32)``.
+    """
+    compute = torch.promote_types(x.dtype, torch.float32)
+    if cos.dtype != compute:
+        cos, sin = cos.to(compute), sin.to(compute)
+    return rotate_small_full(x, torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
+
+
+def rotate_small_full(x: torch.Tensor, cos_full: torch.Tensor, sin_full: torch.Tensor) -> torch.Tensor:
+    """The half layout from full tables (:class:`ropelab.cache.RowWindow`) in three ops:
+    ``out = x * cos_full + roll(x, R/2) * sin_full``, i.e. ``a cos + b (-sin)`` and ``b cos + a
+    sin`` for the halves ``a, b`` of ``x[..., :R]``: the products and the order of
+    :func:`rotate_eager` (``mul`` then ``addcmul``; the sign flip is exact),
+    so the same bits. CPU only (no kernel dispatch).
+
+    Shapes: ``x`` ``[..., S, D]``; ``cos_full, sin_full`` ``[..., S, R]`` (or ``[R]``)
+    broadcastable against ``x[..., :R]``, in ``promote(x.dtype, float32)``. Returns a contiguous
+    tensor like ``x``; channels ``R:`` copied.
+    """
+    rotary_dim, head_dim = cos_full.shape[-1], x.shape[-1]
+    compute = cos_full.dtype
+    if rotary_dim == head_dim and x.dtype == compute and x.is_contiguous():  # decode, full rotation
+        out = x * cos_full  # contiguous, like x
+        out.addcmul_(x.roll(rotary_dim // 2, -1), sin_full)
+        return out
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    src = x
+    if rotary_dim < head_dim:
+        out.narrow(-1, rotary_dim, head_dim - rotary_dim).copy_(x.narrow(-1, rotary_dim, head_dim - rotary_dim))
+        src = x.narrow(-1, 0, rotary_dim)
+    src = src.to(compute)
+    rot = src * cos_full
+    rot.addcmul_(src.roll(rotary_dim // 2, -1), sin_full)
+    out.narrow(-1, 0, rotary_dim).copy_(rot)  # the one rounding to x.dtype, if any
     return out
