@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ropelab.cli_args import names, non_negative_int_list
 from ropelab.encodings import ENCODINGS
 from ropelab.lab import LabError
 
@@ -42,20 +43,6 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} is invalid: expected a positive integer")
     return value
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated integers") from None
-    if any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected non-negative integers")
-    return values
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _rank0() -> bool:
@@ -225,8 +212,8 @@ def register(subparsers) -> None:
     extend = commands.add_parser("extend", help="extend a RoPE model with every method, zero-shot and fine-tuned")
     extend.add_argument("--checkpoint", required=True)
     extend.add_argument("--factor", type=_positive_int, default=4)
-    extend.add_argument("--methods", type=_names, default=None, help="comma-separated; default all")
-    extend.add_argument("--finetune-steps", dest="finetune_steps", type=_int_list, default=None, help="e.g. 0,50,100,200")
+    extend.add_argument("--methods", type=names, default=None, help="comma-separated; default all")
+    extend.add_argument("--finetune-steps", dest="finetune_steps", type=non_negative_int_list, default=None, help="e.g. 0,50,100,200")
     extend.add_argument("--out", default="lab-runs")
     _common(extend, model=False)
     extend.set_defaults(func=_guard(_extend))
@@ -234,8 +221,8 @@ def register(subparsers) -> None:
     run = commands.add_parser("run", help="everything: train every encoding, evaluate, extend, report")
     run.add_argument("--quick", action="store_true", help="a <= 3 minute version")
     run.add_argument("--preset", choices=sorted(PRESETS), default=None, help="larger settings (use with --device cuda)")
-    run.add_argument("--encodings", type=_names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}")
-    run.add_argument("--finetune-steps", dest="finetune_steps", type=_int_list, default=None)
+    run.add_argument("--encodings", type=names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}")
+    run.add_argument("--finetune-steps", dest="finetune_steps", type=non_negative_int_list, default=None)
     run.add_argument("--out", default="lab-report", help="folder for results.json, results.csv, report.html")
     _common(run)
     run.set_defaults(func=_guard(_run))

@@ -14,42 +14,25 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from ropelab.cli_args import float_list, int_list, names
 from ropelab.errors import RealModelError
 
 __all__ = ["register", "demo", "run_extend"]
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated numbers") from None
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is invalid: expected comma-separated integers") from None
 
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report")
     p.add_argument("--model", default=None, help="transformers folder, .gguf file or hub id (default: embedded SmolLM2-135M GGUF)")
     p.add_argument("--to", type=int, default=None, dest="target", help="target length N in tokens (default 2T)")
-    p.add_argument("--methods", type=_names, default=("linear", "ntk", "dynamic", "yarn", "llama3"),
+    p.add_argument("--methods", type=names, default=("linear", "ntk", "dynamic", "yarn", "llama3"),
                    help="comma-separated: linear,ntk,dynamic,yarn,llama3 (the model as-is is always measured)")
     p.add_argument("--text", default=None, help="file or folder for the long documents (default: Python stdlib sources)")
     p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
     p.add_argument("--doc-length", type=int, default=None, dest="document_length",
                    help="tokens per document, T < length <= N (default N; shorter is cheaper, still past T)")
     p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
-    p.add_argument("--passkey-lengths", type=_ints, default=None, help="total lengths in tokens (default N/4,N/2,N)")
-    p.add_argument("--passkey-depths", type=_floats, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
+    p.add_argument("--passkey-lengths", type=int_list, default=None, help="total lengths in tokens (default N/4,N/2,N)")
+    p.add_argument("--passkey-depths", type=float_list, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
     p.add_argument("--passkey-keys", type=int, default=1, help="random keys per cell (0: no passkey)")
     p.add_argument("--budget-minutes", type=float, default=30.0,
                    help="if the estimate exceeds this, the default passkey grid is thinned (never the loss curves)")

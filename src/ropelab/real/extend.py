@@ -120,7 +120,7 @@ def predict(rope: RopeConfig, trained: int, target: int, methods, steps: int = 5
     "longest_wavelength": ..., "methods": {method: {"out_of_range_at_target": k, "break": pos|None}}}``,
     where ``break`` is the first position in ``[T, N)`` (on a grid of ``steps``) at which some pair meets a new angle.
     """
-    base = rope.replace(rope_type="default", factor=None, original_max_position_embeddings=None, max_position_embeddings=trained)
+    base = extension_config(rope, "extrapolate", trained, 1.0)  # the unscaled RoPE, trained at T
     plain = out_of_range_pairs(base, target, trained_length=trained)
     wavelengths = pair_wavelengths(base)
     out = {
