@@ -11,6 +11,7 @@ here with a message naming the key, not later inside a forward pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -20,10 +21,25 @@ from typing import Any
 
 from ropelab.errors import RopeConfigError
 
-__all__ = ["LAYOUTS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
+__all__ = ["AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
 
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 LAYOUTS = ("half", "interleaved")
+
+# ----- multi-axis RoPE: each rotated pair i reads one row a(i) of the positions (see pair_axes)
+# rope_type of 2D axial RoPE for image patches (transformers' "axial"): positions (row, column).
+AXIAL_ROPE_TYPE = "axial"
+# How axial frequencies are laid out, pairs [0, P/2) reading the row and [P/2, P) the column:
+# "repeated": each axis gets the ladder of a RoPE over R/2 channels (Qwen2VLVisionRotaryEmbedding);
+# "alternating": the ladder of a RoPE over R channels, even entries to the row and odd ones to the
+# column (PixtralVisionRotaryEmbedding).
+AXIAL_FREQUENCIES = ("repeated", "alternating")
+# How M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1) deals the pairs to positions (t, h, w), given mrope_section:
+# "contiguous": section k is a block of consecutive pairs reading row k (Qwen2VLRotaryEmbedding);
+# "interleaved": t, h, w, t, h, w, ... while h and w have sections left, then t (Qwen3VLTextRotaryEmbedding);
+# "spatial_interleaved": sections are (h, w, t): h, w, h, w, ... for 2 * h pairs, then t (Ernie 4.5-VL,
+#     Ernie4_5_VLMoeTextRotaryEmbedding; needs equal h and w sections).
+MROPE_COMPOSITIONS = ("contiguous", "interleaved", "spatial_interleaved")
 
 # Legacy and alternative spellings of rope types found in published config.json files.
 _ROPE_TYPE_ALIASES = {"ntk-aware": "ntk", "dynamic-ntk": "dynamic"}
@@ -34,7 +50,31 @@ _ROPE_TYPE_ALIASES = {"ntk-aware": "ntk", "dynamic-ntk": "dynamic"}
 _INTERLEAVED_MODEL_TYPES = frozenset({
     "gptj", "codegen", "cohere", "cohere2", "cohere2_moe",
     "blt", "blt_local_encoder", "blt_local_decoder", "blt_global_transformer", "blt_patcher",
+    # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
+    # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
+    "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
 })
+
+# M-RoPE text towers by model_type: (composition, the sections their rotary module uses when the
+# config has none). Both live in each family's rotary module in transformers 5.23, not in its config
+# (the `mrope_section` defaults of Qwen2VLRotaryEmbedding, Qwen3VLTextRotaryEmbedding,
+# Glm4vTextRotaryEmbedding, Ernie4_5_VLMoeTextRotaryEmbedding, Qwen3_5TextRotaryEmbedding, ...).
+_MROPE_FAMILIES = {
+    **dict.fromkeys(("qwen2_vl_text", "qwen2_5_vl_text", "qwen2_5_omni_text", "qwen2_5_omni_talker",
+                     "paddleocr_vl_text"), ("contiguous", (16, 24, 24))),
+    **dict.fromkeys(("glm4v_text", "glm4v_moe_text", "glm_image_text", "glm_ocr_text"), ("contiguous", (8, 12, 12))),
+    **dict.fromkeys(("qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "qwen3_omni_moe_talker_text",
+                     "cosmos3_edge_text", "cohere_compass_text"), ("interleaved", (24, 20, 20))),
+    **dict.fromkeys(("qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"), ("interleaved", (11, 11, 10))),
+    "ernie4_5_vl_moe_text": ("spatial_interleaved", (22, 22, 20)),
+}
+# HunYuan-VL splits the doubled [c, c] table, not the pairs, into sections: the two channels of one
+# pair can read different position rows, which is not a rotation per pair (HunYuanVLRotaryEmbedding).
+_UNSUPPORTED_MROPE_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
+# Axial vision configs with the alternating frequency layout (see AXIAL_FREQUENCIES).
+_ALTERNATING_AXIAL_MODEL_TYPES = frozenset({"pixtral"})
+# Vision configs whose attention width is `embed_dim` (`hidden_size` is the merger's output there).
+_EMBED_DIM_MODEL_TYPES = frozenset({"qwen2_vl_vision"})
 
 # Keys of a rope parameter block that RopeConfig understands (anything else is reported).
 _SCALING_KEYS = (
@@ -61,6 +101,9 @@ _OUTSIDE_TABLE_KEYS = {
     # Ministral 3: a copy of the top-level max_position_embeddings (accepted only when the two agree).
     "max_position_embeddings",
 }
+# M-RoPE keys of a rope parameter block: the sections, and the interleaving flag as Qwen3-VL
+# (mrope_interleaved) and Qwen3-Omni (interleaved) checkpoints spell it.
+_MROPE_KEYS = ("mrope_section", "mrope_interleaved", "interleaved")
 
 # model_type values whose transformers config carries a `rotary_dim` that its rotary module ignores
 # (it rotates int(head_dim * partial_rotary_factor) channels): MiniMax-M3-VL's text model.
@@ -89,6 +132,15 @@ class RopeConfig:
         beta_slow, mscale, mscale_all_dim, attention_factor, truncate, short_factor, long_factor:
             the scaling parameters, with the meaning of the same keys in transformers'
             ``rope_parameters``; ``None`` where the type does not use them.
+        mrope_section: M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1): pairs per position row, three
+            non-negative integers summing to ``rotary_dim // 2``; ``None`` for one-axis RoPE.
+        mrope_composition: how the sections deal pairs to rows, one of :data:`MROPE_COMPOSITIONS`
+            (default ``"contiguous"`` when ``mrope_section`` is set).
+        axial_frequencies: for ``rope_type="axial"``, one of :data:`AXIAL_FREQUENCIES` (default
+            ``"repeated"``).
+
+    Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
+    positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
     """
 
     head_dim: int
@@ -109,14 +161,17 @@ class RopeConfig:
     truncate: bool | None = None
     short_factor: tuple[float, ...] | None = None
     long_factor: tuple[float, ...] | None = None
+    mrope_section: tuple[int, ...] | None = None
+    mrope_composition: str | None = None
+    axial_frequencies: str | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         set_ = lambda name, value: object.__setattr__(self, name, value)
         rope_type = _ROPE_TYPE_ALIASES.get(self.rope_type, self.rope_type)
         set_("rope_type", rope_type)
-        if rope_type not in ROPE_TYPES:
-            raise _fail("rope_type", self.rope_type, f"one of {', '.join(ROPE_TYPES)}")
+        if rope_type not in (*ROPE_TYPES, AXIAL_ROPE_TYPE):
+            raise _fail("rope_type", self.rope_type, f"one of {', '.join((*ROPE_TYPES, AXIAL_ROPE_TYPE))}")
         if self.layout not in LAYOUTS:
             raise _fail("layout", self.layout, f"one of {', '.join(LAYOUTS)}")
         if not isinstance(self.head_dim, int) or isinstance(self.head_dim, bool) or self.head_dim <= 0:
@@ -141,6 +196,7 @@ class RopeConfig:
             if value is not None:
                 set_(key, tuple(float(v) for v in value))
         self._validate_scaling()
+        self._validate_axes()
 
     def _validate_scaling(self) -> None:
         kind = self.rope_type
@@ -174,6 +230,42 @@ class RopeConfig:
         if self.attention_factor is not None and not (self.attention_factor > 0):
             raise _fail("attention_factor", self.attention_factor, "a positive number")
 
+    def _validate_axes(self) -> None:
+        """M-RoPE sections and axial frequencies (see :attr:`pair_axes`); normalises their defaults."""
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        axial = self.rope_type == AXIAL_ROPE_TYPE
+        if self.mrope_section is not None:
+            sections = self.mrope_section
+            if isinstance(sections, (str, bytes)) or not hasattr(sections, "__len__") or len(sections) != 3 \
+                    or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in sections):
+                raise _fail("mrope_section", sections, "three non-negative integers (temporal, height, width pairs)")
+            set_("mrope_section", tuple(sections))
+            if sum(sections) != self.num_pairs:
+                # transformers splits the rotated pairs only: with partial rotation (GLM-4V) that is
+                # int(head_dim * partial_rotary_factor) // 2, not head_dim // 2.
+                raise _fail("mrope_section", list(sections), f"sections summing to rotary_dim // 2 = {self.num_pairs}")
+            composition = self.mrope_composition or "contiguous"
+            if composition not in MROPE_COMPOSITIONS:
+                raise _fail("mrope_composition", composition, f"one of {', '.join(MROPE_COMPOSITIONS)}")
+            if composition == "spatial_interleaved" and sections[0] != sections[1]:
+                raise _fail("mrope_section", list(sections), "equal height and width sections (the first two) "
+                            "for mrope_composition='spatial_interleaved'")
+            if axial:
+                raise _fail("mrope_section", list(sections), "None for rope_type='axial' (two axes, no sections)")
+            set_("mrope_composition", composition)
+        elif self.mrope_composition is not None:
+            raise _fail("mrope_composition", self.mrope_composition, "None without mrope_section")
+        if axial:
+            frequencies = self.axial_frequencies or "repeated"
+            if frequencies not in AXIAL_FREQUENCIES:
+                raise _fail("axial_frequencies", frequencies, f"one of {', '.join(AXIAL_FREQUENCIES)}")
+            if self.num_pairs % 2:
+                raise _fail("rotary_dim", self.rotary_dim, "a multiple of 4 for rope_type='axial' (the pairs split "
+                            "evenly between the row and the column)")
+            set_("axial_frequencies", frequencies)
+        elif self.axial_frequencies is not None:
+            raise _fail("axial_frequencies", self.axial_frequencies, "None unless rope_type='axial'")
+
     # ------------------------------------------------------------------ derived values
     @property
     def partial_rotary_factor(self) -> float:
@@ -184,6 +276,19 @@ class RopeConfig:
     def num_pairs(self) -> int:
         """Number of rotated 2D planes, ``rotary_dim // 2``."""
         return self.rotary_dim // 2
+
+    @property
+    def num_axes(self) -> int:
+        """Position rows a token carries: 3 for M-RoPE (t, h, w), 2 for axial (row, column), else 1."""
+        if self.mrope_section is not None:
+            return 3
+        return 2 if self.rope_type == AXIAL_ROPE_TYPE else 1
+
+    @property
+    def pair_axes(self) -> tuple[int, ...]:
+        """The position row each pair reads, ``[rotary_dim // 2]``: pair ``i`` rotates by
+        ``positions[pair_axes[i]] * inv_freq[i]`` (all 0 for one-axis RoPE)."""
+        return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition, self.num_axes)
 
     @property
     def is_dynamic(self) -> bool:
@@ -243,7 +348,16 @@ class RopeConfig:
             value = getattr(self, key)
             if value is not None:
                 params[key] = list(value) if isinstance(value, tuple) else value
+        if self.mrope_section is not None:
+            params["mrope_section"] = list(self.mrope_section)
+            if self.mrope_composition == "interleaved":
+                params["mrope_interleaved"] = True  # Qwen3-VL's spelling
         out: dict[str, Any] = {"head_dim": self.head_dim, "rope_parameters": params}
+        # ropelab's own keys where transformers has none (the composition lives in the model code there).
+        if self.mrope_composition not in (None, "contiguous"):
+            out["mrope_composition"] = self.mrope_composition
+        if self.axial_frequencies not in (None, "repeated"):
+            out["axial_frequencies"] = self.axial_frequencies
         if self.rotary_dim != self.head_dim:
             out["rotary_dim"] = self.rotary_dim  # exact even where the fraction is not
         if self.max_position_embeddings is not None:
@@ -251,6 +365,22 @@ class RopeConfig:
         if self.layout == "interleaved":
             out["rope_layout"] = "interleaved"
         return out
+
+
+@functools.lru_cache(maxsize=256)
+def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None, num_axes: int) -> tuple[int, ...]:
+    """The position row of each of ``pairs`` pairs (see :attr:`RopeConfig.pair_axes`)."""
+    if sections is None:
+        # one axis, or axial: the first half of the pairs read the row, the second half the column
+        return tuple(i * num_axes // pairs for i in range(pairs))
+    if composition == "contiguous":
+        return tuple(axis for axis, size in enumerate(sections) for _ in range(size))
+    if composition == "interleaved":
+        # transformers' rule: pair i reads h (w) when i % 3 == 1 (2) and i < 3 * h (3 * w), else t;
+        # with sections (t, h, w) and h, w <= (t + h + w) / 3 each row gets exactly its section.
+        return tuple(i % 3 if i % 3 and i < 3 * sections[i % 3] else 0 for i in range(pairs))
+    # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
+    return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -285,6 +415,10 @@ def _integral(value: Any) -> Any:
 
 def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
+    text = data.get("text_config")
+    if isinstance(text, Mapping) and not any(data.get(k) is not None for k in (
+            "rope_parameters", "rope_scaling", "rope_theta", "head_dim", "hidden_size", "n_embd", "d_model")):
+        data = text  # a multimodal wrapper (transformers >= 5 nests the text tower's keys)
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
     if not isinstance(params, Mapping):
         raise _fail("rope_parameters", params, "a JSON object")
@@ -295,10 +429,11 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
             "one flat parameter block (per-layer-type RoPE, as in Gemma 3, is not supported yet)",
         )
     unknown = set(params) - set(_SCALING_KEYS) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
-    unknown -= _OUTSIDE_TABLE_KEYS
+    unknown -= _OUTSIDE_TABLE_KEYS | set(_MROPE_KEYS)
     if unknown:
         raise _fail("rope_parameters", sorted(unknown), f"only the keys rope_type, type, rope_theta, "
-                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}, {', '.join(sorted(_OUTSIDE_TABLE_KEYS))}")
+                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}, {', '.join(sorted(_OUTSIDE_TABLE_KEYS))}, "
+                    f"{', '.join(_MROPE_KEYS)}")
     top_max = _first(data, "max_position_embeddings", "n_positions", "n_ctx")
     if params.get("max_position_embeddings") is not None and top_max is not None \
             and params["max_position_embeddings"] != top_max:
@@ -308,6 +443,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     head_dim = data.get("head_dim")
     if head_dim is None:
         hidden = _first(data, "hidden_size", "n_embd", "d_model")
+        if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
+            hidden = data.get("embed_dim")
         heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
         if hidden is None or heads is None:
             raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
@@ -321,6 +458,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         rotary_dim = int(head_dim * partial)  # transformers truncates the same way
 
     rope_type = _first(params, "rope_type", "type") or "default"
+    if rope_type == "mrope":
+        rope_type = "default"  # Qwen2-VL's original spelling: default frequencies, M-RoPE sections
     max_positions = _integral(top_max if top_max is not None else params.get("max_position_embeddings"))
     original = params.get("original_max_position_embeddings")
     if data.get("original_max_position_embeddings") is not None and rope_type in ("llama3", "yarn", "longrope"):
@@ -345,9 +484,35 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     for key in _SCALING_KEYS:
         if params.get(key) is not None:
             fields[key] = params[key]
+    fields.update(_axes_from_hf(data, params, rope_type))
     if original is not None:
         fields["original_max_position_embeddings"] = original
     if rope_type in ("longrope", "yarn") and fields.get("factor") is None and max_positions and original:
         # transformers infers the factor from the two lengths when the block omits it.
         fields["factor"] = max_positions / original
     return fields
+
+
+def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type: str) -> dict[str, Any]:
+    """The multi-axis fields: M-RoPE sections and composition, or the axial frequency layout."""
+    model_type = data.get("model_type")
+    if rope_type == AXIAL_ROPE_TYPE:
+        alternating = model_type in _ALTERNATING_AXIAL_MODEL_TYPES
+        return {"axial_frequencies": data.get("axial_frequencies") or ("alternating" if alternating else None)}
+    composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
+    sections = params.get("mrope_section") or default_sections
+    if sections is None:
+        return {}
+    if model_type in _UNSUPPORTED_MROPE_MODEL_TYPES:
+        raise _fail("mrope_section", sections, f"a composition ropelab reproduces: {model_type}'s rotary module "
+                    "splits the doubled [c, c] table, so the two channels of a pair can read different position rows")
+    if composition is None and (params.get("mrope_interleaved") is True or params.get("interleaved") is True):
+        composition = "interleaved"
+    return {"mrope_section": _integral_list(sections), "mrope_composition": data.get("mrope_composition") or composition}
+
+
+def _integral_list(values: Any) -> Any:
+    """Section sizes written as whole floats (``16.0``) as ints; anything else unchanged, for RopeConfig to validate."""
+    if isinstance(values, (list, tuple)):
+        return tuple(_integral(v) for v in values)
+    return values

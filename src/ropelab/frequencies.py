@@ -8,6 +8,10 @@ break) instead of mutating a buffer during the forward pass.
 
 The semantics are those of transformers' ``modeling_rope_utils`` (the golden reference), computed
 in float64 rather than float32.
+
+Frequencies are returned in *pair order*: entry ``i`` belongs to pair ``i``, which reads position row
+``cfg.pair_axes[i]`` (multi-axis RoPE). M-RoPE keeps the one-axis ladder (its sections only choose
+the rows); axial RoPE lays two ladders side by side (:func:`axial_inv_freq`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import torch
 
 from ropelab.config import RopeConfig
 
-__all__ = ["rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "yarn_ramp", "yarn_mscale", "llama3_ramp"]
+__all__ = [
+    "rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "axial_inv_freq", "yarn_ramp", "yarn_mscale",
+    "llama3_ramp",
+]
 
 SeqLen = int | torch.Tensor | None
 FrequencyFn = Callable[[RopeConfig, SeqLen], tuple[torch.Tensor, float]]
@@ -181,6 +188,26 @@ def _llama3(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
     return (1 - keep) * inv_freq / cfg.factor + keep * inv_freq, 1.0
 
 
+def axial_inv_freq(rotary_dim: int, base: float, frequencies: str, num_axes: int = 2) -> torch.Tensor:
+    """2D axial RoPE frequencies in pair order, float64 ``[rotary_dim // 2]``: pairs ``[0, P/A)`` read
+    axis 0 (the row), the next ``P/A`` axis 1 (the column), ``P = rotary_dim // 2``, ``A = num_axes``.
+
+    ``"repeated"``: every axis gets the ladder of a RoPE over ``R/A`` channels,
+    ``base ** (-2k / (R/A))`` (transformers' ``Qwen2VLVisionRotaryEmbedding``: ``head_dim // 2``
+    channels per axis). ``"alternating"``: the ladder of a RoPE over ``R`` channels dealt out in turn,
+    axis ``a`` taking entries ``a, a + A, ...`` (``PixtralVisionRotaryEmbedding``: ``inv_freq[0::2]``
+    for the row, ``inv_freq[1::2]`` for the column).
+    """
+    if frequencies == "repeated":
+        return default_inv_freq(rotary_dim // num_axes, base).repeat(num_axes)
+    ladder = default_inv_freq(rotary_dim, base)
+    return torch.cat([ladder[axis::num_axes] for axis in range(num_axes)])
+
+
+def _axial(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    return axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes), 1.0
+
+
 FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {
     "default": _default,
     "linear": _linear,
@@ -189,6 +216,7 @@ FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {
     "yarn": _yarn,
     "longrope": _longrope,
     "llama3": _llama3,
+    "axial": _axial,
 }
 
 

@@ -16,6 +16,10 @@ The angles, frequencies and cos/sin tables (exact, and cached for the per-call d
 from :mod:`ropelab.rotary_tables`; this module rotates with them. Inference calls (no grad needed)
 skip the autograd Function.
 
+Multi-axis variants (M-RoPE, axial; ``cfg.num_axes > 1``) take positions with one row per axis
+(``[A, B, S]``, ``[A, S]``) or one per token for every axis (``[B, S]``, ``[S]``); pair ``i`` turns
+by ``positions[cfg.pair_axes[i]] * inv_freq[i]`` (see :func:`ropelab.rotary_tables.axis_positions`).
+
 Layering: this module computes the frequencies once (:mod:`ropelab.frequencies`) and hands plain
 tensors down, to the eager paths (:mod:`ropelab.rotary_eager`) or to the fused kernel
 (:mod:`ropelab.kernels`, which imports nothing above it). :mod:`ropelab.reference` holds the plain
@@ -30,7 +34,16 @@ from ropelab.cache import cache_info, clear_cache, set_cache_limit
 from ropelab.config import LAYOUTS, RopeConfig
 from ropelab.kernels import rope_qk, rotate_with_tables, triton_available
 from ropelab.rotary_eager import CHUNK_ELEMENTS, rotate_eager, rotate_functional, rotate_small_full, rotate_small_half
-from ropelab.rotary_tables import _frequencies, _tables_for, cos_sin_cache, resolve_seq_len, rope_angles, rope_cos_sin
+from ropelab.rotary_tables import (
+    _frequencies,
+    _tables_for,
+    axis_positions,
+    cos_sin_cache,
+    pair_axes_index,
+    resolve_seq_len,
+    rope_angles,
+    rope_cos_sin,
+)
 
 __all__ = [
     "rope_angles",
@@ -41,6 +54,7 @@ __all__ = [
     "rotate_qk",
     "rotate_qk_fused",
     "cos_sin_cache",
+    "axis_positions",
     "cache_info",
     "clear_cache",
     "set_cache_limit",
@@ -147,7 +161,8 @@ def rotate(
     Args:
         x: ``[B, H, S, D]`` with ``D == cfg.head_dim``; fp16, bf16, fp32 or fp64.
         positions: integer ``[S]`` or ``[B, S]`` (per-row offsets for a KV cache, left padding, or
-            packed sequences whose positions restart).
+            packed sequences whose positions restart); for a multi-axis ``cfg`` (``num_axes == A > 1``)
+            also ``[A, S]`` or ``[A, B, S]``, one row per axis.
         cfg: the RoPE variant.
         seq_len: current length for ``dynamic`` / ``longrope``; default ``max(positions) + 1``.
         layout: ``"half"`` or ``"interleaved"``; default ``cfg.layout``.
@@ -186,8 +201,10 @@ def rotate_qk(
     layout = _check_layout(layout or cfg.layout)
     if _fused_qk_applies(q, k):
         # One launch for q and k, angles reduced exactly in the kernel: no cos/sin table at all.
+        positions, axes = _kernel_positions(positions, cfg, q)
         inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
-        return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor), layout=layout)
+        return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor), layout=layout,
+                       pair_axes=axes)
     tables = _tables_for(q, positions, cfg, seq_len)
     return _rotate_tables(q, *tables, layout), _rotate_tables(k, *tables, layout)
 
@@ -205,12 +222,22 @@ def rotate_qk_fused(
     """:func:`rotate_qk` in one kernel launch with cos/sin computed in the kernel (no cache).
 
     Args and returns as in :func:`rotate_qk` (q ``[B, Hq, S, D]``, k ``[B, Hk, S, D]``,
-    positions ``[S]`` or ``[B, S]``); ``inplace`` overwrites q and k. Needs triton (see
-    :func:`ropelab.kernels.triton_available`).
+    positions ``[S]`` or ``[B, S]``, multi-axis also ``[A, S]`` / ``[A, B, S]``); ``inplace``
+    overwrites q and k. Needs triton (see :func:`ropelab.kernels.triton_available`).
     """
+    positions, axes = _kernel_positions(positions, cfg, q)
     inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
     return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor),
-                   layout=layout or cfg.layout, inplace=inplace)
+                   layout=layout or cfg.layout, inplace=inplace, pair_axes=axes)
+
+
+def _kernel_positions(positions: torch.Tensor, cfg: RopeConfig, q: torch.Tensor):
+    """``(positions, pair_axes)`` for :func:`ropelab.kernels.rope_qk`: unchanged and None for one
+    axis; multi-axis positions as ``[A, S]`` / ``[A, B, S]`` rows and the int64 ``[R/2]`` axes."""
+    if cfg.num_axes == 1:
+        return positions, None
+    batch = q.shape[0] if q.dim() == 4 else None
+    return axis_positions(positions, cfg.num_axes, batch), pair_axes_index(cfg, q.device)
 
 
 def _fused_qk_applies(q: torch.Tensor, k: torch.Tensor) -> bool:

@@ -10,36 +10,115 @@ exact integer position, so cached and uncached results are bitwise equal; and by
 of the tables of the last few small positions tensors (one per layer per step). Both are bypassed
 under torch.compile, and rows are not cached for positions off the CPU (reading them would sync the
 device). :mod:`ropelab.rotary` rotates with what this module returns.
+
+Multi-axis variants (``cfg.num_axes == A > 1``: M-RoPE, axial) take one position row per axis,
+``[A, *P]`` (:func:`axis_positions` reads the accepted forms), and pair ``i`` reads row
+``cfg.pair_axes[i]``. Angles stay exact (one float64 product per pair); cached rows serve them too,
+a pair's column taken from the row of its own axis' position, so the cache key (the config) includes
+the axes.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Sequence
 
 import torch
 
 from ropelab import cache as _cache
 from ropelab.cache import RowWindow
 from ropelab.config import RopeConfig
+from ropelab.errors import EncodingError
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary_eager import CHUNK_ELEMENTS
 
-__all__ = ["rope_angles", "rope_cos_sin", "resolve_seq_len", "cos_sin_cache"]
+__all__ = ["rope_angles", "rope_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index"]
 
 
-def rope_angles(positions: torch.Tensor, inv_freq: torch.Tensor) -> torch.Tensor:
+def rope_angles(
+    positions: torch.Tensor, inv_freq: torch.Tensor, pair_axes: Sequence[int] | torch.Tensor | None = None
+) -> torch.Tensor:
     """Exact rotation angles ``position * inv_freq``.
 
     Args:
-        positions: integer tensor of any shape ``[*P]``.
-        inv_freq: ``[R/2]`` frequencies (float64 for exactness).
+        positions: integer tensor of any shape ``[*P]``; with ``pair_axes``, one row per axis, ``[A, *P]``.
+        inv_freq: ``[R/2]`` frequencies in pair order (float64 for exactness).
+        pair_axes: the row each pair reads (``cfg.pair_axes``), ``[R/2]`` integers below ``A``;
+            None for one-axis RoPE.
 
     Returns:
-        float64 ``[*P, R/2]``. float64 holds every integer position below 2**53 exactly, so the
+        float64 ``[*P, R/2]``: ``positions[pair_axes[i], ...] * inv_freq[i]`` (``positions[...] *
+        inv_freq[i]`` without axes). float64 holds every integer position below 2**53 exactly, so the
         only rounding is the one of the product itself.
     """
     _check_positions(positions)
-    return positions.to(torch.float64).unsqueeze(-1) * inv_freq.to(device=positions.device, dtype=torch.float64)
+    inv_freq = inv_freq.to(device=positions.device, dtype=torch.float64)
+    if pair_axes is None:
+        return positions.to(torch.float64).unsqueeze(-1) * inv_freq
+    axes = torch.as_tensor(pair_axes, dtype=torch.int64, device=positions.device)
+    rows = positions.shape[0] if positions.dim() else 0
+    if axes.numel() != inv_freq.numel() or (axes.is_cpu and axes.numel() and int(axes.max()) >= rows):
+        raise EncodingError(f"positions.shape={tuple(positions.shape)} is invalid for pair_axes {axes.tolist()} "
+                            f"({inv_freq.numel()} frequencies): expected one row per axis, [axes, ...]")
+    return positions.to(torch.float64).movedim(0, -1).index_select(-1, axes) * inv_freq
+
+
+def axis_positions(positions: torch.Tensor, num_axes: int, batch: int | None = None) -> torch.Tensor:
+    """Positions of a multi-axis variant as one row per axis, ``[A, S]`` or ``[A, B, S]`` (views).
+
+    Accepted forms, ``A = num_axes > 1``:
+
+    - ``[A, B, S]``: per axis, per batch row (transformers' M-RoPE ``position_ids``);
+    - ``[A, S]``: per axis, shared by the batch;
+    - ``[B, S]`` or ``[S]``: one position per token, the same on every axis (text tokens, as
+      transformers broadcasts 2-D ``position_ids``).
+
+    A 2-D tensor whose first size is ``A`` is read as ``[A, S]``. With ``batch`` (the batch size of
+    the tensor to rotate) a 2-D tensor of first size ``A == batch`` is ambiguous and refused: pass
+    ``[A, B, S]``.
+
+    Raises:
+        EncodingError: a rank other than 1 to 3, or a 3-D tensor whose first size is not ``A``.
+    """
+    _check_positions(positions)
+    shape = tuple(positions.shape)
+    if positions.dim() == 3:
+        if shape[0] != num_axes:
+            raise EncodingError(f"positions.shape={shape} is invalid: expected [{num_axes}, batch, seq] "
+                                f"(one row per axis, num_axes={num_axes})")
+        return positions
+    if positions.dim() == 2:
+        if shape[0] == num_axes:
+            if batch == num_axes:
+                raise EncodingError(f"positions.shape={shape} is ambiguous for batch={batch} and num_axes={num_axes}: "
+                                    f"pass [{num_axes}, batch, seq] (expand [batch, seq] positions to every axis)")
+            return positions
+        return positions.expand(num_axes, *shape)
+    if positions.dim() == 1:
+        return positions.expand(num_axes, *shape)
+    raise EncodingError(f"positions.shape={shape} is invalid for num_axes={num_axes}: expected [{num_axes}, batch, seq], "
+                        f"[{num_axes}, seq], [batch, seq] or [seq]")
+
+
+@functools.lru_cache(maxsize=64)
+def _axes_tensor(pair_axes: tuple[int, ...], device: str) -> torch.Tensor:
+    return torch.tensor(pair_axes, dtype=torch.int64, device=device)
+
+
+def pair_axes_index(cfg: RopeConfig, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``cfg.pair_axes`` as an int64 ``[R/2]`` tensor on ``device`` (memoised; do not modify it)."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(cfg.pair_axes, dtype=torch.int64, device=device)
+    return _axes_tensor(cfg.pair_axes, str(torch.device(device)))
+
+
+def _select_axes(table: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """``out[..., j] = table[axes[j], ..., j]``: ``[A, *P, W]`` -> ``[*P, W]`` (``W`` a multiple of
+    ``len(axes)``: paired ``[c, c]`` rows repeat the axes)."""
+    axes = axes.repeat(table.shape[-1] // axes.numel()).to(table.device)
+    index = axes.view((1,) * (table.dim() - 1) + (-1,)).expand(1, *table.shape[1:])
+    return table.gather(0, index).squeeze(0)
 
 
 def resolve_seq_len(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
@@ -101,10 +180,10 @@ def _frequencies(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.
     return _frequencies_for(cfg, positions, seq_len, _cache_key(cfg, positions, seq_len))
 
 
-def _cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor, dtype: torch.dtype):
+def _cos_sin(positions: torch.Tensor, inv_freq: torch.Tensor, attention_factor, dtype: torch.dtype, axes=None):
     """cos/sin ``[*P, R/2]`` of the exact angles ``positions * inv_freq``, times the attention factor,
-    computed in float64 and rounded once to ``dtype``."""
-    angles = rope_angles(positions, inv_freq)
+    computed in float64 and rounded once to ``dtype`` (positions ``[A, *P]`` read per pair with ``axes``)."""
+    angles = rope_angles(positions, inv_freq, axes)
     cos, sin = torch.cos(angles), torch.sin(angles)
     if attention_factor != 1.0:
         cos, sin = cos * attention_factor, sin * attention_factor
@@ -121,14 +200,19 @@ def rope_cos_sin(
     """cos and sin of the exact angles, scaled by the variant's attention factor.
 
     Args:
-        positions: integer ``[*P]`` (e.g. ``[S]`` or ``[B, S]``).
+        positions: integer ``[*P]`` (e.g. ``[S]`` or ``[B, S]``); for a multi-axis variant
+            (``cfg.num_axes == A > 1``) ``[A, B, S]``, ``[A, S]``, or ``[B, S]`` / ``[S]`` for every
+            axis (see :func:`axis_positions`).
         cfg: the RoPE variant.
         seq_len: current length for ``dynamic`` / ``longrope``; default ``max(positions) + 1``.
         dtype: dtype of the result (computed in float64, rounded once).
 
     Returns:
-        ``(cos, sin)``, each ``[*P, R/2]`` of ``dtype`` on ``positions.device``.
+        ``(cos, sin)``, each ``[*P, R/2]`` of ``dtype`` on ``positions.device`` (multi-axis: ``P``
+        without the axis dim); pair ``i`` of a multi-axis variant uses row ``cfg.pair_axes[i]``.
     """
+    if cfg.num_axes > 1:
+        positions = axis_positions(positions, cfg.num_axes)
     cos, sin, _ = _rows(positions, cfg, seq_len, dtype, paired=False)
     return cos, sin
 
@@ -213,7 +297,8 @@ def _cached_window(positions: torch.Tensor, cfg: RopeConfig, seq_len, key, dtype
 
 
 def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype, *, paired: bool):
-    """cos/sin of ``dtype`` for integer positions ``[*P]``; returns ``(cos, sin, form)``.
+    """cos/sin of ``dtype`` for integer positions ``[*P]`` (multi-axis: ``[A, *P]``, see
+    :func:`axis_positions`); returns ``(cos, sin, form)``.
 
     ``form`` is ``"plain"``: fresh ``[*P, R/2]`` tables (always, when ``paired`` is False); or,
     only with ``paired`` (internal use: they may be views of the cache, never handed to a caller
@@ -222,12 +307,13 @@ def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype,
     the same (decode).
     """
     _check_positions(positions)
+    axes = pair_axes_index(cfg, positions.device) if cfg.num_axes > 1 else None
     key = _cache_key(cfg, positions, seq_len)
     if key is not None and positions.is_cpu and positions.numel() > 0:
         found = _cached_window(positions, cfg, seq_len, key, dtype)
         if found is not None:
             window, low, high = found
-            if paired and low == high:
+            if paired and low == high:  # every position (of every axis) the same: one row serves all pairs
                 return window.cos_full[low - window.lo], window.sin_full[low - window.lo], "row"
             index = positions.reshape(-1)
             if index.dtype not in (torch.int32, torch.int64):
@@ -235,8 +321,11 @@ def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype,
             index = index - window.lo
             cos, sin = (window.cos_full, window.sin_full) if paired else (window.cos, window.sin)
             shape = (*positions.shape, cos.shape[-1])
-            return cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape), "paired" if paired else "plain"
-    cos, sin = _cos_sin(positions, *_frequencies_for(cfg, positions, seq_len, key), dtype)
+            cos, sin = cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape)
+            if axes is not None:  # pair i's column from the row of its own axis' position
+                cos, sin = _select_axes(cos, axes), _select_axes(sin, axes)
+            return cos, sin, "paired" if paired else "plain"
+    cos, sin = _cos_sin(positions, *_frequencies_for(cfg, positions, seq_len, key), dtype, axes)
     return cos, sin, "plain"
 
 
@@ -292,26 +381,32 @@ def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_l
     """cos/sin for ``x`` ``[B, H, S, D]`` in the math dtype (float32, or float64 for float64
     inputs), and their form (see :func:`_rows`), broadcastable against ``x``: plain ``[B, 1, S,
     R/2]`` / ``[S, R/2]`` against ``x[..., :R/2]``; paired ``[B, 1, S, R]`` / ``[S, R]``
-    or an ``[R]`` row against ``x[..., :R]``."""
-    _check_table_shapes(positions, x)
+    or an ``[R]`` row against ``x[..., :R]``. Multi-axis positions in any form of
+    :func:`axis_positions`."""
+    original = positions
+    token_positions = positions  # one per token: [S] or [B, S]
+    if cfg.num_axes > 1:
+        positions = axis_positions(positions, cfg.num_axes, x.shape[0] if x.dim() == 4 else None)
+        token_positions = positions[0]
+    _check_table_shapes(token_positions, x)
     dtype = torch.promote_types(x.dtype, torch.float32)
     compiling = torch.compiler.is_compiling()
     if not compiling:
-        hit = _memo().get(id(positions))
-        if (hit is not None and hit[0] is positions and hit[1] == positions._version and hit[2] is cfg
+        hit = _memo().get(id(original))
+        if (hit is not None and hit[0] is original and hit[1] == original._version and hit[2] is cfg
                 and hit[3] is seq_len and hit[4] == dtype and hit[5] == _cache.generation() and _cache.enabled()):
             return hit[6]
     # Full-form rows feed the three-op path of small inputs; large ones take plain contiguous
     # tables to the chunked eager path (or the kernel).
     cos, sin, form = _rows(positions, cfg, seq_len, dtype, paired=x.numel() <= CHUNK_ELEMENTS)
-    if positions.dim() == 2 and form != "row":
+    if token_positions.dim() == 2 and form != "row":
         cos, sin = cos.unsqueeze(-3), sin.unsqueeze(-3)
     if form != "plain" and not compiling and positions.numel() <= _MEMO_MAX_POSITIONS:
         if form == "row":
             cos, sin = cos.clone(), sin.clone()
         memo = _memo()
-        memo.pop(id(positions), None)
+        memo.pop(id(original), None)
         if len(memo) >= _MEMO_ENTRIES:
             del memo[next(iter(memo))]  # the oldest
-        memo[id(positions)] = (positions, positions._version, cfg, seq_len, dtype, _cache.generation(), (cos, sin, form))
+        memo[id(original)] = (original, original._version, cfg, seq_len, dtype, _cache.generation(), (cos, sin, form))
     return cos, sin, form

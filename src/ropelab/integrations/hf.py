@@ -24,6 +24,18 @@ is not always the channel layout of q and k:
 - ``"interleaved"``: ``[c0, c0, c1, c1, ...]``, ``R`` wide (Cohere);
 - ``"pairs"``: ``[c]``, ``R/2`` wide, one value per pair (GPT-OSS, whose attention splits q and k in
   halves itself). Read from the width of the original module's tables.
+
+Multi-axis rotary modules take more than one position per token (see ``RopeConfig.pair_axes``):
+
+- M-RoPE text towers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Ernie 4.5-VL, ...) take ``position_ids``
+  ``[3, B, S]`` (temporal, height, width) or ``[B, S]`` (the same on the three rows) and return
+  ``[B, S, R]``; the composition of each family is data in :mod:`ropelab.config`;
+- axial vision towers (``rope_type="axial"``: Qwen2-VL's, Pixtral's, ...) take ``[N, 2]`` (row,
+  column) patch positions, axis last, and return ``[N, R]``.
+
+The probe then gives each row different positions, so that a wrong section mapping fails at patch
+time. Tables come back in the dtype the original returns: the input's, or float32 for the modules
+that always return float32 (Qwen2-VL's vision tower, Ernie 4.5-VL's text tower).
 """
 
 from __future__ import annotations
@@ -44,6 +56,7 @@ _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
 _TABLE_LAYOUTS = ("half", "interleaved", "pairs")
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
+_PROBE_GRID_WIDTH = 8  # axial probe: patches of an 8-column grid, so that row and column differ
 
 
 class HFRotaryAdapter(nn.Module):
@@ -57,22 +70,62 @@ class HFRotaryAdapter(nn.Module):
 
     ``config`` is the replaced module's transformers config, kept because some attention code reads
     it from the rotary module (Granite SWA picks tables by ``rotary_emb.config.rope_parameters``).
+
+    Multi-axis ``cfg`` (``num_axes > 1``): M-RoPE ``position_ids`` are ``[A, B, S]`` or ``[B, S]``
+    (the same on every row, as transformers expands them) and give ``[B, S, R]``; axial ones are
+    ``[..., N, A]`` (axis last, as the vision towers pass them) and give ``[..., N, R]``.
+    ``table_dtype`` fixes the dtype of the tables (None: ``x.dtype``).
     """
 
-    def __init__(self, cfg: RopeConfig, table_layout: str = "half", config: Any = None):
+    def __init__(self, cfg: RopeConfig, table_layout: str = "half", config: Any = None,
+                 table_dtype: torch.dtype | None = None):
         super().__init__()
         if table_layout not in _TABLE_LAYOUTS:
             raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
         self.cfg = cfg
         self.table_layout = table_layout
         self.config = config
+        self.table_dtype = table_dtype
 
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any, **kwargs: Any):
-        cos, sin = rope_cos_sin(position_ids.to(x.device), self.cfg)
-        return _expand(cos, self.table_layout).to(x.dtype), _expand(sin, self.table_layout).to(x.dtype)
+        cos, sin = rope_cos_sin(_axis_rows(position_ids.to(x.device), self.cfg), self.cfg)
+        dtype = self.table_dtype or x.dtype
+        return _expand(cos, self.table_layout).to(dtype), _expand(sin, self.table_layout).to(dtype)
 
     def extra_repr(self) -> str:
-        return f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, table_layout={self.table_layout!r}"
+        axes = f", axes={self.cfg.num_axes}" if self.cfg.num_axes > 1 else ""
+        return f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, table_layout={self.table_layout!r}{axes}"
+
+
+def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
+    """transformers' ``position_ids`` as ropelab positions: unchanged for one axis; axial ``[..., A]``
+    as ``[A, ...]``; M-RoPE ``[B, S]`` expanded to ``[A, B, S]`` (a 2-D tensor is always per token there)."""
+    if cfg.num_axes == 1:
+        return position_ids
+    if cfg.rope_type == "axial":
+        return position_ids.movedim(-1, 0)
+    if position_ids.dim() == 2:
+        return position_ids.expand(cfg.num_axes, *position_ids.shape)
+    return position_ids
+
+
+def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:
+    """Probe ``position_ids`` in the form the family's module takes: ``[1, L]``; axial ``[L, 2]``
+    patches of a grid (row != column); M-RoPE ``[3, 1, L]`` with three different rows."""
+    steps = torch.arange(length, device=device)
+    if cfg.num_axes == 1:
+        return steps[None]
+    if cfg.rope_type == "axial":
+        return torch.stack([steps // _PROBE_GRID_WIDTH, steps % _PROBE_GRID_WIDTH], dim=-1)
+    rows = [steps, (steps * 5 + 3) % length, (steps * 11 + 7) % length][: cfg.num_axes]
+    return torch.stack(rows)[:, None]
+
+
+def _token_shape(cfg: RopeConfig, positions: torch.Tensor) -> tuple[int, ...]:
+    """The shape of the tables (without their last dim) for probe ``positions``."""
+    if cfg.num_axes == 1:
+        return tuple(positions.shape)
+    return tuple(positions.shape[:-1] if cfg.rope_type == "axial" else positions.shape[1:])
 
 
 def _expand(table: torch.Tensor, table_layout: str) -> torch.Tensor:
@@ -92,7 +145,7 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tenso
     """
     device = next((b.device for b in original.buffers()), torch.device("cpu"))
     length = max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
-    positions = torch.arange(length, device=device)[None]
+    positions = _probe_positions(cfg, length, device)
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
     what = f"{name} ({type(original).__name__})"
     try:
@@ -106,10 +159,21 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tenso
                          f"pair; its attention multiplies by complex numbers, which ropelab does not replace")
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise PatchError(f"cannot patch {what}: it returns {type(out).__name__}, not a (cos, sin) pair of tensors")
-    if any(t.is_complex() or t.shape[:-1] != positions.shape for t in out):
+    if any(t.is_complex() or tuple(t.shape[:-1]) != _token_shape(cfg, positions) for t in out):
         shapes = [f"{tuple(t.shape)} {t.dtype}" for t in out]
         raise PatchError(f"cannot patch {what}: it returns {shapes}, not real [B, S, R] cos/sin tables")
     return positions, out[0], out[1]
+
+
+def _table_dtype(original: nn.Module, positions: torch.Tensor) -> torch.dtype | None:
+    """float32 when ``original`` returns float32 tables for a bfloat16 input, else None (follows x)."""
+    dummy = torch.zeros(1, device=positions.device, dtype=torch.bfloat16)
+    try:
+        with torch.no_grad():
+            out = original(dummy, positions)
+    except Exception:  # noqa: BLE001 (a module that only takes float32 inputs: keep following x)
+        return None
+    return torch.float32 if out[0].dtype == torch.float32 else None
 
 
 def _table_layout(cfg: RopeConfig, config: Any, width: int, name: str, original: nn.Module) -> str:
@@ -184,7 +248,8 @@ def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = Tru
             module_cfg = cfg or _read_config(module_config, name, module)
             probe = _probe(module, module_cfg, name)
             layout = _table_layout(module_cfg, module_config, probe[1].shape[-1], name, module)
-            adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None))
+            adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None),
+                                      _table_dtype(module, probe[0]))
             if verify:
                 _verify_against(module, adapter, name, probe)
             parent_name, _, child = name.rpartition(".")

@@ -57,20 +57,23 @@ class _Source:
     mode: CosSinMode
     cos: torch.Tensor | None = None  # table [B', S, R/2] or cache [T, R/2]
     sin: torch.Tensor | None = None
-    positions: torch.Tensor | None = None  # [B', S] integer view
+    positions: torch.Tensor | None = None  # [B', S] integer view, or [A, B', S] with axes
     turns: torch.Tensor | None = None  # int64 [R/2]
     scale: float = 1.0
     half: int = 0
+    axes: torch.Tensor | None = None  # int32 [R/2]: the positions row each pair reads (multi-axis)
 
-    def strides(self) -> tuple[int, int, int, int]:
-        """``(c_sb, c_ss, p_sb, p_ss)`` in elements (table batch/seq, or cache row; positions)."""
+    def strides(self) -> tuple[int, int, int, int, int]:
+        """``(c_sb, c_ss, p_sa, p_sb, p_ss)`` in elements (table batch/seq, or cache row; positions)."""
         c_sb, c_ss = 0, 0
         if self.mode == CosSinMode.TABLE:
             c_sb, c_ss = self.cos.stride(0), self.cos.stride(1)
         elif self.mode == CosSinMode.CACHE:
             c_ss = self.cos.stride(0)
-        p_sb, p_ss = (self.positions.stride(0), self.positions.stride(1)) if self.positions is not None else (0, 0)
-        return c_sb, c_ss, p_sb, p_ss
+        if self.positions is None:
+            return c_sb, c_ss, 0, 0, 0
+        p_sa = self.positions.stride(0) if self.axes is not None else 0
+        return c_sb, c_ss, p_sa, self.positions.stride(-2), self.positions.stride(-1)
 
 
 def _launch(q, k, q_out, k_out, src: _Source, layout: str, sign: float, copy_rest: bool) -> None:
@@ -82,8 +85,9 @@ def _launch(q, k, q_out, k_out, src: _Source, layout: str, sign: float, copy_res
         src.sin if src.sin is not None else dummy,
         src.positions if src.positions is not None else dummy,
         src.turns if src.turns is not None else dummy,
+        src.axes if src.axes is not None else dummy,
         strides=src.strides(), half=src.half, layout=layout, mode=int(src.mode),
-        scale=src.scale, sign=sign, copy_rest=copy_rest,
+        scale=src.scale, sign=sign, copy_rest=copy_rest, multi_axis=src.axes is not None,
     )
 
 
@@ -148,6 +152,25 @@ def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return positions.to(q.device).expand(batch, seq)
 
 
+def _positions_3d(positions: torch.Tensor, pair_axes: torch.Tensor, q: torch.Tensor, half: int):
+    """Multi-axis positions ``[A, S]`` or ``[A, B or 1, S]`` as an ``[A, B, S]`` view, and
+    ``pair_axes`` (``[R/2]`` integers below ``A``) as int32 on q's device."""
+    if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool:
+        raise TypeError(f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor")
+    batch, _, seq, _ = q.shape
+    if positions.dim() == 2:
+        positions = positions.unsqueeze(1)
+    if positions.dim() != 3 or positions.shape[-1] != seq or positions.shape[1] not in (1, batch):
+        raise ValueError(f"positions.shape={tuple(positions.shape)} is invalid with pair_axes: expected "
+                         f"[axes, {seq}] or [axes, {batch}, {seq}]")
+    axes = pair_axes.to(device=q.device, dtype=torch.int32)
+    if axes.dim() != 1 or axes.numel() != half:
+        raise ValueError(f"pair_axes.shape={tuple(pair_axes.shape)} is invalid: expected [{half}] (one per pair)")
+    if axes.numel() and not (0 <= int(axes.min()) and int(axes.max()) < positions.shape[0]):
+        raise ValueError(f"pair_axes={pair_axes.tolist()} is invalid for {positions.shape[0]} position rows")
+    return positions.to(q.device).expand(positions.shape[0], batch, seq), axes
+
+
 def _check_cache(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> int:
     if cos.shape != sin.shape or cos.dim() != 2:
         raise ValueError(f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)} are invalid: expected equal [T, R/2]")
@@ -167,6 +190,7 @@ def rope_qk(
     sin: torch.Tensor | None = None,
     layout: str = "half",
     inplace: bool = False,
+    pair_axes: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotate q and k in one kernel launch.
 
@@ -180,24 +204,33 @@ def rope_qk(
             attention factor already folded in), e.g. from :func:`ropelab.rotary.cos_sin_cache`.
         layout: ``"half"`` or ``"interleaved"``.
         inplace: overwrite q and k (channels ``R:`` untouched) instead of allocating outputs.
+        pair_axes: multi-axis RoPE (M-RoPE, axial): integer ``[R/2]``, the row of ``positions`` each
+            pair reads; ``positions`` is then ``[A, S]`` or ``[A, B, S]`` and pair ``i`` of token
+            ``(b, s)`` turns by ``positions[pair_axes[i], b, s] * inv_freq[i]`` (or reads that row of the cache).
 
     Returns:
         ``(q_rot, k_rot)`` shaped and typed like q and k; differentiable in q and k.
     """
     _check_qk(q, k, layout, inplace)
-    pos = _positions_2d(positions, q)
     if (inv_freq is None) == (cos is None or sin is None):
         raise ValueError("pass either inv_freq (cos/sin computed in the kernel) or cos and sin (a cache), not both")
     if inv_freq is not None:
         half = inv_freq.shape[-1]
         if inv_freq.dim() != 1 or 2 * half > q.shape[-1]:
             raise ValueError(f"inv_freq.shape={tuple(inv_freq.shape)} is invalid: expected [R/2] with R <= {q.shape[-1]}")
-        turns = turns_fixed_point(inv_freq).to(q.device)
-        src = _Source(CosSinMode.ANGLES, positions=pos, turns=turns, scale=attention_factor, half=half)
     else:
         half = _check_cache(cos, sin, q.shape[-1])
+    axes = None
+    if pair_axes is None:
+        pos = _positions_2d(positions, q)
+    else:
+        pos, axes = _positions_3d(positions, pair_axes, q, half)
+    if inv_freq is not None:
+        turns = turns_fixed_point(inv_freq).to(q.device)
+        src = _Source(CosSinMode.ANGLES, positions=pos, turns=turns, scale=attention_factor, half=half, axes=axes)
+    else:
         src = _Source(CosSinMode.CACHE, cos=_last_dim_contiguous(cos.to(q.device)), sin=_last_dim_contiguous(sin.to(q.device)),
-                      positions=pos, half=half)
+                      positions=pos, half=half, axes=axes)
     return _FusedQK.apply(q, k, src, layout, inplace)
 
 

@@ -3,7 +3,8 @@
 Grid ``(B * S, ceil(Hq / BLOCK_H) + ceil(Hk / BLOCK_H))``: program ``(row, j)`` takes token
 ``row = b * S + s`` and a block of ``BLOCK_H`` heads, of q while ``j`` is below q's block count and
 of k after. It gets the ``R/2`` cos/sin values of its token once (from a table, from a cache
-indexed by the token's position, or computed from the position, see :mod:`ropelab.kernels.angles`)
+indexed by the token's position, or computed from the position, see :mod:`ropelab.kernels.angles`;
+multi-axis RoPE: each pair takes the position of its own axis, ``positions[axes[i], b, s]``)
 and rotates ``[BLOCK_H, R/2]`` pairs in float32, storing in the tensor's dtype. Each element of q
 and k is read once and written once; channels ``R:`` are copied (or left alone in place).
 
@@ -35,15 +36,21 @@ def _quadrant_rotate(cos_r, sin_r, quadrant):
 
 
 @triton.jit
-def _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, b, s, c_sb, c_ss, p_sb, p_ss, pairs, pmask, MODE: tl.constexpr):
+def _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr, b, s, c_sb, c_ss, p_sa, p_sb, p_ss, pairs, pmask,
+             MODE: tl.constexpr, MULTI_AXIS: tl.constexpr):
     """float32 cos/sin ``[BLOCK_P]`` of token ``(b, s)``; ``MODE`` is one of ``MODE_TABLE``,
-    ``MODE_CACHE``, ``MODE_ANGLES``."""
+    ``MODE_CACHE``, ``MODE_ANGLES``. ``MULTI_AXIS``: pair ``i`` reads position row ``axes[i]``."""
     if MODE == MODE_TABLE:
         row = b.to(tl.int64) * c_sb + s.to(tl.int64) * c_ss
         cos = tl.load(cos_ptr + row + pairs, mask=pmask, other=1.0).to(tl.float32)
         sin = tl.load(sin_ptr + row + pairs, mask=pmask, other=0.0).to(tl.float32)
     else:
-        pos = tl.load(pos_ptr + b.to(tl.int64) * p_sb + s.to(tl.int64) * p_ss).to(tl.int64)
+        token = b.to(tl.int64) * p_sb + s.to(tl.int64) * p_ss
+        if MULTI_AXIS:  # one position per pair: [BLOCK_P]
+            axis = tl.load(axes_ptr + pairs, mask=pmask, other=0).to(tl.int64)
+            pos = tl.load(pos_ptr + axis * p_sa + token, mask=pmask, other=0).to(tl.int64)
+        else:  # one position per token
+            pos = tl.load(pos_ptr + token).to(tl.int64)
         if MODE == MODE_CACHE:
             row = pos * c_ss
             cos = tl.load(cos_ptr + row + pairs, mask=pmask, other=1.0).to(tl.float32)
@@ -92,14 +99,15 @@ def _rotate_block(
 
 @triton.jit
 def rope_qk_kernel(
-    q_ptr, k_ptr, qo_ptr, ko_ptr, cos_ptr, sin_ptr, pos_ptr, turns_ptr,
+    q_ptr, k_ptr, qo_ptr, ko_ptr, cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr,
     S, HQ, HK,
     q_sb, q_sh, q_ss, k_sb, k_sh, k_ss,
     qo_sb, qo_sh, qo_ss, ko_sb, ko_sh, ko_ss,
-    c_sb, c_ss, p_sb, p_ss,
+    c_sb, c_ss, p_sa, p_sb, p_ss,
     scale, sign,
     HALF: tl.constexpr, BLOCK_P: tl.constexpr, HEAD_DIM: tl.constexpr, REST_BLOCK: tl.constexpr,
     BLOCK_H: tl.constexpr, INTERLEAVED: tl.constexpr, COPY_REST: tl.constexpr, MODE: tl.constexpr,
+    MULTI_AXIS: tl.constexpr,
 ):
     """Rotate q ``[B, Hq, S, D]`` and k ``[B, Hk, S, D]`` (strided, last dim contiguous) by the
     angles of their tokens; ``sign = -1`` gives the inverse rotation (the backward pass)."""
@@ -109,7 +117,8 @@ def rope_qk_kernel(
     s = row % S
     pairs = tl.arange(0, BLOCK_P)
     pmask = pairs < HALF
-    cos, sin = _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, b, s, c_sb, c_ss, p_sb, p_ss, pairs, pmask, MODE)
+    cos, sin = _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr, b, s, c_sb, c_ss, p_sa, p_sb, p_ss,
+                        pairs, pmask, MODE, MULTI_AXIS)
     cos = cos * scale
     sin = sin * (scale * sign)
     q_blocks = (HQ + BLOCK_H - 1) // BLOCK_H  # not tl.cdiv: the interpreter cannot call stdlib @jit helpers decorated before it was enabled
@@ -128,17 +137,19 @@ def rope_qk_kernel(
                       HALF, BLOCK_P, HEAD_DIM, REST_BLOCK, INTERLEAVED, COPY_REST)
 
 
-def launch(q, k, q_out, k_out, cos, sin, positions, turns, *, strides, half, layout, mode, scale, sign, copy_rest):
+def launch(q, k, q_out, k_out, cos, sin, positions, turns, axes, *, strides, half, layout, mode, scale, sign, copy_rest,
+           multi_axis=False):
     """Launch :func:`rope_qk_kernel` on 4-D views (see :mod:`ropelab.kernels.launch` for the checks).
 
     Args:
         q, k, q_out, k_out: ``[B, Hq, S, D]`` / ``[B, Hk, S, D]``, last dim contiguous (outputs may
             be the inputs: in place).
         cos, sin: table (``CosSinMode.TABLE``/``CACHE``) or any tensor (``ANGLES``, unused).
-        positions: integer ``[B', S]`` view (``CACHE``/``ANGLES``) or any tensor.
+        positions: integer ``[B', S]`` view (``CACHE``/``ANGLES``), ``[A, B', S]`` with axes, or any tensor.
         turns: int64 ``[R/2]`` (``ANGLES``) or any tensor.
+        axes: int32 ``[R/2]`` position row of each pair (read only with ``multi_axis``), or any tensor.
         mode: ``int(CosSinMode)``.
-        strides: ``(c_sb, c_ss, p_sb, p_ss)`` in elements.
+        strides: ``(c_sb, c_ss, p_sa, p_sb, p_ss)`` in elements.
     """
     batch, hq, seq, head_dim = q.shape
     hk = k.shape[1]
@@ -149,13 +160,13 @@ def launch(q, k, q_out, k_out, cos, sin, positions, turns, *, strides, half, lay
         return
     rest = head_dim - 2 * half
     rope_qk_kernel[grid](
-        q, k, q_out, k_out, cos, sin, positions, turns,
+        q, k, q_out, k_out, cos, sin, positions, turns, axes,
         seq, hq, hk,
         *q.stride()[:3], *k.stride()[:3], *q_out.stride()[:3], *k_out.stride()[:3],
         *strides,
         float(scale), float(sign),
         HALF=half, BLOCK_P=triton.next_power_of_2(max(half, 1)), HEAD_DIM=head_dim,
         REST_BLOCK=triton.next_power_of_2(max(rest, 1)), BLOCK_H=block_h,
-        INTERLEAVED=layout == "interleaved", COPY_REST=copy_rest and rest > 0, MODE=mode,
+        INTERLEAVED=layout == "interleaved", COPY_REST=copy_rest and rest > 0, MODE=mode, MULTI_AXIS=multi_axis,
         num_warps=4 if block_h * half >= 256 else 1,
     )
