@@ -133,8 +133,8 @@ def test_a_disagreeing_copy_of_max_position_embeddings_is_rejected():
 
 
 def test_other_unknown_rope_keys_are_still_rejected():
-    with pytest.raises(RopeConfigError, match="mrope_section"):
-        RopeConfig.from_hf({"head_dim": 16, "rope_parameters": {"rope_theta": 1e6, "mrope_section": [2, 3, 3]}})
+    with pytest.raises(RopeConfigError, match="alpha"):  # HunYuan's NTK alpha: not read by ropelab
+        RopeConfig.from_hf({"head_dim": 16, "rope_parameters": {"rope_theta": 1e6, "alpha": 1000.0}})
 
 
 def test_whole_float_lengths_are_read_as_integers():

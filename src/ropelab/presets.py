@@ -245,6 +245,31 @@ _PRESET_LIST = (
     ),
 )
 
+_QWEN25_VL_SOURCE = (
+    "the checkpoint's config.json as quoted in NVIDIA/TensorRT-LLM "
+    "tests/unittest/_torch/modeling/test_modeling_qwen2_5vl.py (QWEN2_5_VL_7B_CONFIG)"
+)
+
+_PRESET_LIST += (
+    Preset(
+        "qwen2.5-vl-7b-instruct",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        {"head_dim": 128, "base": 1_000_000.0, "layout": "half", "max_position_embeddings": 128000,
+         "mrope_section": (16, 24, 24), "mrope_composition": "contiguous"},
+        f"{_QWEN25_VL_SOURCE}: hidden_size 3584 / num_attention_heads 28 = head_dim 128, rope_theta 1000000.0, "
+        "max_position_embeddings 128000, rope_scaling {type mrope, mrope_section [16, 24, 24]}; transformers reads "
+        "type 'mrope' as the default frequencies with M-RoPE sections, dealt as contiguous blocks "
+        "(Qwen2_5_VLRotaryEmbedding; Qwen2-VL paper, arXiv 2409.12191, sec. 2.1)",
+        (
+            "M-RoPE: pairs 0-15 read the temporal position, 16-39 the height, 40-63 the width; a text token "
+            "carries the same position on all three rows, so text alone sees ordinary RoPE with base 1e6",
+            "max_position_embeddings 128000 is the config value, not a documented training length",
+            "the vision tower has its own RoPE, axial 2D over patch rows and columns (head_dim 80 = vision_config "
+            "hidden_size 1280 / num_heads 16; Qwen2_5_VLVisionRotaryEmbedding), not described by this preset",
+        ),
+    ),
+)
+
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
 
 

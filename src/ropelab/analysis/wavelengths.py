@@ -30,7 +30,10 @@ TWO_PI = 2.0 * math.pi
 
 
 def unscaled(cfg: RopeConfig) -> RopeConfig:
-    """The same head with the pretraining frequencies (``rope_type="default"``, no attention factor)."""
+    """The same head with the pretraining frequencies (``rope_type="default"``, no attention factor);
+    axial RoPE has no scaling and is returned as it is."""
+    if cfg.rope_type == "axial":
+        return cfg
     return cfg.replace(rope_type="default", attention_factor=None)
 
 

@@ -16,7 +16,10 @@ from ropelab.config import RopeConfig
 from ropelab.frequencies import rope_frequencies
 from ropelab.presets import preset
 
-__all__ = ["CardSummary", "card_summary", "compare_rows", "load_config", "scaling_text", "summary_rows", "verdict"]
+__all__ = [
+    "CardSummary", "axes_rows", "axes_text", "card_summary", "compare_rows", "load_config", "scaling_text",
+    "summary_rows", "verdict",
+]
 
 # Above this context the base bound is skipped: finding its narrow admissible windows exactly costs
 # about L**2 (measured on 2 shared cores: ~7 s at 2**17, ~100 s at 2**18, ~11 min at 2**20).
@@ -70,7 +73,8 @@ def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True)
         base_cfg = unscaled(cfg)
         out = out_of_range_pairs(base_cfg, context, trained_length=trained, target=cfg).count
         out_plain = out_of_range_pairs(base_cfg, context, trained_length=trained).count
-    wants_bound = with_base_bound and context <= _BASE_BOUND_LIMIT
+    # The base bound reads one ladder along token positions; axial positions are patch coordinates.
+    wants_bound = with_base_bound and context <= _BASE_BOUND_LIMIT and cfg.rope_type != "axial"
     return CardSummary(
         cfg=cfg,
         context=context,
@@ -101,6 +105,75 @@ def _layout_text(cfg: RopeConfig) -> str:
     return "interleaved (pair i = channels 2i, 2i+1; GPT-J / Meta Llama)"
 
 
+# ----------------------------------------------------------------------------- multi-axis RoPE
+def _axis_names(cfg: RopeConfig) -> tuple[str, ...]:
+    """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1; axial: the
+    (row, column) patch coordinates of transformers' vision towers)."""
+    return ("row", "column") if cfg.rope_type == "axial" else ("temporal", "height", "width")
+
+
+def _runs(indices: list[int]) -> list[list[int]]:
+    """``indices`` (ascending) cut into maximal arithmetic runs."""
+    runs: list[list[int]] = []
+    for i in indices:
+        run = runs[-1] if runs else None
+        if run and (len(run) == 1 or i - run[-1] == run[1] - run[0]):
+            run.append(i)
+        elif run and len(run) == 2:  # a pair is no run yet: restart from its second element
+            runs[-1] = [run[0]]
+            runs.append([run[1], i])
+        else:
+            runs.append([i])
+    return runs
+
+
+def _indices_text(indices: list[int]) -> str:
+    """Pair indices compactly: ``0-15``, ``1, 4, ..., 58 (every 3rd)``, ``60, 61``."""
+    parts = []
+    for run in _runs(indices):
+        step = run[1] - run[0] if len(run) > 1 else 1
+        if len(run) <= 2:
+            parts.append(", ".join(map(str, run)))
+        elif step == 1:
+            parts.append(f"{run[0]}-{run[-1]}")
+        else:
+            ordinal = {2: "2nd", 3: "3rd"}.get(step, f"{step}th")
+            parts.append(f"{run[0]}, {run[1]}, ..., {run[-1]} (every {ordinal})")
+    return "; ".join(parts) if parts else "none"
+
+
+def axes_text(cfg: RopeConfig) -> str:
+    """The position axes in one line: ``1``, or e.g. ``3: temporal 16, height 24, width 24 pairs (contiguous)``."""
+    if cfg.num_axes == 1:
+        return "1"
+    counts = [cfg.pair_axes.count(axis) for axis in range(cfg.num_axes)]
+    how = cfg.mrope_composition if cfg.mrope_section is not None else f"axial, {cfg.axial_frequencies} frequencies"
+    per_axis = ", ".join(f"{name} {count}" for name, count in zip(_axis_names(cfg), counts))
+    return f"{cfg.num_axes}: {per_axis} pairs ({how})"
+
+
+def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, str]]:
+    """One ``(name, value)`` row per position axis: which pairs read it and their wavelengths (empty
+    for one-axis RoPE). Pair ``i`` turns by ``positions[pair_axes[i]] * inv_freq[i]``."""
+    if cfg.num_axes == 1:
+        return []
+    wavelengths = pair_wavelengths(cfg, seq_len)
+    if cfg.mrope_section is not None:
+        kind = f"M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1), sections {list(cfg.mrope_section)} {cfg.mrope_composition}"
+    else:
+        kind = f"axial 2D RoPE over patch coordinates, {cfg.axial_frequencies} frequencies"
+    rows = [("position axes", f"{cfg.num_axes} per token: {kind}")]
+    for axis, name in enumerate(_axis_names(cfg)):
+        pairs = [i for i, a in enumerate(cfg.pair_axes) if a == axis]
+        if not pairs:
+            rows.append((f"{name} axis", "no pairs"))
+            continue
+        waves = wavelengths[pairs]
+        rows.append((f"{name} axis", f"{len(pairs)} pairs: {_indices_text(pairs)}; wavelengths "
+                     f"{float(waves.min()):.4g} .. {float(waves.max()):.4g} positions"))
+    return rows
+
+
 def _optional(value, suffix: str = "", fmt: str = "{}") -> str:
     return "not computed" if value is None else fmt.format(value) + suffix
 
@@ -121,6 +194,7 @@ def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
         ("source", cfg.source or "-"),
         ("layout", _layout_text(cfg)),
         ("head_dim / rotary_dim", f"{cfg.head_dim} / {cfg.rotary_dim} ({cfg.partial_rotary_factor:.0%} rotated)"),
+        *axes_rows(cfg, summary.context),
         ("base (rope_theta)", f"{cfg.base:g}"),
         ("scaling", scaling_text(cfg)),
         ("trained length", f"{summary.trained_length:,}" if summary.trained_length else "unknown"),
@@ -138,6 +212,7 @@ _COMPARE_FIELDS = (
     ("layout", lambda s: s.cfg.layout),
     ("head_dim", lambda s: s.cfg.head_dim),
     ("rotary_dim", lambda s: s.cfg.rotary_dim),
+    ("position axes", lambda s: axes_text(s.cfg)),
     ("base", lambda s: f"{s.cfg.base:g}"),
     ("rope_type", lambda s: s.cfg.rope_type),
     ("scaling", lambda s: scaling_text(s.cfg)),
@@ -162,10 +237,24 @@ def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], boo
 # ----------------------------------------------------------------------------- the verdict
 def _what_rope_means(cfg: RopeConfig) -> str:
     partial = "" if cfg.rotary_dim == cfg.head_dim else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
-    return (
+    text = (
         f"'RoPE' here means: rotate {cfg.num_pairs} pairs{partial} in the {cfg.layout} layout, "
         f"base {cfg.base:g}, frequencies {scaling_text(cfg)}."
     )
+    return text + _axes_sentence(cfg)
+
+
+def _axes_sentence(cfg: RopeConfig) -> str:
+    """What the extra position rows of a multi-axis card mean (empty for one axis)."""
+    if cfg.num_axes == 1:
+        return ""
+    counts = ", ".join(f"{name} {cfg.pair_axes.count(axis)}" for axis, name in enumerate(_axis_names(cfg)))
+    if cfg.mrope_section is not None:
+        return (f" Each pair reads one of three positions of its token (M-RoPE: {counts} pairs, "
+                f"{cfg.mrope_composition}); a text token carries the same position on all three, so text alone "
+                "sees the one-axis RoPE, and images and videos spread their tokens over height, width and time.")
+    return (f" Each pair reads the row or the column of an image patch ({counts} pairs, "
+            f"{cfg.axial_frequencies} frequencies): angles follow the 2D grid, not a token count.")
 
 
 def _within_training(summary: CardSummary) -> list[str]:
