@@ -6,6 +6,10 @@ Core API::
     inv_freq, attention_factor = ropelab.rope_frequencies(cfg, seq_len=None)
     q = ropelab.rotate(q, positions, cfg)                     # q [B, H, S, D], positions [S] or [B, S]
     q, k = ropelab.rotate_qk(q, k, positions, cfg)            # GQA: different head counts
+
+Multi-axis RoPE (M-RoPE of Qwen2-VL and its relatives, 2D axial RoPE of vision towers): a config
+with ``mrope_section`` or ``rope_type="axial"`` takes one position row per axis, ``[A, B, S]``, and
+pair ``i`` turns by ``positions[cfg.pair_axes[i]] * inv_freq[i]``.
 """
 
 from ropelab.config import LAYOUTS, ROPE_TYPES, RopeConfig

@@ -207,9 +207,16 @@ def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, pr
         problem = f"max abs error {error:.2e} > {_PROBE_TOLERANCE:g}"
     raise PatchError(
         f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config ({cfg.rope_type}, "
-        f"layout={cfg.layout}, tables={adapter.table_layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}) "
+        f"layout={cfg.layout}, tables={adapter.table_layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}"
+        f"{_axes_text(cfg)}) "
         f"does not reproduce its cos/sin: {problem}; pass verify=False to impose a different RoPE on purpose"
     )
+
+
+def _axes_text(cfg: RopeConfig) -> str:
+    if cfg.mrope_section is not None:
+        return f", mrope_section={list(cfg.mrope_section)} {cfg.mrope_composition}"
+    return f", {cfg.axial_frequencies} axial frequencies" if cfg.rope_type == "axial" else ""
 
 
 def _exact_sin_cos_table(cfg: RopeConfig, num_positions: int, like: torch.Tensor) -> torch.Tensor:

@@ -163,11 +163,12 @@ def _positions_3d(positions: torch.Tensor, pair_axes: torch.Tensor, q: torch.Ten
     if positions.dim() != 3 or positions.shape[-1] != seq or positions.shape[1] not in (1, batch):
         raise ValueError(f"positions.shape={tuple(positions.shape)} is invalid with pair_axes: expected "
                          f"[axes, {seq}] or [axes, {batch}, {seq}]")
-    axes = pair_axes.to(device=q.device, dtype=torch.int32)
-    if axes.dim() != 1 or axes.numel() != half:
+    if pair_axes.dim() != 1 or pair_axes.numel() != half:
         raise ValueError(f"pair_axes.shape={tuple(pair_axes.shape)} is invalid: expected [{half}] (one per pair)")
-    if axes.numel() and not (0 <= int(axes.min()) and int(axes.max()) < positions.shape[0]):
+    # Values are checked where that costs no device sync (ropelab.rotary passes a config's own axes).
+    if pair_axes.is_cpu and pair_axes.numel() and not (0 <= int(pair_axes.min()) and int(pair_axes.max()) < positions.shape[0]):
         raise ValueError(f"pair_axes={pair_axes.tolist()} is invalid for {positions.shape[0]} position rows")
+    axes = pair_axes.to(device=q.device, dtype=torch.int32)
     return positions.to(q.device).expand(positions.shape[0], batch, seq), axes
 
 
