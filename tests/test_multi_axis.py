@@ -454,3 +454,10 @@ def test_explain_cli_reads_a_vision_config_json(tmp_path, capsys):
     assert main(["explain", str(path)]) == 0
     out = capsys.readouterr().out
     assert "column axis" in out and "80 / 80" in out and "row or the column of an image patch" in out
+
+
+def test_multi_axis_rotation_compiles_without_graph_breaks():
+    cfg = INTERLEAVED
+    x, positions = torch.randn(2, 3, 5, 16), _rows(cfg, 5, batch=2)
+    compiled = torch.compile(lambda x, p: rotate(x, p, cfg), fullgraph=True)
+    torch.testing.assert_close(compiled(x, positions), rotate(x, positions, cfg), rtol=0, atol=1e-6)

@@ -58,7 +58,8 @@ def rope_angles(
         return positions.to(torch.float64).unsqueeze(-1) * inv_freq
     axes = torch.as_tensor(pair_axes, dtype=torch.int64, device=positions.device)
     rows = positions.shape[0] if positions.dim() else 0
-    if axes.numel() != inv_freq.numel() or (axes.is_cpu and axes.numel() and int(axes.max()) >= rows):
+    checkable = axes.is_cpu and axes.numel() and not torch.compiler.is_compiling()  # no device sync, no graph break
+    if axes.numel() != inv_freq.numel() or (checkable and int(axes.max()) >= rows):
         raise EncodingError(f"positions.shape={tuple(positions.shape)} is invalid for pair_axes {axes.tolist()} "
                             f"({inv_freq.numel()} frequencies): expected one row per axis, [axes, ...]")
     return positions.to(torch.float64).movedim(0, -1).index_select(-1, axes) * inv_freq

@@ -13,6 +13,9 @@ is the inverse rotation, the same kernel with ``-sin``). cos/sin come from one o
   fixed-point reduction modulo one turn (:mod:`ropelab.kernels.angles`; error ~1e-7 rad at any
   position, where float32 ``position * inv_freq`` is off by up to 1 rad at ``2**24``).
 
+Multi-axis RoPE (M-RoPE, axial) passes ``pair_axes`` (``[R/2]``, the position row of each pair) and
+positions ``[A, B, S]``: in the cache and in-kernel modes each pair reads its own row's position.
+
 The package sits below :mod:`ropelab.rotary`: it takes plain tensors (``inv_freq``, attention
 factor, positions, cos/sin) and imports only torch, triton (lazily) and its own modules:
 
