@@ -19,7 +19,7 @@ import transformers
 
 from ropelab import RopeConfig
 from ropelab.errors import PatchError, RopeConfigError
-from ropelab.integrations.hf import HFRotaryAdapter, patch
+from ropelab.integrations.hf import HFComplexRotaryAdapter, HFRotaryAdapter, patch
 
 BASELINE = Path(__file__).parent / "data" / "hf_zoo_identical.txt"
 
@@ -82,16 +82,14 @@ def test_rope_interleave_families_keep_half_split_tables(family):
     torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
 
 
-def test_complex_freqs_cis_is_refused_by_name():
-    model, _ = _quiet_build("deepseek_v2")
-    with pytest.raises(PatchError, match=r"rotary_emb \(DeepseekV2RotaryEmbedding\).*complex freqs_cis"):
-        patch(model)
-
-
-def test_complex_freqs_cis_is_refused_even_without_verify():
-    model, _ = _quiet_build("deepseek_v2")
-    with pytest.raises(PatchError, match="complex freqs_cis"):
-        patch(model, verify=False)
+@pytest.mark.parametrize("verify", [True, False])
+def test_complex_freqs_cis_get_a_complex_adapter(verify):
+    # DeepSeek-V2's attention multiplies q by complex freqs_cis: the adapter answers in kind, verified or not.
+    model, inputs = _quiet_build("deepseek_v2")
+    want = hf_zoo._run(model, inputs)
+    patch(model, verify=verify)
+    assert isinstance(model.rotary_emb, HFComplexRotaryAdapter)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
 
 
 def test_gpt_oss_half_width_tables():

@@ -369,12 +369,7 @@ def test_patch_refuses_a_wrong_composition_at_probe_time():
         patch(model, wrong)
 
 
-def test_hunyuan_vl_text_tower_is_refused_loudly():
-    config = transformers.models.hunyuan_vl.HunYuanVLTextConfig(
-        **TINY, head_dim=16, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]})
-    model = transformers.models.hunyuan_vl.HunYuanVLTextModel(config)
-    with pytest.raises(PatchError, match="HunYuanVLRotaryEmbedding"):
-        patch(model)
+# HunYuan-VL's text tower is patched by a per-channel adapter: tests/test_vision_rotary.py.
 
 
 # ----------------------------------------------------------------------------- patched vision towers

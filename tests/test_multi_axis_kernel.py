@@ -33,6 +33,11 @@ CONFIGS = {
     "mrope-spatial-interleaved-layout": RopeConfig(head_dim=16, mrope_section=(3, 3, 2),
                                                    mrope_composition="spatial_interleaved", layout="interleaved"),
     "axial-alternating": RopeConfig(head_dim=16, rope_type="axial", axial_frequencies="alternating"),
+    # Kimi-K2.5's vision tower: column and row alternate pair by pair, column first
+    "axial-interleaved-column-first": RopeConfig(head_dim=16, rope_type="axial", axial_order=(1, 0),
+                                                 axial_composition="interleaved"),
+    # MiniMax-M3's vision tower: three axes over 18 of 20 channels
+    "axial-three-axes-partial": RopeConfig(head_dim=20, rotary_dim=18, rope_type="axial", axial_order=(0, 1, 2)),
 }
 
 

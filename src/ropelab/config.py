@@ -21,7 +21,7 @@ from typing import Any
 
 from ropelab.errors import RopeConfigError
 
-__all__ = ["AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
+__all__ = ["AXIAL_COMPOSITIONS", "AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
 
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 LAYOUTS = ("half", "interleaved")
@@ -34,6 +34,11 @@ AXIAL_ROPE_TYPE = "axial"
 # "alternating": the ladder of a RoPE over R channels, even entries to the row and odd ones to the
 # column (PixtralVisionRotaryEmbedding).
 AXIAL_FREQUENCIES = ("repeated", "alternating")
+# How axial RoPE deals its pairs to the axes (the ladders above are per slot of `axial_order`):
+# "contiguous": one block of P/A consecutive pairs per axis, in `axial_order` (Qwen2VLVisionRotaryEmbedding);
+# "interleaved": the axes take pairs in turn, pair i reading axial_order[i % A] with entry i // A of its
+#     ladder (Kimi_K25VisionRotaryEmbedding: w, h, w, h, ...).
+AXIAL_COMPOSITIONS = ("contiguous", "interleaved")
 # How M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1) deals the pairs to positions (t, h, w), given mrope_section:
 # "contiguous": section k is a block of consecutive pairs reading row k (Qwen2VLRotaryEmbedding);
 # "interleaved": t, h, w, t, h, w, ... while h and w have sections left, then t (Qwen3VLTextRotaryEmbedding);
@@ -53,6 +58,8 @@ _INTERLEAVED_MODEL_TYPES = frozenset({
     # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
     # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
     "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
+    # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2.
+    "inkling2_vision",
 })
 
 # M-RoPE text towers by model_type: (composition, the sections their rotary module uses when the
@@ -71,8 +78,22 @@ _MROPE_FAMILIES = {
 # HunYuan-VL splits the doubled [c, c] table, not the pairs, into sections: the two channels of one
 # pair can read different position rows, which is not a rotation per pair (HunYuanVLRotaryEmbedding).
 _UNSUPPORTED_MROPE_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
-# Axial vision configs with the alternating frequency layout (see AXIAL_FREQUENCIES).
-_ALTERNATING_AXIAL_MODEL_TYPES = frozenset({"pixtral"})
+# Axial vision towers whose pairs differ from Qwen2-VL's [row block | column block], by model_type: the
+# axial fields their rotary module implies (transformers 5.23; the module named in each comment). Positions
+# are the columns the tower passes, (row, column) = (h, w) unless said otherwise.
+_AXIAL_FAMILIES: dict[str, dict[str, Any]] = {
+    # PixtralVisionRotaryEmbedding: inv_freq[0::2] for the row, inv_freq[1::2] for the column.
+    "pixtral": {"axial_frequencies": "alternating"},
+    # Step3p7VisionRotaryEmbedding: freq.flip(1) puts the column block first, [w | h].
+    "step3p5_vision": {"axial_order": (1, 0)},
+    # Inkling2VisionRotaryEmbedding: cat([freq_w, freq_h]), repeat_interleave'd (rotate_pairwise attention).
+    "inkling2_vision": {"axial_order": (1, 0)},
+    # Kimi_K25VisionRotaryEmbedding: freq.transpose(1, 2).flip(-1): pairs w, h, w, h, ... sharing one ladder entry.
+    "kimi_k25_vision": {"axial_order": (1, 0), "axial_composition": "interleaved"},
+    # MiniMaxM3VLVisionRotaryEmbedding: positions (t, h, w), each axis rotating 2 * ((head_dim // 3) // 2)
+    # channels (the largest even share); the remaining channels pass through.
+    "minimax_m3_vl_vision": {"axial_order": (0, 1, 2), "even_axis_share": True},
+}
 # Vision configs whose attention width is `embed_dim` (`hidden_size` is the merger's output there).
 _EMBED_DIM_MODEL_TYPES = frozenset({"qwen2_vl_vision"})
 
@@ -138,6 +159,11 @@ class RopeConfig:
             (default ``"contiguous"`` when ``mrope_section`` is set).
         axial_frequencies: for ``rope_type="axial"``, one of :data:`AXIAL_FREQUENCIES` (default
             ``"repeated"``).
+        axial_order: for ``rope_type="axial"``, the position column (axis) of each slot of pairs, a
+            permutation of ``0 .. A-1`` (default ``(0, 1)``: the row, then the column); its length is
+            the number of axes ``A``, which must divide ``rotary_dim // 2``.
+        axial_composition: for ``rope_type="axial"``, one of :data:`AXIAL_COMPOSITIONS` (default
+            ``"contiguous"``).
 
     Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
     positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
@@ -164,6 +190,8 @@ class RopeConfig:
     mrope_section: tuple[int, ...] | None = None
     mrope_composition: str | None = None
     axial_frequencies: str | None = None
+    axial_order: tuple[int, ...] | None = None
+    axial_composition: str | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -256,15 +284,32 @@ class RopeConfig:
         elif self.mrope_composition is not None:
             raise _fail("mrope_composition", self.mrope_composition, "None without mrope_section")
         if axial:
-            frequencies = self.axial_frequencies or "repeated"
-            if frequencies not in AXIAL_FREQUENCIES:
-                raise _fail("axial_frequencies", frequencies, f"one of {', '.join(AXIAL_FREQUENCIES)}")
-            if self.num_pairs % 2:
-                raise _fail("rotary_dim", self.rotary_dim, "a multiple of 4 for rope_type='axial' (the pairs split "
-                            "evenly between the row and the column)")
-            set_("axial_frequencies", frequencies)
-        elif self.axial_frequencies is not None:
-            raise _fail("axial_frequencies", self.axial_frequencies, "None unless rope_type='axial'")
+            self._validate_axial()
+        else:
+            for key in ("axial_frequencies", "axial_order", "axial_composition"):
+                if getattr(self, key) is not None:
+                    raise _fail(key, getattr(self, key), "None unless rope_type='axial'")
+
+    def _validate_axial(self) -> None:
+        """Axial frequencies, axis order and composition; normalises their defaults."""
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        frequencies = self.axial_frequencies or "repeated"
+        if frequencies not in AXIAL_FREQUENCIES:
+            raise _fail("axial_frequencies", frequencies, f"one of {', '.join(AXIAL_FREQUENCIES)}")
+        order = (0, 1) if self.axial_order is None else self.axial_order
+        if isinstance(order, (str, bytes)) or not hasattr(order, "__len__") \
+                or any(not isinstance(a, int) or isinstance(a, bool) for a in order) \
+                or len(order) < 2 or sorted(order) != list(range(len(order))):
+            raise _fail("axial_order", order, "a permutation of 0 .. A-1 for A >= 2 axes, e.g. (0, 1) or (1, 0)")
+        composition = self.axial_composition or "contiguous"
+        if composition not in AXIAL_COMPOSITIONS:
+            raise _fail("axial_composition", composition, f"one of {', '.join(AXIAL_COMPOSITIONS)}")
+        if self.num_pairs % len(order):
+            raise _fail("rotary_dim", self.rotary_dim, f"a multiple of {2 * len(order)} for rope_type='axial' "
+                        f"with {len(order)} axes (the pairs split evenly between the axes)")
+        set_("axial_frequencies", frequencies)
+        set_("axial_order", tuple(order))
+        set_("axial_composition", composition)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -279,15 +324,18 @@ class RopeConfig:
 
     @property
     def num_axes(self) -> int:
-        """Position rows a token carries: 3 for M-RoPE (t, h, w), 2 for axial (row, column), else 1."""
+        """Position rows a token carries: 3 for M-RoPE (t, h, w), ``len(axial_order)`` for axial (2: row,
+        column), else 1."""
         if self.mrope_section is not None:
             return 3
-        return 2 if self.rope_type == AXIAL_ROPE_TYPE else 1
+        return len(self.axial_order) if self.rope_type == AXIAL_ROPE_TYPE else 1
 
     @property
     def pair_axes(self) -> tuple[int, ...]:
         """The position row each pair reads, ``[rotary_dim // 2]``: pair ``i`` rotates by
         ``positions[pair_axes[i]] * inv_freq[i]`` (all 0 for one-axis RoPE)."""
+        if self.rope_type == AXIAL_ROPE_TYPE:
+            return _axial_pair_axes(self.num_pairs, self.axial_order, self.axial_composition)
         return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition, self.num_axes)
 
     @property
@@ -358,6 +406,10 @@ class RopeConfig:
             out["mrope_composition"] = self.mrope_composition
         if self.axial_frequencies not in (None, "repeated"):
             out["axial_frequencies"] = self.axial_frequencies
+        if self.axial_order not in (None, (0, 1)):
+            out["axial_order"] = list(self.axial_order)
+        if self.axial_composition not in (None, "contiguous"):
+            out["axial_composition"] = self.axial_composition
         if self.rotary_dim != self.head_dim:
             out["rotary_dim"] = self.rotary_dim  # exact even where the fraction is not
         if self.max_position_embeddings is not None:
@@ -371,8 +423,7 @@ class RopeConfig:
 def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None, num_axes: int) -> tuple[int, ...]:
     """The position row of each of ``pairs`` pairs (see :attr:`RopeConfig.pair_axes`)."""
     if sections is None:
-        # one axis, or axial: the first half of the pairs read the row, the second half the column
-        return tuple(i * num_axes // pairs for i in range(pairs))
+        return (0,) * pairs  # one axis (axial configs use _axial_pair_axes)
     if composition == "contiguous":
         return tuple(axis for axis, size in enumerate(sections) for _ in range(size))
     if composition == "interleaved":
@@ -381,6 +432,15 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
         return tuple(i % 3 if i % 3 and i < 3 * sections[i % 3] else 0 for i in range(pairs))
     # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
     return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
+
+
+@functools.lru_cache(maxsize=64)
+def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str) -> tuple[int, ...]:
+    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`)."""
+    axes = len(order)
+    if composition == "interleaved":
+        return tuple(order[i % axes] for i in range(pairs))
+    return tuple(order[i * axes // pairs] for i in range(pairs))
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -485,6 +545,9 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         if params.get(key) is not None:
             fields[key] = params[key]
     fields.update(_axes_from_hf(data, params, rope_type))
+    if fields.pop("even_axis_share", False) and rotary_dim is None:
+        axes = len(fields["axial_order"])
+        fields["rotary_dim"] = axes * 2 * ((head_dim // axes) // 2)
     if original is not None:
         fields["original_max_position_embeddings"] = original
     if rope_type in ("longrope", "yarn") and fields.get("factor") is None and max_positions and original:
@@ -497,8 +560,11 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
     """The multi-axis fields: M-RoPE sections and composition, or the axial frequency layout."""
     model_type = data.get("model_type")
     if rope_type == AXIAL_ROPE_TYPE:
-        alternating = model_type in _ALTERNATING_AXIAL_MODEL_TYPES
-        return {"axial_frequencies": data.get("axial_frequencies") or ("alternating" if alternating else None)}
+        family = _AXIAL_FAMILIES.get(model_type, {})
+        fields = {key: data.get(key) or family.get(key) for key in ("axial_frequencies", "axial_order", "axial_composition")}
+        if isinstance(fields["axial_order"], list):
+            fields["axial_order"] = tuple(fields["axial_order"])
+        return {**fields, "even_axis_share": family.get("even_axis_share", False)}
     composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
     sections = params.get("mrope_section") or default_sections
     if sections is None:

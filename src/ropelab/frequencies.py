@@ -189,13 +189,16 @@ def _llama3(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
 
 
 def axial_inv_freq(rotary_dim: int, base: float, frequencies: str, num_axes: int = 2) -> torch.Tensor:
-    """2D axial RoPE frequencies in pair order, float64 ``[rotary_dim // 2]``: pairs ``[0, P/A)`` read
-    axis 0 (the row), the next ``P/A`` axis 1 (the column), ``P = rotary_dim // 2``, ``A = num_axes``.
+    """Axial RoPE frequencies by slot, float64 ``[rotary_dim // 2]``: the ladder of slot 0 (pairs
+    ``[0, P/A)`` of a contiguous config, reading axis ``axial_order[0]``), then slot 1, ...;
+    ``P = rotary_dim // 2``, ``A = num_axes``. An interleaved composition deals them out in turn
+    (see ``RopeConfig.axial_composition``).
 
-    ``"repeated"``: every axis gets the ladder of a RoPE over ``R/A`` channels,
+    ``"repeated"``: every slot gets the ladder of a RoPE over ``R/A`` channels,
     ``base ** (-2k / (R/A))`` (transformers' ``Qwen2VLVisionRotaryEmbedding``: ``head_dim // 2``
-    channels per axis). ``"alternating"``: the ladder of a RoPE over ``R`` channels dealt out in turn,
-    axis ``a`` taking entries ``a, a + A, ...`` (``PixtralVisionRotaryEmbedding``: ``inv_freq[0::2]``
+    channels per axis; ``MiniMaxM3VLVisionRotaryEmbedding``: ``2 * ((head_dim // 3) // 2)`` for each
+    of t, h, w). ``"alternating"``: the ladder of a RoPE over ``R`` channels dealt out in turn,
+    slot ``s`` taking entries ``s, s + A, ...`` (``PixtralVisionRotaryEmbedding``: ``inv_freq[0::2]``
     for the row, ``inv_freq[1::2]`` for the column).
     """
     if frequencies == "repeated":
@@ -205,7 +208,11 @@ def axial_inv_freq(rotary_dim: int, base: float, frequencies: str, num_axes: int
 
 
 def _axial(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
-    return axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes), 1.0
+    inv_freq = axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes)
+    if cfg.axial_composition == "interleaved":
+        # The axes take pairs in turn: entry k of slot s's ladder goes to pair k * A + s (Kimi-K2.5's vision tower).
+        inv_freq = inv_freq.view(cfg.num_axes, -1).T.flatten()
+    return inv_freq, 1.0
 
 
 FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {

@@ -56,7 +56,8 @@ _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
 _TABLE_LAYOUTS = ("half", "interleaved", "pairs")
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
-_PROBE_GRID_WIDTH = 8  # axial probe: patches of an 8-column grid, so that row and column differ
+# (stride, shift) of the probe positions of each axis: strides odd and coprime with 64 (permutations of 0..63)
+_PROBE_AXIS_PERMUTATIONS = ((1, 0), (5, 3), (11, 7), (13, 5))
 
 
 class HFRotaryAdapter(nn.Module):
@@ -110,14 +111,15 @@ def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
 
 
 def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:
-    """Probe ``position_ids`` in the form the family's module takes: ``[1, L]``; axial ``[L, 2]``
-    patches of a grid (row != column); M-RoPE ``[3, 1, L]`` with three different rows."""
+    """Probe ``position_ids`` in the form the family's module takes: ``[1, L]``; axial ``[L, A]``
+    (axis last); M-RoPE ``[3, 1, L]``. Every axis gets its own shuffle of ``0 .. L-1``, so a
+    module that reads another axis, or another frequency, for some pair fails the probe."""
     steps = torch.arange(length, device=device)
     if cfg.num_axes == 1:
         return steps[None]
+    rows = [(steps * stride + shift) % length for stride, shift in _PROBE_AXIS_PERMUTATIONS[: cfg.num_axes]]
     if cfg.rope_type == "axial":
-        return torch.stack([steps // _PROBE_GRID_WIDTH, steps % _PROBE_GRID_WIDTH], dim=-1)
-    rows = [steps, (steps * 5 + 3) % length, (steps * 11 + 7) % length][: cfg.num_axes]
+        return torch.stack(rows, dim=-1)
     return torch.stack(rows)[:, None]
 
 
@@ -216,7 +218,216 @@ def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, pr
 def _axes_text(cfg: RopeConfig) -> str:
     if cfg.mrope_section is not None:
         return f", mrope_section={list(cfg.mrope_section)} {cfg.mrope_composition}"
-    return f", {cfg.axial_frequencies} axial frequencies" if cfg.rope_type == "axial" else ""
+    if cfg.rope_type != "axial":
+        return ""
+    return f", {cfg.axial_frequencies} axial frequencies, axial_order={cfg.axial_order} {cfg.axial_composition}"
+
+
+# ----------------------------------------------------------------------------- modules outside the generic path
+# Rotary modules whose call or tables are not the generic ``(x, position_ids) -> (cos, sin)`` with
+# half / interleaved / per-pair tables. Each gets its own adapter below; the adapters hold the same
+# RopeConfig (``cfg``, perturbable like any HFRotaryAdapter) and take their numbers from ropelab's
+# exact float64 angles; only the arrangement of the output follows the replaced module.
+
+# HunYuan-VL (HunYuanVLRotaryEmbedding.recomposition_frequencies): the doubled [c, c] table is cut
+# into mrope_section * 2 channel blocks, block k reading position row k % len(mrope_section), so
+# the two channels of one pair can read different rows (not a rotation per pair; see config.py).
+_CHANNEL_SECTION_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
+# Gemma 4's vision tower (Gemma4VisionRotaryEmbedding, apply_multidimensional_rope): positions
+# [B, N, 2] (x, y), and each axis' block of pairs gets its own [c, c] half of the head.
+_AXIS_HALF_MODEL_TYPES = frozenset({"gemma4_vision"})
+
+
+class HFComplexRotaryAdapter(HFRotaryAdapter):
+    """Drop-in for a rotary module that returns complex ``freqs_cis`` (DeepSeek-V2's and Llama 4's
+    text towers, whose attention views q and k as complex numbers over channel pairs (2i, 2i+1)).
+
+    ``forward(x, position_ids) -> [*P, R/2]`` complex64: ``attention_factor * exp(i * angle)``, the
+    cos and sin taken in float64 from the exact angles and rounded once (transformers forms the
+    angles in float32 and calls ``torch.polar``).
+    """
+
+    def __init__(self, cfg: RopeConfig, config: Any = None):
+        super().__init__(cfg, "pairs", config)
+        self.table_layout = "complex"  # its own forward: no (cos, sin) tables
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return _freqs_cis(_axis_rows(position_ids.to(x.device), self.cfg), self.cfg)
+
+
+class HFFixedGridAdapter(HFRotaryAdapter):
+    """Drop-in for a vision rotary module that takes no positions and returns the complex
+    ``freqs_cis`` of a fixed patch grid (Llama 4's ``Llama4VisionRotaryEmbedding``).
+
+    ``forward(hidden_states) -> [N, 1, R/2]`` complex64 for the ``[N, A]`` ``positions`` read from
+    the config at patch time (``hidden_states`` gives only the device).
+    """
+
+    def __init__(self, cfg: RopeConfig, positions: torch.Tensor, config: Any = None):
+        super().__init__(cfg, "pairs", config)
+        self.table_layout = "complex"  # its own forward: no (cos, sin) tables
+        self.positions = positions
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        positions = self.positions.to(hidden_states.device)
+        return _freqs_cis(_axis_rows(positions, self.cfg), self.cfg)[:, None]
+
+
+class HFChannelTableAdapter(HFRotaryAdapter):
+    """Drop-in for a module whose ``(cos, sin)`` tables put the pairs in an order of their own.
+
+    ``forward(x, position_ids) -> (cos, sin)``, each ``[..., W]`` in ``x.dtype``: channel ``c`` holds
+    pair ``channel_pairs[c]`` of ropelab's table. With ``channel_axes`` (``cfg`` one-axis), channel ``c``
+    reads row ``channel_axes[c]`` of ``position_ids`` ``[A, B, S]`` (``A = position_rows``; ``[B, S]``:
+    the same on every row), whatever pair it holds: HunYuan-VL's sections cut the doubled table, not
+    the pairs.
+    """
+
+    def __init__(self, cfg: RopeConfig, channel_pairs: tuple[int, ...], config: Any = None,
+                 channel_axes: tuple[int, ...] | None = None, position_rows: int | None = None):
+        super().__init__(cfg, "pairs", config)
+        self.table_layout = "channels"  # its own forward: the tables follow channel_pairs
+        self.channel_pairs = tuple(channel_pairs)
+        self.channel_axes = None if channel_axes is None else tuple(channel_axes)
+        self.position_rows = position_rows or (None if channel_axes is None else max(channel_axes) + 1)
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any, **kwargs: Any):
+        position_ids = position_ids.to(x.device)
+        if self.channel_axes is not None:
+            position_ids = position_ids.expand(self.position_rows, *position_ids.shape[-2:])
+        cos, sin = rope_cos_sin(_axis_rows(position_ids, self.cfg), self.cfg)
+        pairs = torch.tensor(self.channel_pairs, device=cos.device)
+        axes = None if self.channel_axes is None else torch.tensor(self.channel_axes, device=cos.device)
+        return _gather_channels(cos, pairs, axes).to(x.dtype), _gather_channels(sin, pairs, axes).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        rows = "" if self.channel_axes is None else f", channel rows={len(set(self.channel_axes))}"
+        return super().extra_repr() + f", channels={len(self.channel_pairs)}{rows}"
+
+
+def _freqs_cis(positions: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
+    """complex64 ``[*P, R/2]``: ``cos + i sin`` of the exact angles (attention factor included)."""
+    cos, sin = rope_cos_sin(positions, cfg, dtype=torch.float64)
+    return torch.complex(cos, sin).to(torch.complex64)
+
+
+def _gather_channels(table: torch.Tensor, pairs: torch.Tensor, axes: torch.Tensor | None) -> torch.Tensor:
+    """``out[..., c] = table[..., pairs[c]]``; with ``axes``, ``table`` is ``[A, ..., P]`` and channel
+    ``c`` comes from row ``axes[c]``."""
+    table = table.index_select(-1, pairs)
+    if axes is None:
+        return table
+    index = axes.view((1,) * (table.dim() - 1) + (-1,)).expand(1, *table.shape[1:])
+    return table.gather(0, index).squeeze(0)
+
+
+def _axis_half_channels(cfg: RopeConfig) -> tuple[int, ...]:
+    """Each axis' block of ``P/A`` pairs as its own ``[c, c]`` (Gemma 4 vision: ``[x, x, y, y]``)."""
+    block = cfg.num_pairs // cfg.num_axes
+    return tuple(start + c % block for start in range(0, cfg.num_pairs, block) for c in range(2 * block))
+
+
+def _section_channels(sections: list[int]) -> tuple[int, ...]:
+    """HunYuan-VL: the position row of each channel of the doubled table, block ``k`` of ``2 * sections[k]``
+    channels reading row ``k % len(sections)``."""
+    return tuple(k % len(sections) for k, size in enumerate(sections) for _ in range(2 * size))
+
+
+def _llama4_vision_positions(config: Any) -> torch.Tensor:
+    """The ``[g*g + 1, 2]`` (x + 1, y + 1) patch positions of ``Llama4VisionRotaryEmbedding._compute_freqs_ci``
+    (``g = image_size // patch_size``, raster order), then its class token, whose angles it zeroes: (0, 0)."""
+    side = config.image_size // config.patch_size
+    index = torch.arange(side * side)
+    patches = torch.stack([index % side + 1, index // side + 1], dim=-1)
+    return torch.cat([patches, patches.new_zeros(1, 2)])
+
+
+def _probe_rows(count: int, length: int, device: torch.device) -> torch.Tensor:
+    """``[count, 1, length]`` probe positions, every row a different shuffle of ``0 .. length-1``."""
+    steps = torch.arange(length, device=device)
+    return torch.stack([(steps * stride + shift) % length for stride, shift in _PROBE_AXIS_PERMUTATIONS[:count]])[:, None]
+
+
+def _returns_complex(module: nn.Module, device: torch.device) -> bool:
+    """True when ``module(x, position_ids)`` answers with a complex tensor (``freqs_cis``)."""
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(1, device=device), torch.arange(2, device=device)[None])
+    except Exception:  # noqa: BLE001 (not callable that way: the generic path reports it)
+        return False
+    return isinstance(out, torch.Tensor) and out.is_complex()
+
+
+def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any,
+                     verify: bool) -> HFRotaryAdapter | None:
+    """The adapter of a module outside the generic path (see the section comment), checked against
+    the module on probe inputs if ``verify``; None for a generic module."""
+    device = next((b.device for b in module.buffers()), torch.device("cpu"))
+    dummy = torch.zeros(1, device=device, dtype=torch.float32)
+    model_type = getattr(config, "model_type", None)
+    if type(module).__name__ == "Llama4VisionRotaryEmbedding":
+        # Its config says rope_type "default", but the module is 2D axial over (x, y), interleaved (complex).
+        module_cfg = cfg or _read_config(config, name, module).replace(rope_type="axial", layout="interleaved")
+        adapter, probe = HFFixedGridAdapter(module_cfg, _llama4_vision_positions(config), config), (dummy,)
+    elif model_type in _CHANNEL_SECTION_MODEL_TYPES and (config.rope_parameters or {}).get("mrope_section"):
+        sections = list(config.rope_parameters["mrope_section"])
+        params = {k: v for k, v in config.rope_parameters.items() if k != "mrope_section"}
+        module_cfg = cfg or _read_config({**config.to_dict(), "rope_parameters": params}, name, module)
+        half = tuple(c % module_cfg.num_pairs for c in range(module_cfg.rotary_dim))
+        adapter = HFChannelTableAdapter(module_cfg, half, config, _section_channels(sections), len(sections))
+        adapter.mrope_section = sections  # HunYuanVLModel counts its position rows from rotary_emb.mrope_section
+        length = max(1, min(_PROBE_POSITIONS, (module_cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+        probe = (dummy, _probe_rows(len(sections), length, device))
+    elif model_type in _AXIS_HALF_MODEL_TYPES:
+        module_cfg = cfg or _read_config(config, name, module)
+        adapter = HFChannelTableAdapter(module_cfg, _axis_half_channels(module_cfg), config)
+        probe = (dummy, _probe_positions(module_cfg, _PROBE_POSITIONS, device)[None])  # batched [1, N, A]
+    elif _returns_complex(module, device):
+        module_cfg = cfg or _read_config(config, name, module)
+        length = max(1, min(_PROBE_POSITIONS, (module_cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+        adapter, probe = HFComplexRotaryAdapter(module_cfg, config), (dummy, _probe_positions(module_cfg, length, device))
+    else:
+        return None
+    if verify:
+        _verify_outputs(module, adapter, name, probe)
+    return adapter
+
+
+def _verify_outputs(original: nn.Module, adapter: HFRotaryAdapter, name: str, inputs: tuple) -> None:
+    """Call ``original`` and ``adapter`` on the same ``inputs``; a PatchError unless their outputs (a
+    ``(cos, sin)`` pair or a complex tensor) have one shape and dtype kind and agree to the probe tolerance."""
+    with torch.no_grad():
+        want, got = original(*inputs), adapter(*inputs)
+    if _kind(want) != _kind(got):
+        problem = f"it returns {_kind(want)}, the adapter {_kind(got)}"
+    elif any(w.shape != g.shape for w, g in zip(_parts(want), _parts(got))):
+        problem = f"output shapes {[tuple(t.shape) for t in _parts(got)]} != {[tuple(t.shape) for t in _parts(want)]}"
+    else:
+        error = max((g.double() - w.double()).abs().max().item() for w, g in zip(_parts(want), _parts(got)))
+        if error <= _PROBE_TOLERANCE:
+            return
+        problem = f"max abs error {error:.2e} > {_PROBE_TOLERANCE:g}"
+    cfg = adapter.cfg
+    raise PatchError(
+        f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config ({cfg.rope_type}, "
+        f"tables={adapter.table_layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}{_axes_text(cfg)}) "
+        f"does not reproduce its output: {problem}; pass verify=False to impose a different RoPE on purpose"
+    )
+
+
+def _kind(out: Any) -> str:
+    if isinstance(out, torch.Tensor):
+        return "complex freqs_cis" if out.is_complex() else "one real tensor"
+    if isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out):
+        return "a (cos, sin) pair"
+    return type(out).__name__
+
+
+def _parts(out: Any) -> tuple[torch.Tensor, ...]:
+    """The real tensors of a module's output: (real, imag) of complex freqs_cis, else the tensors themselves."""
+    if isinstance(out, torch.Tensor):
+        return (out.real, out.imag) if out.is_complex() else (out,)
+    return tuple(out)
 
 
 def _exact_sin_cos_table(cfg: RopeConfig, num_positions: int, like: torch.Tensor) -> torch.Tensor:
@@ -230,6 +441,17 @@ def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
         return RopeConfig.from_hf(config)
     except RopeConfigError as error:
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
+
+
+def _generic_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any, verify: bool) -> HFRotaryAdapter:
+    """The adapter of a ``forward(x, position_ids) -> (cos, sin)`` module (checked if ``verify``)."""
+    module_cfg = cfg or _read_config(config, name, module)
+    probe = _probe(module, module_cfg, name)
+    layout = _table_layout(module_cfg, config, probe[1].shape[-1], name, module)
+    adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None), _table_dtype(module, probe[0]))
+    if verify:
+        _verify_against(module, adapter, name, probe)
+    return adapter
 
 
 def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = True) -> nn.Module:
@@ -252,13 +474,8 @@ def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = Tru
     for name, module in list(model.named_modules()):
         if _is_rotary_module(module):
             module_config = getattr(module, "config", None) or model_config
-            module_cfg = cfg or _read_config(module_config, name, module)
-            probe = _probe(module, module_cfg, name)
-            layout = _table_layout(module_cfg, module_config, probe[1].shape[-1], name, module)
-            adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None),
-                                      _table_dtype(module, probe[0]))
-            if verify:
-                _verify_against(module, adapter, name, probe)
+            adapter = _special_adapter(module, name, cfg, module_config, verify) \
+                or _generic_adapter(module, name, cfg, module_config, verify)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, adapter)
             originals.setdefault(name, module)
