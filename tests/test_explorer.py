@@ -276,12 +276,21 @@ SETTINGS = [{"preset": name} for name in preset_names()] + [
 ]
 
 
+def _card_messages(settings: dict, st: dict) -> list[str]:
+    """The one message a card without a trained length brings (axial vision towers); none otherwise."""
+    name = settings.get("preset")
+    if name is None or preset(name).trained_length is not None:
+        return []
+    return [f"{name} gives no trained length (max_position_embeddings): T set to {st['settings']['T']}, "
+            "change it to the model's"]
+
+
 def test_page_matches_the_library_for_every_setting(page):
     assert len(SETTINGS) >= 30
     covered = set()
     for settings in SETTINGS:
         st = _set(page, settings)
-        assert st["messages"] == [], (settings, st["messages"])
+        assert st["messages"] == _card_messages(settings, st), (settings, st["messages"])
         for key, value in settings.items():
             assert st["settings"][key] == value, (key, value, st["settings"][key])
         _check_against_library(st)
@@ -295,13 +304,51 @@ def test_page_matches_the_library_for_every_setting(page):
 def test_each_preset_is_the_library_preset(page):
     for name in preset_names():
         st = _set(page, {"preset": name})
-        cfg = preset(name)
+        cfg, _ = explorer.one_axis_view(preset(name))  # multi-axis cards are drawn through their one-axis view
         s = st["settings"]
         assert (s["head_dim"], st["rotary_dim"], s["base"], s["layout"]) == (cfg.head_dim, cfg.rotary_dim, cfg.base, cfg.layout)
         if cfg.rope_type != "default":  # the card's own scaling, at its own lengths
             assert st["config"]["rope_type"] == cfg.rope_type
             _close(st["inv_freq"], rope_frequencies(cfg, s["N"])[0])
             _close([st["attention_factor"]], [rope_frequencies(cfg, s["N"])[1]])
+
+
+MULTI_AXIS = {
+    "kimi-k2.5-like": RopeConfig(head_dim=72, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved"),
+    "minimax-m3-like": RopeConfig(head_dim=80, rotary_dim=78, rope_type="axial", axial_order=(0, 1, 2)),
+    "pixtral-like": RopeConfig(head_dim=64, rope_type="axial", axial_frequencies="alternating"),
+    "qwen2.5-vl-text": preset("qwen2.5-vl-7b-instruct"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MULTI_AXIS))
+def test_one_axis_view_follows_the_shown_pairs_exactly(name):
+    cfg = MULTI_AXIS[name]
+    view, note = explorer.one_axis_view(cfg)
+    assert view.num_axes == 1 and note
+    if cfg.mrope_section is not None:  # text tokens: the same position on every row
+        x, positions = torch.randn(1, 2, 9, cfg.head_dim, dtype=torch.float64), torch.arange(9) * 1000
+        assert torch.equal(rotate(x, positions, view), rotate(x, positions, cfg))
+        return
+    shown = [i for i, axis in enumerate(cfg.pair_axes) if axis == cfg.axial_order[0]]
+    assert torch.equal(rope_frequencies(view)[0], rope_frequencies(cfg)[0][shown])
+    assert view.rotary_dim == cfg.rotary_dim // cfg.num_axes and f"{len(shown)} pairs" in note
+    assert ("pass through" in note) == (cfg.rotary_dim < cfg.head_dim)
+
+
+def test_multi_axis_cards_render_their_one_axis_view_with_a_note(browser, tmp_path):
+    for name, cfg in MULTI_AXIS.items():
+        log: list[tuple[str, str]] = []
+        page = _open(browser, explorer.write_explorer(cfg, tmp_path / f"{name}.html"), log)
+        st = page.evaluate("window.ropelab.state()")
+        view, note = explorer.one_axis_view(cfg)
+        assert RopeConfig(**st["config"]).replace(max_position_embeddings=None) \
+            == view.replace(max_position_embeddings=None, source=None), name
+        _close(st["inv_freq"], rope_frequencies(view)[0])
+        assert note in page.inner_text("#card")
+        assert [entry for entry in log if entry[0] in ("console.error", "console.warning", "pageerror")] == []
+        assert _non_finite(page) == []
+        page.close()
 
 
 def test_page_is_offline_and_error_free(browser, page_path):

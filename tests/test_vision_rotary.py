@@ -18,8 +18,9 @@ import pytest
 import torch
 import transformers
 
-from ropelab import RopeConfig, rope_cos_sin, rope_frequencies, rotate
+from ropelab import RopeConfig, preset, rope_cos_sin, rope_frequencies, rotate
 from ropelab.errors import PatchError, RopeConfigError
+from ropelab.explain.cards import axes_rows
 from ropelab.integrations.hf import (HFChannelTableAdapter, HFComplexRotaryAdapter, HFFixedGridAdapter,
                                      HFRotaryAdapter, patch, unpatch)
 from ropelab.reference import apply_rotary_reference, pairs_to_channels
@@ -335,3 +336,29 @@ def test_a_wrong_reading_of_a_special_module_is_refused():
     model = _deepseek_v2()
     with pytest.raises(PatchError, match="does not reproduce its output"):
         patch(model, RopeConfig(head_dim=16, base=500.0))
+
+
+# ----------------------------------------------------------------------------- preset and explain
+def test_qwen25_vl_vision_preset_is_transformers_reading_of_the_published_vision_config():
+    # vision_config of Qwen2.5-VL-7B-Instruct as quoted in the preset's source (no rope_theta there)
+    config = transformers.Qwen2_5_VLConfig.from_dict(
+        {"vision_config": {"hidden_size": 1280, "num_heads": 16, "depth": 32, "out_hidden_size": 3584}}).vision_config
+    cfg = preset("qwen2.5-vl-7b-instruct-vision")
+    assert RopeConfig.from_hf(config) == cfg
+    module = _models("qwen2_5_vl").Qwen2_5_VLVisionRotaryEmbedding(config)
+    patches = _columns(2, 64) * 3
+    want_cos, _ = module(torch.zeros(1), patches)
+    torch.testing.assert_close(pairs_to_channels(rope_cos_sin(patches.T, cfg)[0], "half"), want_cos, rtol=0, atol=1e-5)
+
+
+def test_explain_names_the_order_of_each_axial_layout():
+    kimi = dict(axes_rows(RopeConfig(head_dim=72, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved")))
+    assert "column, row in turn, pair by pair" in kimi["position axes"]
+    assert kimi["column axis"].startswith("18 pairs: 0, 2, ..., 34 (every 2nd)")
+    assert kimi["row axis"].startswith("18 pairs: 1, 3, ..., 35 (every 2nd)")
+    step = dict(axes_rows(RopeConfig(head_dim=96, rope_type="axial", axial_order=(1, 0))))
+    assert "blocks column | row" in step["position axes"] and step["column axis"].startswith("24 pairs: 0-23")
+    minimax = dict(axes_rows(RopeConfig(head_dim=80, rotary_dim=78, rope_type="axial", axial_order=(0, 1, 2))))
+    assert minimax["position axes"].startswith("3 per token: axial 3D RoPE")
+    assert [minimax[f"{name} axis"][:16] for name in ("temporal", "row", "column")] == \
+        ["13 pairs: 0-12; ", "13 pairs: 13-25;", "13 pairs: 26-38;"]

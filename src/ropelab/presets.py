@@ -264,8 +264,22 @@ _PRESET_LIST += (
             "M-RoPE: pairs 0-15 read the temporal position, 16-39 the height, 40-63 the width; a text token "
             "carries the same position on all three rows, so text alone sees ordinary RoPE with base 1e6",
             "max_position_embeddings 128000 is the config value, not a documented training length",
-            "the vision tower has its own RoPE, axial 2D over patch rows and columns (head_dim 80 = vision_config "
-            "hidden_size 1280 / num_heads 16; Qwen2_5_VLVisionRotaryEmbedding), not described by this preset",
+            "the vision tower has its own RoPE, axial 2D over patch rows and columns: preset "
+            "qwen2.5-vl-7b-instruct-vision",
+        ),
+    ),
+    Preset(
+        "qwen2.5-vl-7b-instruct-vision",
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        {"head_dim": 80, "base": 10000.0, "rope_type": "axial", "layout": "half"},
+        f"{_QWEN25_VL_SOURCE}: vision_config hidden_size 1280 / num_heads 16 = head_dim 80. That vision_config has "
+        "no rope_theta: the base 10000 is the default of the vision rotary module (Qwen2_5_VisionRotaryEmbedding("
+        "dim, theta=10000.0) in transformers 4.x modeling_qwen2_5_vl.py; in transformers 5, "
+        "RotaryEmbeddingConfigMixin.default_theta, read as rope_type 'axial'). Pairs 0-19 turn by the patch row, "
+        "20-39 by the patch column, each with the ladder of a RoPE over 40 channels (Qwen2_5_VLVisionRotaryEmbedding)",
+        (
+            "positions are (row, column) patch coordinates, listed in 2 x 2 spatial-merge blocks (spatial_merge_size "
+            "2); the tower has no trained length in tokens",
         ),
     ),
 )

@@ -108,8 +108,23 @@ def _layout_text(cfg: RopeConfig) -> str:
 # ----------------------------------------------------------------------------- multi-axis RoPE
 def _axis_names(cfg: RopeConfig) -> tuple[str, ...]:
     """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1; axial: the
-    (row, column) patch coordinates of transformers' vision towers)."""
-    return ("row", "column") if cfg.rope_type == "axial" else ("temporal", "height", "width")
+    (row, column) patch coordinates of transformers' vision towers, (t, row, column) with three axes
+    as MiniMax-M3's)."""
+    if cfg.rope_type != "axial":
+        return ("temporal", "height", "width")
+    names = ("row", "column") if cfg.num_axes == 2 else ("temporal", "row", "column")
+    return names if cfg.num_axes <= 3 else tuple(f"axis {a}" for a in range(cfg.num_axes))
+
+
+def _axial_text(cfg: RopeConfig) -> str:
+    """How axial pairs are dealt to the axes, e.g. ``repeated frequencies, column block first``."""
+    names = _axis_names(cfg)
+    text = f"{cfg.axial_frequencies} frequencies"
+    if cfg.axial_composition == "interleaved":
+        return text + ", " + ", ".join(names[a] for a in cfg.axial_order) + " in turn, pair by pair"
+    if cfg.axial_order != tuple(range(cfg.num_axes)):
+        text += ", blocks " + " | ".join(names[a] for a in cfg.axial_order)
+    return text
 
 
 def _runs(indices: list[int]) -> list[list[int]]:
@@ -147,7 +162,7 @@ def axes_text(cfg: RopeConfig) -> str:
     if cfg.num_axes == 1:
         return "1"
     counts = [cfg.pair_axes.count(axis) for axis in range(cfg.num_axes)]
-    how = cfg.mrope_composition if cfg.mrope_section is not None else f"axial, {cfg.axial_frequencies} frequencies"
+    how = cfg.mrope_composition if cfg.mrope_section is not None else f"axial, {_axial_text(cfg)}"
     per_axis = ", ".join(f"{name} {count}" for name, count in zip(_axis_names(cfg), counts))
     return f"{cfg.num_axes}: {per_axis} pairs ({how})"
 
@@ -161,7 +176,7 @@ def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, st
     if cfg.mrope_section is not None:
         kind = f"M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1), sections {list(cfg.mrope_section)} {cfg.mrope_composition}"
     else:
-        kind = f"axial 2D RoPE over patch coordinates, {cfg.axial_frequencies} frequencies"
+        kind = f"axial {cfg.num_axes}D RoPE over patch coordinates, {_axial_text(cfg)}"
     rows = [("position axes", f"{cfg.num_axes} per token: {kind}")]
     for axis, name in enumerate(_axis_names(cfg)):
         pairs = [i for i, a in enumerate(cfg.pair_axes) if a == axis]
@@ -253,8 +268,10 @@ def _axes_sentence(cfg: RopeConfig) -> str:
         return (f" Each pair reads one of three positions of its token (M-RoPE: {counts} pairs, "
                 f"{cfg.mrope_composition}); a text token carries the same position on all three, so text alone "
                 "sees the one-axis RoPE, and images and videos spread their tokens over height, width and time.")
-    return (f" Each pair reads the row or the column of an image patch ({counts} pairs, "
-            f"{cfg.axial_frequencies} frequencies): angles follow the 2D grid, not a token count.")
+    names = _axis_names(cfg)
+    axes = ", ".join(names[:-1]) + (" or the " if cfg.num_axes == 2 else " or ") + names[-1]  # the row or the column
+    return (f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
+            f"angles follow the {cfg.num_axes}D grid, not a token count.")
 
 
 def _within_training(summary: CardSummary) -> list[str]:

@@ -6,6 +6,10 @@ the two agree in headless Chromium. Python only serialises the presets (and the 
 the command line) into the page and inlines the vendored chart library, uPlot (MIT, see
 ``explorer_assets/VENDORED.md``), so the file opens with no network.
 
+The page draws one-axis RoPE. A multi-axis config (M-RoPE, axial vision RoPE) is shown through
+:func:`one_axis_view`, the one-axis RoPE that some of its pairs follow exactly, with a note saying
+which pairs those are and what the page does not show.
+
 - ``ropelab explore [PRESET | config.json] [--out explorer.html]``
 - :func:`write_explorer` ``(cfg or None, out_path) -> Path``
 - :func:`demo` writes ``<args.out>/explorer.html`` for ``ropelab demo``.
@@ -23,12 +27,12 @@ from typing import Any
 
 from ropelab.config import RopeConfig
 from ropelab.errors import CliError
-from ropelab.explain.cards import load_config
+from ropelab.explain.cards import _axis_names, axes_text, load_config
 from ropelab.extension import LLAMA3_HIGH_FREQ_FACTOR, LLAMA3_LOW_FREQ_FACTOR
 from ropelab.io import atomic_write_text
 from ropelab.presets import PRESETS
 
-__all__ = ["register", "demo", "write_explorer", "page_data"]
+__all__ = ["register", "demo", "write_explorer", "page_data", "one_axis_view"]
 
 _ASSETS = "explorer_assets"
 CLI_NAME = "command line"  # the picker entry for a config passed to `ropelab explore`
@@ -40,16 +44,48 @@ def _config_fields(cfg: RopeConfig) -> dict[str, Any]:
     return {key: list(value) if isinstance(value, tuple) else value for key, value in fields.items()}
 
 
+def one_axis_view(cfg: RopeConfig) -> tuple[RopeConfig, str | None]:
+    """The one-axis RoPE the page draws for ``cfg``, and a note on what it stands for (None: ``cfg`` itself).
+
+    M-RoPE: the RoPE without sections, which text tokens see exactly (their three positions are equal,
+    Qwen2-VL sec. 2.1). Axial: the pairs of the first slot (``axial_order[0]``'s axis) as a RoPE over
+    ``R / A`` channels; with ``"repeated"`` frequencies every axis has this ladder, with
+    ``"alternating"`` ones the other axes' ladders are shifted.
+    """
+    if cfg.num_axes == 1:
+        return cfg, None
+    if cfg.mrope_section is not None:
+        view = cfg.replace(mrope_section=None, mrope_composition=None)
+        return view, (f"M-RoPE ({axes_text(cfg)}): shown is the one-axis RoPE of text tokens, whose three "
+                      "positions are equal; image and video tokens turn each section by its own position")
+    width = cfg.rotary_dim // cfg.num_axes
+    view = RopeConfig(head_dim=width, base=cfg.base, layout=cfg.layout)
+    pairs = [i for i, axis in enumerate(cfg.pair_axes) if axis == cfg.axial_order[0]]
+    others = ("every other axis has the same ladder" if cfg.axial_frequencies == "repeated"
+              else "the other axes' ladders are shifted (alternating frequencies), not shown")
+    passing = f"; channels {cfg.rotary_dim}..{cfg.head_dim - 1} of the head pass through" \
+        if cfg.rotary_dim < cfg.head_dim else ""
+    axis = _axis_names(cfg)[cfg.axial_order[0]]
+    return view, (f"axial {cfg.num_axes}D RoPE ({axes_text(cfg)}): shown are the {len(pairs)} pairs of the {axis} "
+                  f"axis (pairs {pairs[0]}, {pairs[1]}, ... of the head) as a one-axis RoPE "
+                  f"over {width} channels, positions being patch coordinates; {others}{passing}")
+
+
+def _entry(name: str, model_id: str, source: str, notes: list[str], cfg: RopeConfig) -> dict[str, Any]:
+    """One picker entry: the config itself, and the one-axis ``view`` the page draws when they differ."""
+    view, note = one_axis_view(cfg)
+    entry = {"name": name, "model_id": model_id, "source": source, "notes": notes, "config": _config_fields(cfg)}
+    if note is not None:
+        entry.update(view=_config_fields(view), notes=[note, *notes])
+    return entry
+
+
 def page_data(cfg: RopeConfig | None = None) -> dict[str, Any]:
-    """What the page knows: every preset (values from :mod:`ropelab.presets`), plus ``cfg`` if given."""
-    entries = [
-        {"name": p.name, "model_id": p.model_id, "source": p.source, "notes": list(p.notes),
-         "config": _config_fields(p.config())}
-        for p in PRESETS.values()
-    ]
+    """What the page knows: every preset (values from :mod:`ropelab.presets`), plus ``cfg`` if given.
+    Multi-axis entries also carry their ``view`` (see :func:`one_axis_view`)."""
+    entries = [_entry(p.name, p.model_id, p.source, list(p.notes), p.config()) for p in PRESETS.values()]
     if cfg is not None:
-        entries.insert(0, {"name": CLI_NAME, "model_id": cfg.source or "", "source": cfg.source or "",
-                           "notes": [], "config": _config_fields(cfg)})
+        entries.insert(0, _entry(CLI_NAME, cfg.source or "", cfg.source or "", [], cfg))
     return {
         "presets": entries,
         "initial": CLI_NAME if cfg is not None else "llama-2-7b",

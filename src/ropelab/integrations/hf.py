@@ -12,8 +12,8 @@ transformers models compute RoPE in one of two places:
 Before swapping, :func:`patch` calls the original module once on short positions and checks that
 the adapter agrees with it, so a model family whose RoPE ropelab reads differently fails loudly at patch time
 instead of silently producing other logits. A module that is not a ``(x, position_ids) -> (cos, sin)``
-module of real tensors (complex ``freqs_cis`` in DeepSeek-V2 and Llama 4, vision towers called with
-other arguments), or whose config ropelab cannot read, is refused with a :class:`PatchError` naming it.
+module of real tensors and is none of the special cases below, or whose config ropelab cannot read,
+is refused with a :class:`PatchError` naming it.
 
 Table layouts (``HFRotaryAdapter.table_layout``) follow what each family's attention expects, which
 is not always the channel layout of q and k:
@@ -30,8 +30,20 @@ Multi-axis rotary modules take more than one position per token (see ``RopeConfi
 - M-RoPE text towers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Ernie 4.5-VL, ...) take ``position_ids``
   ``[3, B, S]`` (temporal, height, width) or ``[B, S]`` (the same on the three rows) and return
   ``[B, S, R]``; the composition of each family is data in :mod:`ropelab.config`;
-- axial vision towers (``rope_type="axial"``: Qwen2-VL's, Pixtral's, ...) take ``[N, 2]`` (row,
-  column) patch positions, axis last, and return ``[N, R]``.
+- axial vision towers (``rope_type="axial"``: Qwen2-VL's, Pixtral's, Kimi-K2.5's, Step3p7's, ...)
+  take ``[N, A]`` patch positions, axis last ((row, column); MiniMax-M3: (t, h, w)), and return
+  ``[N, R]``; each family's axis order is data in :mod:`ropelab.config`.
+
+Special cases, each with its own adapter subclass (same ``cfg``, exact float64 angles) and its own
+probe, compared with the module's output before the swap:
+
+- complex ``freqs_cis`` ``[B, S, R/2]`` (DeepSeek-V2, Llama 4's text tower): :class:`HFComplexRotaryAdapter`;
+- Llama 4's vision tower, which takes no positions and returns the ``freqs_cis`` of a fixed patch
+  grid: :class:`HFFixedGridAdapter`;
+- tables that are not laid out per pair over the whole head: Gemma 4's vision tower (one ``[c, c]``
+  half per axis, positions ``[B, N, 2]``) and HunYuan-VL's text tower (its ``mrope_section`` cuts the
+  doubled ``[c, c]`` table, so the two channels of a pair can read different position rows; the core
+  RopeConfig refuses that reading, the adapter reproduces the tables): :class:`HFChannelTableAdapter`.
 
 The probe then gives each row different positions, so that a wrong section mapping fails at patch
 time. Tables come back in the dtype the original returns: the input's, or float32 for the modules
@@ -50,7 +62,8 @@ from ropelab.errors import PatchError, RopeConfigError
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 
-__all__ = ["HFRotaryAdapter", "PatchError", "patch", "unpatch"]
+__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFRotaryAdapter", "PatchError",
+           "patch", "unpatch"]
 
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
@@ -138,6 +151,11 @@ def _is_rotary_module(module: nn.Module) -> bool:
     return type(module).__name__.endswith("RotaryEmbedding") and not isinstance(module, HFRotaryAdapter)
 
 
+def _probe_length(cfg: RopeConfig) -> int:
+    """How many positions a probe uses: at most 64, below the trained length (see :func:`_probe`)."""
+    return max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+
+
 def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Call the original module on short positions: ``(positions, cos, sin)``, or a PatchError when it
     is not a ``forward(x, position_ids) -> (cos, sin)`` module of real tensors.
@@ -146,7 +164,7 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tenso
     stateful dynamic modules reset to their original frequencies (their reset test is strict).
     """
     device = next((b.device for b in original.buffers()), torch.device("cpu"))
-    length = max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+    length = _probe_length(cfg)
     positions = _probe_positions(cfg, length, device)
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
     what = f"{name} ({type(original).__name__})"
@@ -376,7 +394,7 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, confi
         half = tuple(c % module_cfg.num_pairs for c in range(module_cfg.rotary_dim))
         adapter = HFChannelTableAdapter(module_cfg, half, config, _section_channels(sections), len(sections))
         adapter.mrope_section = sections  # HunYuanVLModel counts its position rows from rotary_emb.mrope_section
-        length = max(1, min(_PROBE_POSITIONS, (module_cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+        length = _probe_length(module_cfg)
         probe = (dummy, _probe_rows(len(sections), length, device))
     elif model_type in _AXIS_HALF_MODEL_TYPES:
         module_cfg = cfg or _read_config(config, name, module)
@@ -384,7 +402,7 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, confi
         probe = (dummy, _probe_positions(module_cfg, _PROBE_POSITIONS, device)[None])  # batched [1, N, A]
     elif _returns_complex(module, device):
         module_cfg = cfg or _read_config(config, name, module)
-        length = max(1, min(_PROBE_POSITIONS, (module_cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
+        length = _probe_length(module_cfg)
         adapter, probe = HFComplexRotaryAdapter(module_cfg, config), (dummy, _probe_positions(module_cfg, length, device))
     else:
         return None

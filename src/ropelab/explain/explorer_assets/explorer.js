@@ -269,9 +269,11 @@
   let S = null; // current settings
   let messages = [];
 
-  // Settings of a card: its head, its trained context T, its target N and its own method.
+  // Settings of a card: its head, its trained context T, its target N and its own method. A multi-axis
+  // card is drawn through its one-axis view (ropelab.explain.explorer.one_axis_view; its note says which pairs).
   function cardSettings(name, previous) {
-    const c = byName.get(name).config;
+    const entry = byName.get(name);
+    const c = entry.view || entry.config;
     let T = c.original_max_position_embeddings || c.max_position_embeddings;
     if (!T) {
       T = previous ? previous.T : 4096; // a UI starting point, not a fact about the model
