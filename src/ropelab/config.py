@@ -77,6 +77,7 @@ _MROPE_FAMILIES = {
 }
 # HunYuan-VL splits the doubled [c, c] table, not the pairs, into sections: the two channels of one
 # pair can read different position rows, which is not a rotation per pair (HunYuanVLRotaryEmbedding).
+# RopeConfig refuses it; ropelab.integrations.hf reproduces the module's tables channel by channel.
 _UNSUPPORTED_MROPE_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
 # Axial vision towers whose pairs differ from Qwen2-VL's [row block | column block], by model_type: the
 # axial fields their rotary module implies (transformers 5.23; the module named in each comment). Positions
@@ -571,7 +572,8 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
         return {}
     if model_type in _UNSUPPORTED_MROPE_MODEL_TYPES:
         raise _fail("mrope_section", sections, f"a composition ropelab reproduces: {model_type}'s rotary module "
-                    "splits the doubled [c, c] table, so the two channels of a pair can read different position rows")
+                    "splits the doubled [c, c] table, so the two channels of a pair can read different position rows "
+                    "(ropelab.integrations.hf.patch reproduces its tables channel by channel)")
     if composition is None and (params.get("mrope_interleaved") is True or params.get("interleaved") is True):
         composition = "interleaved"
     return {"mrope_section": _integral_list(sections), "mrope_composition": data.get("mrope_composition") or composition}
