@@ -313,9 +313,10 @@ class RopeConfig:
 
 def _proportion_for(rotated_pairs: int, head_dim: int) -> float:
     """The ``partial_rotary_factor`` p that transformers turns back into ``rotated_pairs`` through
-    ``int(p * head_dim // 2)``: ``2 k / D``, nudged up by half a channel where rounding would lose a pair."""
+    ``int(p * head_dim // 2)``: ``2 k / D``, nudged up by half a channel where rounding would lose a
+    pair or where it would be 0 (transformers wants p > 0)."""
     proportion = 2 * rotated_pairs / head_dim
-    if int(proportion * head_dim // 2) != rotated_pairs:
+    if proportion == 0 or int(proportion * head_dim // 2) != rotated_pairs:
         proportion = (2 * rotated_pairs + 0.5) / head_dim
     return proportion
 
@@ -646,8 +647,8 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     return {key: params[key] for key in keys} or None
 
 
-def _layer_type_fields(data: Mapping[str, Any], layer_type: str, block: Mapping[str, Any]) -> dict[str, Any]:
-    """RopeConfig fields of one layer type: its block, with the defaults transformers'
+def _layer_type_config(data: Mapping[str, Any], layer_type: str, block: Mapping[str, Any], source: str) -> RopeConfig:
+    """The RopeConfig of one layer type: its block, with the defaults transformers'
     ``standardize_rope_params`` fills from the top level, and the layer type's own head width."""
     if not isinstance(block, Mapping):
         raise _fail(f"rope_parameters[{layer_type!r}]", block, "a JSON object or null (a layer type without RoPE)")
@@ -661,7 +662,7 @@ def _layer_type_fields(data: Mapping[str, Any], layer_type: str, block: Mapping[
     if head_dim is not None:
         flat["head_dim"] = head_dim
     try:
-        return _fields_from_hf_dict(flat)
+        return RopeConfig(**_fields_from_hf_dict(flat), source=source)
     except RopeConfigError as error:
         raise RopeConfigError(f"layer type {layer_type!r}: {error}") from None
 
@@ -680,5 +681,5 @@ def _by_layer_type(data: Mapping[str, Any], source: str | None) -> LayerTypeRope
     configs = {}
     for name, block in nested.items():
         label = f"{source or 'config'} [{name}]"
-        configs[name] = None if block is None else RopeConfig(**_layer_type_fields(data, name, block), source=label)
+        configs[name] = None if block is None else _layer_type_config(data, name, block, label)
     return LayerTypeRope(configs, layer_types, source)

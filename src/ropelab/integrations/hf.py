@@ -264,9 +264,19 @@ def _module_rope(cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str,
     return cfg, [None] if rope.uniform else list(rope.rope_layer_types)
 
 
+def _served(module: nn.Module, kinds: list[str | None]) -> list[str | None]:
+    """The layer types ``module`` has tables for: transformers' per-layer-type modules key ``rope_type``
+    by them, and skip the ones no layer uses (LFM3 without sliding-window layers)."""
+    served = getattr(module, "rope_type", None)
+    if kinds == [None] or not isinstance(served, dict):
+        return kinds
+    return [kind for kind in kinds if kind in served] or kinds
+
+
 def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -> HFRotaryAdapter:
     """An adapter that reproduces ``module`` for every layer type it serves (checked if ``verify``)."""
     held, kinds = _module_rope(cfg, config, name, module)
+    kinds = _served(module, kinds)
     pick = (lambda kind: held) if isinstance(held, RopeConfig) else (lambda kind: held.configs[kind or next(iter(held))])
     probes = {kind: _probe(module, pick(kind), name, kind) for kind in kinds}
     layouts = {kind: _table_layout(pick(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
