@@ -226,6 +226,9 @@ LEGACY = {
     "gemma3_text": {"rope_theta": 1e6, "rope_local_base_freq": 1e4, "rope_scaling": {"rope_type": "linear", "factor": 8.0}},
     "modernbert": {"global_rope_theta": 160000.0, "local_rope_theta": 10000.0},
     "olmo3": {"rope_theta": 5e5, "rope_scaling": {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 8192}},
+    # DeepseekV4Config: plain RoPE at rope_theta for "main", the flat block at compress_rope_theta for "compress".
+    "deepseek_v4": {"rope_theta": 1e4, "compress_rope_theta": 160000.0, "qk_rope_head_dim": 8,
+                    "rope_scaling": {"type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096}},
 }
 
 

@@ -627,6 +627,8 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     ``_LEGACY_LAYER_TYPE_ROPE`` are converted the way their transformers config does.
     """
     params = data.get("rope_parameters") or data.get("rope_scaling")
+    if data.get("model_type") == "deepseek_v4" and not all(isinstance((params or {}).get(k), Mapping) for k in ("main", "compress")):
+        params = _deepseek_v4_blocks(data)
     legacy = _LEGACY_LAYER_TYPE_ROPE.get(data.get("model_type"))
     if legacy is not None:
         thetas, scaled = legacy
@@ -645,6 +647,27 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     if not keys and (legacy or all(value is None or isinstance(value, Mapping) for value in params.values())):
         keys = list(params)
     return {key: params[key] for key in keys} or None
+
+
+def _deepseek_v4_blocks(data: Mapping[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V4's flat config.json keys as transformers' DeepseekV4Config (5.23) turns them into
+    ``main`` / ``compress`` blocks: plain RoPE at ``rope_theta`` for the main attention, the flat block
+    (YaRN in the checkpoints, with ``attention_factor`` 1 unless given) at ``compress_rope_theta`` for
+    the compressor; both rotate ``partial_rotary_factor`` of the head (default ``qk_rope_head_dim /
+    head_dim``, else the class default 64 / 512)."""
+    flat = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
+    flat.setdefault("rope_type", flat.pop("type", "default"))
+    head_dim = data.get("head_dim") or 512  # DeepseekV4Config default
+    partial = data.get("partial_rotary_factor") or (
+        data["qk_rope_head_dim"] / head_dim if data.get("qk_rope_head_dim") else 64 / 512)
+    main = {"rope_type": "default", "rope_theta": data.get("rope_theta") or 10_000.0, "partial_rotary_factor": partial}
+    compress = {**flat, "rope_theta": data.get("compress_rope_theta") or 160_000.0, "partial_rotary_factor": partial}
+    if compress["rope_type"] == "yarn":
+        compress.setdefault("attention_factor", 1.0)
+    if compress["rope_type"] in _NEEDS_ORIGINAL:
+        compress.setdefault("original_max_position_embeddings",
+                            data.get("original_max_position_embeddings") or data.get("max_position_embeddings"))
+    return {"main": main, "compress": compress}
 
 
 def _layer_type_config(data: Mapping[str, Any], layer_type: str, block: Mapping[str, Any], source: str) -> RopeConfig:
