@@ -212,6 +212,15 @@ def test_an_imposed_config_serves_every_layer_type():
     assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
     with pytest.raises(PatchError, match="does not reproduce"):
         patch(_quiet_build("olmo3")[0], RopeConfig(head_dim=16, base=2.0))
+    # A LayerTypeRope imposes one RoPE per layer type (e.g. context extension of the full-attention layers).
+    model, inputs = _quiet_build("gemma3")
+    rope = RopeConfig.by_layer_type(model.config.text_config)
+    stretched = LayerTypeRope(dict(rope.configs, full_attention=rope["full_attention"].replace(rope_type="linear", factor=64.0)),
+                              rope.layer_types)
+    want = hf_zoo._run(model, inputs)
+    patch(model, stretched, verify=False)
+    assert model.language_model.rotary_emb.cfg is stretched
+    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
 
 
 # ---------------------------------------------------------------- config keys (no model needed)

@@ -6,6 +6,7 @@ Goldens: transformers' own rotary modules (their ``{layer_type}_inv_freq`` buffe
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 
@@ -110,6 +111,13 @@ def _module_buffers(module) -> dict[str, torch.Tensor]:
             if name.endswith("_inv_freq") and not name.endswith("original_inv_freq")}
 
 
+def _text_rotary_class(config):
+    """The family's own (text) ``*RotaryEmbedding`` class, from the modeling module beside its config."""
+    modeling = importlib.import_module(type(config).__module__.replace(".configuration_", ".modeling_"))
+    return next(getattr(modeling, name) for name in dir(modeling)
+                if name.endswith("RotaryEmbedding") and "Vision" not in name)
+
+
 GEMMA3 = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_hidden_layers=6)
 
 
@@ -155,10 +163,7 @@ def test_every_layer_type_matches_the_family_rotary_module(family):
               if key in config_class.__dataclass_fields__ or hasattr(config_class(), key)}
     config = config_class(**kwargs)
     rope = RopeConfig.by_layer_type(config)
-    module_class = next(getattr(m, name) for m in [__import__(type(config).__module__.replace("configuration",
-                        "modeling"), fromlist=["x"])] for name in dir(m) if name.endswith("RotaryEmbedding")
-                        and "Vision" not in name)
-    buffers = _module_buffers(module_class(config))
+    buffers = _module_buffers(_text_rotary_class(config)(config))
     # LFM3 builds tables only for the labels its layers use (no sliding layer among these four).
     assert buffers and set(buffers) <= set(rope.rope_layer_types) and (family == "lfm3" or set(buffers) == set(rope.rope_layer_types))
     for layer_type, buffer in buffers.items():
