@@ -408,12 +408,17 @@ def test_cli_writes_one_self_contained_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["explore", "no-such-model"], ["explore", "missing/config.json"], ["explore", "BAD"],
-                                  ["explore", "llama-2-7b", "--out", "FOLDER"], ["explore", "gemma-3-12b-it"]])
+                                  ["explore", "llama-2-7b", "--out", "FOLDER"], ["explore", "gemma-3-12b-it"],
+                                  ["explore", "P-ROPE"]])
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv):
     if argv[1] == "BAD":
         bad = tmp_path / "bad.json"
         bad.write_text("{not json")
         argv = ["explore", str(bad)]
+    if argv[1] == "P-ROPE":  # a rope type the page does not compute
+        p_rope = tmp_path / "p.json"
+        p_rope.write_text(json.dumps(RopeConfig(head_dim=64, rope_type="proportional", rotated_pairs=8).to_hf()))
+        argv = ["explore", str(p_rope)]
     argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
     out = [] if "--out" in argv else ["--out", str(tmp_path / "x.html")]
     assert main([*argv, *out]) == 2

@@ -6,9 +6,11 @@ Goldens: transformers' own rotary modules (their ``{layer_type}_inv_freq`` buffe
 
 from __future__ import annotations
 
+import copy
 import importlib
 import itertools
 import json
+import pickle
 
 import pytest
 import torch
@@ -284,3 +286,6 @@ def test_container_is_a_read_only_mapping_with_replace_and_round_trip():
     assert nope.rope_layer_types == ("sliding_attention",) and RopeConfig.by_layer_type(nope.to_hf()) == nope
     with pytest.raises(RopeConfigError, match="configs"):
         LayerTypeRope({})
+    # A patched model holding it can be deep-copied and saved.
+    copied, pickled = copy.deepcopy(rope), pickle.loads(pickle.dumps(rope))
+    assert copied == rope == pickled and pickled.source == rope.source and pickled.layer_types == rope.layer_types

@@ -521,6 +521,9 @@ class LayerTypeRope(Mapping):
         object.__setattr__(self, "configs", MappingProxyType(configs))
         object.__setattr__(self, "layer_types", tuple(self.layer_types))
 
+    def __reduce__(self):  # the read-only view does not pickle or deepcopy; rebuild from a plain dict
+        return (type(self), (dict(self.configs), self.layer_types, self.source))
+
     def __getitem__(self, layer_type: str) -> RopeConfig | None:
         if layer_type not in self.configs:
             raise UnknownLayerTypeError(f"layer_type={layer_type!r} is invalid: expected one of {', '.join(self.configs)}")
