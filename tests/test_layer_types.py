@@ -281,6 +281,12 @@ def test_container_is_a_read_only_mapping_with_replace_and_round_trip():
     assert {cfg.base for cfg in moved.values()} == {2.0} and moved.layer_types == rope.layer_types
     assert moved["full_attention"].rotated_pairs == rope["full_attention"].rotated_pairs
     assert RopeConfig.by_layer_type(rope.to_hf()) == rope
+    partial = LayerTypeRope({"full_attention": RopeConfig(head_dim=64, rotary_dim=32, base=5e5),  # Laguna's shape
+                             "sliding_attention": RopeConfig(head_dim=64)}, ("full_attention", "sliding_attention"))
+    assert RopeConfig.by_layer_type(partial.to_hf()) == partial
+    lossy = LayerTypeRope({"full_attention": RopeConfig(head_dim=44, rotary_dim=30), "sliding_attention": None})
+    with pytest.raises(RopeConfigError, match="full_attention.rotary_dim=30"):
+        lossy.to_hf()  # int(44 * (30 / 44)) is 29 in floating point
     nope = LayerTypeRope({"sliding_attention": RopeConfig(head_dim=16), "full_attention": None},
                          ("sliding_attention", "full_attention"))
     assert nope.rope_layer_types == ("sliding_attention",) and RopeConfig.by_layer_type(nope.to_hf()) == nope

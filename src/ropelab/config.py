@@ -591,7 +591,8 @@ class LayerTypeRope(Mapping):
             for key, value in (flat or {}).items():
                 if key not in ("head_dim", "rotary_dim"):
                     out[key] = value
-            if flat and "rotary_dim" in flat:
+            partial = (out["rope_parameters"][name] or {}).get("partial_rotary_factor")
+            if flat and "rotary_dim" in flat and int(flat["head_dim"] * partial) != flat["rotary_dim"]:
                 raise _fail(f"{name}.rotary_dim", flat["rotary_dim"], "a partial rotation that partial_rotary_factor "
                             "states exactly (per-layer-type configs have no per-type rotary_dim key)")
         out["head_dim"] = present[0].head_dim if present else None
