@@ -636,21 +636,26 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     legacy = _LEGACY_LAYER_TYPE_ROPE.get(data.get("model_type"))
     if legacy is not None:
         thetas, scaled = legacy
-        nested = params if isinstance(data.get("rope_parameters"), Mapping) else None
+        nested = params if _all_blocks(data.get("rope_parameters")) else None
         params = {name: None if block is None else dict(block) for name, block in (nested or {}).items()}
         for name, (key, default) in thetas.items():
             block = params.get(name) or {"rope_type": "default"}
-            if name in scaled and nested is None and isinstance(data.get("rope_scaling"), Mapping):
-                block.update(data["rope_scaling"])
+            if name in scaled and nested is None and isinstance(data.get("rope_parameters") or data.get("rope_scaling"), Mapping):
+                block.update(data.get("rope_parameters") or data["rope_scaling"])  # one flat block: the scaled types
             block.setdefault("rope_theta", data[key] if data.get(key) is not None else default)
             params[name] = block
     if not isinstance(params, Mapping) or not params:
         return None
     labels = _rope_labels(data) or data.get("layer_types") or ()
     keys = [key for key in params if key in labels]
-    if not keys and (legacy or all(value is None or isinstance(value, Mapping) for value in params.values())):
+    if not keys and (legacy or _all_blocks(params)):
         keys = list(params)
     return {key: params[key] for key in keys} or None
+
+
+def _all_blocks(params: Any) -> bool:
+    """True for a non-empty mapping whose values are all parameter blocks or None (a nested form)."""
+    return isinstance(params, Mapping) and bool(params) and all(v is None or isinstance(v, Mapping) for v in params.values())
 
 
 def _deepseek_v4_blocks(data: Mapping[str, Any]) -> dict[str, Any]:
