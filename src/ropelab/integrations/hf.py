@@ -250,8 +250,10 @@ def _read_rope(config: Any, name: str, module: nn.Module) -> LayerTypeRope:
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
 
 
-def _module_rope(cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str, module: nn.Module):
-    """What the adapter for ``module`` holds, and the layer types (None: a plain module) to probe."""
+def _module_rope(cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str,
+                 module: nn.Module) -> tuple[RopeConfig | LayerTypeRope, list[str | None]]:
+    """What the adapter for ``module`` holds, and the layer types to probe (``[None]``: a module
+    called without one)."""
     if isinstance(cfg, LayerTypeRope):
         return cfg, [None] if cfg.uniform else list(cfg.rope_layer_types)
     if cfg is None:
@@ -277,9 +279,14 @@ def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -
     """An adapter that reproduces ``module`` for every layer type it serves (checked if ``verify``)."""
     held, kinds = _module_rope(cfg, config, name, module)
     kinds = _served(module, kinds)
-    pick = (lambda kind: held) if isinstance(held, RopeConfig) else (lambda kind: held.configs[kind or next(iter(held))])
-    probes = {kind: _probe(module, pick(kind), name, kind) for kind in kinds}
-    layouts = {kind: _table_layout(pick(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
+
+    def cfg_of(kind: str | None) -> RopeConfig:  # the RopeConfig that answers calls for `kind`
+        if isinstance(held, RopeConfig):
+            return held
+        return held.configs[kind] if kind is not None else next(iter(held.values()))
+
+    probes = {kind: _probe(module, cfg_of(kind), name, kind) for kind in kinds}
+    layouts = {kind: _table_layout(cfg_of(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
                for kind in kinds}
     if len(set(layouts.values())) > 1:
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types lay their tables out "
