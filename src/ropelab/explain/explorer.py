@@ -6,6 +6,10 @@ the two agree in headless Chromium. Python only serialises the presets (and the 
 the command line) into the page and inlines the vendored chart library, uPlot (MIT, see
 ``explorer_assets/VENDORED.md``), so the file opens with no network.
 
+The page shows one RoPE at a time: a per-layer-type preset enters it as one card per layer type
+(``gemma-3-12b-it:full_attention``), and only rope types the page computes
+(:data:`PAGE_ROPE_TYPES`) enter at all: p-RoPE (``proportional``) layer types are left out.
+
 - ``ropelab explore [PRESET | config.json] [--out explorer.html]``
 - :func:`write_explorer` ``(cfg or None, out_path) -> Path``
 - :func:`demo` writes ``<args.out>/explorer.html`` for ``ropelab demo``.
@@ -26,9 +30,12 @@ from ropelab.errors import CliError
 from ropelab.explain.cards import load_config
 from ropelab.extension import LLAMA3_HIGH_FREQ_FACTOR, LLAMA3_LOW_FREQ_FACTOR
 from ropelab.io import atomic_write_text
-from ropelab.presets import PRESETS
+from ropelab.presets import preset_configs, preset_info
 
-__all__ = ["register", "demo", "write_explorer", "page_data"]
+__all__ = ["PAGE_ROPE_TYPES", "register", "demo", "write_explorer", "page_data"]
+
+# The rope types explorer.js computes (its FREQUENCY_FUNCTIONS).
+PAGE_ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 
 _ASSETS = "explorer_assets"
 CLI_NAME = "command line"  # the picker entry for a config passed to `ropelab explore`
@@ -41,12 +48,14 @@ def _config_fields(cfg: RopeConfig) -> dict[str, Any]:
 
 
 def page_data(cfg: RopeConfig | None = None) -> dict[str, Any]:
-    """What the page knows: every preset (values from :mod:`ropelab.presets`), plus ``cfg`` if given."""
-    entries = [
-        {"name": p.name, "model_id": p.model_id, "source": p.source, "notes": list(p.notes),
-         "config": _config_fields(p.config())}
-        for p in PRESETS.values()
-    ]
+    """What the page knows: every preset card it can compute (values from :mod:`ropelab.presets`,
+    one per layer type for per-layer-type presets), plus ``cfg`` if given."""
+    entries = []
+    for name, preset_cfg in preset_configs().items():
+        if preset_cfg.rope_type in PAGE_ROPE_TYPES:
+            info = preset_info(name)
+            entries.append({"name": name, "model_id": info.model_id, "source": info.source, "notes": list(info.notes),
+                            "config": _config_fields(preset_cfg)})
     if cfg is not None:
         entries.insert(0, {"name": CLI_NAME, "model_id": cfg.source or "", "source": cfg.source or "",
                            "notes": [], "config": _config_fields(cfg)})
@@ -88,8 +97,20 @@ def write_explorer(cfg: RopeConfig | None, out_path: str | os.PathLike) -> Path:
     return atomic_write_text(out_path, render_page(cfg))
 
 
+def _one_rope(spec: str) -> RopeConfig:
+    """The single RoPE the page can show for ``spec``, or a CliError saying what to pass instead."""
+    cfg = load_config(spec)
+    if not isinstance(cfg, RopeConfig):
+        choices = ", ".join(f"{spec}:{name}" for name in cfg.rope_layer_types)
+        raise CliError(f"spec={spec!r} has a RoPE per layer type; the explorer shows one: pass one of {choices}")
+    if cfg.rope_type not in PAGE_ROPE_TYPES:
+        raise CliError(f"spec={spec!r} is invalid: the explorer does not compute rope_type={cfg.rope_type!r} "
+                       f"(it computes {', '.join(PAGE_ROPE_TYPES)}); `ropelab explain` does")
+    return cfg
+
+
 def _explore(args: argparse.Namespace) -> None:
-    cfg = load_config(args.spec) if args.spec else None
+    cfg = _one_rope(args.spec) if args.spec else None
     if os.path.isdir(args.out):
         raise CliError(f"--out={args.out!r} is invalid: expected an .html file path, got a folder")
     print(write_explorer(cfg, args.out))
