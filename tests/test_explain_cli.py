@@ -1,12 +1,14 @@
 """The explain / compare / tour commands, run as a user would (exit codes, one-line errors)."""
 
 import json
+import math
 import subprocess
 import sys
 
 import pytest
 
-from ropelab.explain.cards import card_summary, compare_rows, verdict
+from ropelab import RopeConfig
+from ropelab.explain.cards import card_summary, compare_rows, labelled_cards, verdict
 from ropelab.cli import main
 from ropelab.presets import preset
 
@@ -101,3 +103,80 @@ def test_output_path_inside_a_file_exits_2_with_one_line(tmp_path, capsys, comma
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "could not be" in err[0] and "a-file" in err[0]
+
+
+# ---------------------------------------------------------------- per-layer-type models and p-RoPE
+GEMMA4_TEXT = {"model_type": "gemma4_text", "head_dim": 256, "global_head_dim": 512, "hidden_size": 2560,
+               "num_attention_heads": 8, "max_position_embeddings": 131072,
+               "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+               "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                   "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
+                                                      "rope_theta": 1000000.0}}}  # transformers' Gemma4TextConfig defaults
+
+
+@pytest.fixture
+def wide(monkeypatch):
+    """A console wide enough that rich wraps no table cell (the checks read whole cells)."""
+    monkeypatch.setenv("COLUMNS", "400")
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_explain_per_layer_type_model_prints_one_card_per_layer_type(capsys, wide):
+    assert main(["explain", "gemma-3-12b-it", "--context", "8192"]) == 0
+    out = _flat(capsys.readouterr().out)
+    assert out.count("property") == 2 and out.count("'RoPE' here means") == 2
+    assert "sliding_attention layers: 0-4, 6-10" in out and "(40 of 48 layers)" in out
+    assert "full_attention layers: 5, 11, 17" in out and "(8 of 48 layers)" in out
+    assert "linear (factor=8)" in out and "gemma-3-12b-it (google/gemma-3-12b-it) [full_attention]" in out
+
+
+def test_explain_nope_layer_type_says_it_has_no_rope(tmp_path, capsys, wide):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"head_dim": 64, "max_position_embeddings": 4096,
+                                "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+                                "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                                                    "full_attention": None}}))
+    assert main(["explain", str(path)]) == 0
+    out = _flat(capsys.readouterr().out)
+    assert "full_attention layers: 1 (1 of 3 layers): no RoPE (NoPE)" in out
+    assert out.count("'RoPE' here means") == 1 and "0, 2 (2 of 3 layers)" in out
+
+
+def test_p_rope_card_names_the_pairs_that_never_rotate(tmp_path, capsys, wide):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(GEMMA4_TEXT))
+    assert main(["explain", f"{path}:full_attention", "--context", "200000"]) == 0
+    out = _flat(capsys.readouterr().out)
+    assert "p-RoPE: 64 of 256 pairs turn" in out
+    assert "pairs 64..255 (channels 64..255 and 320..511) have frequency 0 and never rotate" in out
+    summary = card_summary(RopeConfig.from_hf(GEMMA4_TEXT, layer_type="full_attention"), 200_000, with_base_bound=False)
+    assert summary.frozen_pairs == 192 and summary.out_of_range == 0 and summary.critical_dimension == 128
+    assert math.isfinite(summary.longest_wavelength)  # over the pairs that turn
+    assert "no pair meets a new angle" in verdict(summary) and "the other 192 never turn" in verdict(summary)
+
+
+def test_compare_expands_layer_types_into_columns(tmp_path, capsys, wide):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(GEMMA4_TEXT))
+    assert main(["compare", str(path), "gemma-3-12b-it"]) == 0
+    out = _flat(capsys.readouterr().out)
+    assert out.count(":sliding_attention") >= 2 and out.count(":full_attention") >= 2
+    assert "* pairs that never rotate" in out and "192" in out
+    cards = labelled_cards("gemma-3-12b-it", preset("gemma-3-12b-it"))
+    assert [label for label, _ in cards] == ["gemma-3-12b-it:sliding_attention", "gemma-3-12b-it:full_attention"]
+
+
+def test_per_layer_type_plot_writes_one_figure_per_layer_type(tmp_path):
+    target = tmp_path / "fig.png"
+    assert main(["explain", "gemma-3-12b-it", "--context", "262144", "--plot", str(target)]) == 0
+    for layer_type in ("sliding_attention", "full_attention"):
+        assert (tmp_path / f"fig-{layer_type}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_layer_type_exits_2_naming_it():
+    result = run("explain", "gemma-3-12b-it:global")
+    assert result.returncode == 2 and "layer_type='global'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -32,7 +32,13 @@ from ropelab.cli import main
 from ropelab.encodings.sinusoidal import sinusoidal_table
 from ropelab.explain import explorer
 from ropelab.extension import extension_config
-from ropelab.presets import PRESETS, preset, preset_names
+from ropelab.presets import preset, preset_configs
+
+# The preset cards on the page: every preset, one card per layer type for per-layer-type ones
+# (gemma-3-12b-it:sliding_attention, ...), for the rope types the page computes (multi-axis cards:
+# through their one-axis view).
+PAGE_CARDS = [name for name, cfg in preset_configs().items()
+              if explorer.one_axis_view(cfg)[0].rope_type in explorer.PAGE_ROPE_TYPES]
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -248,7 +254,7 @@ def _check_precision(st: dict, inv_freq: torch.Tensor) -> None:
 
 # Applied in order, each on top of the previous state: every rope type, both layouts, partial
 # rotation, several presets, parameters and positions.
-SETTINGS = [{"preset": name} for name in preset_names()] + [
+SETTINGS = [{"preset": name} for name in PAGE_CARDS] + [
     {"preset": "llama-2-7b", "N": 8192, "method": "none"},
     {"method": "linear"},
     {"method": "ntk", "N": 16384},
@@ -302,7 +308,7 @@ def test_page_matches_the_library_for_every_setting(page):
 
 
 def test_each_preset_is_the_library_preset(page):
-    for name in preset_names():
+    for name in PAGE_CARDS:
         st = _set(page, {"preset": name})
         cfg, _ = explorer.one_axis_view(preset(name))  # multi-axis cards are drawn through their one-axis view
         s = st["settings"]
@@ -430,9 +436,10 @@ def test_out_of_range_values_are_clamped_or_refused_visibly(page):
 def test_page_data_serialises_the_presets():
     data = json.loads(json.dumps(explorer.page_data(preset("gpt-j-6b").replace(base=20000.0))))
     names = [p["name"] for p in data["presets"]]
-    assert names == [explorer.CLI_NAME, *preset_names()] and data["initial"] == explorer.CLI_NAME
+    assert names == [explorer.CLI_NAME, *PAGE_CARDS] and data["initial"] == explorer.CLI_NAME
+    assert {"gemma-3-12b-it:sliding_attention", "gemma-3-12b-it:full_attention"} <= set(names)
     for entry in data["presets"][1:]:
-        assert RopeConfig(**entry["config"]) == PRESETS[entry["name"]].config()
+        assert RopeConfig(**entry["config"]) == preset(entry["name"])
     assert RopeConfig(**data["presets"][0]["config"]).base == 20000.0
 
 
@@ -450,12 +457,17 @@ def test_cli_writes_one_self_contained_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv", [["explore", "no-such-model"], ["explore", "missing/config.json"], ["explore", "BAD"],
-                                  ["explore", "llama-2-7b", "--out", "FOLDER"]])
+                                  ["explore", "llama-2-7b", "--out", "FOLDER"], ["explore", "gemma-3-12b-it"],
+                                  ["explore", "P-ROPE"]])
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv):
     if argv[1] == "BAD":
         bad = tmp_path / "bad.json"
         bad.write_text("{not json")
         argv = ["explore", str(bad)]
+    if argv[1] == "P-ROPE":  # a rope type the page does not compute
+        p_rope = tmp_path / "p.json"
+        p_rope.write_text(json.dumps(RopeConfig(head_dim=64, rope_type="proportional", rotated_pairs=8).to_hf()))
+        argv = ["explore", str(p_rope)]
     argv = [str(tmp_path) if a == "FOLDER" else a for a in argv]
     out = [] if "--out" in argv else ["--out", str(tmp_path / "x.html")]
     assert main([*argv, *out]) == 2

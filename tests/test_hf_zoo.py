@@ -18,6 +18,7 @@ import torch
 import transformers
 
 from ropelab import RopeConfig
+from ropelab.config import LayerTypeRope
 from ropelab.errors import PatchError, RopeConfigError
 from ropelab.integrations.hf import HFComplexRotaryAdapter, HFRotaryAdapter, patch
 
@@ -110,10 +111,114 @@ def test_granite_swa_runs_after_patch(family):
     torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
 
 
-def test_per_layer_type_rope_is_a_patch_error_naming_the_module():
+def _identical_after_patch(model, inputs):
+    """Patch, compare with the unpatched output, and return (output, layer-typed adapters)."""
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+    adapters = [m for m in model.modules() if isinstance(m, HFRotaryAdapter) and isinstance(m.cfg, LayerTypeRope)]
+    assert adapters
+    return want, adapters
+
+
+def _moved(model, inputs, want, adapters, **changes) -> float:
+    """How far the output moves when the adapters' RoPE changes (one layer type, or all)."""
+    layer_type = changes.pop("layer_type", None)
+    saved = [a.cfg for a in adapters]
+    for adapter in adapters:
+        if layer_type is None:
+            adapter.cfg = adapter.cfg.replace(**changes)
+        else:
+            configs = dict(adapter.cfg.configs, **{layer_type: adapter.cfg[layer_type].replace(**changes)})
+            adapter.cfg = LayerTypeRope(configs, adapter.cfg.layer_types)
+    moved = (hf_zoo._run(model, inputs) - want).abs().max().item()
+    for adapter, cfg in zip(adapters, saved):
+        adapter.cfg = cfg
+    return moved
+
+
+def test_gemma3_each_layer_type_gets_its_own_rope():
+    model, inputs = _quiet_build("gemma3")
+    want, adapters = _identical_after_patch(model, inputs)
+    rope = adapters[0].cfg
+    assert (rope["sliding_attention"].base, rope["full_attention"].base) == (1e4, 1e6)
+    # Each layer type is served separately: changing either one alone moves the output.
+    assert _moved(model, inputs, want, adapters, layer_type="sliding_attention", base=2.0) > hf_zoo.MOVED
+    assert _moved(model, inputs, want, adapters, layer_type="full_attention", base=2.0) > hf_zoo.MOVED
+
+
+def test_gemma4_proportional_full_attention_with_its_global_head():
+    model, inputs = _quiet_build("gemma4")
+    want, adapters = _identical_after_patch(model, inputs)
+    full = adapters[0].cfg["full_attention"]
+    assert (full.rope_type, full.head_dim, full.rotated_pairs) == ("proportional", 512, 64)  # global_head_dim 512, p 0.25
+    assert _moved(model, inputs, want, adapters, layer_type="full_attention", base=2.0) > hf_zoo.MOVED
+
+
+@pytest.mark.parametrize("family", ["modernbert", "olmo3", "deepseek_v4", "t5gemma2", "laguna", "lfm3", "beam"])
+def test_per_layer_type_families_are_identical_and_exercised(family):
+    model, inputs = _quiet_build(family)
+    want, adapters = _identical_after_patch(model, inputs)
+    assert _moved(model, inputs, want, adapters, base=2.0) > hf_zoo.MOVED
+
+
+def test_attributes_and_dtype_the_model_reads_are_kept():
+    model, inputs = _quiet_build("lfm3")
+    original = model.rotary_emb
+    _identical_after_patch(model, inputs)
+    assert model.rotary_emb.layer_types == original.layer_types  # Lfm3Model iterates rotary_emb.layer_types
+    assert model.rotary_emb.table_dtype == torch.float32  # LFM3's module returns float32 tables for any x
+    cos, _ = model.rotary_emb(torch.zeros(1, dtype=torch.bfloat16), torch.arange(3)[None], "full_attention")
+    assert cos.dtype == torch.float32
     model, _ = _quiet_build("gemma3")
-    with pytest.raises(PatchError, match=r"cannot patch .*rotary_emb.*per-layer-type"):
+    patch(model)
+    assert model.language_model.rotary_emb.table_dtype is None  # Gemma 3 follows x
+
+
+def test_nope_layer_type_is_skipped_and_refuses_to_answer():
+    model, inputs = _quiet_build("beam")
+    _identical_after_patch(model, inputs)
+    assert model.rotary_emb.cfg["full_attention"] is None
+    with pytest.raises(PatchError, match="layer_type='full_attention' has no RoPE"):
+        model.rotary_emb(torch.zeros(1), torch.arange(3)[None], "full_attention")
+    with pytest.raises(PatchError, match="layer_type=None is invalid"):
+        model.rotary_emb(torch.zeros(1), torch.arange(3)[None])
+
+
+def test_gemma3n_text_model_is_identical_after_patch():
+    """Gemma 3n is not buildable by the sweep (its vision tower needs timm); its text model is."""
+    kwargs = dict(hf_zoo._shrunk_kwargs(transformers.Gemma3nTextConfig), num_hidden_layers=4, num_kv_shared_layers=0,
+                  layer_types=["sliding_attention", "full_attention"] * 2, activation_sparsity_pattern=[0.0] * 4)
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModel.from_config(transformers.Gemma3nTextConfig(**kwargs), attn_implementation="eager")
+    inputs = {"input_ids": torch.randint(3, 100, (1, 12), generator=torch.Generator().manual_seed(0))}
+    want, adapters = _identical_after_patch(model.eval(), inputs)
+    assert _moved(model, inputs, want, adapters, base=2.0) > hf_zoo.MOVED
+
+
+def test_folded_position_axes_are_refused_by_name():
+    model, _ = _quiet_build("neomme")  # one table from two position axes (M-RoPE style)
+    with pytest.raises(PatchError, match=r"rotary_emb \(NeoMMERotaryEmbedding, layer type .*folds several position axes"):
         patch(model)
+
+
+def test_an_imposed_config_serves_every_layer_type():
+    model, inputs = _quiet_build("olmo3")
+    want = hf_zoo._run(model, inputs)
+    patch(model, RopeConfig(head_dim=16, base=2.0), verify=False)
+    assert isinstance(model.rotary_emb.cfg, RopeConfig)
+    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
+    with pytest.raises(PatchError, match="does not reproduce"):
+        patch(_quiet_build("olmo3")[0], RopeConfig(head_dim=16, base=2.0))
+    # A LayerTypeRope imposes one RoPE per layer type (e.g. context extension of the full-attention layers).
+    model, inputs = _quiet_build("gemma3")
+    rope = RopeConfig.by_layer_type(model.config.text_config)
+    stretched = LayerTypeRope(dict(rope.configs, full_attention=rope["full_attention"].replace(rope_type="linear", factor=64.0)),
+                              rope.layer_types)
+    want = hf_zoo._run(model, inputs)
+    patch(model, stretched, verify=False)
+    assert model.language_model.rotary_emb.cfg is stretched
+    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
 
 
 # ---------------------------------------------------------------- config keys (no model needed)

@@ -190,6 +190,21 @@ def test_in_kernel_angles_exact_at_long_positions(base):
     torch.testing.assert_close(got[..., 8:].float(), ref_sin, atol=2e-7, rtol=0)
 
 
+@pytest.mark.parametrize("mode", ["cache", "compute"])
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_proportional_frozen_pairs_pass_through_the_kernel(layout, mode):
+    """p-RoPE: pairs 3.. have frequency 0 (turns 0 in the kernel); they come out bit for bit unchanged."""
+    cfg = _cfg(16, 16, layout, rope_type="proportional", rotated_pairs=3, base=1e6)
+    q, k = _qk(16, torch.float32, seed=7)
+    pos = _positions("offsets")  # within the 32-row cache of mode "cache"
+    got = _fused(q, k, pos, cfg, mode)
+    frozen = [c for p in range(3, 8) for c in ((p, p + 8) if layout == "half" else (2 * p, 2 * p + 1))]
+    for a, e, x in zip(got, ropelab.rotate_qk(q, k, pos, cfg), (q, k)):
+        _close(a, e)
+        assert torch.equal(a[..., frozen], x[..., frozen])
+        assert not torch.equal(a, x)
+
+
 def test_turns_fixed_point_values():
     turns = turns_fixed_point(torch.tensor([1.0, math.pi, 2 * math.pi, 0.0], dtype=torch.float64))
     assert abs(turns[0].item() - 2**64 / (2 * math.pi)) < 2**12  # one radian: 1 / (2 pi) of a turn

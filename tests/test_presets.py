@@ -5,7 +5,9 @@ import math
 import pytest
 
 from ropelab import RopeConfig, RopeConfigError, rope_frequencies
-from ropelab.presets import PRESETS, UnknownPresetError, preset, preset_info, preset_names
+from ropelab.config import LayerTypeRope
+from ropelab.errors import UnknownLayerTypeError
+from ropelab.presets import PRESETS, UnknownPresetError, preset, preset_configs, preset_info, preset_names
 
 REQUIRED = [
     "gpt-neox-20b", "gpt-j-6b", "llama-7b", "llama-2-7b", "code-llama-7b", "llama-3-8b", "llama-3.1-8b",
@@ -20,14 +22,16 @@ def test_every_required_family_is_present():
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_preset_round_trips_through_transformers_form(name):
     cfg = preset(name)
-    assert RopeConfig.from_hf(cfg.to_hf()) == cfg
+    read = RopeConfig.by_layer_type if isinstance(cfg, LayerTypeRope) else RopeConfig.from_hf
+    assert read(cfg.to_hf()) == cfg
     assert cfg.source and name in cfg.source
     assert PRESETS[name].source  # every preset says where its values come from
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(preset_configs()))
 def test_preset_frequencies_are_finite_and_positive(name):
-    cfg = preset(name)
+    cfg = preset(name)  # "name:layer_type" for each layer type of a per-layer-type preset
+    assert cfg == preset_configs()[name]
     inv_freq, attention_factor = rope_frequencies(cfg, cfg.max_position_embeddings)
     assert inv_freq.shape == (cfg.rotary_dim // 2,)
     assert bool((inv_freq > 0).all()) and math.isfinite(attention_factor)
@@ -76,7 +80,33 @@ def test_every_preset_notes_are_strings():
     assert "June 2024" in " ".join(preset_info("phi-3-mini-128k-instruct").notes)
 
 
+# google/gemma-3-12b-it's text_config, the RoPE keys of the copy cited in the preset's source.
+GEMMA3_12B_TEXT = {"model_type": "gemma3_text", "head_dim": 256, "hidden_size": 3840, "num_attention_heads": 16,
+                   "num_hidden_layers": 48, "max_position_embeddings": 131072, "rope_local_base_freq": 10000,
+                   "rope_theta": 1000000, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+                   "sliding_window": 1024, "sliding_window_pattern": 6}
+
+
+def test_gemma3_preset_is_per_layer_type():
+    rope = preset("gemma-3-12b-it")
+    assert isinstance(rope, LayerTypeRope) and PRESETS["gemma-3-12b-it"].per_layer_type
+    assert rope.layers("full_attention") == (5, 11, 17, 23, 29, 35, 41, 47) and len(rope.layer_types) == 48
+    full, sliding = preset("gemma-3-12b-it:full_attention"), preset("Gemma_3_12B_IT:sliding_attention")
+    assert (full.rope_type, full.factor, full.base, sliding.rope_type, sliding.base) == ("linear", 8.0, 1e6, "default", 1e4)
+    legacy = RopeConfig.by_layer_type(GEMMA3_12B_TEXT)  # the config.json keys, read as transformers reads them
+    assert dict(legacy) == dict(rope)
+    with pytest.raises(UnknownLayerTypeError, match="layer_type='global' .*sliding_attention"):
+        preset("gemma-3-12b-it:global")
+    with pytest.raises(UnknownPresetError, match="one RoPE for every layer"):
+        preset("llama-2-7b:full_attention")
+
+
 transformers = pytest.importorskip("transformers")
+
+
+def test_gemma3_preset_agrees_with_transformers_reading_of_its_config():
+    config = transformers.Gemma3TextConfig(**{k: v for k, v in GEMMA3_12B_TEXT.items() if k != "model_type"})
+    assert RopeConfig.by_layer_type(config) == preset("gemma-3-12b-it")
 
 # (preset, transformers config class, fields that class's defaults share with the model).
 # transformers documents these defaults as the model's own; Mistral's default max_position_embeddings

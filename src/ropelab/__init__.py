@@ -3,6 +3,7 @@
 Core API::
 
     cfg = ropelab.RopeConfig.from_hf("config.json")          # or a dict, or a transformers config
+    rope = ropelab.RopeConfig.by_layer_type(config)          # LayerTypeRope: one RopeConfig per layer type
     inv_freq, attention_factor = ropelab.rope_frequencies(cfg, seq_len=None)
     q = ropelab.rotate(q, positions, cfg)                     # q [B, H, S, D], positions [S] or [B, S]
     q, k = ropelab.rotate_qk(q, k, positions, cfg)            # GQA: different head counts
@@ -12,7 +13,7 @@ with ``mrope_section`` or ``rope_type="axial"`` takes one position row per axis,
 pair ``i`` turns by ``positions[cfg.pair_axes[i]] * inv_freq[i]``.
 """
 
-from ropelab.config import LAYOUTS, ROPE_TYPES, RopeConfig
+from ropelab.config import LAYOUTS, ROPE_TYPES, LayerTypeRope, RopeConfig
 from ropelab.errors import RopeConfigError, RopelabError
 from ropelab.frequencies import rope_frequencies
 from ropelab.modules import RotaryEmbedding
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LAYOUTS",
     "ROPE_TYPES",
+    "LayerTypeRope",
     "RopeConfig",
     "RopeConfigError",
     "RopelabError",

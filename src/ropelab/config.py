@@ -6,6 +6,11 @@ It reads every form of the transformers ``config.json`` (``rope_parameters``, th
 ``rope_scaling``, the legacy ``type`` key, and the top-level ``rope_theta`` / ``rotary_pct`` /
 ``rotary_dim`` / ``partial_rotary_factor`` keys) and validates the result, so a bad value fails
 here with a message naming the key, not later inside a forward pass.
+
+Some models use a different RoPE per kind of layer (Gemma 3: base 1e4 in sliding-window layers,
+linear x8 over base 1e6 in full-attention layers); their ``rope_parameters`` is keyed by layer type.
+:meth:`RopeConfig.from_hf` reads one of them (``layer_type=...``) and :meth:`RopeConfig.by_layer_type`
+all of them, as a :class:`LayerTypeRope` (see the section at the end of this file).
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ import functools
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
-from ropelab.errors import RopeConfigError
+from ropelab.errors import RopeConfigError, UnknownLayerTypeError
 
-__all__ = ["AXIAL_COMPOSITIONS", "AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES", "RopeConfig", "RopeConfigError"]
+__all__ = ["ALL_LAYERS", "AXIAL_COMPOSITIONS", "AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES",
+           "LayerTypeRope", "RopeConfig", "RopeConfigError"]
 
-ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
+ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3", "proportional")
 LAYOUTS = ("half", "interleaved")
 
 # ----- multi-axis RoPE: each rotated pair i reads one row a(i) of the positions (see pair_axes)
@@ -127,6 +134,10 @@ _OUTSIDE_TABLE_KEYS = {
 # (mrope_interleaved) and Qwen3-Omni (interleaved) checkpoints spell it.
 _MROPE_KEYS = ("mrope_section", "mrope_interleaved", "interleaved")
 
+# Top-level keys that show a config describes the language model itself (else: read its text_config).
+_HEAD_AND_ROPE_KEYS = ("rope_parameters", "rope_scaling", "rope_theta", "head_dim", "hidden_size",
+                       "num_attention_heads", "n_embd", "d_model")
+
 # model_type values whose transformers config carries a `rotary_dim` that its rotary module ignores
 # (it rotates int(head_dim * partial_rotary_factor) channels): MiniMax-M3-VL's text model.
 _IGNORED_ROTARY_DIM_MODEL_TYPES = frozenset({"minimax_m3_vl_text"})
@@ -168,6 +179,11 @@ class RopeConfig:
 
     Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
     positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
+        rotated_pairs: ``rope_type="proportional"`` only (p-RoPE, Barbero et al. 2025, arXiv
+            2410.06205): pairs ``0 .. rotated_pairs-1`` rotate with ``base ** (-2i / head_dim)``, the
+            other ``head_dim/2 - rotated_pairs`` have frequency 0 and never rotate. The tables span
+            the whole head (``rotary_dim == head_dim``). transformers derives it from
+            ``partial_rotary_factor`` ``p`` as ``int(p * head_dim // 2)``; default: every pair.
     """
 
     head_dim: int
@@ -191,6 +207,7 @@ class RopeConfig:
     mrope_section: tuple[int, ...] | None = None
     mrope_composition: str | None = None
     axial_frequencies: str | None = None
+    rotated_pairs: int | None = None
     axial_order: tuple[int, ...] | None = None
     axial_composition: str | None = None
     source: str | None = field(default=None, compare=False)
@@ -258,6 +275,22 @@ class RopeConfig:
                     raise _fail(key, value, "positive finite numbers")
         if self.attention_factor is not None and not (self.attention_factor > 0):
             raise _fail("attention_factor", self.attention_factor, "a positive number")
+        self._validate_proportional()
+
+    def _validate_proportional(self) -> None:
+        if self.rope_type != "proportional":
+            if self.rotated_pairs is not None:
+                raise _fail("rotated_pairs", self.rotated_pairs, f"None for rope_type={self.rope_type!r} "
+                            "(only 'proportional' leaves pairs unrotated; use rotary_dim for partial rotation)")
+            return
+        if self.rotary_dim != self.head_dim:
+            raise _fail("rotary_dim", self.rotary_dim, f"head_dim={self.head_dim} for rope_type='proportional' "
+                        "(its tables span the head; rotated_pairs sets how many pairs turn)")
+        pairs = self.head_dim // 2
+        rotated = pairs if self.rotated_pairs is None else self.rotated_pairs
+        if not isinstance(rotated, int) or isinstance(rotated, bool) or not 0 <= rotated <= pairs:
+            raise _fail("rotated_pairs", rotated, f"an integer in [0, head_dim // 2 = {pairs}]")
+        object.__setattr__(self, "rotated_pairs", rotated)
 
     def _validate_axes(self) -> None:
         """M-RoPE sections and axial frequencies (see :attr:`pair_axes`); normalises their defaults."""
@@ -356,34 +389,58 @@ class RopeConfig:
 
     # ------------------------------------------------------------------ transformers interop
     @classmethod
-    def from_hf(cls, obj: Any) -> RopeConfig:
+    def from_hf(cls, obj: Any, layer_type: str | None = None) -> RopeConfig:
         """Read a transformers config object, a plain dict, or a path to a ``config.json``.
 
         Both the ``rope_parameters`` (transformers >= 5) and ``rope_scaling`` forms are read, the
         legacy ``type`` key is an alias of ``rope_type``, and the top-level ``rope_theta``,
         ``head_dim``, ``partial_rotary_factor``, ``rotary_pct``, ``rotary_dim`` and
-        ``max_position_embeddings`` are honoured.
+        ``max_position_embeddings`` are honoured. A multimodal ``config.json`` whose top level has
+        no RoPE or head keys is read from its ``text_config``.
+
+        Args:
+            obj: the config.
+            layer_type: for a config whose ``rope_parameters`` is keyed by layer type (Gemma 3,
+                OLMo 3, ModernBERT, ...), the layer type to read, e.g. ``"sliding_attention"``;
+                required there (:meth:`by_layer_type` reads them all). A flat config accepts a
+                layer type it lists in ``layer_types`` (every layer has the same RoPE).
+
+        Raises:
+            RopeConfigError: a bad value; a per-layer-type config without ``layer_type`` (the
+                message lists its layer types); a ``layer_type`` the config does not have, or one
+                without RoPE (``None`` parameters: a NoPE layer type).
         """
-        source = None
-        if isinstance(obj, (str, os.PathLike)):
-            source = os.fspath(obj)
-            data = _read_json(source)
-        elif isinstance(obj, Mapping):
-            data = dict(obj)
-        elif hasattr(obj, "to_dict"):
-            data = obj.to_dict()
-            # transformers' attribute_map aliases (Zamba2: head_dim -> attention_head_dim; d_model /
-            # n_heads spellings) resolve on attribute access, which the rotary modules use, but are
-            # missing from to_dict(): read them the same way.
-            for alias, target in (getattr(obj, "attribute_map", None) or {}).items():
-                if data.get(alias) is None and data.get(target) is not None:
-                    data[alias] = data[target]
-            source = getattr(obj, "_name_or_path", None) or type(obj).__name__
-        else:
-            raise RopeConfigError(
-                f"config={type(obj).__name__} is invalid: expected a transformers config, a dict or a path to config.json"
-            )
-        return cls(**_fields_from_hf_dict(data), source=source)
+        data, source = _hf_dict(obj)
+        rope = _by_layer_type(data, source)
+        if layer_type is None:
+            if not rope.uniform:
+                raise RopeConfigError(
+                    f"rope_parameters is keyed by layer type ({', '.join(rope)}): pass "
+                    f"RopeConfig.from_hf(config, layer_type=...) with one of them, or call "
+                    f"RopeConfig.by_layer_type(config) for all"
+                )
+            return rope[ALL_LAYERS]
+        if rope.uniform:
+            if layer_type not in rope.layer_types:
+                listed = ", ".join(dict.fromkeys(rope.layer_types)) or "none"
+                raise _fail("layer_type", layer_type, f"one of the config's layer_types ({listed}); the config has "
+                            "one RoPE for every layer, read it with layer_type=None")
+            return rope[ALL_LAYERS]
+        cfg = rope[layer_type]
+        if cfg is None:
+            raise _fail("layer_type", layer_type, f"a layer type with RoPE: its rope_parameters entry is None (NoPE); "
+                        f"layer types with RoPE: {', '.join(rope.rope_layer_types) or 'none'}")
+        return cfg
+
+    @classmethod
+    def by_layer_type(cls, obj: Any) -> LayerTypeRope:
+        """The RoPE of every layer type of ``obj`` (read as :meth:`from_hf` reads it).
+
+        A per-layer-type config gives one entry per layer type (``None`` for a NoPE type); a flat
+        config gives the single entry :data:`ALL_LAYERS` (``"all"``, ``uniform`` True). Either way
+        ``layer_types`` is the config's per-layer list (empty when it names none).
+        """
+        return _by_layer_type(*_hf_dict(obj))
 
     def to_hf(self) -> dict[str, Any]:
         """The transformers (>= 5) form: top-level keys plus a ``rope_parameters`` block.
@@ -393,6 +450,8 @@ class RopeConfig:
         params: dict[str, Any] = {"rope_type": self.rope_type, "rope_theta": self.base}
         if self.rotary_dim != self.head_dim:
             params["partial_rotary_factor"] = self.partial_rotary_factor
+        if self.rope_type == "proportional" and self.rotated_pairs != self.num_pairs:
+            params["partial_rotary_factor"] = _proportion_for(self.rotated_pairs, self.head_dim)
         for key in _SCALING_KEYS:
             value = getattr(self, key)
             if value is not None:
@@ -433,6 +492,47 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
         return tuple(i % 3 if i % 3 and i < 3 * sections[i % 3] else 0 for i in range(pairs))
     # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
     return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
+
+
+def _proportion_for(rotated_pairs: int, head_dim: int) -> float:
+    """The ``partial_rotary_factor`` p that transformers turns back into ``rotated_pairs`` through
+    ``int(p * head_dim // 2)``: ``2 k / D``, nudged up by half a channel where rounding would lose a
+    pair or where it would be 0 (transformers wants p > 0)."""
+    proportion = 2 * rotated_pairs / head_dim
+    if proportion == 0 or int(proportion * head_dim // 2) != rotated_pairs:
+        proportion = (2 * rotated_pairs + 0.5) / head_dim
+    return proportion
+
+
+def _hf_dict(obj: Any) -> tuple[dict[str, Any], str | None]:
+    """A config object, dict or path as a plain dict plus where it came from."""
+    source = None
+    if isinstance(obj, (str, os.PathLike)):
+        source = os.fspath(obj)
+        data = _read_json(source)
+    elif isinstance(obj, Mapping):
+        data = dict(obj)
+    elif hasattr(obj, "to_dict"):
+        data = obj.to_dict()
+        # transformers' attribute_map aliases (Zamba2: head_dim -> attention_head_dim; d_model /
+        # n_heads spellings) resolve on attribute access, which the rotary modules use, but are
+        # missing from to_dict(): read them the same way.
+        for alias, target in (getattr(obj, "attribute_map", None) or {}).items():
+            if data.get(alias) is None and data.get(target) is not None:
+                data[alias] = data[target]
+        # Class attributes that decide how transformers reads rope_parameters (see _by_layer_type).
+        for key in ("_rope_type_labels", "default_rope_type"):
+            if isinstance(getattr(type(obj), key, None), (str, tuple, list)):
+                data.setdefault(key, getattr(type(obj), key))
+        source = getattr(obj, "_name_or_path", None) or type(obj).__name__
+    else:
+        raise RopeConfigError(
+            f"config={type(obj).__name__} is invalid: expected a transformers config, a dict or a path to config.json"
+        )
+    text = data.get("text_config")
+    if isinstance(text, Mapping) and not any(data.get(key) is not None for key in _HEAD_AND_ROPE_KEYS):
+        data = dict(text)  # a multimodal config.json: the language model's keys live there
+    return data, source
 
 
 @functools.lru_cache(maxsize=64)
@@ -476,19 +576,9 @@ def _integral(value: Any) -> Any:
 
 def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
-    text = data.get("text_config")
-    if isinstance(text, Mapping) and not any(data.get(k) is not None for k in (
-            "rope_parameters", "rope_scaling", "rope_theta", "head_dim", "hidden_size", "n_embd", "d_model")):
-        data = text  # a multimodal wrapper (transformers >= 5 nests the text tower's keys)
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
     if not isinstance(params, Mapping):
         raise _fail("rope_parameters", params, "a JSON object")
-    if params and all(isinstance(v, Mapping) for v in params.values()):
-        raise _fail(
-            "rope_parameters",
-            sorted(params),
-            "one flat parameter block (per-layer-type RoPE, as in Gemma 3, is not supported yet)",
-        )
     unknown = set(params) - set(_SCALING_KEYS) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
     unknown -= _OUTSIDE_TABLE_KEYS | set(_MROPE_KEYS)
     if unknown:
@@ -513,14 +603,22 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
 
     rotary_dim = None if data.get("model_type") in _IGNORED_ROTARY_DIM_MODEL_TYPES else data.get("rotary_dim")
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
+    if partial is not None and not (0 < partial <= 1):
+        raise _fail("partial_rotary_factor", partial, "a fraction in (0, 1]")
+    rotated_pairs = None
+    if _first(params, "rope_type", "type") == "proportional":
+        # p-RoPE keeps head_dim-wide tables and freezes the pairs past the proportion
+        # (transformers `_compute_proportional_rope_parameters`: int(p * head_dim // 2) pairs turn).
+        rotated_pairs = int((partial or 1.0) * head_dim // 2) if isinstance(head_dim, int) else None
+        rotary_dim = partial = None
     if rotary_dim is None and partial is not None:
-        if not (0 < partial <= 1):
-            raise _fail("partial_rotary_factor", partial, "a fraction in (0, 1]")
         rotary_dim = int(head_dim * partial)  # transformers truncates the same way
 
     rope_type = _first(params, "rope_type", "type") or "default"
     if rope_type == "mrope":
         rope_type = "default"  # Qwen2-VL's original spelling: default frequencies, M-RoPE sections
+    if rope_type == "default" and data.get("default_rope_type") not in (None, "default"):
+        rope_type = data["default_rope_type"]  # transformers' standardize_rope_params does the same
     max_positions = _integral(top_max if top_max is not None else params.get("max_position_embeddings"))
     original = params.get("original_max_position_embeddings")
     if data.get("original_max_position_embeddings") is not None and rope_type in ("llama3", "yarn", "longrope"):
@@ -542,6 +640,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         "layout": layout,
         "max_position_embeddings": max_positions,
     }
+    if rotated_pairs is not None:
+        fields["rotated_pairs"] = rotated_pairs
     for key in _SCALING_KEYS:
         if params.get(key) is not None:
             fields[key] = params[key]
@@ -584,3 +684,264 @@ def _integral_list(values: Any) -> Any:
     if isinstance(values, (list, tuple)):
         return tuple(_integral(v) for v in values)
     return values
+
+
+# ====================================================================== per-layer-type RoPE
+ALL_LAYERS = "all"  # the one key of a LayerTypeRope read from a flat config
+
+# transformers 5.23 builds per-layer-type rope_parameters from the flat keys of older config.json
+# files in each family's `convert_rope_params_to_dict` (Gemma3TextConfig, Gemma3nTextConfig,
+# T5Gemma2TextConfig / T5Gemma2DecoderConfig, ModernBertConfig, ModernBertDecoderConfig,
+# Olmo3Config): model_type -> ({layer type: (theta key, default theta)}, layer types rope_scaling joins).
+_GEMMA3_LEGACY = ({"full_attention": ("rope_theta", 1_000_000.0), "sliding_attention": ("rope_local_base_freq", 10_000.0)},
+                  ("full_attention",))
+_MODERNBERT_LEGACY = ({"full_attention": ("global_rope_theta", 160_000.0), "sliding_attention": ("local_rope_theta", 10_000.0)},
+                      ("full_attention", "sliding_attention"))
+_LEGACY_LAYER_TYPE_ROPE = {
+    "gemma3_text": _GEMMA3_LEGACY, "gemma3n_text": _GEMMA3_LEGACY,
+    "t5gemma2_text": _GEMMA3_LEGACY, "t5gemma2_decoder": _GEMMA3_LEGACY,
+    "modernbert": _MODERNBERT_LEGACY, "modernbert-decoder": _MODERNBERT_LEGACY,
+    "olmo3": ({"full_attention": ("rope_theta", 500_000.0), "sliding_attention": ("rope_theta", 500_000.0)},
+              ("full_attention",)),
+}  # fmt: skip
+
+# `_rope_type_labels` of the transformers configs that key rope_parameters by something other than
+# their layer types (class attributes, so absent from config.json): LFM3's `conv` layers have no RoPE,
+# DeepSeek-V4 keys it by "main" / "compress".
+_ROPE_TYPE_LABELS = {"lfm3": ("full_attention", "sliding_attention"), "deepseek_v4": ("main", "compress")}
+
+# Gemma 4 family: config.json's `global_head_dim` (transformers default 512) is the head width of the
+# full-attention layers (their configs' __post_init__ turns it into per_layer_config overrides).
+_GLOBAL_HEAD_DIM_MODEL_TYPES = frozenset({"gemma4_text", "gemma4_unified_text", "diffusion_gemma_text",
+                                          "embedding_gemma2_text"})
+_DEFAULT_GLOBAL_HEAD_DIM = 512
+
+# Per-layer-type RoPE types whose missing original_max_position_embeddings transformers fills with
+# max_position_embeddings (standardize_rope_params, nested case).
+_NEEDS_ORIGINAL = ("llama3", "yarn", "longrope")
+
+
+@dataclass(frozen=True)
+class LayerTypeRope(Mapping):
+    """The RoPE of every layer type of one model, read-only: ``{layer_type: RopeConfig | None}``.
+
+    ``None`` marks a layer type without RoPE (NoPE, e.g. BEAM's full-attention layers). Build it with
+    :meth:`RopeConfig.by_layer_type`; a flat config gives the single entry :data:`ALL_LAYERS`.
+
+    Attributes:
+        configs: layer type -> :class:`RopeConfig` or ``None``, in the config's order.
+        layer_types: the config's per-layer list (``layer_types[i]`` is layer ``i``'s type), ``()``
+            when the config names none. It may name types without an entry (LFM3's ``conv`` layers
+            have no attention), and DeepSeek-V4 keys its RoPE by labels (``main``, ``compress``)
+            that are not layer types at all.
+        source: where it was read from.
+    """
+
+    configs: Mapping[str, RopeConfig | None]
+    layer_types: tuple[str, ...] = ()
+    source: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        configs = dict(self.configs)
+        if not configs:
+            raise _fail("configs", configs, "at least one layer type")
+        for name, cfg in configs.items():
+            if not isinstance(name, str) or not (cfg is None or isinstance(cfg, RopeConfig)):
+                raise _fail(f"configs[{name!r}]", cfg, "a RopeConfig or None (no RoPE), keyed by a layer type name")
+        object.__setattr__(self, "configs", MappingProxyType(configs))
+        object.__setattr__(self, "layer_types", tuple(self.layer_types))
+
+    def __reduce__(self):  # the read-only view does not pickle or deepcopy; rebuild from a plain dict
+        return (type(self), (dict(self.configs), self.layer_types, self.source))
+
+    def __getitem__(self, layer_type: str) -> RopeConfig | None:
+        if layer_type not in self.configs:
+            raise UnknownLayerTypeError(f"layer_type={layer_type!r} is invalid: expected one of {', '.join(self.configs)}")
+        return self.configs[layer_type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.configs)
+
+    def __len__(self) -> int:
+        return len(self.configs)
+
+    def __hash__(self) -> int:
+        return hash((tuple(self.configs.items()), self.layer_types))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LayerTypeRope):
+            return NotImplemented
+        return dict(self.configs) == dict(other.configs) and self.layer_types == other.layer_types
+
+    @property
+    def uniform(self) -> bool:
+        """True when one RoPE serves every layer (read from a flat config)."""
+        return tuple(self.configs) == (ALL_LAYERS,)
+
+    @property
+    def rope_layer_types(self) -> tuple[str, ...]:
+        """The layer types that have RoPE (not None)."""
+        return tuple(name for name, cfg in self.configs.items() if cfg is not None)
+
+    def layers(self, layer_type: str) -> tuple[int, ...]:
+        """Indices of the layers of ``layer_type`` (every layer for :data:`ALL_LAYERS`)."""
+        self[layer_type]  # unknown names fail here
+        if self.uniform:
+            return tuple(range(len(self.layer_types)))
+        return tuple(i for i, name in enumerate(self.layer_types) if name == layer_type)
+
+    def replace(self, **changes: Any) -> LayerTypeRope:
+        """A copy with ``changes`` applied to every layer type's RopeConfig (NoPE types stay None)."""
+        configs = {name: None if cfg is None else cfg.replace(**changes) for name, cfg in self.configs.items()}
+        return dataclasses.replace(self, configs=configs)
+
+    def to_hf(self) -> dict[str, Any]:
+        """The transformers (>= 5) form: ``rope_parameters`` keyed by layer type, ``layer_types``, and
+        ``per_layer_config`` head widths where a layer type's head differs from the first one's.
+
+        ``RopeConfig.by_layer_type(rope.to_hf()) == rope`` holds.
+        """
+        if self.uniform:
+            return {**self[ALL_LAYERS].to_hf(), **({"layer_types": list(self.layer_types)} if self.layer_types else {})}
+        present = [cfg for cfg in self.configs.values() if cfg is not None]
+        out: dict[str, Any] = {"rope_parameters": {}, "layer_types": list(self.layer_types)}
+        for key in ("max_position_embeddings", "layout"):
+            values = {getattr(cfg, key) for cfg in present}
+            if len(values) > 1:
+                raise _fail(key, sorted(values, key=str), "one value for all layer types (transformers keeps it top-level)")
+        for name, cfg in self.configs.items():
+            flat = None if cfg is None else cfg.to_hf()
+            out["rope_parameters"][name] = None if flat is None else flat.pop("rope_parameters")
+            if flat and name in self.layer_types and flat["head_dim"] != present[0].head_dim:
+                overrides = {i: {"head_dim": flat["head_dim"]} for i, t in enumerate(self.layer_types) if t == name}
+                out.setdefault("per_layer_config", {}).update(overrides)
+            elif flat and flat["head_dim"] != present[0].head_dim:
+                raise _fail("layer_types", list(self.layer_types), f"a list naming {name!r}, whose head_dim "
+                            f"{flat['head_dim']} differs from {present[0].head_dim} (per_layer_config is keyed by layer)")
+            for key, value in (flat or {}).items():
+                if key not in ("head_dim", "rotary_dim"):
+                    out[key] = value
+            partial = (out["rope_parameters"][name] or {}).get("partial_rotary_factor")
+            if flat and "rotary_dim" in flat and int(flat["head_dim"] * partial) != flat["rotary_dim"]:
+                raise _fail(f"{name}.rotary_dim", flat["rotary_dim"], "a partial rotation that partial_rotary_factor "
+                            "states exactly (per-layer-type configs have no per-type rotary_dim key)")
+        out["head_dim"] = present[0].head_dim if present else None
+        return out
+
+
+def _layer_type_head_dim(data: Mapping[str, Any], layer_type: str) -> Any:
+    """The head width of ``layer_type``'s layers where the config sets one per layer (Gemma 4's
+    full-attention layers); None where the top-level one applies."""
+    layer_types = data.get("layer_types") or ()
+    per_layer = data.get("per_layer_config")
+    if isinstance(per_layer, Mapping) and layer_type in layer_types:
+        widths = {(per_layer.get(i) or per_layer.get(str(i)) or {}).get("head_dim")
+                  for i, name in enumerate(layer_types) if name == layer_type}
+        if len(widths) > 1:
+            raise _fail(f"per_layer_config head_dim of the {layer_type} layers", sorted(widths, key=str),
+                        "one head_dim per layer type (transformers' per-layer-type rotary module needs one)")
+        return widths.pop()
+    if layer_type == "full_attention" and data.get("model_type") in _GLOBAL_HEAD_DIM_MODEL_TYPES:
+        return data.get("global_head_dim") or _DEFAULT_GLOBAL_HEAD_DIM
+    return None
+
+
+def _rope_labels(data: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The names rope_parameters may be keyed by when they are not the layer types, else None."""
+    labels = data.get("_rope_type_labels") or _ROPE_TYPE_LABELS.get(data.get("model_type"))
+    return tuple(labels) if labels else None
+
+
+def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``rope_parameters`` keyed by layer type (``{layer type: block or None}``), or None for a flat config.
+
+    As transformers' ``nested_rope_parameter_keys``: the keys are those named by the config's
+    ``_rope_type_labels`` or ``layer_types``. A dict that names neither but whose values are all
+    blocks (or None) is read as nested too. The older flat keys of the families in
+    ``_LEGACY_LAYER_TYPE_ROPE`` are converted the way their transformers config does.
+    """
+    params = data.get("rope_parameters") or data.get("rope_scaling")
+    if data.get("model_type") == "deepseek_v4" and not all(isinstance((params or {}).get(k), Mapping) for k in ("main", "compress")):
+        params = _deepseek_v4_blocks(data)
+    legacy = _LEGACY_LAYER_TYPE_ROPE.get(data.get("model_type"))
+    if legacy is not None:
+        thetas, scaled = legacy
+        nested = params if _all_blocks(data.get("rope_parameters")) else None
+        params = {name: None if block is None else dict(block) for name, block in (nested or {}).items()}
+        for name, (key, default) in thetas.items():
+            block = params.get(name) or {"rope_type": "default"}
+            if name in scaled and nested is None and isinstance(data.get("rope_parameters") or data.get("rope_scaling"), Mapping):
+                block.update(data.get("rope_parameters") or data["rope_scaling"])  # one flat block: the scaled types
+            block.setdefault("rope_theta", data[key] if data.get(key) is not None else default)
+            params[name] = block
+    if not isinstance(params, Mapping) or not params:
+        return None
+    labels = _rope_labels(data) or data.get("layer_types") or ()
+    keys = [key for key in params if key in labels]
+    if not keys and (legacy or _all_blocks(params)):
+        keys = list(params)
+    return {key: params[key] for key in keys} or None
+
+
+def _all_blocks(params: Any) -> bool:
+    """True for a non-empty mapping whose values are all parameter blocks or None (a nested form)."""
+    return isinstance(params, Mapping) and bool(params) and all(v is None or isinstance(v, Mapping) for v in params.values())
+
+
+def _deepseek_v4_blocks(data: Mapping[str, Any]) -> dict[str, Any]:
+    """DeepSeek-V4's flat config.json keys as transformers' DeepseekV4Config (5.23) turns them into
+    ``main`` / ``compress`` blocks: plain RoPE at ``rope_theta`` for the main attention, the flat block
+    (YaRN in the checkpoints, with ``attention_factor`` 1 unless given) at ``compress_rope_theta`` for
+    the compressor; both rotate ``partial_rotary_factor`` of the head (default ``qk_rope_head_dim /
+    head_dim``, else the class default 64 / 512)."""
+    flat = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
+    flat.setdefault("rope_type", flat.pop("type", "default"))
+    head_dim = data.get("head_dim") or 512  # DeepseekV4Config default
+    partial = data.get("partial_rotary_factor") or (
+        data["qk_rope_head_dim"] / head_dim if data.get("qk_rope_head_dim") else 64 / 512)
+    main = {"rope_type": "default", "rope_theta": data.get("rope_theta") or 10_000.0, "partial_rotary_factor": partial}
+    compress = {**flat, "rope_theta": data.get("compress_rope_theta") or 160_000.0, "partial_rotary_factor": partial}
+    if compress["rope_type"] == "yarn":
+        compress.setdefault("attention_factor", 1.0)
+    if compress["rope_type"] in _NEEDS_ORIGINAL:
+        compress.setdefault("original_max_position_embeddings",
+                            data.get("original_max_position_embeddings") or data.get("max_position_embeddings"))
+    return {"main": main, "compress": compress}
+
+
+def _layer_type_config(data: Mapping[str, Any], layer_type: str, block: Mapping[str, Any], source: str) -> RopeConfig:
+    """The RopeConfig of one layer type: its block, with the defaults transformers'
+    ``standardize_rope_params`` fills from the top level, and the layer type's own head width."""
+    if not isinstance(block, Mapping):
+        raise _fail(f"rope_parameters[{layer_type!r}]", block, "a JSON object or null (a layer type without RoPE)")
+    block = dict(block)
+    block.setdefault("rope_type", block.get("type", "default"))
+    if block["rope_type"] in _NEEDS_ORIGINAL and data.get("max_position_embeddings") is not None:
+        block.setdefault("original_max_position_embeddings", data["max_position_embeddings"])
+    flat = {key: value for key, value in data.items() if key not in ("rope_scaling", "original_max_position_embeddings")}
+    flat["rope_parameters"] = block
+    head_dim = _layer_type_head_dim(data, layer_type)
+    if head_dim is not None:
+        flat["head_dim"] = head_dim
+    try:
+        return RopeConfig(**_fields_from_hf_dict(flat), source=source)
+    except RopeConfigError as error:
+        raise RopeConfigError(f"layer type {layer_type!r}: {error}") from None
+
+
+def _by_layer_type(data: Mapping[str, Any], source: str | None) -> LayerTypeRope:
+    layer_types = data.get("layer_types") or ()
+    if not isinstance(layer_types, (list, tuple)) or not all(isinstance(name, str) for name in layer_types):
+        raise _fail("layer_types", layer_types, "a list of layer type names")
+    nested = _nested_rope_parameters(data)
+    if nested is None:
+        return LayerTypeRope({ALL_LAYERS: RopeConfig(**_fields_from_hf_dict(data), source=source)}, layer_types, source)
+    missing = [name for name in dict.fromkeys(layer_types) if name not in nested]
+    if missing and _rope_labels(data) is None:
+        raise _fail("layer_types", missing[0], f"a layer type with an entry in rope_parameters (it has "
+                    f"{', '.join(nested)}); write null there for a layer type without RoPE")
+    configs = {}
+    for name, block in nested.items():
+        label = f"{source or 'config'} [{name}]"
+        configs[name] = None if block is None else _layer_type_config(data, name, block, label)
+    return LayerTypeRope(configs, layer_types, source)

@@ -33,6 +33,9 @@ def example_configs(head_dim: int = 128, base: float = 10000.0, trained: int = 4
     configs["longrope"] = configs["yarn"].replace(rope_type="longrope", short_factor=[1.0] * pairs,
                                                   long_factor=illustrative)
     configs["llama3"] = extension_config(plain, "llama3", trained, factor)
+    # p-RoPE is not an extension: a quarter of the pairs turn, the rest carry no position (Gemma 4's
+    # full-attention layers use partial_rotary_factor 0.25 in transformers' Gemma4TextConfig defaults).
+    configs["proportional"] = plain.replace(rope_type="proportional", rotated_pairs=pairs // 4)
     return configs
 
 
@@ -43,7 +46,7 @@ class TypeRow:
     first_inv_freq: float
     last_inv_freq: float
     longest_wavelength: float
-    last_pair_ratio: float  # last inv_freq / the default's: how much the slowest pair is stretched
+    last_pair_ratio: float  # last inv_freq / the default's: how much the slowest pair is stretched (0: frozen)
 
 
 def type_rows(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) -> list[TypeRow]:
@@ -53,8 +56,9 @@ def type_rows(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) 
     rows = []
     for rope_type in ROPE_TYPES:
         inv_freq, attention = rope_frequencies(configs[rope_type], seq_len)
-        rows.append(TypeRow(rope_type, attention, inv_freq[0].item(), inv_freq[-1].item(),
-                            2 * math.pi / inv_freq[-1].item(), (inv_freq[-1] / default[-1]).item()))
+        last = inv_freq[-1].item()
+        rows.append(TypeRow(rope_type, attention, inv_freq[0].item(), last,
+                            2 * math.pi / last if last else math.inf, last / default[-1].item()))
     return rows
 
 
@@ -107,6 +111,7 @@ def print_types_table(head_dim: int = 128, base: float = 10000.0, seq_len: int =
                       f"{row.last_inv_freq:.4g}", f"{row.longest_wavelength:,.0f}", f"{row.last_pair_ratio:.4f}")
     Console().print(table)
     print("longrope uses illustrative factors (1 -> 4, geometric); a real model's come from its config.json.")
+    print("proportional (p-RoPE) rotates the first quarter of the pairs; the rest never turn (wavelength inf).")
 
 
 def print_precision_table(head_dim: int = 128, base: float = 500000.0) -> None:

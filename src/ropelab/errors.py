@@ -14,6 +14,7 @@ __all__ = [
     "CliError",
     "RopeConfigError",
     "UnknownPresetError",
+    "UnknownLayerTypeError",
     "EncodingError",
     "PatchError",
     "LabError",
@@ -35,6 +36,13 @@ class RopeConfigError(RopelabError, ValueError):
 
 class UnknownPresetError(RopeConfigError):
     """A preset name that ropelab does not know; the message lists the known ones."""
+
+
+class UnknownLayerTypeError(RopeConfigError, KeyError):
+    """A layer type that a per-layer-type RoPE does not have; also a ``KeyError``, as a mapping lookup."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class EncodingError(RopelabError, ValueError):

@@ -2,7 +2,8 @@
 
 Each function takes a :class:`~ropelab.config.RopeConfig` and the current sequence length and
 returns ``inv_freq`` (float64, shape ``[rotary_dim // 2]``) and the attention factor that scales
-cos and sin. Nothing here holds state: the dynamic types take ``seq_len`` as an argument (a Python
+cos and sin. ``proportional`` (p-RoPE) returns zeros for the pairs it leaves unrotated: angle 0,
+cos 1, sin 0, so every consumer of ``inv_freq`` passes those channels through unchanged. Nothing here holds state: the dynamic types take ``seq_len`` as an argument (a Python
 int or a 0-d integer tensor, so a compiled graph can pass ``positions.max() + 1`` without a graph
 break) instead of mutating a buffer during the forward pass.
 
@@ -215,6 +216,16 @@ def _axial(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
     return inv_freq, 1.0
 
 
+def _proportional(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
+    # p-RoPE (Barbero et al. 2025, "Round and Round We Go!", arXiv 2410.06205; transformers
+    # `_compute_proportional_rope_parameters`, used by Gemma 4): the first `rotated_pairs` pairs keep
+    # RoFormer's frequencies over the whole head width, base ** (-2i / head_dim); the others get
+    # frequency 0 and carry no position. All are divided by `factor` (default 1).
+    pair = torch.arange(cfg.head_dim // 2)
+    inv_freq = torch.where(pair < cfg.rotated_pairs, default_inv_freq(cfg.head_dim, cfg.base), 0.0)
+    return inv_freq / (cfg.factor or 1.0), 1.0
+
+
 FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {
     "default": _default,
     "linear": _linear,
@@ -224,6 +235,7 @@ FREQUENCY_FUNCTIONS: dict[str, FrequencyFn] = {
     "longrope": _longrope,
     "llama3": _llama3,
     "axial": _axial,
+    "proportional": _proportional,
 }
 
 

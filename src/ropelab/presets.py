@@ -5,6 +5,11 @@ model's published ``config.json`` (or, where a key is absent there, the model ca
 in :attr:`Preset.source`). Nothing here is derived or guessed: a value that could not be found in a
 public source is left out (the field keeps RopeConfig's default) and said so in :attr:`Preset.notes`.
 
+A model with a different RoPE per layer type (Gemma 3) is a :class:`~ropelab.config.LayerTypeRope`:
+``preset("gemma-3-12b-it")`` returns the whole model, ``preset("gemma-3-12b-it:full_attention")``
+one layer type's RopeConfig, and :func:`preset_configs` every preset as RopeConfigs (layer types
+spelled ``name:layer_type``) for code that handles one RoPE at a time.
+
 Usage::
 
     cfg = ropelab.preset("llama-2-7b")                  # same as ropelab.presets.preset
@@ -18,10 +23,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import UnknownPresetError
 
-__all__ = ["Preset", "PRESETS", "UnknownPresetError", "preset", "preset_names", "preset_info"]
+__all__ = ["Preset", "PRESETS", "UnknownPresetError", "preset", "preset_configs", "preset_names", "preset_info"]
+
+LAYER_TYPE_SEPARATOR = ":"  # "gemma-3-12b-it:full_attention" names one layer type of a preset
 
 
 @dataclass(frozen=True)
@@ -31,9 +38,13 @@ class Preset:
     Attributes:
         name: the preset's key (lower case, dashes).
         model_id: the public checkpoint the values describe.
-        fields: keyword arguments of :class:`RopeConfig` (``source`` excluded).
+        fields: keyword arguments of :class:`RopeConfig` (``source`` excluded); for a per-layer-type
+            preset, the ones every layer type shares.
         source: where each value comes from (config.json, model card, paper section).
         notes: caveats a porter should know (layout conventions, values not found, ...).
+        layer_fields: per-layer-type presets only: layer type -> the fields that differ from
+            ``fields`` (``None``: a layer type without RoPE).
+        layer_types: per-layer-type presets only: the type of each layer, in order.
     """
 
     name: str
@@ -41,10 +52,32 @@ class Preset:
     fields: Mapping[str, Any]
     source: str
     notes: tuple[str, ...] = field(default=())
+    layer_fields: Mapping[str, Mapping[str, Any] | None] | None = None
+    layer_types: tuple[str, ...] = ()
 
-    def config(self) -> RopeConfig:
-        """The preset as a validated :class:`RopeConfig` whose ``source`` names the preset."""
-        return RopeConfig(**dict(self.fields), source=f"preset:{self.name} ({self.model_id})")
+    @property
+    def per_layer_type(self) -> bool:
+        """True when the model uses a different RoPE per layer type."""
+        return self.layer_fields is not None
+
+    def config(self) -> RopeConfig | LayerTypeRope:
+        """The preset as a validated :class:`RopeConfig` (or, per layer type, a :class:`LayerTypeRope`)
+        whose ``source`` names the preset."""
+        source = f"preset:{self.name} ({self.model_id})"
+        if self.layer_fields is None:
+            return RopeConfig(**dict(self.fields), source=source)
+        configs = {
+            layer_type: None if extra is None else RopeConfig(**{**self.fields, **extra},
+                                                               source=f"{source} [{layer_type}]")
+            for layer_type, extra in self.layer_fields.items()
+        }
+        return LayerTypeRope(configs, self.layer_types, source)
+
+
+def _every_nth_full(layers: int, period: int) -> tuple[str, ...]:
+    """Gemma 3's pattern: layer ``i`` is full attention when ``(i + 1) % period == 0``, else a
+    sliding-window layer (transformers' Gemma3TextConfig, from config.json's sliding_window_pattern)."""
+    return tuple("full_attention" if (i + 1) % period == 0 else "sliding_attention" for i in range(layers))
 
 
 # Phi-3-mini-128k-instruct, April 2024 release (config.json with rope_scaling type "su", which
@@ -243,6 +276,29 @@ _PRESET_LIST = (
             "the softmax scale by yarn_mscale(40, 1.0)**2 = (0.1 ln 40 + 1)**2",
         ),
     ),
+    Preset(
+        "gemma-3-12b-it",
+        "google/gemma-3-12b-it",
+        {"head_dim": 256, "layout": "half", "max_position_embeddings": 131072},
+        "config.json of google/gemma-3-12b-it (https://huggingface.co/google/gemma-3-12b-it/blob/main/config.json), "
+        "text_config, as quoted verbatim (the unsloth re-save, \"unsloth_fixed\": true) in ostris/ai-toolkit "
+        "extensions_built_in/diffusion_models/ltx2/ltx2.py: head_dim 256, num_hidden_layers 48, "
+        "max_position_embeddings 131072, rope_local_base_freq 10000 (sliding-window layers), rope_theta 1000000 "
+        "and rope_scaling {rope_type linear, factor 8.0} (full-attention layers, as transformers' Gemma3TextConfig "
+        "applies them), sliding_window 1024, sliding_window_pattern 6 (layer i is full attention when "
+        "(i + 1) % 6 == 0, transformers' Gemma3TextConfig)",
+        (
+            "the official config.json could not be read from here: the values are those of a verbatim public copy",
+            "sliding-window layers attend to 1024 positions (sliding_window 1024): relative distances above 1024 "
+            "never occur in them, so only the full-attention layers meet long-range angles",
+            "linear scaling names no pretraining length, so the trained length shown is max_position_embeddings 131072",
+        ),
+        layer_fields={
+            "sliding_attention": {"base": 10_000.0},
+            "full_attention": {"base": 1_000_000.0, "rope_type": "linear", "factor": 8.0},
+        },
+        layer_types=_every_nth_full(48, 6),
+    ),
 )
 
 _QWEN25_VL_SOURCE = (
@@ -292,6 +348,19 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
+def preset_configs() -> dict[str, RopeConfig]:
+    """Every preset as RopeConfigs: flat presets by name, per-layer-type ones as one entry per layer
+    type with RoPE, named ``name:layer_type`` (for code that handles one RoPE at a time)."""
+    out: dict[str, RopeConfig] = {}
+    for name, info in PRESETS.items():
+        cfg = info.config()
+        if isinstance(cfg, RopeConfig):
+            out[name] = cfg
+        else:
+            out.update({f"{name}{LAYER_TYPE_SEPARATOR}{kind}": cfg[kind] for kind in cfg.rope_layer_types})
+    return out
+
+
 def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
@@ -304,12 +373,28 @@ def preset_info(name: str) -> Preset:
     """
     if not isinstance(name, str):
         raise UnknownPresetError(f"preset={name!r} is invalid: expected a name, one of {', '.join(PRESETS)}")
-    key = _normalise(name)
+    key = _normalise(name.partition(LAYER_TYPE_SEPARATOR)[0])
     if key not in PRESETS:
         raise UnknownPresetError(f"preset={name!r} is unknown: expected one of {', '.join(PRESETS)}")
     return PRESETS[key]
 
 
-def preset(name: str) -> RopeConfig:
-    """The RoPE of the named model family as a :class:`RopeConfig` (see :data:`PRESETS`)."""
-    return preset_info(name).config()
+def preset(name: str) -> RopeConfig | LayerTypeRope:
+    """The RoPE of the named model family (see :data:`PRESETS`).
+
+    A :class:`RopeConfig`, or for a model with a RoPE per layer type a :class:`LayerTypeRope`;
+    ``"name:layer_type"`` (e.g. ``"gemma-3-12b-it:full_attention"``) picks one layer type's
+    RopeConfig. An unknown layer type raises :class:`ropelab.errors.UnknownLayerTypeError`.
+    """
+    info = preset_info(name)
+    _, separator, layer_type = name.partition(LAYER_TYPE_SEPARATOR)
+    cfg = info.config()
+    if not separator:
+        return cfg
+    if isinstance(cfg, RopeConfig):
+        raise UnknownPresetError(f"preset={name!r} is invalid: {info.name} has one RoPE for every layer, "
+                                 f"name it without {LAYER_TYPE_SEPARATOR}{layer_type}")
+    found = cfg[layer_type.strip()]
+    if found is None:
+        raise UnknownPresetError(f"preset={name!r} is invalid: its {layer_type} layers have no RoPE")
+    return found

@@ -30,10 +30,14 @@ TWO_PI = 2.0 * math.pi
 
 
 def unscaled(cfg: RopeConfig) -> RopeConfig:
-    """The same head with the pretraining frequencies (``rope_type="default"``, no attention factor);
-    axial RoPE has no scaling and is returned as it is."""
+    """The same head with the pretraining frequencies (``rope_type="default"``, no attention factor).
+
+    Axial RoPE has no scaling and is returned as it is. p-RoPE (``proportional``) is a choice of
+    frequencies, not a scaling: it keeps its type and its unrotated pairs and only drops ``factor``."""
     if cfg.rope_type == "axial":
         return cfg
+    if cfg.rope_type == "proportional":
+        return cfg.replace(factor=None, attention_factor=None)
     return cfg.replace(rope_type="default", attention_factor=None)
 
 
@@ -141,5 +145,5 @@ def out_of_range_pairs(
     target_reach = (target_length - 1) * target_freq
     full_turn = trained_reach >= TWO_PI
     tolerance = 1e-12 * trained_reach  # equal reaches are "at the edge", i.e. new
-    mask = ~full_turn & (target_reach >= trained_reach - tolerance)
+    mask = ~full_turn & (target_reach >= trained_reach - tolerance) & (target_reach > 0)
     return OutOfRange(length, target_length, trained_reach, target_reach, full_turn, mask)

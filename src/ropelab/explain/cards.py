@@ -3,6 +3,11 @@
 Nothing here prints or draws. :func:`card_summary` computes a :class:`CardSummary` from the
 analysis functions; :func:`summary_rows`, :func:`compare_rows` and :func:`verdict` turn it into
 strings that :mod:`ropelab.explain.cli` lays out.
+
+A model with a RoPE per layer type (Gemma 3) gets one card per layer type: :func:`layer_groups`
+says which layers each one serves (and which layer types have no RoPE at all), and
+:func:`labelled_cards` spells them ``name:layer_type`` for ``compare``. p-RoPE (``proportional``)
+cards say which pairs never rotate.
 """
 
 from __future__ import annotations
@@ -12,14 +17,12 @@ from dataclasses import dataclass
 
 from ropelab.analysis.bounds import min_base_for_context
 from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths, unscaled
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.frequencies import rope_frequencies
-from ropelab.presets import preset
+from ropelab.presets import LAYER_TYPE_SEPARATOR, preset
 
-__all__ = [
-    "CardSummary", "axes_rows", "axes_text", "card_summary", "compare_rows", "load_config", "scaling_text",
-    "summary_rows", "verdict",
-]
+__all__ = ["CardSummary", "LayerGroup", "axes_rows", "axes_text", "card_summary", "compare_rows", "labelled_cards",
+           "layer_groups", "layers_text", "load_config", "scaling_text", "summary_rows", "verdict"]
 
 # Above this context the base bound is skipped: finding its narrow admissible windows exactly costs
 # about L**2 (measured on 2 shared cores: ~7 s at 2**17, ~100 s at 2**18, ~11 min at 2**20).
@@ -30,14 +33,59 @@ _SCALING_KEYS = ("factor", "original_max_position_embeddings", "low_freq_factor"
                  "beta_fast", "beta_slow", "mscale", "mscale_all_dim", "attention_factor")  # fmt: skip
 
 
-def load_config(spec: str) -> RopeConfig:
-    """A preset name or a path to a ``config.json`` as a :class:`RopeConfig`.
+def load_config(spec: str) -> RopeConfig | LayerTypeRope:
+    """A preset name or a path to a ``config.json``: a :class:`RopeConfig`, or a :class:`LayerTypeRope`
+    for a model with a RoPE per layer type; ``spec:layer_type`` picks one layer type's RopeConfig.
 
     Raises :class:`ropelab.errors.UnknownPresetError` for an unknown name and
     :class:`ropelab.errors.RopeConfigError` (or ``FileNotFoundError``) for a bad file.
     """
     looks_like_path = spec.endswith(".json") or os.sep in spec or os.path.exists(spec)
-    return RopeConfig.from_hf(spec) if looks_like_path else preset(spec)
+    if not looks_like_path:
+        return preset(spec)
+    path, separator, layer_type = spec.rpartition(LAYER_TYPE_SEPARATOR)
+    if separator and not os.path.exists(spec) and path.endswith(".json"):
+        return RopeConfig.from_hf(path, layer_type=layer_type)
+    rope = RopeConfig.by_layer_type(spec)
+    return rope.configs[next(iter(rope))] if rope.uniform else rope
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """The layers of one layer type: their RoPE (``None``: no RoPE, NoPE) and their indices."""
+
+    layer_type: str
+    cfg: RopeConfig | None
+    layers: tuple[int, ...]
+    total_layers: int
+
+
+def layer_groups(rope: LayerTypeRope) -> list[LayerGroup]:
+    """One :class:`LayerGroup` per layer type of ``rope``, in its order."""
+    return [LayerGroup(name, cfg, rope.layers(name), len(rope.layer_types)) for name, cfg in rope.items()]
+
+
+def layers_text(layers: tuple[int, ...], total: int) -> str:
+    """``"5, 11, 17 (3 of 18 layers)"`` with runs as ranges (``"0-4, 6-10"``); ``"layers not listed"``
+    when the config names no per-layer list."""
+    if not total:
+        return "layers not listed in the config"
+    runs: list[list[int]] = []
+    for index in layers:
+        if runs and index == runs[-1][-1] + 1:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    spans = [f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in runs]
+    return f"{', '.join(spans) or 'none'} ({len(layers)} of {total} layers)"
+
+
+def labelled_cards(spec: str, rope: RopeConfig | LayerTypeRope) -> list[tuple[str, RopeConfig]]:
+    """``(label, RopeConfig)`` per card: the spec itself, or ``spec:layer_type`` for every layer type
+    with RoPE (layer types without RoPE have no card)."""
+    if isinstance(rope, RopeConfig):
+        return [(spec, rope)]
+    return [(f"{spec}{LAYER_TYPE_SEPARATOR}{name}", rope[name]) for name in rope.rope_layer_types]
 
 
 @dataclass(frozen=True)
@@ -54,6 +102,7 @@ class CardSummary:
     out_of_range: int | None
     out_of_range_unscaled: int | None
     min_base: float | None
+    frozen_pairs: int = 0  # p-RoPE pairs with frequency 0: they never rotate
 
 
 def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True) -> CardSummary:
@@ -66,8 +115,12 @@ def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True)
     """
     _, attention_factor = rope_frequencies(cfg, context)
     wavelengths = pair_wavelengths(cfg, context)
+    turning = wavelengths[wavelengths.isfinite()]  # p-RoPE's frozen pairs have an infinite wavelength
+    frozen = cfg.num_pairs - (cfg.rotated_pairs if cfg.rope_type == "proportional" else cfg.num_pairs)
     trained = cfg.trained_length
     critical = critical_dimension(cfg.rotary_dim, cfg.base, trained) if trained else None
+    if critical is not None and frozen:
+        critical = min(critical, 2 * cfg.rotated_pairs)  # frozen pairs are past it but never turn
     out, out_plain = None, None
     if trained:
         base_cfg = unscaled(cfg)
@@ -80,12 +133,13 @@ def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True)
         context=context,
         trained_length=trained,
         attention_factor=float(attention_factor),
-        shortest_wavelength=float(wavelengths.min()),
-        longest_wavelength=float(wavelengths.max()),
+        shortest_wavelength=float(turning.min()) if turning.numel() else float("inf"),
+        longest_wavelength=float(turning.max()) if turning.numel() else float("inf"),
         critical_dimension=critical,
         out_of_range=out,
         out_of_range_unscaled=out_plain,
         min_base=min_base_for_context(context, cfg.rotary_dim) if wants_bound else None,
+        frozen_pairs=frozen,
     )
 
 
@@ -202,13 +256,27 @@ def _out_of_range_text(summary: CardSummary) -> str:
     return text
 
 
+def _frozen_text(cfg: RopeConfig) -> str:
+    """Which pairs p-RoPE leaves unrotated, with their channels in the card's layout."""
+    first, last = cfg.rotated_pairs, cfg.num_pairs - 1
+    if cfg.layout == "half":
+        channels = f"channels {first}..{last} and {first + cfg.num_pairs}..{cfg.head_dim - 1}"
+    else:
+        channels = f"channels {2 * first}..{cfg.head_dim - 1}"
+    return f"pairs {first}..{last} ({channels}) have frequency 0 and never rotate"
+
+
 def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
     """The table rows of ``explain`` as (name, value) strings."""
     cfg = summary.cfg
+    rotated = (f"p-RoPE: {cfg.rotated_pairs} of {cfg.num_pairs} pairs turn" if cfg.rope_type == "proportional"
+               else f"{cfg.partial_rotary_factor:.0%} rotated")
+    frozen = [("pairs that never rotate", _frozen_text(cfg))] if summary.frozen_pairs else []
     return [
         ("source", cfg.source or "-"),
         ("layout", _layout_text(cfg)),
-        ("head_dim / rotary_dim", f"{cfg.head_dim} / {cfg.rotary_dim} ({cfg.partial_rotary_factor:.0%} rotated)"),
+        ("head_dim / rotary_dim", f"{cfg.head_dim} / {cfg.rotary_dim} ({rotated})"),
+        *frozen,
         *axes_rows(cfg, summary.context),
         ("base (rope_theta)", f"{cfg.base:g}"),
         ("scaling", scaling_text(cfg)),
@@ -216,7 +284,8 @@ def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
         ("extended length", f"{cfg.max_position_embeddings:,}" if cfg.max_position_embeddings else "unknown"),
         ("attention factor", f"{summary.attention_factor:.4g} at {summary.context:,} tokens"),
         ("shortest wavelength", f"{summary.shortest_wavelength:.4g} positions"),
-        ("longest wavelength", f"{summary.longest_wavelength:.4g} positions"),
+        ("longest wavelength", f"{summary.longest_wavelength:.4g} positions"
+                               + (" (of the pairs that turn)" if summary.frozen_pairs else "")),
         ("critical dimension", _optional(summary.critical_dimension, f" of {cfg.rotary_dim} (Liu et al. 2023)")),
         (f"pairs out of range at {summary.context:,}", _out_of_range_text(summary)),
         (f"min base for {summary.context:,}", _optional(summary.min_base, " (Men et al. 2024)", fmt="{:.3g}")),
@@ -230,6 +299,7 @@ _COMPARE_FIELDS = (
     ("position axes", lambda s: axes_text(s.cfg)),
     ("base", lambda s: f"{s.cfg.base:g}"),
     ("rope_type", lambda s: s.cfg.rope_type),
+    ("pairs that never rotate", lambda s: s.frozen_pairs),
     ("scaling", lambda s: scaling_text(s.cfg)),
     ("trained length", lambda s: s.trained_length),
     ("extended length", lambda s: s.cfg.max_position_embeddings),
@@ -252,6 +322,12 @@ def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], boo
 # ----------------------------------------------------------------------------- the verdict
 def _what_rope_means(cfg: RopeConfig) -> str:
     partial = "" if cfg.rotary_dim == cfg.head_dim else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
+    if cfg.rope_type == "proportional" and cfg.rotated_pairs < cfg.num_pairs:
+        return (
+            f"'RoPE' here means p-RoPE: of the {cfg.num_pairs} pairs in the {cfg.layout} layout only the first "
+            f"{cfg.rotated_pairs} rotate (base {cfg.base:g} over the whole head width); {_frozen_text(cfg)}, "
+            "so they carry no position at all."
+        )
     text = (
         f"'RoPE' here means: rotate {cfg.num_pairs} pairs{partial} in the {cfg.layout} layout, "
         f"base {cfg.base:g}, frequencies {scaling_text(cfg)}."
@@ -283,6 +359,13 @@ def _within_training(summary: CardSummary) -> list[str]:
 
 def _scaling_keeps_pairs_in_range(summary: CardSummary) -> list[str]:
     cfg = summary.cfg
+    if summary.out_of_range_unscaled == 0:  # nothing to rescue: every pair that turns has turned fully
+        never = f" and the other {summary.frozen_pairs} never turn" if summary.frozen_pairs else ""
+        return [
+            f"At {summary.context:,} tokens (past the pretraining length {summary.trained_length:,}) no pair meets a "
+            f"new angle: every pair that turns completes a full turn within training (longest wavelength "
+            f"{summary.longest_wavelength:.4g} positions){never}."
+        ]
     return [
         f"At {summary.context:,} tokens (past the pretraining length {summary.trained_length:,}) the {cfg.rope_type} "
         f"scaling keeps every pair inside its trained arc (without it {summary.out_of_range_unscaled} pairs would leave it)."

@@ -2,7 +2,11 @@
 
 - ``explain <preset | config.json> [--context N] [--plot FILE.png]``: a table of what this card's
   "RoPE" is, then a verdict in plain words: what breaks at ``--context`` and what would rescue it.
-- ``compare A B [C ...]``: the cards side by side, every differing row highlighted.
+  A model with a RoPE per layer type gets one table and verdict per layer type, titled with the
+  layers that use it (and one line per layer type without RoPE); ``--plot`` then writes one figure
+  per layer type (``FILE-<layer type>.png``). ``spec:layer_type`` explains one layer type.
+- ``compare A B [C ...]``: the cards side by side, every differing row highlighted; a per-layer-type
+  model contributes one column per layer type with RoPE (``A:layer_type``).
 - ``tour [--out DIR]``: the learning path, 14 steps, each a paragraph, a check with numbers and a
   figure, collected into a self-contained ``tour.html``.
 
@@ -17,13 +21,24 @@ import errno
 import os
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
 from ropelab.analysis.wavelengths import unscaled
 from ropelab.config import RopeConfig
 from ropelab.errors import CliError
-from ropelab.explain.cards import CardSummary, card_summary, compare_rows, load_config, summary_rows, verdict
+from ropelab.explain.cards import (
+    CardSummary,
+    card_summary,
+    compare_rows,
+    labelled_cards,
+    layer_groups,
+    layers_text,
+    load_config,
+    summary_rows,
+    verdict,
+)
 from ropelab.explain.tour import StepResult, assert_all_passed, run_steps, write_explorer_beside, write_html
 
 __all__ = ["register", "demo"]
@@ -77,39 +92,62 @@ def _explain_figure(summary: CardSummary):
     return plot_wavelength_ladder(cfg, {"context": context, **({"trained": trained} if trained else {})})
 
 
-def _explain(args: argparse.Namespace) -> None:
-    _check_context(args.context)
-    cfg = load_config(args.config)
-    if args.plot:
-        _check_plot_path(args.plot)
-    summary = card_summary(cfg, args.context or _card_context(cfg))
-    table = Table(title=f"RoPE of {args.config}", show_header=True, header_style="bold")
+def _print_card(console: Console, title: str, summary: CardSummary, plot: str | None) -> None:
+    table = Table(title=escape(title), show_header=True, header_style="bold")
     table.add_column("property")
     table.add_column("value")
     for name, value in summary_rows(summary):
-        table.add_row(name, value)
-    console = Console()
+        table.add_row(escape(name), escape(value))  # sources such as "config [full_attention]" are not markup
     console.print(table)
-    console.print(verdict(summary))
-    if args.plot:
+    console.print(escape(verdict(summary)))
+    if plot:
         from ropelab.plots import save_figure
 
-        save_figure(_explain_figure(summary), args.plot)
-        console.print(f"figure: {args.plot}")
+        save_figure(_explain_figure(summary), plot)
+        console.print(f"figure: {plot}")
+
+
+def _layer_plot_path(plot: str | None, layer_type: str) -> str | None:
+    if not plot:
+        return None
+    stem, extension = os.path.splitext(plot)
+    return f"{stem}-{layer_type}{extension or '.png'}"
+
+
+def _explain(args: argparse.Namespace) -> None:
+    _check_context(args.context)
+    rope = load_config(args.config)
+    if args.plot:
+        _check_plot_path(args.plot)
+    console = Console()
+    if isinstance(rope, RopeConfig):
+        summary = card_summary(rope, args.context or _card_context(rope))
+        _print_card(console, f"RoPE of {args.config}", summary, args.plot)
+        return
+    console.print(escape(f"{args.config}: a different RoPE per layer type ({', '.join(rope)}); one card each."))
+    for group in layer_groups(rope):
+        where = layers_text(group.layers, group.total_layers)
+        if group.cfg is None:
+            console.print(escape(f"{group.layer_type} layers: {where}: no RoPE (NoPE); position enters them only "
+                                 "through the other layer types and the causal mask."))
+            continue
+        summary = card_summary(group.cfg, args.context or _card_context(group.cfg))
+        title = f"RoPE of {args.config}, {group.layer_type} layers: {where}"
+        _print_card(console, title, summary, _layer_plot_path(args.plot, group.layer_type))
 
 
 # ----------------------------------------------------------------------------- compare
 def _compare(args: argparse.Namespace) -> None:
     if len(args.configs) < 2:
         raise CliError("compare needs at least two presets or config.json paths")
-    cards = [load_config(spec) for spec in args.configs]
-    rows = compare_rows([card_summary(cfg, _card_context(cfg), with_base_bound=False) for cfg in cards])
-    table = Table(title="'RoPE' in " + ", ".join(args.configs), header_style="bold")
+    cards = [card for spec in args.configs for card in labelled_cards(spec, load_config(spec))]
+    rows = compare_rows([card_summary(cfg, _card_context(cfg), with_base_bound=False) for _, cfg in cards])
+    table = Table(title=escape("'RoPE' in " + ", ".join(args.configs)), header_style="bold")
     table.add_column("field")
-    for spec in args.configs:
-        table.add_column(spec)
+    for label, _ in cards:
+        table.add_column(escape(label))
     for name, values, differs in rows:
-        table.add_row(("* " if differs else "  ") + name, *values, style="bold yellow" if differs else None)
+        table.add_row(("* " if differs else "  ") + name, *map(escape, values), style="bold yellow" if differs else None)
     console = Console()
     console.print(table)
     differing = [name for name, _, differs in rows if differs]

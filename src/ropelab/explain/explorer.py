@@ -6,9 +6,12 @@ the two agree in headless Chromium. Python only serialises the presets (and the 
 the command line) into the page and inlines the vendored chart library, uPlot (MIT, see
 ``explorer_assets/VENDORED.md``), so the file opens with no network.
 
-The page draws one-axis RoPE. A multi-axis config (M-RoPE, axial vision RoPE) is shown through
-:func:`one_axis_view`, the one-axis RoPE that some of its pairs follow exactly, with a note saying
-which pairs those are and what the page does not show.
+The page shows one RoPE at a time: a per-layer-type preset enters it as one card per layer type
+(``gemma-3-12b-it:full_attention``), and only rope types the page computes
+(:data:`PAGE_ROPE_TYPES`) enter at all: p-RoPE (``proportional``) layer types are left out.
+A multi-axis config (M-RoPE, axial vision RoPE) is drawn through :func:`one_axis_view`, the
+one-axis RoPE that some of its pairs follow exactly, with a note saying which pairs those are and
+what the page does not show.
 
 - ``ropelab explore [PRESET | config.json] [--out explorer.html]``
 - :func:`write_explorer` ``(cfg or None, out_path) -> Path``
@@ -30,9 +33,12 @@ from ropelab.errors import CliError
 from ropelab.explain.cards import _axis_names, axes_text, load_config
 from ropelab.extension import LLAMA3_HIGH_FREQ_FACTOR, LLAMA3_LOW_FREQ_FACTOR
 from ropelab.io import atomic_write_text
-from ropelab.presets import PRESETS
+from ropelab.presets import preset_configs, preset_info
 
-__all__ = ["register", "demo", "write_explorer", "page_data", "one_axis_view"]
+__all__ = ["PAGE_ROPE_TYPES", "register", "demo", "write_explorer", "page_data", "one_axis_view"]
+
+# The rope types explorer.js computes (its FREQUENCY_FUNCTIONS).
+PAGE_ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 
 _ASSETS = "explorer_assets"
 CLI_NAME = "command line"  # the picker entry for a config passed to `ropelab explore`
@@ -81,9 +87,14 @@ def _entry(name: str, model_id: str, source: str, notes: list[str], cfg: RopeCon
 
 
 def page_data(cfg: RopeConfig | None = None) -> dict[str, Any]:
-    """What the page knows: every preset (values from :mod:`ropelab.presets`), plus ``cfg`` if given.
-    Multi-axis entries also carry their ``view`` (see :func:`one_axis_view`)."""
-    entries = [_entry(p.name, p.model_id, p.source, list(p.notes), p.config()) for p in PRESETS.values()]
+    """What the page knows: every preset card it can compute (values from :mod:`ropelab.presets`,
+    one per layer type for per-layer-type presets), plus ``cfg`` if given. Multi-axis entries also
+    carry their ``view`` (see :func:`one_axis_view`)."""
+    entries = []
+    for name, preset_cfg in preset_configs().items():
+        if one_axis_view(preset_cfg)[0].rope_type in PAGE_ROPE_TYPES:
+            info = preset_info(name)
+            entries.append(_entry(name, info.model_id, info.source, list(info.notes), preset_cfg))
     if cfg is not None:
         entries.insert(0, _entry(CLI_NAME, cfg.source or "", cfg.source or "", [], cfg))
     return {
@@ -124,8 +135,20 @@ def write_explorer(cfg: RopeConfig | None, out_path: str | os.PathLike) -> Path:
     return atomic_write_text(out_path, render_page(cfg))
 
 
+def _one_rope(spec: str) -> RopeConfig:
+    """The single RoPE the page can show for ``spec``, or a CliError saying what to pass instead."""
+    cfg = load_config(spec)
+    if not isinstance(cfg, RopeConfig):
+        choices = ", ".join(f"{spec}:{name}" for name in cfg.rope_layer_types)
+        raise CliError(f"spec={spec!r} has a RoPE per layer type; the explorer shows one: pass one of {choices}")
+    if one_axis_view(cfg)[0].rope_type not in PAGE_ROPE_TYPES:  # multi-axis configs: their one-axis view
+        raise CliError(f"spec={spec!r} is invalid: the explorer does not compute rope_type={cfg.rope_type!r} "
+                       f"(it computes {', '.join(PAGE_ROPE_TYPES)}); `ropelab explain` does")
+    return cfg
+
+
 def _explore(args: argparse.Namespace) -> None:
-    cfg = load_config(args.spec) if args.spec else None
+    cfg = _one_rope(args.spec) if args.spec else None
     if os.path.isdir(args.out):
         raise CliError(f"--out={args.out!r} is invalid: expected an .html file path, got a folder")
     print(write_explorer(cfg, args.out))

@@ -9,11 +9,19 @@ transformers models compute RoPE in one of two places:
 - a fixed ``embed_positions`` sin|cos table inside each attention layer (GPT-J, CodeGen), which
   :func:`patch` overwrites with ropelab's exact table.
 
-Before swapping, :func:`patch` calls the original module once on short positions and checks that
-the adapter agrees with it, so a model family whose RoPE ropelab reads differently fails loudly at patch time
-instead of silently producing other logits. A module that is not a ``(x, position_ids) -> (cos, sin)``
-module of real tensors and is none of the special cases below, or whose config ropelab cannot read,
-is refused with a :class:`PatchError` naming it.
+Some families use a different RoPE per kind of layer (Gemma 3/4, OLMo 3, ModernBERT, ...): their
+config's ``rope_parameters`` is keyed by layer type and their module's ``forward(x, position_ids,
+layer_type)`` keeps one table per type. The adapter then holds a :class:`~ropelab.config.LayerTypeRope`
+and answers each call with the RopeConfig of the layer type asked for; a layer type without RoPE
+(``None``, NoPE) is never asked for by the model and raises if it is.
+
+Before swapping, :func:`patch` calls the original module on short positions (once per layer type)
+and checks that the adapter agrees with it, so a model family whose RoPE ropelab reads differently
+fails loudly at patch time instead of silently producing other logits. A module that is not a
+``(x, position_ids[, layer_type]) -> (cos, sin)`` module of real tensors and is none of the special
+cases below (vision towers called with other arguments, modules that fold several position axes
+into one table as M-RoPE does without saying so in their config), or whose config ropelab cannot
+read, is refused with a :class:`PatchError` naming it.
 
 Table layouts (``HFRotaryAdapter.table_layout``) follow what each family's attention expects, which
 is not always the channel layout of q and k:
@@ -47,7 +55,7 @@ probe, compared with the module's output before the swap:
 
 The probe then gives each row different positions, so that a wrong section mapping fails at patch
 time. Tables come back in the dtype the original returns: the input's, or float32 for the modules
-that always return float32 (Qwen2-VL's vision tower, Ernie 4.5-VL's text tower).
+that always return float32 (Qwen2-VL's vision tower, Ernie 4.5-VL's text tower, OLMo 3, BEAM, LFM3).
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopeConfigError
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
@@ -71,42 +79,73 @@ _TABLE_LAYOUTS = ("half", "interleaved", "pairs")
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
 # (stride, shift) of the probe positions of each axis: strides odd and coprime with 64 (permutations of 0..63)
 _PROBE_AXIS_PERMUTATIONS = ((1, 0), (5, 3), (11, 7), (13, 5))
+# Plain attributes of the replaced module that model code reads from it (LFM3 iterates
+# `rotary_emb.layer_types`); the adapter keeps them. `config` is kept separately (see HFRotaryAdapter).
+_KEPT_ATTRIBUTES = ("layer_types", "rope_type")
 
 
 class HFRotaryAdapter(nn.Module):
     """Drop-in for a transformers ``*RotaryEmbedding`` module.
 
-    ``forward(x, position_ids) -> (cos, sin)``, each ``[B, S, R]`` in ``x.dtype``, with the pairs
-    laid out as ``table_layout`` says: ``"half"`` repeats the ``R/2`` values as ``[c, c]``
-    (transformers' Llama), ``"interleaved"`` as ``[c0, c0, c1, c1, ...]`` (Cohere), ``"pairs"``
-    keeps them once (``[B, S, R/2]``, GPT-OSS).
+    ``forward(x, position_ids, layer_type=None) -> (cos, sin)``, each ``[B, S, R]`` in ``x.dtype``
+    (or ``table_dtype`` when the replaced module always returned that dtype: OLMo 3, BEAM and LFM3
+    return float32 tables whatever ``x`` is), with the pairs laid out as ``table_layout`` says:
+    ``"half"`` repeats the ``R/2`` values as ``[c, c]`` (transformers' Llama), ``"interleaved"`` as
+    ``[c0, c0, c1, c1, ...]`` (Cohere), ``"pairs"`` keeps them once (``[B, S, R/2]``, GPT-OSS).
     Dynamic types see ``seq_len = max(position_ids) + 1``, as in transformers, but nothing is mutated.
 
+    ``cfg`` is a :class:`RopeConfig`, or a :class:`LayerTypeRope` for a module keyed by layer type:
+    then ``layer_type`` picks the RopeConfig (``R`` is that layer type's width) and is required.
+
     ``config`` is the replaced module's transformers config, kept because some attention code reads
-    it from the rotary module (Granite SWA picks tables by ``rotary_emb.config.rope_parameters``).
+    it from the rotary module (Granite SWA picks tables by ``rotary_emb.config.rope_parameters``);
+    so are the replaced module's ``layer_types`` and ``rope_type`` attributes where it had them.
 
     Multi-axis ``cfg`` (``num_axes > 1``): M-RoPE ``position_ids`` are ``[A, B, S]`` or ``[B, S]``
     (the same on every row, as transformers expands them) and give ``[B, S, R]``; axial ones are
     ``[..., N, A]`` (axis last, as the vision towers pass them) and give ``[..., N, R]``.
-    ``table_dtype`` fixes the dtype of the tables (None: ``x.dtype``).
     """
 
-    def __init__(self, cfg: RopeConfig, table_layout: str = "half", config: Any = None,
-                 table_dtype: torch.dtype | None = None):
+    def __init__(self, cfg: RopeConfig | LayerTypeRope, table_layout: str = "half", config: Any = None,
+                 *, table_dtype: torch.dtype | None = None):
         super().__init__()
         if table_layout not in _TABLE_LAYOUTS:
             raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
+        if not isinstance(cfg, (RopeConfig, LayerTypeRope)):
+            raise PatchError(f"cfg={type(cfg).__name__} is invalid: expected a RopeConfig or a LayerTypeRope")
         self.cfg = cfg
         self.table_layout = table_layout
         self.config = config
         self.table_dtype = table_dtype
 
-    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, *args: Any, **kwargs: Any):
-        cos, sin = rope_cos_sin(_axis_rows(position_ids.to(x.device), self.cfg), self.cfg)
+    def cfg_for(self, layer_type: str | None) -> RopeConfig:
+        """The RopeConfig that answers a call for ``layer_type`` (ignored for a plain RopeConfig)."""
+        cfg = self.cfg
+        if isinstance(cfg, RopeConfig):
+            return cfg
+        if cfg.uniform:
+            return next(iter(cfg.values()))
+        if layer_type is None:
+            raise PatchError(f"layer_type=None is invalid: this rotary module is keyed by layer type "
+                             f"({', '.join(cfg)}); call it as forward(x, position_ids, layer_type)")
+        found = cfg[layer_type]
+        if found is None:
+            raise PatchError(f"layer_type={layer_type!r} has no RoPE (its rope_parameters entry is None): "
+                             "the model must not ask for its cos/sin")
+        return found
+
+    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, layer_type: str | None = None,
+                *args: Any, **kwargs: Any):
+        cfg = self.cfg_for(layer_type)
         dtype = self.table_dtype or x.dtype
+        cos, sin = rope_cos_sin(_axis_rows(position_ids.to(x.device), cfg), cfg)
         return _expand(cos, self.table_layout).to(dtype), _expand(sin, self.table_layout).to(dtype)
 
     def extra_repr(self) -> str:
+        if isinstance(self.cfg, LayerTypeRope):
+            kinds = ", ".join(f"{name}: " + ("none" if cfg is None else f"{cfg.rope_type} R={cfg.rotary_dim}")
+                              for name, cfg in self.cfg.items())
+            return f"layer types {{{kinds}}}, table_layout={self.table_layout!r}"
         axes = f", axes={self.cfg.num_axes}" if self.cfg.num_axes > 1 else ""
         return f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, table_layout={self.table_layout!r}{axes}"
 
@@ -156,9 +195,19 @@ def _probe_length(cfg: RopeConfig) -> int:
     return max(1, min(_PROBE_POSITIONS, (cfg.trained_length or _PROBE_POSITIONS + 1) - 1))
 
 
-def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _call(original: nn.Module, x: torch.Tensor, positions: torch.Tensor, layer_type: str | None):
+    with torch.no_grad():
+        return original(x, positions) if layer_type is None else original(x, positions, layer_type)
+
+
+def _what(name: str, original: nn.Module, layer_type: str | None) -> str:
+    return f"{name} ({type(original).__name__}" + (")" if layer_type is None else f", layer type {layer_type!r})")
+
+
+def _probe(original: nn.Module, cfg: RopeConfig, name: str,
+           layer_type: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Call the original module on short positions: ``(positions, cos, sin)``, or a PatchError when it
-    is not a ``forward(x, position_ids) -> (cos, sin)`` module of real tensors.
+    is not a ``forward(x, position_ids[, layer_type]) -> (cos, sin)`` module of real tensors.
 
     The probe stays below the trained length: there every type is static, and transformers'
     stateful dynamic modules reset to their original frequencies (their reset test is strict).
@@ -167,12 +216,12 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tenso
     length = _probe_length(cfg)
     positions = _probe_positions(cfg, length, device)
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
-    what = f"{name} ({type(original).__name__})"
+    what = _what(name, original, layer_type)
+    call = "forward(x, position_ids)" if layer_type is None else "forward(x, position_ids, layer_type)"
     try:
-        with torch.no_grad():
-            out = original(dummy, positions)
+        out = _call(original, dummy, positions, layer_type)
     except Exception as error:
-        raise PatchError(f"cannot patch {what}: calling it as forward(x, position_ids) fails "
+        raise PatchError(f"cannot patch {what}: calling it as {call} fails "
                          f"({type(error).__name__}: {error}); ropelab replaces modules that return (cos, sin)") from error
     if isinstance(out, torch.Tensor) and out.is_complex():
         raise PatchError(f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)}, not a (cos, sin) "
@@ -182,27 +231,45 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str) -> tuple[torch.Tenso
     if any(t.is_complex() or tuple(t.shape[:-1]) != _token_shape(cfg, positions) for t in out):
         shapes = [f"{tuple(t.shape)} {t.dtype}" for t in out]
         raise PatchError(f"cannot patch {what}: it returns {shapes}, not real [B, S, R] cos/sin tables")
+    if cfg.num_axes == 1:
+        _refuse_folded_axes(original, positions, what, layer_type)
     return positions, out[0], out[1]
 
 
-def _table_dtype(original: nn.Module, positions: torch.Tensor) -> torch.dtype | None:
-    """float32 when ``original`` returns float32 tables for a bfloat16 input, else None (follows x)."""
+def _refuse_folded_axes(original: nn.Module, positions: torch.Tensor, what: str, layer_type: str | None) -> None:
+    """A module that turns positions ``[2, B, S]`` into one ``[B, S, R]`` table mixes several position
+    axes per table (M-RoPE style, NeoMME): one-axis tables cannot replace it, even where its text
+    positions (equal axes) give the same numbers."""
+    axes = torch.stack((positions, positions.flip(-1)))  # [2, 1, S], two different axes
+    dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
+    try:
+        out = _call(original, dummy, axes, layer_type)
+    except Exception:  # noqa: BLE001 (a module that refuses extra axes does not fold them)
+        return
+    if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor) and out[0].shape[:-1] == positions.shape:
+        raise PatchError(f"cannot patch {what}: it folds several position axes into one table (position_ids "
+                         f"{tuple(axes.shape)} give cos {tuple(out[0].shape)}), as M-RoPE does; ropelab replaces "
+                         "one-axis RoPE modules only")
+
+
+def _table_dtype(original: nn.Module, positions: torch.Tensor, layer_type: str | None) -> torch.dtype | None:
+    """The dtype ``original`` returns whatever ``x`` is (float32 in OLMo 3, BEAM, LFM3), or None when it
+    follows ``x``."""
     dummy = torch.zeros(1, device=positions.device, dtype=torch.bfloat16)
     try:
-        with torch.no_grad():
-            out = original(dummy, positions)
-    except Exception:  # noqa: BLE001 (a module that only takes float32 inputs: keep following x)
+        cos, _ = _call(original, dummy, positions[..., :2], layer_type)
+    except Exception:  # noqa: BLE001 (a module that only takes float32 x: follow x)
         return None
-    return torch.float32 if out[0].dtype == torch.float32 else None
+    return None if cos.dtype == dummy.dtype else cos.dtype
 
 
-def _table_layout(cfg: RopeConfig, config: Any, width: int, name: str, original: nn.Module) -> str:
-    """How ``original`` lays its tables out (see the module docstring), checked against ``cfg``."""
+def _table_layout(cfg: RopeConfig, config: Any, width: int, what: str) -> str:
+    """How the original lays its tables out (see the module docstring), checked against ``cfg``."""
     if width == cfg.rotary_dim // 2:
         return "pairs"
     if width != cfg.rotary_dim:
         raise PatchError(
-            f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config "
+            f"cannot patch {what}: ropelab's reading of the config "
             f"(rotary_dim={cfg.rotary_dim}, head_dim={cfg.head_dim}) does not reproduce its cos/sin: its tables "
             f"are {width} wide, expected {cfg.rotary_dim} (or {cfg.rotary_dim // 2}, one value per pair)"
         )
@@ -211,13 +278,14 @@ def _table_layout(cfg: RopeConfig, config: Any, width: int, name: str, original:
     return cfg.layout
 
 
-def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, probe) -> None:
+def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, probe,
+                    layer_type: str | None = None) -> None:
     """Check the adapter reproduces the original module's cos/sin on the probe positions."""
-    cfg = adapter.cfg
+    cfg = adapter.cfg_for(layer_type)
     positions, want_cos, want_sin = probe
     dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
     with torch.no_grad():
-        got_cos, got_sin = adapter(dummy, positions)
+        got_cos, got_sin = adapter(dummy, positions, layer_type)
     if got_cos.shape != want_cos.shape:
         problem = f"table shape {tuple(got_cos.shape)} != {tuple(want_cos.shape)}"
     else:
@@ -226,7 +294,7 @@ def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, pr
             return
         problem = f"max abs error {error:.2e} > {_PROBE_TOLERANCE:g}"
     raise PatchError(
-        f"cannot patch {name} ({type(original).__name__}): ropelab's reading of the config ({cfg.rope_type}, "
+        f"cannot patch {_what(name, original, layer_type)}: ropelab's reading of the config ({cfg.rope_type}, "
         f"layout={cfg.layout}, tables={adapter.table_layout}, rotary_dim={cfg.rotary_dim}, base={cfg.base:g}"
         f"{_axes_text(cfg)}) "
         f"does not reproduce its cos/sin: {problem}; pass verify=False to impose a different RoPE on purpose"
@@ -376,10 +444,14 @@ def _returns_complex(module: nn.Module, device: torch.device) -> bool:
     return isinstance(out, torch.Tensor) and out.is_complex()
 
 
-def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any,
+def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None, config: Any,
                      verify: bool) -> HFRotaryAdapter | None:
     """The adapter of a module outside the generic path (see the section comment), checked against
     the module on probe inputs if ``verify``; None for a generic module."""
+    if isinstance(cfg, LayerTypeRope):
+        if not cfg.uniform:
+            return None  # one RoPE per layer type: the layer-typed path serves it or says why not
+        cfg = next(iter(cfg.values()))
     device = next((b.device for b in module.buffers()), torch.device("cpu"))
     dummy = torch.zeros(1, device=device, dtype=torch.float32)
     model_type = getattr(config, "model_type", None)
@@ -461,27 +533,80 @@ def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
 
 
-def _generic_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any, verify: bool) -> HFRotaryAdapter:
-    """The adapter of a ``forward(x, position_ids) -> (cos, sin)`` module (checked if ``verify``)."""
-    module_cfg = cfg or _read_config(config, name, module)
-    probe = _probe(module, module_cfg, name)
-    layout = _table_layout(module_cfg, config, probe[1].shape[-1], name, module)
-    adapter = HFRotaryAdapter(module_cfg, layout, getattr(module, "config", None), _table_dtype(module, probe[0]))
+def _read_rope(config: Any, name: str, module: nn.Module) -> LayerTypeRope:
+    try:
+        return RopeConfig.by_layer_type(config)
+    except RopeConfigError as error:
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
+
+
+def _module_rope(cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str,
+                 module: nn.Module) -> tuple[RopeConfig | LayerTypeRope, list[str | None]]:
+    """What the adapter for ``module`` holds, and the layer types to probe (``[None]``: a module
+    called without one)."""
+    if isinstance(cfg, LayerTypeRope):
+        return cfg, [None] if cfg.uniform else list(cfg.rope_layer_types)
+    if cfg is None:
+        rope = _read_rope(config, name, module)
+        return (rope.configs[next(iter(rope))], [None]) if rope.uniform else (rope, list(rope.rope_layer_types))
+    try:  # an imposed RopeConfig serves every layer type the module has
+        rope = RopeConfig.by_layer_type(config)
+    except RopeConfigError:
+        return cfg, [None]
+    return cfg, [None] if rope.uniform else list(rope.rope_layer_types)
+
+
+def _served(module: nn.Module, kinds: list[str | None]) -> list[str | None]:
+    """The layer types ``module`` has tables for: transformers' per-layer-type modules key ``rope_type``
+    by them, and skip the ones no layer uses (LFM3 without sliding-window layers)."""
+    served = getattr(module, "rope_type", None)
+    if kinds == [None] or not isinstance(served, dict):
+        return kinds
+    return [kind for kind in kinds if kind in served] or kinds
+
+
+def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -> HFRotaryAdapter:
+    """An adapter that reproduces ``module`` for every layer type it serves (checked if ``verify``)."""
+    held, kinds = _module_rope(cfg, config, name, module)
+    kinds = _served(module, kinds)
+
+    def cfg_of(kind: str | None) -> RopeConfig:  # the RopeConfig that answers calls for `kind`
+        if isinstance(held, RopeConfig):
+            return held
+        return held.configs[kind] if kind is not None else next(iter(held.values()))
+
+    probes = {kind: _probe(module, cfg_of(kind), name, kind) for kind in kinds}
+    layouts = {kind: _table_layout(cfg_of(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
+               for kind in kinds}
+    if len(set(layouts.values())) > 1:
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types lay their tables out "
+                         f"differently ({layouts}); one adapter serves one layout")
+    first = kinds[0]
+    adapter = HFRotaryAdapter(held, layouts[first], getattr(module, "config", None),
+                              table_dtype=_table_dtype(module, probes[first][0], first))
+    for attribute in _KEPT_ATTRIBUTES:
+        if isinstance(getattr(module, attribute, None), (str, list, tuple, dict)):
+            setattr(adapter, attribute, getattr(module, attribute))
     if verify:
-        _verify_against(module, adapter, name, probe)
+        for kind in kinds:
+            _verify_against(module, adapter, name, probes[kind], kind)
     return adapter
 
 
-def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = True) -> nn.Module:
+def patch(model: nn.Module, cfg: RopeConfig | LayerTypeRope | None = None, *, verify: bool = True) -> nn.Module:
     """Make ``model`` compute its rotary embedding with ropelab (in place; returns ``model``).
 
     Args:
         model: a transformers ``PreTrainedModel`` (or any module containing ``*RotaryEmbedding``
             submodules or GPT-J style ``embed_positions`` tables).
-        cfg: the RoPE to use; default ``RopeConfig.from_hf`` of each rotary module's config (or the
-            model's). Its ``layout`` sets how the cos/sin tables are laid out for the model.
-        verify: check, on positions below the trained length, that the replacement reproduces the
-            original cos/sin; turn off to impose a different RoPE on purpose (e.g. context extension).
+        cfg: the RoPE to use; default ``RopeConfig.by_layer_type`` of each rotary module's config
+            (or the model's): one RopeConfig, or one per layer type for modules called with a
+            ``layer_type``. A RopeConfig given here serves every layer type; a
+            :class:`~ropelab.config.LayerTypeRope` must name the module's layer types. Its
+            ``layout`` sets how the cos/sin tables are laid out for the model.
+        verify: check, on positions below the trained length and for every layer type, that the
+            replacement reproduces the original cos/sin; turn off to impose a different RoPE on
+            purpose (e.g. context extension).
 
     Raises:
         PatchError: no rotary embedding found, or one that ropelab does not reproduce.
@@ -493,12 +618,15 @@ def patch(model: nn.Module, cfg: RopeConfig | None = None, *, verify: bool = Tru
         if _is_rotary_module(module):
             module_config = getattr(module, "config", None) or model_config
             adapter = _special_adapter(module, name, cfg, module_config, verify) \
-                or _generic_adapter(module, name, cfg, module_config, verify)
+                or _adapter_for(module, name, cfg, module_config, verify)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, adapter)
             originals.setdefault(name, module)
             patched += 1
         elif isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
+            if isinstance(cfg, LayerTypeRope):
+                raise PatchError(f"cannot patch {name}: GPT-J style embed_positions tables take one RopeConfig, "
+                                 "not a LayerTypeRope")
             module_cfg = cfg or _read_config(model_config, name, module)
             table = module.embed_positions
             if table.shape[-1] != module_cfg.rotary_dim:
