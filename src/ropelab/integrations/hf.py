@@ -224,8 +224,8 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str,
         raise PatchError(f"cannot patch {what}: calling it as {call} fails "
                          f"({type(error).__name__}: {error}); ropelab replaces modules that return (cos, sin)") from error
     if isinstance(out, torch.Tensor) and out.is_complex():
-        raise PatchError(f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)}, not a (cos, sin) "
-                         f"pair; its attention multiplies by complex numbers, which ropelab does not replace")
+        raise PatchError(f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)} only when called "
+                         f"as {call}; ropelab's complex adapter replaces forward(x, position_ids) -> [B, S, R/2] modules")
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise PatchError(f"cannot patch {what}: it returns {type(out).__name__}, not a (cos, sin) pair of tensors")
     if any(t.is_complex() or tuple(t.shape[:-1]) != _token_shape(cfg, positions) for t in out):
