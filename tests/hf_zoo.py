@@ -52,13 +52,18 @@ MOVED = 1e-3  # a changed rotation must move the output by more than this (relat
 FAILING = ("mismatch", "patched forward fails", "patch crashed")
 ORDER = ("identical", "not exercised", "tables only", "mismatch", "patched forward fails", "refused",
          "patch crashed", "not buildable")
-TOWERS = ("text", "vision", "audio")
+TOWERS = ("text", "vision", "audio", "protein")
 _TEXT = re.compile(r"language_model|text_model|text_encoder")
 _VISION = re.compile(r"vision|visual|image|patch_positional|pixel", re.IGNORECASE)
 _AUDIO = re.compile(r"audio|acoustic|speech|asr|diariz|codec|mimi", re.IGNORECASE)
 
-# Families whose base model is not what AutoModel builds from their config.
-MODEL_CLASSES: dict[str, str] = {}
+# Families whose model is not what AutoModel builds from their config (no base model in the auto
+# mappings, or a mapping AutoModel does not resolve).
+MODEL_CLASSES: dict[str, str] = {
+    "eomt_dinov3": "EomtDinov3ForUniversalSegmentation",
+    "esmfold2": "EsmFold2Model",
+    "evolla": "EvollaModel",
+}
 
 # Rotary modules that the family's forward cannot exercise, whatever its inputs (``*`` stands for a
 # layer index). They are left out of the per-module check and named, with the reason, in the result.
@@ -73,6 +78,17 @@ EXEMPT_ROTARY: dict[str, dict[str, str]] = {
                 "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"},
     "csm": {"codec_model.decoder.decoder_transformer.rotary_emb":
             "the codec decodes audio only in generate(); the mimi family exercises it"},
+    "blt": {"patcher.rotary_emb": "the patcher's entropies reach the output only as discrete patch boundaries, "
+                                  "which need not move when its rotation does"},
+    "nemotron3_5_transcribe": {"word_timestamp_encoder.rotary_emb":
+                               "runs only in get_word_timestamp_hidden_states(), not in forward()"},
+}
+
+# Towers the path and class name do not tell.
+TOWER_OF: dict[str, dict[str, str]] = {
+    "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
+    "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
+    "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
 }
 
 
@@ -107,7 +123,18 @@ def build(family: str):
         model = transformers.AutoModel.from_config(config, attn_implementation="eager")
     model.eval()
     _fill_empty_codebooks(model)
+    _open_closed_gates(model)
     return model, hf_zoo_inputs.inputs_for(family, model)
+
+
+def _open_closed_gates(model) -> None:
+    """Flamingo-style tanh gates start at zero, so that a pretrained text model is unchanged by the
+    cross-attention added to it; with random weights they would hide the tower behind them. Open them."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            leaf = name.rpartition(".")[2]
+            if "gate" in leaf and not leaf.endswith(("weight", "bias")) and not parameter.any():
+                parameter.fill_(1.0)
 
 
 def _fill_empty_codebooks(model) -> None:
@@ -146,11 +173,11 @@ def _run(model, inputs) -> list[torch.Tensor]:
 
 
 def _distance(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
-    """Largest absolute difference over all output tensors, relative to the largest value (at least 1)."""
+    """Largest absolute difference of an output tensor, relative to that tensor's largest value (at
+    least 1), over all output tensors; ``inf`` when the shapes differ."""
     if [t.shape for t in got] != [t.shape for t in want]:
         return float("inf")
-    scale = max(1.0, *(t.abs().max().item() for t in want if t.numel()))
-    return max((g - w).abs().max().item() for g, w in zip(got, want) if g.numel()) / scale
+    return max(((g - w).abs().max() / w.abs().max().clamp(min=1.0)).item() for g, w in zip(got, want) if w.numel())
 
 
 # ---------------------------------------------------------------- is RoPE exercised?
@@ -167,8 +194,10 @@ def exempt(family: str, name: str) -> str | None:
     return None
 
 
-def tower(model, name: str) -> str:
+def tower(model, name: str, family: str = "") -> str:
     """The tower a rotary module sits in, read from its path (else its class name's last word)."""
+    if name in TOWER_OF.get(family, {}):
+        return TOWER_OF[family][name]
     for kind, pattern in (("text", _TEXT), ("vision", _VISION), ("audio", _AUDIO)):
         if pattern.search(name):
             return kind
@@ -282,7 +311,7 @@ def sweep_one(family: str) -> Result:
     exempt_names = {name: why for name in names if (why := exempt(family, name))}
     checked = [name for name in names if name not in exempt_names]
     missed = _unreached(model, inputs, want, checked)
-    towers = tuple(t for t in TOWERS if any(tower(model, n) == t for n in checked if n not in missed))
+    towers = tuple(t for t in TOWERS if any(tower(model, n, family) == t for n in checked if n not in missed))
     note = f"; inputs miss {_collapse(missed)} ({next(iter(missed.values()))})" if missed else ""
     try:
         hf.patch(model)

@@ -49,9 +49,6 @@ SHRINK = {
 }
 WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "model_dim")
 _WIDTH_LIKE = re.compile(r"hidden|_dim$|_dims$|_groups$|(input|output|in|out|embed)_size$")
-_NONE_MEANS_OFF = {"num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_tok",
-                   "moe_topk", "n_group", "topk_group", "n_shared_experts", "moe_intermediate_size",
-                   "shared_expert_intermediate_size", "expert_intermediate_size", "q_lora_rank", "kv_lora_rank"}
 _TEXT_WIDTH_KEYS = ("out_hidden_size", "text_hidden_size")
 _FALLBACK_SECTIONS = re.compile(r'get\("mrope_section", \[([\d, ]+)\]\)')
 _TOKEN_ID = re.compile(r"token_(id|index|ids)$")
@@ -110,11 +107,14 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "chameleon": {"vocabulary_map": {"<image>": 255}},
     "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},
     # Sizes tied to others in ways the generic passes do not see.
-    "efficientloftr": {"out_features": [16, 16, 32, 64]},  # hidden_size must be the last entry
+    # hidden_size must be the last entry of out_features; the 2D table is hidden_size / 2 wide, which
+    # partial_rotary_factor=4 makes of a head of hidden_size / 8 (8 heads, as by default)
+    "efficientloftr": {"out_features": [16, 16, 32, 64], "num_attention_heads": 8, "num_key_value_heads": 8},
     "ernie4_5_vl_moe": {"text_config.moe_intermediate_size": [32, 32]},  # text and vision experts
-    "molmo2": {"adapter_config.vision_feature_layer": [-1, -2]},  # indices into the 2 vision layers
+    "molmo2": {"adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
+               # one layer of each kind: layer 0 scaled RoPE, layer 1 unscaled (default: all scaled)
+               "text_config.rope_scaling_layers": [0]},
     "zaya": {"num_experts_per_tok": 1},
-    "csm": {"codec_config.codebook_size": 128},  # audio codes index the (small) audio vocabulary
     # The adapter takes the vision width times the 2 x 2 merge (out_hidden_size of the main config).
     "muse_spark": {"audio_config.num_hidden_layers": 4, "out_hidden_size": 4 * SHRINK["hidden_size"]},
     "muse_glimmer": {"out_hidden_size": 4 * SHRINK["hidden_size"]},
@@ -136,10 +136,22 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # Image positions need M-RoPE axes, which the default config leaves out; 4 axes (position,
     # width, height, image index), as its docstring describes, over the 8 pairs of the small head.
     "hunyuan_vl": {"text_config.rope_parameters": _rope_with("text_config", mrope_section=[2, 2, 2, 2])},
+    "musicflamingo": {"audio_config.max_source_positions": 32},  # Whisper-style: 2 x 32 feature frames
+    # The atoms' 3D rotary embedding packs 3 x 2 spatial pairs and 10 id pairs into half a head.
+    "esmfold2": {"atom_encoder.head_dim": 32, "structure_head.diffusion_module.atom_encoder.head_dim": 32,
+                 "single_inputs_size": SHRINK["hidden_size"] + 2 * 33 + 1},  # atom width + 2 x num_res_types + 1
+    # 12 x 12 patches instead of 72 x 72 (1008 px), the feature pyramid sized to match.
+    "sam3": {"vision_config.backbone_config.image_size": 168, "vision_config.backbone_config.window_size": 6,
+             "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]]},
     "mistral4": {"head_dim": 2 * SHRINK["qk_rope_head_dim"]},  # qk_nope_head_dim + qk_rope_head_dim
-    # The quantizer projects the concatenated semantic and acoustic features (twice the width).
-    "neucodec": {"quantization_dim": 2 * SHRINK["hidden_size"]},
-    "xcodec2": {"quantization_dim": 2 * SHRINK["hidden_size"]},  # the only value its validator accepts
+    # The quantizer projects the concatenated semantic and acoustic features (twice the width); the
+    # convolutional encoder doubles its channels at each of its 5 downsamplings.
+    "neucodec": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
+    "xcodec2": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
+    # Convolutional codecs double their channels at each downsampling: start narrow.
+    "mimi": {"num_filters": 8},
+    "pocket_tts_audio_tokenizer": {"num_filters": 8},
+    "csm": {"codec_config.codebook_size": 128, "codec_config.num_filters": 8},  # the only value its validator accepts
     # The indexed (QSA) attention layers need the indexer sizes, which default to None.
     "qwen4_exp": {"text_config.indexer_n_heads": 4, "text_config.indexer_kv_heads": 1,
                   "text_config.indexer_head_dim": 16, "text_config.indexer_budget": 8,
@@ -179,10 +191,8 @@ def _has(config, key: str) -> bool:
 
 
 def _switched_off(default, key: str) -> bool:
-    """A size whose default is 0 switches a part off (no RoPE in DSA layers); so does an expert or
-    LoRA size whose default is None (no experts, no query LoRA). It stays off."""
-    value = vars(default).get(key, 1)
-    return value == 0 or value is None and key in _NONE_MEANS_OFF
+    """A size whose default is 0 switches a part off (no RoPE in DSA layers, no query LoRA): it stays off."""
+    return vars(default).get(key, 1) == 0
 
 
 def _fit_layer_lists(default, cls, kwargs: dict) -> None:
@@ -349,12 +359,23 @@ def fit_mrope(config, family: str) -> None:
         rope["mrope_section"] = rescale_sections(sections, int(head_dim * partial) // 2)
 
 
+def config_class(family: str):
+    """The family's main config class: the one of its base model in the auto mappings, else the
+    config class of the folder whose model_type is the family's name."""
+    name = model_type(family)
+    if name is not None:
+        return transformers.AutoConfig.for_model(name).__class__
+    module = importlib.import_module(f"transformers.models.{family}")
+    for attribute in dir(module):
+        cls = getattr(module, attribute)
+        if isinstance(cls, type) and issubclass(cls, transformers.PretrainedConfig) and cls.model_type == family:
+            return cls
+    raise LookupError("no config class with a base model in the auto mappings, none named after the family")
+
+
 def tiny_config(family: str):
     """The family's main config class, built tiny."""
-    name = model_type(family)
-    if name is None:
-        raise LookupError("no config class with a base model in the auto mappings")
-    config_cls = transformers.AutoConfig.for_model(name).__class__
+    config_cls = config_class(family)
     config = config_cls(**shrunk_kwargs(config_cls, family))
     with contextlib.suppress(AttributeError):
         fit_mrope(config, family)

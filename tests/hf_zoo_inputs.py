@@ -19,6 +19,7 @@ embedding, which the sweep checks with forward hooks.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -41,17 +42,26 @@ class Tensor:
 
 
 def config_value(config, dotted: str):
-    """``config.a.b`` for ``"a.b"``; a bare key not on ``config`` is looked up in its sub-configs."""
+    """``config.a.b`` for ``"a.b"``; a bare key not on ``config`` is looked up in its sub-configs,
+    depth first."""
     value = config
     for part in dotted.split("."):
         value = getattr(value, part, None)
     if value is None and "." not in dotted:
         for sub in vars(config).values():
-            if hasattr(sub, "to_dict") and getattr(sub, dotted, None) is not None:
-                return getattr(sub, dotted)
+            if hasattr(sub, "to_dict"):
+                with contextlib.suppress(KeyError):
+                    return config_value(sub, dotted)
     if value is None:
         raise KeyError(f"config has no {dotted!r}")
     return value
+
+
+def _first_value(config, *keys: str):
+    for key in keys:
+        with contextlib.suppress(KeyError):
+            return config_value(config, key)
+    raise KeyError(f"config has none of {keys}")
 
 
 def make(spec: Tensor, config, seed: int = 0) -> torch.Tensor:
@@ -178,11 +188,15 @@ def whole_image(model, inputs: dict) -> None:
     with torch.no_grad():
         features = model.get_image_features(**{k: v for k, v in inputs.items() if k in accepted and "image" in k
                                                 or k == "pixel_values"})
+    inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], _count(features, config.get_text_config().hidden_size))
+
+
+def _count(features, width: int) -> int:
+    """How many ``width``-wide feature vectors a ``get_*_features`` output holds."""
     if not isinstance(features, (torch.Tensor, list, tuple)):
         features = next(f for f in (features.pooler_output, features.last_hidden_state) if f is not None)
     features = features if isinstance(features, (list, tuple)) else [features]
-    count = sum(f.numel() for f in features) // config.get_text_config().hidden_size
-    inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], count)
+    return sum(f.numel() for f in features) // width
 
 
 @recipe
@@ -197,6 +211,42 @@ def positioned_patches(model, inputs: dict) -> None:
     ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     inputs["image_position_ids"] = torch.stack([xs.flatten(), ys.flatten()], dim=-1)[None]
     inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], (side // vision.pooling_kernel_size) ** 2)
+
+
+def _audio_in_text(model, inputs: dict, frames_first: bool) -> None:
+    """``frames`` feature frames (``[1, mel, frames]``, or ``[1, frames, mel]`` when ``frames_first``)
+    with a full mask, and as many audio tokens in the text as ``get_audio_features`` returns vectors."""
+    config = model.config
+    mel = _first_value(config, "num_mel_bins", "feature_size")
+    frames = _AUDIO_FRAMES
+    shape = (1, frames, mel) if frames_first else (1, mel, frames)
+    inputs["input_features"] = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    inputs["input_features_mask"] = torch.ones(1, frames, dtype=torch.long)
+    with contextlib.suppress(KeyError):  # waveform samples behind the features (Dots3-Note)
+        inputs["chunk_sample_lengths"] = torch.tensor([frames * config_value(config, "hop_length")])
+    accepted = inspect.signature(model.get_audio_features).parameters
+    if "input_ids" in accepted:
+        # The features depend on where the audio tokens are (MusicFlamingo's time stamps): count
+        # them from the tower's output lengths instead.
+        lengths = model.audio_tower._get_feat_extract_output_lengths(inputs["input_features_mask"].sum(-1))
+        count = int((lengths[-1] if isinstance(lengths, tuple) else lengths).sum())
+    else:
+        with torch.no_grad():
+            features = model.get_audio_features(**{k: v for k, v in inputs.items() if k in accepted})
+        count = _count(features, config.get_text_config().hidden_size)
+    token = _first(config, "audio_token_id", "audio_token_index")
+    ids = inputs["input_ids"]
+    inputs["input_ids"] = torch.cat([ids[:, :2], torch.full((1, count), token), ids[:, 2:]], dim=1)
+
+
+@recipe
+def audio_in_text(model, inputs: dict) -> None:
+    _audio_in_text(model, inputs, frames_first=False)
+
+
+@recipe
+def audio_in_text_frames_first(model, inputs: dict) -> None:
+    _audio_in_text(model, inputs, frames_first=True)
 
 
 def _modality(config, ids: torch.Tensor) -> torch.Tensor:
@@ -216,7 +266,7 @@ def _image_in_text(config, ids: torch.Tensor, count: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- generic arguments by name
-_AUDIO_FRAMES = 40  # feature frames: a dozen positions after the usual 2x-4x subsampling
+_AUDIO_FRAMES = 64  # feature frames: a dozen positions after the usual 2x-4x subsampling
 _SAMPLES = 24_000  # one second at 24 kHz: a dozen frames or more for every codec's hop length
 GENERIC: dict[str, Tensor] = {
     "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "num_mel_bins")),  # [B, frames, mel bins]
@@ -231,9 +281,20 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "idefics": {"pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
                 "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1))},
     "csm": {"recipe": "codec_audio_in_text"},
+    # audio features in place of audio tokens in the text
+    "glmasr": {"recipe": "audio_in_text"},
+    "dots3_note": {"recipe": ("patch_grid_image", "audio_in_text")},
+    "musicflamingo": {"recipe": "audio_in_text"},
+    "nemotron3_5_transcribe": {"recipe": "audio_in_text_frames_first"},
+    # text and audio embedded side by side (contrastive)
+    "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
+    # a pair of images to match, [B, 2, C, H, W]: 8 x 8 positions after the 8x downsampling
+    "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 64, 64))},
+    # a protein sequence beside the text, read by cross-attention
+    "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
     # vision: Qwen2-VL style patch grids, flattened or as small images
     **{family: {"recipe": "patch_grid_image"} for family in (
-        "cohere_compass", "dots3_note", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
+        "cohere_compass", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
         "minimax_m3_vl", "muse_glimmer", "muse_spark", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5",
         "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp")},
     **{family: {"recipe": "patch_grid_image_chw"} for family in ("kimi_k25", "paddleocr_vl")},
@@ -282,7 +343,8 @@ def inputs_for(family: str, model) -> dict[str, Any]:
     spec = FAMILY_INPUTS.get(family, {})
     for name, value in spec.items():
         if name == "recipe":
-            RECIPES[value](model, inputs)
+            for one in (value,) if isinstance(value, str) else value:
+                RECIPES[one](model, inputs)
         elif name == "kwargs":
             continue
         elif isinstance(value, Tensor):
