@@ -49,6 +49,7 @@ from ropelab.integrations import hf
 
 TOLERANCE = 1e-4
 MOVED = 1e-3  # a changed rotation must move the output by more than this (relative to its scale)
+SHRINK_STD = hf_zoo_configs.SHRINK["initializer_range"]
 FAILING = ("mismatch", "patched forward fails", "patch crashed")
 ORDER = ("identical", "not exercised", "tables only", "mismatch", "patched forward fails", "refused",
          "patch crashed", "not buildable")
@@ -123,18 +124,24 @@ def build(family: str):
         model = transformers.AutoModel.from_config(config, attn_implementation="eager")
     model.eval()
     _fill_empty_codebooks(model)
-    _open_closed_gates(model)
+    _wake_zero_parameters(model)
     return model, hf_zoo_inputs.inputs_for(family, model)
 
 
-def _open_closed_gates(model) -> None:
-    """Flamingo-style tanh gates start at zero, so that a pretrained text model is unchanged by the
-    cross-attention added to it; with random weights they would hide the tower behind them. Open them."""
+def _wake_zero_parameters(model) -> None:
+    """Parameters some families initialise to zero, so that a block starts as the identity (output
+    projections, Flamingo-style tanh gates, a qk-norm temperature): with random weights elsewhere
+    they would hide the attention, and its rotation, from the output. Give them random values (gates
+    and other single numbers: 1). Biases stay zero."""
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            leaf = name.rpartition(".")[2]
-            if "gate" in leaf and not leaf.endswith(("weight", "bias")) and not parameter.any():
+            if name.endswith("bias") or not parameter.is_floating_point() or parameter.any():
+                continue
+            if parameter.numel() == 1:
                 parameter.fill_(1.0)
+            else:
+                parameter.copy_(SHRINK_STD * torch.randn(parameter.shape, generator=generator))
 
 
 def _fill_empty_codebooks(model) -> None:
@@ -363,11 +370,62 @@ def table(results: list[Result], seconds: float | None = None) -> str:
     lines = [f"# transformers {transformers.__version__}: {len(results)} families with a rotary embedding", ""]
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts(results).items() if n)
     lines += [summary + (f" (sweep: {seconds:.0f} s)" if seconds is not None else ""), ""]
-    lines += ["| family | outcome | towers exercised | detail | s |", "|---|---|---|---|---|"]
+    buildable = [r for r in results if r.outcome != "not buildable"]
+    identical = sum(r.outcome == "identical" for r in buildable)
+    lines += [f"Identical: {identical} of {len(buildable)} buildable families ({100 * identical / max(1, len(buildable)):.0f}%). "
+              "Towers exercised: the towers (text, vision, audio, protein) whose rotary module, turned twice as "
+              "far, moves the output of the unpatched model on the sweep's inputs.", ""]
+    lines += remains(results)
+    lines += ["## All families", "", "| family | outcome | towers exercised | detail | s |", "|---|---|---|---|---|"]
     rank = {outcome: i for i, outcome in enumerate(ORDER)}
     for r in sorted(results, key=lambda r: (rank[r.outcome], r.family)):
         lines.append(f"| {r.family} | {r.outcome} | {', '.join(r.towers)} | {r.detail} | {r.seconds:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+# Why a family is not identical, read from its result: (outcome, pattern in the detail, cause). First match wins.
+CAUSES: tuple[tuple[str, str, str], ...] = (
+    ("refused", r"rope_type='axial'", "axial (2D / 3D) vision RoPE: ropelab reads no axial rope_type yet"),
+    ("refused", r"rope_parameters=\[[^]]*'(full_attention|sliding_attention|hybrid|indexed_attention|compress)",
+     "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...)"),
+    ("refused", r"rope_parameters=\['mrope_section'", "M-RoPE text towers: mrope_section is not read yet"),
+    ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
+    ("refused", r"calling it as forward\(x, position_ids\) fails",
+     "rotary module with another call signature (not forward(x, position_ids) -> (cos, sin))"),
+    ("refused", r"head_dim=None is invalid", "rotary module whose config gives no head size ropelab can read"),
+    ("refused", r"partial_rotary_factor=\d", "partial_rotary_factor above 1"),
+    ("refused", r"", "other refusals"),
+    ("not buildable", r"requires the (\w+) library", "needs a package the test environment lacks (timm, scipy)"),
+    ("not buildable", r"", "other build failures"),
+    ("tables only", r"missing \d+ required positional arguments", "forward needs inputs the sweep does not build"),
+    ("tables only", r"", "forward fails on the sweep's inputs"),
+    ("not exercised", r"cancels in q.k", "RoPE by head index, which cancels in q.k"),
+    ("not exercised", r"", "a rotary module the inputs do not reach"),
+)
+
+
+def cause(result: Result) -> str | None:
+    for outcome, pattern, why in CAUSES:
+        if result.outcome == outcome and re.search(pattern, result.detail):
+            return why
+    return None
+
+
+def remains(results: list[Result]) -> list[str]:
+    """Markdown lines: what remains refused, unbuildable or not compared, grouped by cause."""
+    groups: dict[str, list[Result]] = {}
+    for result in results:
+        if (why := cause(result)) is not None:
+            groups.setdefault(why, []).append(result)
+    lines = ["## What remains refused or unbuildable, and why", ""]
+    for why, members in groups.items():
+        outcome = members[0].outcome
+        names = ", ".join(sorted(r.family for r in members))
+        lines.append(f"- **{why}** ({outcome}, {len(members)}): {names}")
+    missed = sorted(r.family for r in results if r.missed and r.outcome != "not exercised")
+    if missed:
+        lines.append(f"- **inputs that miss a rotary module** (before patch; see the detail column): {', '.join(missed)}")
+    return lines + [""]
 
 
 if __name__ == "__main__":

@@ -88,74 +88,76 @@ def _rope_with(text: str, **extra):
 CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # RoPE is optional in these families and off by default: turn it on, it is what the sweep checks.
     "esm": {"position_embedding_type": "rotary", "pad_token_id": 1},  # positions count from the pad id
-    "zamba2": {"use_mem_rope": True},
-    # Layer-kind lists the default config leaves empty (the checkpoints' config.json fill them);
-    # the kinds are the strings the modeling file tests for.
-    "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
-    "bamba": {"attn_layer_indices": [1]},  # default: no attention layer at all
     "granitemoehybrid": {"position_embedding_type": "rope", "layer_types": ["linear_attention", "full_attention"]},
-    "granite4_vision": {"deepstack_layer_map": [[-1, 0]], "spatial_target_layers": [0, 1, 0, 1],
-                        "downsample_rate": "1/4"},  # a rate its docstring gives as an example
-    # The modeling file reads a field its config class does not declare.
-    "moonshine_streaming": {"num_key_value_heads": 4},
+    "zamba2": {"use_mem_rope": True},
+    # One layer of each kind, where the default config has none of a kind or leaves the list empty
+    # (the checkpoints' config.json fill it); the kinds are the strings the modeling file tests for.
+    "bamba": {"attn_layer_indices": [1]},  # default: no attention layer at all
+    "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
+    "molmo2": {"adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
+               "text_config.rope_scaling_layers": [0]},  # layer 0 scaled RoPE, layer 1 unscaled
+    # Fields the modeling file needs and the default config leaves out (None, or not declared).
+    "chameleon": {"vocabulary_map": {"<image>": 255}},  # from the tokenizer in the checkpoints
+    "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},
     "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
              "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
-    # The default config leaves rope_parameters empty; the rotary module indexes it by layer type and
-    # reads M-RoPE sections (its own default [24, 20, 20] is for a 128-wide head).
-    "cohere_compass": {"text_config.rope_parameters": _per_layer_type("text_config", "full_attention", sections=[3, 2, 3])},
-    # The vocabulary map comes from the tokenizer in the checkpoints; the text forward needs only the image token.
-    "chameleon": {"vocabulary_map": {"<image>": 255}},
-    "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},
-    # Sizes tied to others in ways the generic passes do not see.
-    # hidden_size must be the last entry of out_features; the 2D table is hidden_size / 2 wide, which
-    # partial_rotary_factor=4 makes of a head of hidden_size / 8 (8 heads, as by default)
-    "efficientloftr": {"out_features": [16, 16, 32, 64], "num_attention_heads": 8, "num_key_value_heads": 8},
-    "ernie4_5_vl_moe": {"text_config.moe_intermediate_size": [32, 32]},  # text and vision experts
-    "molmo2": {"adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
-               # one layer of each kind: layer 0 scaled RoPE, layer 1 unscaled (default: all scaled)
-               "text_config.rope_scaling_layers": [0]},
-    "zaya": {"num_experts_per_tok": 1},
-    # The adapter takes the vision width times the 2 x 2 merge (out_hidden_size of the main config).
-    "muse_spark": {"audio_config.num_hidden_layers": 4, "out_hidden_size": 4 * SHRINK["hidden_size"]},
-    "muse_glimmer": {"out_hidden_size": 4 * SHRINK["hidden_size"]},
-    "step3p7": {"text_config.sliding_window": 8,  # sliding layers with no window by default
+    "moonshine_streaming": {"num_key_value_heads": 4},
+    "diffusion_gemma": {"text_config.num_experts": 4, "text_config.top_k_experts": 2,  # every layer routes
+                        "text_config.moe_intermediate_size": 32},
+    "granite4_vision": {"deepstack_layer_map": [[-1, 0]], "spatial_target_layers": [0, 1, 0, 1],
+                        "downsample_rate": "1/4"},  # a rate its docstring gives as an example
+    "qwen4_exp": {"text_config.indexer_n_heads": 4, "text_config.indexer_kv_heads": 1,  # the QSA indexer
+                  "text_config.indexer_head_dim": 16, "text_config.indexer_budget": 8,
+                  "text_config.indexer_compress_ratio": 4},
+    "step3p7": {"text_config.sliding_window": 8,  # sliding layers with no window
                 "vision_config.image_size": 112, "vision_config.max_position_embeddings": 64},  # 8 x 8 patches
-    # The pixel-shuffle MLP takes 4 x the vision width (its intermediate_size) to the projector width.
-    "llama4": {"vision_config.intermediate_size": 4 * SHRINK["hidden_size"],
+    # The rotary module indexes rope_parameters by layer type and reads M-RoPE sections, which the
+    # default config leaves empty (its fallback [24, 20, 20] is for a 128-wide head).
+    "cohere_compass": {"text_config.rope_parameters": _per_layer_type("text_config", "full_attention", sections=[3, 2, 3])},
+    # Image positions need M-RoPE axes, which the default config leaves out; 4 axes (position,
+    # width, height, image index), as its docstring describes, over the 8 pairs of the small head.
+    "hunyuan_vl": {"text_config.rope_parameters": _rope_with("text_config", mrope_section=[2, 2, 2, 2])},
+    # Sizes tied to others in ways the generic passes do not see.
+    "efficientloftr": {"out_features": [16, 16, 32, 64],  # hidden_size is the last entry
+                       # its 2D table is hidden_size / 2 wide: partial_rotary_factor=4 of a head of hidden_size / 8
+                       "num_attention_heads": 8, "num_key_value_heads": 8},
+    "ernie4_5_vl_moe": {"text_config.moe_intermediate_size": [32, 32]},  # text and vision experts
+    "esmfold2": {"atom_encoder.head_dim": 32,  # the 3D rotation packs 3 x 2 spatial and 10 id pairs
+                 "structure_head.diffusion_module.atom_encoder.head_dim": 32,
+                 "single_inputs_size": SHRINK["hidden_size"] + 2 * 33 + 1},  # atom width + 2 x num_res_types + 1
+    "llama4": {"vision_config.intermediate_size": 4 * SHRINK["hidden_size"],  # what the pixel shuffle makes
                "vision_config.projector_input_dim": SHRINK["hidden_size"],
                "vision_config.projector_output_dim": SHRINK["hidden_size"],
                "vision_config.vision_output_dim": SHRINK["hidden_size"],
                "vision_config.image_size": 112},  # 8 x 8 patches
-    "deepseek_ocr2": {"text_config.mlp_layer_types": ["dense", "sparse"],
+    "mimo_v2_flash": {"num_key_value_heads": 2,  # sliding layers double it; it must divide the heads
+                      "head_dim": 48},  # 48 x 0.334: 16 rotated channels
+    "mistral4": {"head_dim": 2 * SHRINK["qk_rope_head_dim"]},  # qk_nope_head_dim + qk_rope_head_dim
+    "muse_glimmer": {"out_hidden_size": 4 * SHRINK["hidden_size"]},  # vision width x the 2 x 2 merge
+    "muse_spark": {"out_hidden_size": 4 * SHRINK["hidden_size"],
+                   "audio_config.num_hidden_layers": 4},  # one per stage of the audio pyramid
+    "zaya": {"num_experts_per_tok": 1},  # the only value its validator accepts
+    "csm": {"codec_config.codebook_size": 128},  # audio codes index the (small) audio vocabulary
+    # The quantizer projects the concatenated semantic and acoustic features (twice the width).
+    "neucodec": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
+    "xcodec2": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
+    # Smaller inputs, and convolutional codecs that start narrow (they double their channels at each
+    # downsampling), so the sweep stays fast.
+    "deepseek_ocr2": {"text_config.mlp_layer_types": ["dense", "sparse"],  # empty by default
                       "vision_config.sam_config.image_size": 256,  # 16 x 16 patches, 16 image tokens
                       # the SAM neck ends at the width of the vision encoder that follows it
                       "vision_config.sam_config.downsample_channels": [32, SHRINK["hidden_size"]]},
-    # Every text layer routes to experts, whose sizes default to None.
-    "diffusion_gemma": {"text_config.num_experts": 4, "text_config.top_k_experts": 2,
-                        "text_config.moe_intermediate_size": 32},
-    # Image positions need M-RoPE axes, which the default config leaves out; 4 axes (position,
-    # width, height, image index), as its docstring describes, over the 8 pairs of the small head.
-    "hunyuan_vl": {"text_config.rope_parameters": _rope_with("text_config", mrope_section=[2, 2, 2, 2])},
-    "musicflamingo": {"audio_config.max_source_positions": 32},  # Whisper-style: 2 x 32 feature frames
-    # The atoms' 3D rotary embedding packs 3 x 2 spatial pairs and 10 id pairs into half a head.
-    "esmfold2": {"atom_encoder.head_dim": 32, "structure_head.diffusion_module.atom_encoder.head_dim": 32,
-                 "single_inputs_size": SHRINK["hidden_size"] + 2 * 33 + 1},  # atom width + 2 x num_res_types + 1
-    # 12 x 12 patches instead of 72 x 72 (1008 px), the feature pyramid sized to match.
-    "sam3": {"vision_config.backbone_config.image_size": 168, "vision_config.backbone_config.window_size": 6,
-             "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]]},
-    "mistral4": {"head_dim": 2 * SHRINK["qk_rope_head_dim"]},  # qk_nope_head_dim + qk_rope_head_dim
-    # The quantizer projects the concatenated semantic and acoustic features (twice the width); the
-    # convolutional encoder doubles its channels at each of its 5 downsamplings.
-    "neucodec": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
-    "xcodec2": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
-    # Convolutional codecs double their channels at each downsampling: start narrow.
     "mimi": {"num_filters": 8},
     "pocket_tts_audio_tokenizer": {"num_filters": 8},
-    "csm": {"codec_config.codebook_size": 128, "codec_config.num_filters": 8},  # the only value its validator accepts
-    # The indexed (QSA) attention layers need the indexer sizes, which default to None.
-    "qwen4_exp": {"text_config.indexer_n_heads": 4, "text_config.indexer_kv_heads": 1,
-                  "text_config.indexer_head_dim": 16, "text_config.indexer_budget": 8,
-                  "text_config.indexer_compress_ratio": 4},
+    "musicflamingo": {"audio_config.max_source_positions": 32},  # Whisper-style: 2 x 32 feature frames
+    "sam3": {"vision_config.backbone_config.image_size": 168,  # 12 x 12 patches instead of 72 x 72
+             "vision_config.backbone_config.window_size": 6,
+             "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]]},
+    # Compressed attention emits one entry per compress_rate tokens (4 and 128 by default): a dozen
+    # tokens must fill windows of both kinds, outside a sliding window short enough for the indexer
+    # to have entries to choose among.
+    "deepseek_v4": {"compress_rates": {"compressed_sparse_attention": 2, "heavily_compressed_attention": 4},
+                    "index_topk": 2, "sliding_window": 4},
 }
 
 

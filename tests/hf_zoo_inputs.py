@@ -290,6 +290,8 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     # a pair of images to match, [B, 2, C, H, W]: 8 x 8 positions after the 8x downsampling
     "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 64, 64))},
+    # the compressors keep their windows in the cache: without one they do not run
+    "deepseek_v4": {"use_cache": True},
     # a protein sequence beside the text, read by cross-attention
     "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
     # vision: Qwen2-VL style patch grids, flattened or as small images
