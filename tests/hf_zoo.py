@@ -101,6 +101,7 @@ class Result:
     seconds: float = 0.0
     towers: tuple[str, ...] = ()  # towers whose rotary module moves the unpatched output
     missed: tuple[str, ...] = field(default=())  # rotary modules the inputs do not exercise
+    error: str = ""  # the whole message of the refusal or build failure (detail is cut short)
 
 
 def rotary_families() -> list[str]:
@@ -295,13 +296,14 @@ def sweep_one(family: str) -> Result:
     towers: tuple[str, ...] = ()
     missed: dict[str, str] = {}
 
-    def done(outcome, detail=""):
-        return Result(family, outcome, detail, time.perf_counter() - start, towers, tuple(missed))
+    def done(outcome, detail="", error: BaseException | None = None):
+        full = f"{type(error).__name__}: {error}" if error is not None else detail
+        return Result(family, outcome, detail, time.perf_counter() - start, towers, tuple(missed), full)
 
     try:
         model, inputs = build(family)
     except Exception as error:  # noqa: BLE001 (every way a build can fail is a reason to report)
-        return done("not buildable", _short(error))
+        return done("not buildable", _short(error), error)
     try:
         want = _run(model, inputs)
     except Exception as error:  # noqa: BLE001
@@ -310,7 +312,7 @@ def sweep_one(family: str) -> Result:
         try:
             hf.patch(model)
         except PatchError as refusal:
-            return done("refused", _short(refusal) + f" (forward not run: {ran})")
+            return done("refused", _short(refusal) + f" (forward not run: {ran})", refusal)
         except Exception as crash:  # noqa: BLE001
             return done("patch crashed", _short(crash) + f" (forward not run: {ran})")
         return done("tables only", f"patch accepted, its cos/sin checked; forward not run: {ran}")
@@ -323,7 +325,7 @@ def sweep_one(family: str) -> Result:
     try:
         hf.patch(model)
     except PatchError as error:
-        return done("refused", _short(error) + note)
+        return done("refused", _short(error) + note, error)
     except RopelabError as error:
         return done("patch crashed", "not a PatchError: " + _short(error))
     except Exception as error:  # noqa: BLE001
@@ -387,7 +389,7 @@ def table(results: list[Result], seconds: float | None = None) -> str:
 CAUSES: tuple[tuple[str, str, str], ...] = (
     ("refused", r"rope_type='axial'", "axial (2D / 3D) vision RoPE: ropelab reads no axial rope_type yet"),
     ("refused", r"rope_parameters=\[[^]]*'(full_attention|sliding_attention|hybrid|indexed_attention|compress)",
-     "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...)"),
+     "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...) or branch (main / compress)"),
     ("refused", r"rope_parameters=\['mrope_section'", "M-RoPE text towers: mrope_section is not read yet"),
     ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
     ("refused", r"calling it as forward\(x, position_ids\) fails",
@@ -406,7 +408,7 @@ CAUSES: tuple[tuple[str, str, str], ...] = (
 
 def cause(result: Result) -> str | None:
     for outcome, pattern, why in CAUSES:
-        if result.outcome == outcome and re.search(pattern, result.detail):
+        if result.outcome == outcome and re.search(pattern, result.error or result.detail):
             return why
     return None
 
@@ -418,13 +420,17 @@ def remains(results: list[Result]) -> list[str]:
         if (why := cause(result)) is not None:
             groups.setdefault(why, []).append(result)
     lines = ["## What remains refused or unbuildable, and why", ""]
-    for why, members in groups.items():
+    for why, members in sorted(groups.items(), key=lambda item: (item[1][0].outcome, -len(item[1]))):
         outcome = members[0].outcome
         names = ", ".join(sorted(r.family for r in members))
         lines.append(f"- **{why}** ({outcome}, {len(members)}): {names}")
     missed = sorted(r.family for r in results if r.missed and r.outcome != "not exercised")
     if missed:
         lines.append(f"- **inputs that miss a rotary module** (before patch; see the detail column): {', '.join(missed)}")
+    not_run = sorted(r.family for r in results if "forward not run" in r.detail)
+    if not_run:
+        lines.append(f"- **forward not run by the sweep** (its inputs are not built; see the detail column): "
+                     f"{', '.join(not_run)}")
     return lines + [""]
 
 
