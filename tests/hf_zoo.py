@@ -19,12 +19,16 @@ rotary module (``hf_zoo_inputs``: text, and pixels or audio where the family has
   matched at patch time, but no forward was compared;
 - ``not buildable``: the sweep could not build the original model (the reason is kept).
 
-Before patching, each rotary module's angles are doubled in turn (a forward hook on its output) on the
-original model; the towers whose rotation then moves the output are reported as "towers exercised"
-(text, vision, audio), so the inputs are checked even for a family that patch refuses.
+Before patching, each rotary module's angles are doubled in turn (a forward hook on its output,
+``double_angles``) on the original model; the towers whose rotation then moves the output are
+reported as "towers exercised" (text, vision, audio, protein), so the inputs are checked even for a
+family that patch refuses. Rotary modules that the forward cannot exercise by construction are
+exempt, each with its reason (``EXEMPT_ROTARY``). Weights are random, except that zero-initialised
+gates and projections and all-zero codebooks, which would hide a tower from the output, get values.
 
-Run as a script to print the table and write ``benchmarks/results/hf_zoo.md``; name families to run
-only those (the file is then not written unless ``--out`` is given).
+Run as a script to print the table, with a section on what remains refused or unbuildable grouped
+by cause (``CAUSES``), and write ``benchmarks/results/hf_zoo.md``; name families to run only those
+(the file is then not written unless ``--out`` is given).
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ Generic first, from the forward signature and the config:
   the config.
 
 Then per family, as data in ``FAMILY_INPUTS``: an entry maps an argument name to a ``Tensor`` spec
-(kind and shape; a shape entry that is a string is read from the config, dotted into sub-configs),
-or the key ``"recipe"`` to the name of a builder in ``RECIPES`` for inputs whose parts must agree
-with each other (image placeholder tokens in the text and the patch grid of the pixels, Qwen-VL's
-``image_grid_thw``, ...). Every recipe sends its input through the tower that holds a rotary
-embedding, which the sweep checks with forward hooks.
+(kind and shape; a shape entry that is a string is read from the config, dotted into sub-configs)
+or to a function of the config; the key ``"recipe"`` names one or more builders in ``RECIPES``, for
+inputs whose parts must agree with each other (image placeholder tokens in the text and the patch
+grid of the pixels, Qwen-VL's ``image_grid_thw``, audio tokens and feature frames, ...); the key
+``"kwargs"`` names arguments the forward takes through ``**kwargs``. Every recipe sends its input
+through the tower that holds a rotary embedding, which the sweep checks with forward hooks
+(``hf_zoo.reach``).
 """
 
 from __future__ import annotations
@@ -28,17 +30,18 @@ import torch
 
 INPUT_LENGTH = 12
 _TEXT_IDS = (3, 100)  # random text ids: above the usual pad/bos/eos, below the special tokens
+_AUDIO_FRAMES = 64  # feature frames: a dozen positions after the usual 2x-4x subsampling
+_SAMPLES = 24_000  # one second at 24 kHz: a dozen frames or more for every codec's hop length
 
 
 @dataclass(frozen=True)
 class Tensor:
-    """A random input tensor: ``kind`` is ``"ids"`` (text ids), ``"randn"`` (floats), ``"ones"``
-    (a mask), ``"zeros"`` (a padding mask with nothing padded); ``shape`` entries are ints, config
-    keys, or functions of the config (for sizes the config gives only as a product)."""
+    """A random input tensor: ``kind`` is ``"ids"`` (text ids), ``"randn"`` (floats) or ``"ones"``
+    (a mask); ``shape`` entries are ints, config keys, or functions of the config (for sizes the
+    config gives only as a product)."""
 
     kind: str
     shape: tuple[int | str | Callable, ...]
-    dtype: torch.dtype | None = None
 
 
 def config_value(config, dotted: str):
@@ -57,7 +60,8 @@ def config_value(config, dotted: str):
     return value
 
 
-def _first_value(config, *keys: str):
+def _lookup(config, *keys: str):
+    """The first of ``keys`` found in the config tree (see ``config_value``)."""
     for key in keys:
         with contextlib.suppress(KeyError):
             return config_value(config, key)
@@ -71,9 +75,9 @@ def make(spec: Tensor, config, seed: int = 0) -> torch.Tensor:
     if spec.kind == "ids":
         return torch.randint(*_TEXT_IDS, shape, generator=generator)
     if spec.kind == "randn":
-        return torch.randn(shape, generator=generator, dtype=spec.dtype or torch.float32)
-    if spec.kind in ("ones", "zeros"):
-        return getattr(torch, spec.kind)(shape, dtype=spec.dtype or torch.long)
+        return torch.randn(shape, generator=generator)
+    if spec.kind == "ones":
+        return torch.ones(shape, dtype=torch.long)
     raise ValueError(f"unknown tensor kind {spec.kind!r}")
 
 
@@ -110,6 +114,7 @@ def _vision(config):
 
 
 def _first(config, *keys, default=None):
+    """The first of ``keys`` that ``config`` itself sets (aliases across families)."""
     for key in keys:
         value = getattr(config, key, None)
         if value is not None:
@@ -185,9 +190,9 @@ def whole_image(model, inputs: dict) -> None:
     channels = _first(vision, "num_channels", "in_channels", default=3)
     inputs["pixel_values"] = torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(1))
     inputs["image_sizes"] = torch.tensor([[size, size]])
+    image_inputs = {k: v for k, v in inputs.items() if k in accepted and (k == "pixel_values" or "image" in k)}
     with torch.no_grad():
-        features = model.get_image_features(**{k: v for k, v in inputs.items() if k in accepted and "image" in k
-                                                or k == "pixel_values"})
+        features = model.get_image_features(**image_inputs)
     inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], _count(features, config.get_text_config().hidden_size))
 
 
@@ -217,7 +222,7 @@ def _audio_in_text(model, inputs: dict, frames_first: bool) -> None:
     """``frames`` feature frames (``[1, mel, frames]``, or ``[1, frames, mel]`` when ``frames_first``)
     with a full mask, and as many audio tokens in the text as ``get_audio_features`` returns vectors."""
     config = model.config
-    mel = _first_value(config, "num_mel_bins", "feature_size")
+    mel = _lookup(config, "num_mel_bins", "feature_size")
     frames = _AUDIO_FRAMES
     shape = (1, frames, mel) if frames_first else (1, mel, frames)
     inputs["input_features"] = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
@@ -266,8 +271,6 @@ def _image_in_text(config, ids: torch.Tensor, count: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- generic arguments by name
-_AUDIO_FRAMES = 64  # feature frames: a dozen positions after the usual 2x-4x subsampling
-_SAMPLES = 24_000  # one second at 24 kHz: a dozen frames or more for every codec's hop length
 GENERIC: dict[str, Tensor] = {
     "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "num_mel_bins")),  # [B, frames, mel bins]
     "input_values": Tensor("randn", (1, _SAMPLES)),  # [B, samples]
@@ -277,39 +280,37 @@ GENERIC: dict[str, Tensor] = {
 
 # ---------------------------------------------------------------- per family
 FAMILY_INPUTS: dict[str, dict[str, Any]] = {
-    # one image per text position may attend to it: pixels [B, images, C, H, W], mask [B, S, images]
-    "idefics": {"pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
-                "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1))},
-    "csm": {"recipe": "codec_audio_in_text"},
-    # audio features in place of audio tokens in the text
-    "glmasr": {"recipe": "audio_in_text"},
-    "dots3_note": {"recipe": ("patch_grid_image", "audio_in_text")},
-    "musicflamingo": {"recipe": "audio_in_text"},
-    "nemotron3_5_transcribe": {"recipe": "audio_in_text_frames_first"},
-    # text and audio embedded side by side (contrastive)
-    "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
-    # a pair of images to match, [B, 2, C, H, W]: 8 x 8 positions after the 8x downsampling
-    "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 64, 64))},
-    # the compressors keep their windows in the cache: without one they do not run
-    "deepseek_v4": {"use_cache": True},
-    # a protein sequence beside the text, read by cross-attention
-    "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
-    # vision: Qwen2-VL style patch grids, flattened or as small images
+    # ---- vision towers with a rotary embedding
+    # Qwen2-VL style patch grids, flattened or as small images
     **{family: {"recipe": "patch_grid_image"} for family in (
-        "cohere_compass", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
+        "cohere_compass", "ernie4_5_vl_moe", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
         "minimax_m3_vl", "muse_glimmer", "muse_spark", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5",
-        "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp")},
+        "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp", "video_llama_3")},
     **{family: {"recipe": "patch_grid_image_chw"} for family in ("kimi_k25", "paddleocr_vl")},
     "hunyuan_vl": {"recipe": "patch_grid_image_rows"},
-    "video_llama_3": {"recipe": "patch_grid_image"},
-    "ernie4_5_vl_moe": {"recipe": "patch_grid_image"},
     "inkling2": {"recipe": "merged_patch_image"},
     "diffusion_gemma": {"recipe": "positioned_patches", "kwargs": ("pixel_values", "image_position_ids")},
     **{family: {"recipe": "whole_image"} for family in ("deepseek_ocr2", "llama4", "mistral_large4", "step3p7")},
     # a vision tower alone, any image size: 8 x 8 patches
     "pixtral": {"pixel_values": Tensor("randn", (1, "num_channels", lambda c: 8 * c.patch_size, lambda c: 8 * c.patch_size)),
                 "image_sizes": lambda c: torch.tensor([[8 * c.patch_size, 8 * c.patch_size]])},
-    # audio: codecs take [B, channels, samples]
+    # a pair of images to match, [B, 2, C, H, W]: 8 x 8 positions after the 8x downsampling
+    "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 64, 64))},
+    # one image per text position may attend to it: pixels [B, images, C, H, W], mask [B, S, images]
+    "idefics": {"pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
+                "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1))},
+    # ---- audio towers with a rotary embedding
+    # audio features in place of audio tokens in the text
+    "dots3_note": {"recipe": ("patch_grid_image", "audio_in_text")},
+    "glmasr": {"recipe": "audio_in_text"},
+    "musicflamingo": {"recipe": "audio_in_text"},
+    "nemotron3_5_transcribe": {"recipe": "audio_in_text_frames_first"},
+    "csm": {"recipe": "codec_audio_in_text"},
+    # Whisper-style [B, mel, frames]; 8 frames per text token (conv stride 2, downsample_factor 4)
+    "voxtral_realtime": {"input_features": Tensor("randn", (1, "num_mel_bins", 8 * INPUT_LENGTH))},
+    # text and audio embedded side by side (contrastive)
+    "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
+    # codecs take [B, channels, samples]
     "mimi": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     "pocket_tts_audio_tokenizer": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     # acoustic waveform at 16 kHz and the semantic encoder's stacked features [B, frames, 2 x 80 mel]
@@ -317,17 +318,20 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
                  "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim"))},
     "xcodec2": {"input_values": Tensor("randn", (1, 1, 16_000)),
                 "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim"))},
-    # Whisper-style [B, mel, frames]; 8 frames per text token (conv stride 2, downsample_factor 4)
-    "voxtral_realtime": {"input_features": Tensor("randn", (1, "num_mel_bins", 8 * INPUT_LENGTH))},
     # text plus one token per audio codebook at every position: [B, S, 1 + num_codebooks]
     "kyutai_speech_to_text": {"input_ids": Tensor("ids", (1, INPUT_LENGTH, lambda c: c.num_codebooks + 1))},
     # audio codes of every channel at every position, [B, S, num_channels] (the 2-D form
     # [B * num_channels, S] is transposed and then viewed, which fails on its non-contiguous result)
     "dia": {"decoder_input_ids": Tensor("ids", (1, INPUT_LENGTH // 2, "decoder_config.num_channels"))},
+    # ---- other inputs
+    # a protein sequence beside the text, read by cross-attention
+    "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
     # a draft block of noise embeddings after the target model's hidden states of the accepted tokens
     "muse_glimmer_assistant": {
         "noise_embeds": Tensor("randn", (1, "block_size", "hidden_size")),
         "context_hidden_states": Tensor("randn", (1, INPUT_LENGTH, lambda c: c.hidden_size * len(c.target_layer_ids)))},
+    # the compressors keep their windows in the cache: without one they do not run
+    "deepseek_v4": {"use_cache": True},
 }
 
 
