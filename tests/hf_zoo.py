@@ -268,18 +268,40 @@ def _unreached(model, inputs, want, names) -> dict[str, str]:
     return missed
 
 
+def _holds_rope(value) -> bool:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_rope(item) for item in value)
+    return isinstance(value, hf.RopeConfig)
+
+
+def _rebased(value):
+    """``value`` with every RopeConfig in it (alone, or in a dict, list or tuple) given base 2."""
+    if isinstance(value, hf.RopeConfig):
+        return value.replace(base=2.0)  # every pair turns about a radian per position
+    if isinstance(value, dict):
+        return {key: _rebased(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebased(item) for item in value)
+    return value
+
+
 def _perturb(model) -> int:
-    """Give every patched rotation another base (in place); the number of rotations changed."""
+    """Give every patched rotation another base (in place); the number of modules changed. Any module
+    holding a RopeConfig (HFRotaryAdapter's ``cfg``, or a dict of them per layer type) is rebased."""
     changed = 0
     for module in model.modules():
-        if isinstance(module, hf.HFRotaryAdapter):
-            module.cfg = module.cfg.replace(base=2.0)  # every pair turns about a radian per position
-            changed += 1
-        elif isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
+        if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
             cfg = hf.RopeConfig.from_hf(model.config).replace(base=2.0)
             module.embed_positions = hf._exact_sin_cos_table(cfg, module.embed_positions.shape[0],
                                                              module.embed_positions)
             changed += 1
+            continue
+        names = [name for name, value in vars(module).items() if not name.startswith("_") and _holds_rope(value)]
+        for name in names:
+            setattr(module, name, _rebased(getattr(module, name)))
+        changed += bool(names)
     return changed
 
 
@@ -349,7 +371,11 @@ def sweep_one(family: str) -> Result:
     if missed_after:
         name, why = next(iter(missed_after.items()))
         return done("not exercised", f"patched {_collapse(missed_after)}: {why}{exempt_note}")
-    _perturb(model)
+    if not _perturb(model) and checked:
+        # No RopeConfig to rebase (a replacement that keeps its RoPE elsewhere): the per-module
+        # check above is the evidence.
+        return done("identical", f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
+                                 f"no RopeConfig found to rebase{exempt_note}")
     moved = _distance(_run(model, inputs), want)
     if not moved > MOVED:
         return done("not exercised", f"another base moves the output by only {moved:.1e}{exempt_note}")
