@@ -1,71 +1,100 @@
 """Sweep every model family in the installed transformers that defines a rotary embedding.
 
 A family is a folder ``transformers/models/<name>/`` whose ``modeling_<name>.py`` defines a class
-named ``*RotaryEmbedding``. Each is built tiny from its own config class (random weights, rope
-settings left at the family's defaults), run on a few token ids, patched with
+named ``*RotaryEmbedding``. Each is built tiny from its own config class (``hf_zoo_configs``: random
+weights, rope settings left at the family's defaults), run on inputs that reach every tower holding a
+rotary module (``hf_zoo_inputs``: text, and pixels or audio where the family has them), patched with
 :func:`ropelab.integrations.hf.patch`, and run again. Outcomes:
 
-- ``identical``: the patched model's output is within ``TOLERANCE`` of the original's, and RoPE
-  really is exercised: swapping every patched rotation for one with another base moves the output;
-- ``not exercised``: the patch matched, but perturbing the rotation does not move the output (the
-  text forward does not reach the patched rotary module, e.g. it sits in a vision tower);
+- ``identical``: every output tensor of the patched model is within ``TOLERANCE`` of the original's,
+  and RoPE really is exercised: doubling the angles of any one patched rotary module moves the
+  output, and so does giving every patched rotation another base;
+- ``not exercised``: the patch matched, but some patched rotary module is not reached by the inputs,
+  or changing its rotation does not move the output;
 - ``mismatch``: patch accepted the model and the output differs (a silent error: a test failure);
 - ``patched forward fails``: patch accepted the model and the forward then raises (a test failure);
 - ``refused``: patch raised :class:`~ropelab.errors.PatchError` (loud; the reason is kept);
 - ``patch crashed``: patch raised something other than a ropelab error (a test failure);
-- ``tables only``: the model builds but the sweep cannot run it on token ids (it needs pixels,
-  audio, ...); patch accepted it, so its cos/sin matched at patch time, but no forward was compared;
+- ``tables only``: the model builds but the sweep cannot run it; patch accepted it, so its cos/sin
+  matched at patch time, but no forward was compared;
 - ``not buildable``: the sweep could not build the original model (the reason is kept).
 
-Run as a script to print the table and write ``benchmarks/results/hf_zoo.md``.
+Before patching, each rotary module's angles are doubled in turn (a forward hook on its output,
+``double_angles``) on the original model; the towers whose rotation then moves the output are
+reported as "towers exercised" (text, vision, audio, protein), so the inputs are checked even for a
+family that patch refuses. Rotary modules that the forward cannot exercise by construction are
+exempt, each with its reason (``EXEMPT_ROTARY``). Weights are random, except that zero-initialised
+gates and projections and all-zero codebooks, which would hide a tower from the output, get values.
+
+Run as a script to print the table, with a section on what remains refused or unbuildable grouped
+by cause (``CAUSES``), and write ``benchmarks/results/hf_zoo.md``; name families to run only those
+(the file is then not written unless ``--out`` is given).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
+import inspect
 import io
 import re
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import hf_zoo_configs
+import hf_zoo_inputs
 import torch
 import transformers
-from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
-from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+from transformers.cache_utils import Cache
 
 from ropelab.errors import PatchError, RopelabError
 from ropelab.integrations import hf
 
 TOLERANCE = 1e-4
-MOVED = 1e-3  # the perturbed rotation must move the output by more than this
+MOVED = 1e-3  # a changed rotation must move the output by more than this (relative to its scale)
+SHRINK_STD = hf_zoo_configs.SHRINK["initializer_range"]
 FAILING = ("mismatch", "patched forward fails", "patch crashed")
 ORDER = ("identical", "not exercised", "tables only", "mismatch", "patched forward fails", "refused",
          "patch crashed", "not buildable")
+TOWERS = ("text", "vision", "audio", "protein")
+_TEXT = re.compile(r"language_model|text_model|text_encoder")
+_VISION = re.compile(r"vision|visual|image|patch_positional|pixel", re.IGNORECASE)
+_AUDIO = re.compile(r"audio|acoustic|speech|asr|diariz|codec|mimi", re.IGNORECASE)
 
-# Generic shrink: every key a config class has from this table is set to the small value.
-_SHRINK = {
-    "hidden_size": 64, "d_model": 64, "n_embd": 64, "dim": 64, "embed_dim": 64, "model_dim": 64,
-    "num_attention_heads": 4, "n_head": 4, "num_heads": 4, "n_heads": 4,
-    "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_num_attention_heads": 4,
-    "decoder_num_attention_heads": 4, "encoder_num_key_value_heads": 4, "decoder_num_key_value_heads": 4,
-    "num_key_value_heads": 4, "n_kv_heads": 4, "num_kv_heads": 4, "multi_query_group_num": 4,
-    "head_dim": 16, "kv_channels": 16,
-    "intermediate_size": 64, "ffn_dim": 64, "d_ff": 64, "n_inner": 64, "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64, "ffn_hidden_size": 64, "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 32, "expert_intermediate_size": 32, "intermediate_size_mlp": 64,
-    "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2, "n_layers": 2, "encoder_layers": 2,
-    "decoder_layers": 2, "depth": 2,
-    "initializer_range": 0.2,  # sharper attention than the default 0.02, so that positions matter
-    "vocab_size": 256, "vocab_size_per_layer_input": 256, "hidden_size_per_layer_input": 16,
-    "encoder_hash_byte_group_vocab": 256,
-    "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
-    "num_experts_per_tok": 2, "moe_topk": 2, "n_group": 1, "topk_group": 1, "n_shared_experts": 1,
-    "kv_lora_rank": 16, "q_lora_rank": 32, "qk_rope_head_dim": 16, "qk_nope_head_dim": 16, "v_head_dim": 16,
+# Families whose model is not what AutoModel builds from their config (no base model in the auto
+# mappings, or a mapping AutoModel does not resolve).
+MODEL_CLASSES: dict[str, str] = {
+    "eomt_dinov3": "EomtDinov3ForUniversalSegmentation",
+    "esmfold2": "EsmFold2Model",
+    "evolla": "EvollaModel",
 }
-_INPUT_LENGTH = 12
+
+# Rotary modules that the family's forward cannot exercise, whatever its inputs (``*`` stands for a
+# layer index). They are left out of the per-module check and named, with the reason, in the result.
+EXEMPT_ROTARY: dict[str, dict[str, str]] = {
+    "granite_swa": {"rotary_emb": "built by the parent class and unused: rotary_embs hold the per-layer bases"},
+    "granitemoe_swa": {"rotary_emb": "built by the parent class and unused: rotary_embs hold the per-layer bases"},
+    "idefics": {"gated_cross_attn_layers.*.cross_attn.rotary_emb":
+                "built in every attention layer, applied only in self-attention"},
+    "neucodec": {"acoustic_decoder.rotary_emb":
+                 "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"},
+    "xcodec2": {"acoustic_decoder.rotary_emb":
+                "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"},
+    "csm": {"codec_model.decoder.decoder_transformer.rotary_emb":
+            "the codec decodes audio only in generate(); the mimi family exercises it"},
+    "blt": {"patcher.rotary_emb": "the patcher's entropies reach the output only as discrete patch boundaries, "
+                                  "which need not move when its rotation does"},
+    "nemotron3_5_transcribe": {"word_timestamp_encoder.rotary_emb":
+                               "runs only in get_word_timestamp_hidden_states(), not in forward()"},
+}
+
+# Towers the path and class name do not tell.
+TOWER_OF: dict[str, dict[str, str]] = {
+    "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
+    "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
+    "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
+}
 
 
 @dataclass
@@ -74,6 +103,9 @@ class Result:
     outcome: str
     detail: str = ""
     seconds: float = 0.0
+    towers: tuple[str, ...] = ()  # towers whose rotary module moves the unpatched output
+    missed: tuple[str, ...] = field(default=())  # rotary modules the inputs do not exercise
+    error: str = ""  # the whole message of the refusal or build failure (detail is cut short)
 
 
 def rotary_families() -> list[str]:
@@ -87,176 +119,239 @@ def rotary_families() -> list[str]:
     return found
 
 
-def _model_type(family: str) -> str | None:
-    """The model_type of the family's main config: the one whose config class lives in the folder."""
-    module = importlib.import_module(f"transformers.models.{family}")
-    candidates = []
-    for model_type, class_name in CONFIG_MAPPING_NAMES.items():
-        cls = getattr(module, class_name, None)
-        if cls is not None and cls.__module__.startswith(f"transformers.models.{family}.") \
-                and model_type in MODEL_MAPPING_NAMES:
-            candidates.append(model_type)
-    if not candidates:
-        return None
-    for preferred in (family, family.replace("_", "-")):
-        if preferred in candidates:
-            return preferred
-    return min(candidates, key=len)
-
-
-def _settable(cls, key: str) -> bool:
-    return not isinstance(getattr(cls, key, None), property)
-
-
-def _has(config, key: str) -> bool:
-    try:
-        getattr(config, key)
-    except AttributeError:
-        return False
-    except Exception:  # noqa: BLE001 (heterogeneous per-layer configs refuse ambiguous reads: the key exists)
-        return True
-    return True
-
-
-def _fit_layer_lists(default, cls, kwargs: dict) -> None:
-    """One layer of each kind, in the order the kinds first appear, the same length in every list."""
-    layer_keys = [k for k in ("num_hidden_layers", "num_layers", "n_layer") if k in kwargs]
-    lists = {}
-    for key in ("layer_types", "mlp_layer_types", "block_types", "layers_block_type"):
-        value = vars(default).get(key)
-        if layer_keys and isinstance(value, (list, tuple)) and value and _settable(cls, key):
-            lists[key] = list(dict.fromkeys(value))[:4]
-    if not lists:
-        return
-    layers = max(2, *(len(kinds) for kinds in lists.values()))
-    for key, kinds in lists.items():
-        kwargs[key] = kinds + [kinds[-1]] * (layers - len(kinds))
-    for key in layer_keys:
-        kwargs[key] = layers
-
-
-def _shrunk_kwargs(cls, depth: int = 0) -> dict:
-    default = cls()
-    kwargs = {key: value for key, value in _SHRINK.items() if _has(default, key) and _settable(cls, key)}
-    _fit_layer_lists(default, cls, kwargs)
-    rotary_dim = vars(default).get("rotary_dim")
-    if isinstance(rotary_dim, int) and "head_dim" not in kwargs and "hidden_size" in kwargs:
-        # GPT-J / CodeGen: keep the rotated fraction of the head when the head shrinks.
-        heads = vars(default).get("num_attention_heads") or vars(default).get("n_head")
-        hidden = vars(default).get("hidden_size") or vars(default).get("n_embd")
-        if heads and hidden:
-            share = rotary_dim / (hidden // heads)
-            kwargs["rotary_dim"] = max(2, 2 * round(share * _SHRINK["hidden_size"] // _SHRINK["num_attention_heads"] / 2))
-    for key, value in vars(default).items():
-        if key.endswith("_token_id") and isinstance(value, int) and value >= _SHRINK["vocab_size"]:
-            kwargs[key] = _SHRINK["vocab_size"] - 1
-        if key.endswith("_token_id") and isinstance(value, list):
-            kwargs[key] = [min(v, _SHRINK["vocab_size"] - 1) for v in value if isinstance(v, int)]
-    if depth < 2:
-        for key, value in vars(default).items():
-            if isinstance(value, transformers.PretrainedConfig):
-                with contextlib.suppress(Exception):
-                    kwargs[key] = _shrunk_kwargs(type(value), depth + 1)
-    return kwargs
-
-
-def _fit_mrope(config) -> None:
-    """M-RoPE splits rotary_dim / 2 frequencies between t, h, w; keep the proportions when shrunk."""
-    for sub in {id(c): c for c in (config, config.get_text_config())}.values():
-        if "mrope_section" not in getattr(type(sub), "ignore_keys_at_rope_validation", ()) or not isinstance(
-                getattr(sub, "rope_parameters", None), dict):
-            continue
-        head_dim = getattr(sub, "head_dim", None) or sub.hidden_size // sub.num_attention_heads
-        partial = sub.rope_parameters.get("partial_rotary_factor") or getattr(sub, "partial_rotary_factor", 1.0)
-        sections = sub.rope_parameters.get("mrope_section") or [16, 24, 24]
-        sub.rope_parameters["mrope_section"] = _rescale(sections, int(head_dim * partial) // 2)
-
-
-def _rescale(sections: list[int], total: int) -> list[int]:
-    scaled = [max(1, round(s * total / sum(sections))) for s in sections]
-    scaled[-1] += total - sum(scaled)
-    return scaled
-
-
 def build(family: str):
     """A tiny random-weight model of ``family`` (its base ``AutoModel``), and its inputs."""
-    model_type = _model_type(family)
-    if model_type is None:
-        raise LookupError("no config class with a base model in the auto mappings")
-    config_cls = transformers.AutoConfig.for_model(model_type).__class__
-    config = config_cls(**_shrunk_kwargs(config_cls))
-    _fit_mrope(config)
+    config = hf_zoo_configs.tiny_config(family)
     torch.manual_seed(0)
-    model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()
-    vocab = getattr(config.get_text_config(), "vocab_size", None) or 128
-    ids = torch.randint(3, min(vocab, 100), (1, _INPUT_LENGTH), generator=torch.Generator().manual_seed(0))
-    inputs = {"input_ids": ids}
-    if getattr(config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = ids[:, : _INPUT_LENGTH // 2]
-    return model, inputs
+    if family in MODEL_CLASSES:
+        model = getattr(transformers, MODEL_CLASSES[family])._from_config(config, attn_implementation="eager")
+    else:
+        model = transformers.AutoModel.from_config(config, attn_implementation="eager")
+    model.eval()
+    _fill_empty_codebooks(model)
+    _wake_zero_parameters(model)
+    return model, hf_zoo_inputs.inputs_for(family, model)
 
 
-def _first_tensor(output) -> torch.Tensor:
-    if isinstance(output, torch.Tensor):
-        return output
-    values = output.values() if hasattr(output, "values") else output
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value
-    raise TypeError(f"no floating-point tensor in the output {type(output).__name__}")
-
-
-def _run(model, inputs) -> torch.Tensor:
+def _wake_zero_parameters(model) -> None:
+    """Parameters some families initialise to zero, so that a block starts as the identity (output
+    projections, Flamingo-style tanh gates, a qk-norm temperature): with random weights elsewhere
+    they would hide the attention, and its rotation, from the output. Give them random values (gates
+    and other single numbers: 1). Biases stay zero."""
+    generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        return _first_tensor(model(**inputs)).float()
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias") or not parameter.is_floating_point() or parameter.any():
+                continue
+            if parameter.numel() == 1:
+                parameter.fill_(1.0)
+            else:
+                parameter.copy_(SHRINK_STD * torch.randn(parameter.shape, generator=generator))
+
+
+def _fill_empty_codebooks(model) -> None:
+    """Random centroids for vector quantizers that start as zeros (the trained ones come from a
+    checkpoint). With all-zero centroids every frame gets code 0, the decoder sees the same vector at
+    every position, and no rotation can change its output."""
+    generator = torch.Generator().manual_seed(0)
+    for name, buffer in model.named_buffers():
+        if name.endswith("codebook.embed_sum") and buffer.is_floating_point() and not buffer.any():
+            buffer.copy_(torch.randn(buffer.shape, generator=generator))
+
+
+# ---------------------------------------------------------------- running and comparing
+def _tensors(output) -> list[torch.Tensor]:
+    """Every floating-point tensor of a model output, in order (nested tuples and dicts included;
+    caches left out)."""
+    if isinstance(output, Cache):
+        return []
+    if isinstance(output, torch.Tensor):
+        return [output] if output.is_floating_point() else []
+    if isinstance(output, dict):
+        output = output.values()
+    if isinstance(output, (list, tuple)) or hasattr(output, "__iter__") and not isinstance(output, (str, bytes)):
+        with contextlib.suppress(TypeError):
+            return [t for item in output for t in _tensors(item)]
+    return []
+
+
+def _run(model, inputs) -> list[torch.Tensor]:
+    torch.manual_seed(0)  # a forward that samples (noise, dropout-like routing) samples the same
+    with torch.no_grad():
+        found = [t.float() for t in _tensors(model(**inputs))]
+    if not found:
+        raise TypeError("the output holds no floating-point tensor")
+    return found
+
+
+def _distance(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
+    """Largest absolute difference of an output tensor, relative to that tensor's largest value (at
+    least 1), over all output tensors; ``inf`` when the shapes differ."""
+    if [t.shape for t in got] != [t.shape for t in want]:
+        return float("inf")
+    return max(((g - w).abs().max() / w.abs().max().clamp(min=1.0)).item() for g, w in zip(got, want) if w.numel())
+
+
+# ---------------------------------------------------------------- is RoPE exercised?
+def rotary_modules(model) -> list[str]:
+    """Qualified names of the model's rotary modules (``*RotaryEmbedding`` classes)."""
+    return [name for name, m in model.named_modules() if name and type(m).__name__.endswith("RotaryEmbedding")]
+
+
+def exempt(family: str, name: str) -> str | None:
+    """Why the forward of ``family`` cannot exercise its rotary module ``name``, if it cannot."""
+    for pattern, why in EXEMPT_ROTARY.get(family, {}).items():
+        if re.fullmatch(re.escape(pattern).replace(r"\*", r"\d+"), name):
+            return why
+    return None
+
+
+def tower(model, name: str, family: str = "") -> str:
+    """The tower a rotary module sits in, read from its path (else its class name's last word)."""
+    if name in TOWER_OF.get(family, {}):
+        return TOWER_OF[family][name]
+    for kind, pattern in (("text", _TEXT), ("vision", _VISION), ("audio", _AUDIO)):
+        if pattern.search(name):
+            return kind
+    cls = type(model.get_submodule(name)).__name__
+    if cls.endswith("VisionRotaryEmbedding"):
+        return "vision"
+    audio_input = getattr(model, "main_input_name", "") in ("input_values", "input_features")
+    text_decoder = "decoder_input_ids" in inspect.signature(model.forward).parameters and name.startswith("decoder")
+    if cls.endswith("AudioRotaryEmbedding") or audio_input and not text_decoder:
+        return "audio"
+    return "text"
+
+
+def double_angles(output):
+    """The same rotary output for twice the angles: (cos, sin) by the double-angle formulas, complex
+    ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
+    if isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output) \
+            and output[0].shape == output[1].shape and not output[0].is_complex():
+        cos, sin = output
+        return cos * cos - sin * sin, 2 * sin * cos
+    if isinstance(output, torch.Tensor) and output.is_complex():
+        return output * output
+    if isinstance(output, torch.Tensor) and output.is_floating_point():
+        return 2 * output
+    return None
+
+
+def reach(model, inputs, want, name: str) -> tuple[int, float]:
+    """(calls, relative move of the output) when the module ``name`` turns every pair twice as far."""
+    calls = []
+
+    def hook(module, args, output):
+        changed = double_angles(output)
+        calls.append(changed is not None)
+        return changed
+
+    handle = model.get_submodule(name).register_forward_hook(hook)
+    try:
+        moved = _distance(_run(model, inputs), want)
+    finally:
+        handle.remove()
+    return (len(calls) if all(calls) else -1), moved
+
+
+def _unreached(model, inputs, want, names) -> dict[str, str]:
+    """Rotary modules whose doubled angles do not move the output, each with why."""
+    missed = {}
+    for name in names:
+        calls, moved = reach(model, inputs, want, name)
+        if calls == 0:
+            missed[name] = "not called"
+        elif calls < 0:
+            missed[name] = f"returns {type(model.get_submodule(name)).__name__} output of an unknown kind"
+        elif not moved > MOVED:
+            missed[name] = f"doubling its angles moves the output by only {moved:.1e}"
+    return missed
+
+
+def _holds_rope(value) -> bool:
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_rope(item) for item in value)
+    return isinstance(value, hf.RopeConfig)
+
+
+def _rebased(value):
+    """``value`` with every RopeConfig in it (alone, or in a dict, list or tuple) given base 2."""
+    if isinstance(value, hf.RopeConfig):
+        return value.replace(base=2.0)  # every pair turns about a radian per position
+    if isinstance(value, dict):
+        return {key: _rebased(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_rebased(item) for item in value)
+    return value
 
 
 def _perturb(model) -> int:
-    """Give every patched rotation another base (in place); the number of rotations changed."""
+    """Give every patched rotation another base (in place); the number of modules changed. Any module
+    holding a RopeConfig (HFRotaryAdapter's ``cfg``, or a dict of them per layer type) is rebased."""
     changed = 0
     for module in model.modules():
-        if isinstance(module, hf.HFRotaryAdapter):
-            module.cfg = module.cfg.replace(base=2.0)  # every pair turns about a radian per position
-            changed += 1
-        elif isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
+        if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
             cfg = hf.RopeConfig.from_hf(model.config).replace(base=2.0)
             module.embed_positions = hf._exact_sin_cos_table(cfg, module.embed_positions.shape[0],
                                                              module.embed_positions)
             changed += 1
+            continue
+        names = [name for name, value in vars(module).items() if not name.startswith("_") and _holds_rope(value)]
+        for name in names:
+            setattr(module, name, _rebased(getattr(module, name)))
+        changed += bool(names)
     return changed
 
 
+# ---------------------------------------------------------------- one family
 def _short(error: BaseException, limit: int = 160) -> str:
     text = f"{type(error).__name__}: {error}".replace("\n", " ").replace("|", "/")
+    text = re.sub(r"\s+", " ", text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _collapse(names) -> str:
+    """``layers.0.attn.rotary_emb, layers.1.attn.rotary_emb`` -> ``layers.*.attn.rotary_emb``."""
+    return ", ".join(dict.fromkeys(re.sub(r"\.\d+\.", ".*.", n) for n in names))
 
 
 def sweep_one(family: str) -> Result:
     start = time.perf_counter()
+    towers: tuple[str, ...] = ()
+    missed: dict[str, str] = {}
 
-    def done(outcome, detail=""):
-        return Result(family, outcome, detail, time.perf_counter() - start)
+    def done(outcome, detail="", error: BaseException | None = None):
+        full = f"{type(error).__name__}: {error}" if error is not None else detail
+        return Result(family, outcome, detail, time.perf_counter() - start, towers, tuple(missed), full)
 
     try:
         model, inputs = build(family)
     except Exception as error:  # noqa: BLE001 (every way a build can fail is a reason to report)
-        return done("not buildable", _short(error))
+        return done("not buildable", _short(error), error)
     try:
         want = _run(model, inputs)
     except Exception as error:  # noqa: BLE001
-        # The sweep cannot run it (pixel or audio inputs, ...), but patch can still check its tables.
+        # The sweep cannot run it, but patch can still check its tables.
         ran = _short(error, 100)
         try:
             hf.patch(model)
         except PatchError as refusal:
-            return done("refused", _short(refusal) + f" (forward not run: {ran})")
+            return done("refused", _short(refusal) + f" (forward not run: {ran})", refusal)
         except Exception as crash:  # noqa: BLE001
             return done("patch crashed", _short(crash) + f" (forward not run: {ran})")
         return done("tables only", f"patch accepted, its cos/sin checked; forward not run: {ran}")
+    names = rotary_modules(model)
+    exempt_names = {name: why for name in names if (why := exempt(family, name))}
+    checked = [name for name in names if name not in exempt_names]
+    missed = _unreached(model, inputs, want, checked)
+    towers = tuple(t for t in TOWERS if any(tower(model, n, family) == t for n in checked if n not in missed))
+    note = f"; inputs miss {_collapse(missed)} ({next(iter(missed.values()))})" if missed else ""
     try:
         hf.patch(model)
     except PatchError as error:
-        return done("refused", _short(error))
+        return done("refused", _short(error) + note, error)
     except RopelabError as error:
         return done("patch crashed", "not a PatchError: " + _short(error))
     except Exception as error:  # noqa: BLE001
@@ -265,17 +360,27 @@ def sweep_one(family: str) -> Result:
         got = _run(model, inputs)
     except Exception as error:  # noqa: BLE001
         return done("patched forward fails", _short(error))
-    scale = max(1.0, want.abs().max().item())
-    if got.shape != want.shape:
-        return done("mismatch", f"output shape {tuple(got.shape)} != {tuple(want.shape)}")
-    error = (got - want).abs().max().item() / scale
+    error = _distance(got, want)
+    if error == float("inf"):
+        return done("mismatch", f"output shapes {[tuple(t.shape) for t in got]} != {[tuple(t.shape) for t in want]}")
     if not error <= TOLERANCE:
         return done("mismatch", f"max error {error:.2e} > {TOLERANCE:g}")
-    _perturb(model)
-    moved = (_run(model, inputs) - want).abs().max().item() / scale
+    exempt_note = "".join(f"; {where} is exempt: {why}"
+                         for where, why in dict.fromkeys((_collapse([n]), why) for n, why in exempt_names.items()))
+    missed_after = _unreached(model, inputs, want, checked)
+    if missed_after:
+        name, why = next(iter(missed_after.items()))
+        return done("not exercised", f"patched {_collapse(missed_after)}: {why}{exempt_note}")
+    if not _perturb(model) and checked:
+        # No RopeConfig to rebase (a replacement that keeps its RoPE elsewhere): the per-module
+        # check above is the evidence.
+        return done("identical", f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
+                                 f"no RopeConfig found to rebase{exempt_note}")
+    moved = _distance(_run(model, inputs), want)
     if not moved > MOVED:
-        return done("not exercised", f"another base moves the output by only {moved:.1e}")
-    return done("identical", f"error {error:.1e}, another base moves it {moved:.1e}")
+        return done("not exercised", f"another base moves the output by only {moved:.1e}{exempt_note}")
+    return done("identical", f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
+                             f"another base moves it {moved:.1e}{exempt_note}")
 
 
 def sweep(families: list[str] | None = None) -> list[Result]:
@@ -288,6 +393,7 @@ def sweep(families: list[str] | None = None) -> list[Result]:
     return results
 
 
+# ---------------------------------------------------------------- the report
 def counts(results: list[Result]) -> dict[str, int]:
     return {outcome: sum(r.outcome == outcome for r in results) for outcome in ORDER}
 
@@ -296,11 +402,66 @@ def table(results: list[Result], seconds: float | None = None) -> str:
     lines = [f"# transformers {transformers.__version__}: {len(results)} families with a rotary embedding", ""]
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts(results).items() if n)
     lines += [summary + (f" (sweep: {seconds:.0f} s)" if seconds is not None else ""), ""]
-    lines += ["| family | outcome | detail | s |", "|---|---|---|---|"]
+    buildable = [r for r in results if r.outcome != "not buildable"]
+    identical = sum(r.outcome == "identical" for r in buildable)
+    lines += [f"Identical: {identical} of {len(buildable)} buildable families ({100 * identical / max(1, len(buildable)):.0f}%). "
+              "Towers exercised: the towers (text, vision, audio, protein) whose rotary module, turned twice as "
+              "far, moves the output of the unpatched model on the sweep's inputs.", ""]
+    lines += remains(results)
+    lines += ["## All families", "", "| family | outcome | towers exercised | detail | s |", "|---|---|---|---|---|"]
     rank = {outcome: i for i, outcome in enumerate(ORDER)}
     for r in sorted(results, key=lambda r: (rank[r.outcome], r.family)):
-        lines.append(f"| {r.family} | {r.outcome} | {r.detail} | {r.seconds:.1f} |")
+        lines.append(f"| {r.family} | {r.outcome} | {', '.join(r.towers)} | {r.detail} | {r.seconds:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+# Why a family is not identical, read from its result: (outcome, pattern in the detail, cause). First match wins.
+CAUSES: tuple[tuple[str, str, str], ...] = (
+    ("refused", r"rope_type='axial'", "axial (2D / 3D) vision RoPE: ropelab reads no axial rope_type yet"),
+    ("refused", r"rope_parameters=\[[^]]*'(full_attention|sliding_attention|hybrid|indexed_attention|compress)",
+     "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...) or branch (main / compress)"),
+    ("refused", r"rope_parameters=\['mrope_section'", "M-RoPE text towers: mrope_section is not read yet"),
+    ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
+    ("refused", r"calling it as forward\(x, position_ids\) fails",
+     "rotary module with another call signature (not forward(x, position_ids) -> (cos, sin))"),
+    ("refused", r"head_dim=None is invalid", "rotary module whose config gives no head size ropelab can read"),
+    ("refused", r"partial_rotary_factor=\d", "partial_rotary_factor above 1"),
+    ("refused", r"", "other refusals"),
+    ("not buildable", r"requires the (\w+) library", "needs a package the test environment lacks (timm, scipy)"),
+    ("not buildable", r"", "other build failures"),
+    ("tables only", r"missing \d+ required positional arguments", "forward needs inputs the sweep does not build"),
+    ("tables only", r"", "forward fails on the sweep's inputs"),
+    ("not exercised", r"cancels in q.k", "RoPE by head index, which cancels in q.k"),
+    ("not exercised", r"", "a rotary module the inputs do not reach"),
+)
+
+
+def cause(result: Result) -> str | None:
+    for outcome, pattern, why in CAUSES:
+        if result.outcome == outcome and re.search(pattern, result.error or result.detail):
+            return why
+    return None
+
+
+def remains(results: list[Result]) -> list[str]:
+    """Markdown lines: what remains refused, unbuildable or not compared, grouped by cause."""
+    groups: dict[str, list[Result]] = {}
+    for result in results:
+        if (why := cause(result)) is not None:
+            groups.setdefault(why, []).append(result)
+    lines = ["## What remains refused or unbuildable, and why", ""]
+    for why, members in sorted(groups.items(), key=lambda item: (item[1][0].outcome, -len(item[1]))):
+        outcome = members[0].outcome
+        names = ", ".join(sorted(r.family for r in members))
+        lines.append(f"- **{why}** ({outcome}, {len(members)}): {names}")
+    missed = sorted(r.family for r in results if r.missed and r.outcome != "not exercised")
+    if missed:
+        lines.append(f"- **inputs that miss a rotary module** (before patch; see the detail column): {', '.join(missed)}")
+    not_run = sorted(r.family for r in results if "forward not run" in r.detail)
+    if not_run:
+        lines.append(f"- **forward not run by the sweep** (its inputs are not built; see the detail column): "
+                     f"{', '.join(not_run)}")
+    return lines + [""]
 
 
 if __name__ == "__main__":
@@ -308,11 +469,12 @@ if __name__ == "__main__":
 
     args = sys.argv[1:]
     out = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "hf_zoo.md"
-    if args[:1] == ["--out"]:
+    explicit = args[:1] == ["--out"]
+    if explicit:
         out, args = Path(args[1]), args[2:]
     start = time.perf_counter()
     found = sweep(args or None)
     text = table(found, time.perf_counter() - start)
     print(text)
-    if not args:
+    if explicit or not args:
         out.write_text(text, encoding="utf-8")

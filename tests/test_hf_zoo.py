@@ -1,9 +1,11 @@
 """Every RoPE in transformers' model zoo: patch reproduces each family or refuses it loudly.
 
 The sweep (``tests/hf_zoo.py``) builds each family that defines a ``*RotaryEmbedding`` tiny from its
-own config class, runs it, patches it and runs it again. It fails on a silent mismatch, on a model
-that ``patch`` accepts but that then does not run, on a raw (non-ropelab) error from ``patch``, and
-when a family in the committed baseline ``tests/data/hf_zoo_identical.txt`` is no longer identical.
+own config class (``hf_zoo_configs``), runs it on inputs that reach each of its towers
+(``hf_zoo_inputs``: text, pixels, audio), patches it and runs it again. It fails on a silent
+mismatch, on a model that ``patch`` accepts but that then does not run, on a raw (non-ropelab) error
+from ``patch``, when a family in the committed baseline ``tests/data/hf_zoo_identical.txt`` is no
+longer identical, and when the inputs stop reaching a rotary module they reached.
 The table prints with ``pytest -s``; ``python tests/hf_zoo.py`` rewrites ``benchmarks/results/hf_zoo.md``.
 """
 
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 import hf_zoo
+import hf_zoo_configs
 import pytest
 import torch
 import transformers
@@ -23,6 +26,11 @@ from ropelab.errors import PatchError, RopeConfigError
 from ropelab.integrations.hf import HFComplexRotaryAdapter, HFRotaryAdapter, patch
 
 BASELINE = Path(__file__).parent / "data" / "hf_zoo_identical.txt"
+
+# Rotary modules the sweep's inputs do not reach, before patch, and why (family -> reason).
+KNOWN_UNREACHED = {
+    "efficientloftr": "its coarse 2D rotation moves the matched features by under 1e-4 at this size",
+}
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +58,21 @@ def test_no_family_fails_silently_or_raw(results, outcome):
 
 
 @pytest.mark.slow
+def test_inputs_reach_every_rotary_module(results):
+    """Before patch, doubling the angles of each rotary module (exempt ones aside) moves the output:
+    the inputs go through every tower that holds one, refused families included."""
+    unreached = {r.family: r.missed for r in results.values() if r.missed and r.family not in KNOWN_UNREACHED}
+    assert unreached == {}
+
+
+@pytest.mark.slow
+def test_identical_families_name_their_towers(results):
+    nameless = [r.family for r in results.values() if r.outcome == "identical" and not r.towers
+                and "each of 0 rotary modules" not in r.detail]
+    assert nameless == []
+
+
+@pytest.mark.slow
 def test_baseline_families_stay_identical(results):
     baseline = [line.strip() for line in BASELINE.read_text().splitlines() if line.strip() and line[0] != "#"]
     regressed = {family: (results[family].outcome, results[family].detail) if family in results else "not found"
@@ -69,7 +92,68 @@ def test_sweep_detects_a_rotation_that_is_not_exercised():
     want = hf_zoo._run(model, inputs)
     patch(model)
     assert hf_zoo._perturb(model) == 1
-    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
+    assert hf_zoo._distance(hf_zoo._run(model, inputs), want) > hf_zoo.MOVED
+
+
+def test_double_angles_turns_every_pair_twice_as_far():
+    angles = torch.linspace(-7.0, 7.0, 101, dtype=torch.float64)
+    cos, sin = hf_zoo.double_angles((angles.cos(), angles.sin()))
+    torch.testing.assert_close(cos, (2 * angles).cos(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(sin, (2 * angles).sin(), atol=1e-12, rtol=0)
+    freqs_cis = torch.polar(torch.ones_like(angles), angles)
+    torch.testing.assert_close(hf_zoo.double_angles(freqs_cis), torch.polar(torch.ones_like(angles), 2 * angles))
+    torch.testing.assert_close(hf_zoo.double_angles(angles), 2 * angles)
+    assert hf_zoo.double_angles((angles,)) is None  # not a rotary output: reported, not guessed
+
+
+def test_a_rotary_module_the_forward_never_calls_is_reported():
+    """Granite SWA builds a rotary_emb it never uses (rotary_embs hold the per-layer bases)."""
+    model, inputs = _quiet_build("granite_swa")
+    want = hf_zoo._run(model, inputs)
+    assert hf_zoo._unreached(model, inputs, want, ["rotary_emb", "rotary_embs.0"]) == {"rotary_emb": "not called"}
+    assert hf_zoo.exempt("granite_swa", "rotary_emb") and not hf_zoo.exempt("granite_swa", "rotary_embs.0")
+
+
+def test_idefics_exemption_pattern_matches_every_layer_and_nothing_else():
+    assert hf_zoo.exempt("idefics", "gated_cross_attn_layers.7.cross_attn.rotary_emb")
+    assert not hf_zoo.exempt("idefics", "layers.0.self_attn.rotary_emb")
+
+
+def test_vision_inputs_reach_the_vision_rotary_module():
+    """Qwen2-VL: pixels on a patch grid with image_grid_thw and image tokens in the text go through the
+    vision tower; its rotary module is called once and turning it moves the output."""
+    model, inputs = _quiet_build("qwen2_vl")
+    assert {"pixel_values", "image_grid_thw", "mm_token_type_ids"} <= set(inputs)
+    want = hf_zoo._run(model, inputs)
+    calls, moved = hf_zoo.reach(model, inputs, want, "visual.rotary_pos_emb")
+    assert calls == 1 and moved > hf_zoo.MOVED
+    assert hf_zoo.tower(model, "visual.rotary_pos_emb") == "vision"
+    assert hf_zoo.tower(model, "language_model.rotary_emb") == "text"
+
+
+def test_shrink_keeps_tied_sizes_and_distinct_special_tokens():
+    transformers.logging.set_verbosity_error()
+    config = hf_zoo_configs.tiny_config("qwen3_vl")
+    assert config.vision_config.out_hidden_size == config.text_config.hidden_size == 64
+    ids = [config.image_token_id, config.video_token_id, config.vision_start_token_id, config.vision_end_token_id]
+    text_ids_end = hf_zoo.hf_zoo_inputs._TEXT_IDS[1]  # the random text stays below the special tokens
+    assert len(set(ids)) == 4 and all(text_ids_end <= i < config.text_config.vocab_size for i in ids)
+    head_dim = config.text_config.head_dim
+    assert sum(config.text_config.rope_parameters["mrope_section"]) == head_dim // 2
+
+
+def test_module_sections_are_read_from_the_modeling_file():
+    assert hf_zoo_configs.module_sections("qwen2_vl") == [16, 24, 24]
+    assert hf_zoo_configs.module_sections("llama") is None
+
+
+def test_remains_groups_refusals_by_cause():
+    made_up = [hf_zoo.Result("a", "refused", "PatchError: ... rope_type='axial' is invalid"),
+               hf_zoo.Result("b", "refused", "PatchError: ... rope_parameters=['full_attention', 'sliding_attention']"),
+               hf_zoo.Result("c", "not buildable", "ImportError: X requires the timm library"),
+               hf_zoo.Result("d", "identical", "error 1e-7")]
+    text = "\n".join(hf_zoo.remains(made_up))
+    assert "axial" in text and "per-layer-type" in text and "timm" in text and ": d" not in text
 
 
 @pytest.mark.parametrize("family", ["deepseek_v3", "glm4_moe_lite"])
@@ -253,7 +337,7 @@ def test_n_heads_spelling():
 
 def test_attribute_map_aliases_are_read_like_transformers_reads_them():
     """Zamba2 maps head_dim to attention_head_dim (2 * hidden / heads), which to_dict() leaves out."""
-    kwargs = hf_zoo._shrunk_kwargs(transformers.Zamba2Config)
+    kwargs = hf_zoo_configs.shrunk_kwargs(transformers.Zamba2Config)
     kwargs.pop("head_dim")
     config = transformers.Zamba2Config(**kwargs, use_mem_rope=True)
     assert "head_dim" not in config.to_dict() and config.head_dim == 2 * config.hidden_size // config.num_attention_heads
@@ -269,7 +353,7 @@ def test_attribute_map_aliases_are_read_like_transformers_reads_them():
 def test_a_rotary_dim_that_transformers_ignores_is_ignored():
     """MiniMax-M3-VL's text config declares rotary_dim=64; its rotary module rotates the whole head."""
     transformers.logging.set_verbosity_error()
-    config = transformers.MiniMaxM3VLTextConfig(**hf_zoo._shrunk_kwargs(transformers.MiniMaxM3VLTextConfig))
+    config = transformers.MiniMaxM3VLTextConfig(**hf_zoo_configs.shrunk_kwargs(transformers.MiniMaxM3VLTextConfig))
     assert config.rotary_dim == 64 and config.head_dim == 16
     assert RopeConfig.from_hf(config).rotary_dim == 16
     assert RopeConfig.from_hf({"head_dim": 16, "rotary_dim": 8}).rotary_dim == 8  # honoured elsewhere
