@@ -215,7 +215,7 @@ def _moved(model, inputs, want, adapters, **changes) -> float:
         else:
             configs = dict(adapter.cfg.configs, **{layer_type: adapter.cfg[layer_type].replace(**changes)})
             adapter.cfg = LayerTypeRope(configs, adapter.cfg.layer_types)
-    moved = (hf_zoo._run(model, inputs) - want).abs().max().item()
+    moved = hf_zoo._distance(hf_zoo._run(model, inputs), want)
     for adapter, cfg in zip(adapters, saved):
         adapter.cfg = cfg
     return moved
@@ -271,7 +271,7 @@ def test_nope_layer_type_is_skipped_and_refuses_to_answer():
 
 def test_gemma3n_text_model_is_identical_after_patch():
     """Gemma 3n is not buildable by the sweep (its vision tower needs timm); its text model is."""
-    kwargs = dict(hf_zoo._shrunk_kwargs(transformers.Gemma3nTextConfig), num_hidden_layers=4, num_kv_shared_layers=0,
+    kwargs = dict(hf_zoo_configs.shrunk_kwargs(transformers.Gemma3nTextConfig), num_hidden_layers=4, num_kv_shared_layers=0,
                   layer_types=["sliding_attention", "full_attention"] * 2, activation_sparsity_pattern=[0.0] * 4)
     transformers.logging.set_verbosity_error()
     model = transformers.AutoModel.from_config(transformers.Gemma3nTextConfig(**kwargs), attn_implementation="eager")
@@ -291,7 +291,7 @@ def test_an_imposed_config_serves_every_layer_type():
     want = hf_zoo._run(model, inputs)
     patch(model, RopeConfig(head_dim=16, base=2.0), verify=False)
     assert isinstance(model.rotary_emb.cfg, RopeConfig)
-    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
+    assert hf_zoo._distance(hf_zoo._run(model, inputs), want) > hf_zoo.MOVED
     with pytest.raises(PatchError, match="does not reproduce"):
         patch(_quiet_build("olmo3")[0], RopeConfig(head_dim=16, base=2.0))
     # A LayerTypeRope imposes one RoPE per layer type (e.g. context extension of the full-attention layers).
@@ -302,7 +302,7 @@ def test_an_imposed_config_serves_every_layer_type():
     want = hf_zoo._run(model, inputs)
     patch(model, stretched, verify=False)
     assert model.language_model.rotary_emb.cfg is stretched
-    assert (hf_zoo._run(model, inputs) - want).abs().max() > hf_zoo.MOVED
+    assert hf_zoo._distance(hf_zoo._run(model, inputs), want) > hf_zoo.MOVED
 
 
 # ---------------------------------------------------------------- config keys (no model needed)

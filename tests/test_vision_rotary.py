@@ -362,3 +362,35 @@ def test_explain_names_the_order_of_each_axial_layout():
     assert minimax["position axes"].startswith("3 per token: axial 3D RoPE")
     assert [minimax[f"{name} axis"][:16] for name in ("temporal", "row", "column")] == \
         ["13 pairs: 0-12; ", "13 pairs: 13-25;", "13 pairs: 26-38;"]
+
+
+def test_sam3_vit_fractional_positions_and_batch_table_are_reproduced():
+    """SAM 3's ViT: one interleaved table for the whole batch (``[1, N, R]``) and, in its global
+    layers, fractional patch coordinates; the patched module must match both."""
+    from transformers.models.sam3.configuration_sam3 import Sam3ViTConfig
+    from transformers.models.sam3.modeling_sam3 import Sam3ViTRotaryEmbedding
+
+    config = Sam3ViTConfig(hidden_size=64, num_attention_heads=4)
+    holder = torch.nn.Module()
+    holder.rotary_emb = Sam3ViTRotaryEmbedding(config)
+    original = holder.rotary_emb
+    patch(holder)
+    adapter = holder.rotary_emb
+    assert isinstance(adapter, HFRotaryAdapter) and adapter.leading_one
+    assert adapter.cfg.layout == "interleaved" and adapter.cfg.rope_type == "axial"
+    x = torch.zeros(1)
+    grid = _columns(2, 48).to(torch.float32)
+    for positions in (grid, grid * (24 / 72)):  # integral, then the global layers' fractional scale
+        want_cos, want_sin = original(x, positions)
+        got_cos, got_sin = adapter(x, positions)
+        assert got_cos.shape == want_cos.shape == (1, 48, 16)
+        torch.testing.assert_close(got_cos, want_cos, atol=1e-5, rtol=0)
+        torch.testing.assert_close(got_sin, want_sin, atol=1e-5, rtol=0)
+
+
+def test_fractional_angles_are_the_float64_product():
+    inv_freq = rope_frequencies(STEP)[0]
+    positions = torch.tensor([[0.5, 7.25], [1 / 3, 1e5 + 0.125]], dtype=torch.float64).T  # [A=2, N=2]
+    angles = rope_angles(positions, inv_freq, STEP.pair_axes)
+    want = torch.stack([positions[axis] * inv_freq[i] for i, axis in enumerate(STEP.pair_axes)], dim=-1)
+    assert torch.equal(angles, want)

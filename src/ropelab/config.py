@@ -65,8 +65,9 @@ _INTERLEAVED_MODEL_TYPES = frozenset({
     # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
     # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
     "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
-    # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2.
-    "inkling2_vision",
+    # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2, SAM 3's ViT
+    # (Sam3ViTRotaryEmbedding with apply_rotary_pos_emb_2d).
+    "inkling2_vision", "sam3_vit_model",
 })
 
 # M-RoPE text towers by model_type: (composition, the sections their rotary module uses when the

@@ -43,6 +43,8 @@ def rope_angles(
 
     Args:
         positions: integer tensor of any shape ``[*P]``; with ``pair_axes``, one row per axis, ``[A, *P]``.
+            Floating positions (fractional patch coordinates, SAM 3's global attention) are taken
+            as given: the angle is then their float64 product with ``inv_freq``.
         inv_freq: ``[R/2]`` frequencies in pair order (float64 for exactness).
         pair_axes: the row each pair reads (``cfg.pair_axes``), ``[R/2]`` integers below ``A``;
             None for one-axis RoPE.
@@ -52,7 +54,8 @@ def rope_angles(
         inv_freq[i]`` without axes). float64 holds every integer position below 2**53 exactly, so the
         only rounding is the one of the product itself.
     """
-    _check_positions(positions)
+    if not (isinstance(positions, torch.Tensor) and positions.dtype.is_floating_point):
+        _check_positions(positions)
     inv_freq = inv_freq.to(device=positions.device, dtype=torch.float64)
     if pair_axes is None:
         return positions.to(torch.float64).unsqueeze(-1) * inv_freq

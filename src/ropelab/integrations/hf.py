@@ -68,7 +68,9 @@ from torch import nn
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopeConfigError
 from ropelab.reference import pairs_to_channels
+from ropelab.frequencies import rope_frequencies
 from ropelab.rotary import rope_cos_sin
+from ropelab.rotary_tables import rope_angles
 
 __all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFRotaryAdapter", "PatchError",
            "patch", "unpatch"]
@@ -107,7 +109,7 @@ class HFRotaryAdapter(nn.Module):
     """
 
     def __init__(self, cfg: RopeConfig | LayerTypeRope, table_layout: str = "half", config: Any = None,
-                 *, table_dtype: torch.dtype | None = None):
+                 *, table_dtype: torch.dtype | None = None, leading_one: bool = False):
         super().__init__()
         if table_layout not in _TABLE_LAYOUTS:
             raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
@@ -117,6 +119,7 @@ class HFRotaryAdapter(nn.Module):
         self.table_layout = table_layout
         self.config = config
         self.table_dtype = table_dtype
+        self.leading_one = leading_one
 
     def cfg_for(self, layer_type: str | None) -> RopeConfig:
         """The RopeConfig that answers a call for ``layer_type`` (ignored for a plain RopeConfig)."""
@@ -138,7 +141,10 @@ class HFRotaryAdapter(nn.Module):
                 *args: Any, **kwargs: Any):
         cfg = self.cfg_for(layer_type)
         dtype = self.table_dtype or x.dtype
-        cos, sin = rope_cos_sin(_axis_rows(position_ids.to(x.device), cfg), cfg)
+        positions = _axis_rows(position_ids.to(x.device), cfg)
+        cos, sin = (_fractional_cos_sin if positions.dtype.is_floating_point else rope_cos_sin)(positions, cfg)
+        if self.leading_one:
+            cos, sin = cos[None], sin[None]
         return _expand(cos, self.table_layout).to(dtype), _expand(sin, self.table_layout).to(dtype)
 
     def extra_repr(self) -> str:
@@ -160,6 +166,14 @@ def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
     if position_ids.dim() == 2:
         return position_ids.expand(cfg.num_axes, *position_ids.shape)
     return position_ids
+
+
+def _fractional_cos_sin(positions: torch.Tensor, cfg: RopeConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin ``[*P, R/2]`` (float64) of fractional positions, which some vision towers pass
+    (SAM 3's global layers rescale patch coordinates): float64 angles of the given values, no row cache."""
+    inv_freq, attention_factor = rope_frequencies(cfg)
+    angles = rope_angles(positions, inv_freq, cfg.pair_axes if cfg.num_axes > 1 else None)
+    return angles.cos() * attention_factor, angles.sin() * attention_factor
 
 
 def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:
@@ -228,7 +242,10 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str,
                          f"as {call}; ropelab's complex adapter replaces forward(x, position_ids) -> [B, S, R/2] modules")
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise PatchError(f"cannot patch {what}: it returns {type(out).__name__}, not a (cos, sin) pair of tensors")
-    if any(t.is_complex() or tuple(t.shape[:-1]) != _token_shape(cfg, positions) for t in out):
+    tokens = _token_shape(cfg, positions)
+    # axial towers may return one table for the whole batch with a leading 1 (SAM 3's ViT)
+    accepted = (tokens, (1, *tokens)) if cfg.num_axes > 1 else (tokens,)
+    if any(t.is_complex() or tuple(t.shape[:-1]) not in accepted for t in out):
         shapes = [f"{tuple(t.shape)} {t.dtype}" for t in out]
         raise PatchError(f"cannot patch {what}: it returns {shapes}, not real [B, S, R] cos/sin tables")
     if cfg.num_axes == 1:
@@ -582,8 +599,10 @@ def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types lay their tables out "
                          f"differently ({layouts}); one adapter serves one layout")
     first = kinds[0]
+    positions, cos = probes[first][:2]
+    leading_one = tuple(cos.shape[:-1]) != _token_shape(cfg_of(first), positions)
     adapter = HFRotaryAdapter(held, layouts[first], getattr(module, "config", None),
-                              table_dtype=_table_dtype(module, probes[first][0], first))
+                              table_dtype=_table_dtype(module, positions, first), leading_one=leading_one)
     for attribute in _KEPT_ATTRIBUTES:
         if isinstance(getattr(module, attribute, None), (str, list, tuple, dict)):
             setattr(adapter, attribute, getattr(module, attribute))
