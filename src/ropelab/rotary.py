@@ -201,10 +201,7 @@ def rotate_qk(
     layout = _check_layout(layout or cfg.layout)
     if _fused_qk_applies(q, k):
         # One launch for q and k, angles reduced exactly in the kernel: no cos/sin table at all.
-        positions, axes = _kernel_positions(positions, cfg, q)
-        inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
-        return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor), layout=layout,
-                       pair_axes=axes)
+        return rotate_qk_fused(q, k, positions, cfg, seq_len=seq_len, layout=layout)
     tables = _tables_for(q, positions, cfg, seq_len)
     return _rotate_tables(q, *tables, layout), _rotate_tables(k, *tables, layout)
 

@@ -33,7 +33,7 @@ from ropelab.errors import EncodingError
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary_eager import CHUNK_ELEMENTS
 
-__all__ = ["rope_angles", "rope_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index"]
+__all__ = ["rope_angles", "rope_cos_sin", "fractional_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index"]
 
 
 def rope_angles(
@@ -219,6 +219,15 @@ def rope_cos_sin(
         positions = axis_positions(positions, cfg.num_axes)
     cos, sin, _ = _rows(positions, cfg, seq_len, dtype, paired=False)
     return cos, sin
+
+
+def fractional_cos_sin(positions: torch.Tensor, cfg: RopeConfig,
+                       dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`rope_cos_sin` for fractional positions (a float tensor, e.g. SAM 3's rescaled patch
+    coordinates): float64 angles of the given values at the trained frequencies, no row cache.
+    ``[*P, R/2]`` each, multi-axis positions ``[A, *P]``."""
+    axes = pair_axes_index(cfg, positions.device) if cfg.num_axes > 1 else None
+    return _cos_sin(positions, *rope_frequencies(cfg), dtype, axes)
 
 
 # A window grows by its own size (doubling) but by at most this many rows at once, so a decode

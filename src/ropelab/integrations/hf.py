@@ -68,9 +68,8 @@ from torch import nn
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopeConfigError
 from ropelab.reference import pairs_to_channels
-from ropelab.frequencies import rope_frequencies
 from ropelab.rotary import rope_cos_sin
-from ropelab.rotary_tables import rope_angles
+from ropelab.rotary_tables import fractional_cos_sin
 
 __all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFRotaryAdapter", "PatchError",
            "patch", "unpatch"]
@@ -142,7 +141,7 @@ class HFRotaryAdapter(nn.Module):
         cfg = self.cfg_for(layer_type)
         dtype = self.table_dtype or x.dtype
         positions = _axis_rows(position_ids.to(x.device), cfg)
-        cos, sin = (_fractional_cos_sin if positions.dtype.is_floating_point else rope_cos_sin)(positions, cfg)
+        cos, sin = (fractional_cos_sin if positions.dtype.is_floating_point else rope_cos_sin)(positions, cfg)
         if self.leading_one:
             cos, sin = cos[None], sin[None]
         return _expand(cos, self.table_layout).to(dtype), _expand(sin, self.table_layout).to(dtype)
@@ -166,14 +165,6 @@ def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
     if position_ids.dim() == 2:
         return position_ids.expand(cfg.num_axes, *position_ids.shape)
     return position_ids
-
-
-def _fractional_cos_sin(positions: torch.Tensor, cfg: RopeConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin ``[*P, R/2]`` (float64) of fractional positions, which some vision towers pass
-    (SAM 3's global layers rescale patch coordinates): float64 angles of the given values, no row cache."""
-    inv_freq, attention_factor = rope_frequencies(cfg)
-    angles = rope_angles(positions, inv_freq, cfg.pair_axes if cfg.num_axes > 1 else None)
-    return angles.cos() * attention_factor, angles.sin() * attention_factor
 
 
 def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:

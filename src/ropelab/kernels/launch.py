@@ -140,10 +140,14 @@ def _check_qk(q: torch.Tensor, k: torch.Tensor, layout: str, inplace: bool) -> N
         raise ValueError(f"q ({q.dtype}, {q.device}) and k ({k.dtype}, {k.device}) must share dtype and device")
 
 
-def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """positions ``[S]`` or ``[B or 1, S]`` as a ``[B, S]`` view (stride 0 where broadcast)."""
+def _check_integer_positions(positions: torch.Tensor) -> None:
     if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool:
         raise TypeError(f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor")
+
+
+def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """positions ``[S]`` or ``[B or 1, S]`` as a ``[B, S]`` view (stride 0 where broadcast)."""
+    _check_integer_positions(positions)
     batch, _, seq, _ = q.shape
     if positions.dim() == 1:
         positions = positions.unsqueeze(0)
@@ -155,8 +159,7 @@ def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 def _positions_3d(positions: torch.Tensor, pair_axes: torch.Tensor, q: torch.Tensor, half: int):
     """Multi-axis positions ``[A, S]`` or ``[A, B or 1, S]`` as an ``[A, B, S]`` view, and
     ``pair_axes`` (``[R/2]`` integers below ``A``) as int32 on q's device."""
-    if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool:
-        raise TypeError(f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor")
+    _check_integer_positions(positions)
     batch, _, seq, _ = q.shape
     if positions.dim() == 2:
         positions = positions.unsqueeze(1)
