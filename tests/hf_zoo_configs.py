@@ -96,6 +96,15 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
     "molmo2": {"adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
                "text_config.rope_scaling_layers": [0]},  # layer 0 scaled RoPE, layer 1 unscaled
+    # Gemma 3n (text tower, see hf_zoo.TOWER_ONLY): one sliding and one full layer twice, none sharing
+    # another's KV cache (the shrunk layer count leaves the default sharing without a source layer)
+    # and no activation sparsity (its default pattern has one entry per default layer).
+    "gemma3n": {"text_config.num_hidden_layers": 4, "text_config.num_kv_shared_layers": 0,
+                "text_config.layer_types": ["sliding_attention", "full_attention"] * 2,
+                "text_config.activation_sparsity_pattern": [0.0] * 4},
+    # EoMT adds its queries before the last num_blocks layers: no more blocks than the shrunk layers.
+    # A 6x6 patch grid (it predicts masks over the grid) with a few queries keeps it small.
+    "eomt_dinov3": {"num_blocks": 1, "image_size": 96, "num_queries": 4},
     # Fields the modeling file needs and the default config leaves out (None, or not declared).
     "chameleon": {"vocabulary_map": {"<image>": 255}},  # from the tokenizer in the checkpoints
     "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},

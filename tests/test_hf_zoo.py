@@ -23,7 +23,7 @@ import transformers
 from ropelab import RopeConfig
 from ropelab.config import LayerTypeRope
 from ropelab.errors import PatchError, RopeConfigError
-from ropelab.integrations.hf import HFComplexRotaryAdapter, HFRotaryAdapter, patch
+from ropelab.integrations.hf import HFComplexRotaryAdapter, HFPatchCentreAdapter, HFRotaryAdapter, patch
 
 BASELINE = Path(__file__).parent / "data" / "hf_zoo_identical.txt"
 
@@ -269,15 +269,38 @@ def test_nope_layer_type_is_skipped_and_refuses_to_answer():
         model.rotary_emb(torch.zeros(1), torch.arange(3)[None])
 
 
-def test_gemma3n_text_model_is_identical_after_patch():
-    """Gemma 3n is not buildable by the sweep (its vision tower needs timm); its text model is."""
-    kwargs = dict(hf_zoo_configs.shrunk_kwargs(transformers.Gemma3nTextConfig), num_hidden_layers=4, num_kv_shared_layers=0,
-                  layer_types=["sliding_attention", "full_attention"] * 2, activation_sparsity_pattern=[0.0] * 4)
-    transformers.logging.set_verbosity_error()
-    model = transformers.AutoModel.from_config(transformers.Gemma3nTextConfig(**kwargs), attn_implementation="eager")
-    inputs = {"input_ids": torch.randint(3, 100, (1, 12), generator=torch.Generator().manual_seed(0))}
-    want, adapters = _identical_after_patch(model.eval(), inputs)
+def test_gemma3n_text_tower_is_identical_after_patch():
+    """The sweep builds Gemma 3n from its text config alone (its vision tower needs timm)."""
+    model, inputs = _quiet_build("gemma3n")
+    assert type(model).__name__ == "Gemma3nTextModel"
+    want, adapters = _identical_after_patch(model, inputs)
     assert _moved(model, inputs, want, adapters, base=2.0) > hf_zoo.MOVED
+
+
+def test_eomt_dinov3_patch_centres():
+    """EoMT-DINOv3 rotates each patch by its centre in [-1, 1]: identical after patch, on a
+    non-square grid, and moved by another base."""
+    model, inputs = _quiet_build("eomt_dinov3")
+    original = model.rope_embeddings
+    want = hf_zoo._run(model, inputs)
+    patch(model)
+    adapter = model.rope_embeddings
+    assert isinstance(adapter, HFPatchCentreAdapter) and adapter.cfg.rope_type == "axial"
+    torch.testing.assert_close(hf_zoo._run(model, inputs), want, atol=1e-4, rtol=0)
+    pixels = torch.zeros(2, 3, 3 * 16, 5 * 16)  # a 3 x 5 grid of 16-pixel patches
+    for got, expected in zip(adapter(pixels), original(pixels)):
+        assert got.shape == expected.shape == (15, model.config.hidden_size // model.config.num_attention_heads)
+        torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    adapter.cfg = adapter.cfg.replace(base=2.0)
+    assert hf_zoo._distance(hf_zoo._run(model, inputs), want) > hf_zoo.MOVED
+
+
+def test_eomt_dinov3_refuses_training_mode_augmentation():
+    model, inputs = _quiet_build("eomt_dinov3")
+    patch(model)
+    model.train()
+    with pytest.raises(PatchError, match="pos_embed_rescale.*model.eval"):
+        model.rope_embeddings(inputs["pixel_values"])
 
 
 def test_folded_position_axes_are_refused_by_name():

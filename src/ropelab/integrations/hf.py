@@ -60,6 +60,7 @@ that always return float32 (Qwen2-VL's vision tower, Ernie 4.5-VL's text tower, 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -71,7 +72,8 @@ from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 from ropelab.rotary_tables import fractional_cos_sin
 
-__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFRotaryAdapter", "PatchError",
+__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter",
+           "PatchError",
            "patch", "unpatch"]
 
 _ORIGINALS_ATTR = "_ropelab_originals"
@@ -330,6 +332,10 @@ _CHANNEL_SECTION_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
 # Gemma 4's vision tower (Gemma4VisionRotaryEmbedding, apply_multidimensional_rope): positions
 # [B, N, 2] (x, y), and each axis' block of pairs gets its own [c, c] half of the head.
 _AXIS_HALF_MODEL_TYPES = frozenset({"gemma4_vision"})
+# DINOv3-style towers (EomtDinov3RotaryEmbedding): forward(pixel_values), axial angles 2 pi * patch centre
+# in [-1, 1] * inv_freq, [row block | column block], half-split; the config's augmentation keys.
+_PATCH_CENTRE_MODEL_TYPES = frozenset({"eomt_dinov3"})
+_PATCH_CENTRE_AUGMENTATION = ("pos_embed_shift", "pos_embed_jitter", "pos_embed_rescale")
 
 
 class HFComplexRotaryAdapter(HFRotaryAdapter):
@@ -397,6 +403,40 @@ class HFChannelTableAdapter(HFRotaryAdapter):
     def extra_repr(self) -> str:
         rows = "" if self.channel_axes is None else f", channel rows={len(set(self.channel_axes))}"
         return super().extra_repr() + f", channels={len(self.channel_pairs)}{rows}"
+
+
+class HFPatchCentreAdapter(HFRotaryAdapter):
+    """Drop-in for a DINOv3-style rotary module (EoMT-DINOv3's ``EomtDinov3RotaryEmbedding``) whose
+    ``forward(pixel_values)`` rotates each patch by its centre, normalised to ``[-1, 1]`` per axis.
+
+    ``forward(pixel_values [B, C, H, W]) -> (cos, sin)``, each ``[N, R]`` (``N = (H // ph) * (W // pw)``,
+    raster order) in ``pixel_values.dtype``, half-split: pair ``i`` turns by ``2 pi * centre[axis(i)] *
+    inv_freq[i]`` with ``cfg`` axial over (row, column) (transformers ``get_patches_center_coordinates``:
+    centre ``2 (k + 1/2) / n - 1`` of patch ``k`` of ``n``). The centres are formed in float64.
+
+    In training mode the original jitters the centres at random (``pos_embed_shift`` / ``_jitter`` /
+    ``_rescale``); the adapter does not draw those, so it refuses to run in training mode when any is set.
+    """
+
+    def __init__(self, cfg: RopeConfig, patch_size: tuple[int, int], config: Any = None):
+        super().__init__(cfg, "half", config)
+        self.patch_size = tuple(patch_size)
+
+    def forward(self, pixel_values: torch.Tensor, *args: Any, **kwargs: Any):
+        augment = {key: getattr(self.config, key, None) for key in _PATCH_CENTRE_AUGMENTATION}
+        if self.training and any(value is not None for value in augment.values()):
+            raise PatchError(f"training-mode patch centre augmentation ({augment}) is not reproduced by the "
+                             "patched rotary module: call model.eval(), or unpatch(model) to train")
+        grid = [size // patch for size, patch in zip(pixel_values.shape[-2:], self.patch_size)]
+        centres = [(torch.arange(n, dtype=torch.float64, device=pixel_values.device) + 0.5) * (2.0 / n) - 1.0 for n in grid]
+        positions = torch.stack(torch.meshgrid(*centres, indexing="ij")).flatten(1) * (2 * math.pi)  # [2, N]
+        cos, sin = fractional_cos_sin(positions, self.cfg)
+        return _expand(cos, "half").to(pixel_values.dtype), _expand(sin, "half").to(pixel_values.dtype)
+
+
+def _patch_size(config: Any) -> tuple[int, int]:
+    size = config.patch_size
+    return tuple(size) if isinstance(size, (list, tuple)) else (size, size)
 
 
 def _freqs_cis(positions: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
@@ -480,12 +520,18 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRo
         module_cfg = cfg or _read_config(config, name, module)
         adapter = HFChannelTableAdapter(module_cfg, _axis_half_channels(module_cfg), config)
         probe = (dummy, _probe_positions(module_cfg, _PROBE_POSITIONS, device)[None])  # batched [1, N, A]
+    elif model_type in _PATCH_CENTRE_MODEL_TYPES:
+        # Its config says rope_type "default"; the module is axial over (row, column) patch centres.
+        module_cfg = cfg or _read_config(config, name, module).replace(rope_type="axial")
+        adapter = HFPatchCentreAdapter(module_cfg, _patch_size(config), config)
+        probe = (torch.zeros(1, 3, 5 * adapter.patch_size[0], 7 * adapter.patch_size[1], device=device),)  # a 5 x 7 grid
     elif _returns_complex(module, device):
         module_cfg = cfg or _read_config(config, name, module)
         length = _probe_length(module_cfg)
         adapter, probe = HFComplexRotaryAdapter(module_cfg, config), (dummy, _probe_positions(module_cfg, length, device))
     else:
         return None
+    adapter.train(module.training)  # the model's mode (an adapter may answer differently in training)
     if verify:
         _verify_outputs(module, adapter, name, probe)
     return adapter
