@@ -129,7 +129,11 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # Sizes tied to others in ways the generic passes do not see.
     "efficientloftr": {"out_features": [16, 16, 32, 64],  # hidden_size is the last entry
                        # its 2D table is hidden_size / 2 wide: partial_rotary_factor=4 of a head of hidden_size / 8
-                       "num_attention_heads": 8, "num_key_value_heads": 8},
+                       "num_attention_heads": 8, "num_key_value_heads": 8,
+                       # One RepVGG block per stage instead of 1, 2, 4, 14: each random block (batch-norm
+                       # weights ~ N(0, 0.2)) shrinks the features about 5x, so after 21 the coarse features
+                       # are ~1e-5, below the LayerNorm eps, the attention is uniform and no rotation shows.
+                       "stage_num_blocks": [1, 1, 1, 1]},
     "ernie4_5_vl_moe": {"text_config.moe_intermediate_size": [32, 32]},  # text and vision experts
     "esmfold2": {"atom_encoder.head_dim": 32,  # the 3D rotation packs 3 x 2 spatial and 10 id pairs
                  "structure_head.diffusion_module.atom_encoder.head_dim": 32,

@@ -294,8 +294,9 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # a vision tower alone, any image size: 8 x 8 patches
     "pixtral": {"pixel_values": Tensor("randn", (1, "num_channels", lambda c: 8 * c.patch_size, lambda c: 8 * c.patch_size)),
                 "image_sizes": lambda c: torch.tensor([[8 * c.patch_size, 8 * c.patch_size]])},
-    # a pair of images to match, [B, 2, C, H, W]: 8 x 8 positions after the 8x downsampling
-    "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 64, 64))},
+    # a pair of images to match, [B, 2, C, H, W]: 16 x 12 coarse features after the 8x downsampling,
+    # 4 x 3 attention tokens after the 4 x 4 aggregation (more rows than columns: a transposed grid shows)
+    "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 128, 96))},
     # one image per text position may attend to it: pixels [B, images, C, H, W], mask [B, S, images]
     "idefics": {"pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
                 "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1))},

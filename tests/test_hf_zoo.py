@@ -28,9 +28,7 @@ from ropelab.integrations.hf import HFComplexRotaryAdapter, HFPatchCentreAdapter
 BASELINE = Path(__file__).parent / "data" / "hf_zoo_identical.txt"
 
 # Rotary modules the sweep's inputs do not reach, before patch, and why (family -> reason).
-KNOWN_UNREACHED = {
-    "efficientloftr": "its coarse 2D rotation moves the matched features by under 1e-4 at this size",
-}
+KNOWN_UNREACHED: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -103,6 +103,20 @@ _AXIAL_FAMILIES: dict[str, dict[str, Any]] = {
     # channels (the largest even share); the remaining channels pass through.
     "minimax_m3_vl_vision": {"axial_order": (0, 1, 2), "even_axis_share": True},
 }
+# Two-axis rotary modules whose config says rope_type "default" and whose partial_rotary_factor sizes each
+# axis' ladder, not the rotated share of a head (transformers 5.23, the module named in each comment): each
+# axis reads the ladder of a RoPE over L = int(head_dim * partial_rotary_factor) channels ("repeated"), and
+# the tables rotate 2 * L channels of a vector `width` wide; model_type -> the config key of that width,
+# whether the tables span all of it (`whole`), and the axial fields. Read by _axis_ladder_form.
+_AXIS_LADDER_FAMILIES: dict[str, dict[str, Any]] = {
+    # EfficientLoFTRRotaryEmbedding (compute_embeddings) and EfficientLoFTRAttention: the whole hidden_size
+    # vector turns before it splits into heads, pairs alternating row, column of the aggregated feature
+    # grid; the config's default partial_rotary_factor 4.0 over hidden_size / 8 heads gives hidden_size / 2.
+    "efficientloftr": {"width": "hidden_size", "whole": True, "axial_composition": "interleaved"},
+    # MusicFlamingoRotaryEmbedding and apply_rotary_time_emb: [window-index block | time-index block] over
+    # the first channels of the audio features, head_dim = the audio tower's hidden_size (MusicFlamingoConfig).
+    "musicflamingo": {"width": "head_dim", "whole": False},
+}
 # Vision configs whose attention width is `embed_dim` (`hidden_size` is the merger's output there).
 _EMBED_DIM_MODEL_TYPES = frozenset({"qwen2_vl_vision"})
 
@@ -577,6 +591,8 @@ def _integral(value: Any) -> Any:
 
 def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
+    if data.get("model_type") in _AXIS_LADDER_FAMILIES:
+        data = _axis_ladder_form(data)
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
     if not isinstance(params, Mapping):
         raise _fail("rope_parameters", params, "a JSON object")
@@ -678,6 +694,36 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
     if composition is None and (params.get("mrope_interleaved") is True or params.get("interleaved") is True):
         composition = "interleaved"
     return {"mrope_section": _integral_list(sections), "mrope_composition": data.get("mrope_composition") or composition}
+
+
+def _axis_ladder_form(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config of a family in ``_AXIS_LADDER_FAMILIES`` in the keys RopeConfig reads: ``head_dim`` the
+    width of the rotated vector, ``rotary_dim = 2 * L`` with ``L = int(head_dim * partial_rotary_factor)``
+    (the head_dim its module reads: ``head_dim``, else ``hidden_size // num_attention_heads``), rope_type
+    "axial" with the family's axial fields, interleaved channel pairs (both modules repeat_interleave
+    their tables and rotate adjacent channels)."""
+    model_type = data["model_type"]
+    family = _AXIS_LADDER_FAMILIES[model_type]
+    params = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
+    rope_type = _first(params, "rope_type", "type") or "default"
+    if rope_type != "default":
+        raise _fail("rope_type", rope_type, f"'default' for {model_type} (its rotary module is read as "
+                    "axial RoPE over the default frequencies; ropelab reads no scaled form of it)")
+    partial = params.pop("partial_rotary_factor", None) or data.get("partial_rotary_factor") or 1.0
+    heads = data.get("num_attention_heads")
+    head_dim = data.get("head_dim") or (data["hidden_size"] // heads if data.get("hidden_size") and heads else None)
+    width = data.get(family["width"])
+    if not isinstance(head_dim, int) or not isinstance(width, int):
+        raise _fail(family["width"], width, f"the width of the vector {model_type}'s rotary module turns, with a head_dim")
+    ladder = int(head_dim * partial)
+    if ladder <= 0 or ladder % 2 or (family["whole"] and 2 * ladder != width):
+        need = f"{width // 2}, half of {family['width']}={width}" if family["whole"] else "a positive even number"
+        raise _fail("partial_rotary_factor", partial, f"a factor whose ladder int(head_dim={head_dim} * factor) is "
+                    f"{need} (each of the 2 axes of {model_type}'s rotary module reads that ladder)")
+    axial = {key: family[key] for key in ("axial_frequencies", "axial_order", "axial_composition") if key in family}
+    params["rope_type"] = AXIAL_ROPE_TYPE
+    return {**data, **axial, "head_dim": width, "rotary_dim": 2 * ladder, "rope_parameters": params,
+            "partial_rotary_factor": None, "rope_layout": "interleaved"}
 
 
 def _integral_list(values: Any) -> Any:

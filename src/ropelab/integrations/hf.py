@@ -48,6 +48,13 @@ probe, compared with the module's output before the swap:
 - complex ``freqs_cis`` ``[B, S, R/2]`` (DeepSeek-V2, Llama 4's text tower): :class:`HFComplexRotaryAdapter`;
 - Llama 4's vision tower, which takes no positions and returns the ``freqs_cis`` of a fixed patch
   grid: :class:`HFFixedGridAdapter`;
+- EfficientLoFTR, whose module takes the coarse feature map and returns the tables of its aggregated
+  grid (1-based (row, column), pairs alternating axes over the whole hidden vector):
+  :class:`HFFeatureGridAdapter`;
+- EoMT-DINOv3, whose module takes the pixels and rotates each patch by its centre in ``[-1, 1]``
+  (fractional (row, column) positions, times 2 pi): :class:`HFPatchCentreAdapter`;
+- MusicFlamingo's rotary time embedding, ``forward(timestamps, seq_len)``: two axes (window index,
+  time index) at fractional positions that the timestamps give: :class:`HFTimestampAdapter`;
 - tables that are not laid out per pair over the whole head: Gemma 4's vision tower (one ``[c, c]``
   half per axis, positions ``[B, N, 2]``) and HunYuan-VL's text tower (its ``mrope_section`` cuts the
   doubled ``[c, c]`` table, so the two channels of a pair can read different position rows; the core
@@ -72,9 +79,8 @@ from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 from ropelab.rotary_tables import fractional_cos_sin
 
-__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter",
-           "PatchError",
-           "patch", "unpatch"]
+__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFeatureGridAdapter", "HFFixedGridAdapter",
+           "HFPatchCentreAdapter", "HFRotaryAdapter", "HFTimestampAdapter", "PatchError", "patch", "unpatch"]
 
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
@@ -373,6 +379,67 @@ class HFFixedGridAdapter(HFRotaryAdapter):
         return _freqs_cis(_axis_rows(positions, self.cfg), self.cfg)[:, None]
 
 
+class HFFeatureGridAdapter(HFRotaryAdapter):
+    """Drop-in for ``EfficientLoFTRRotaryEmbedding``: ``forward(x) -> (cos, sin)``, each ``[1, h, w, R]``
+    in ``x.dtype``, for the grid that the attention's query aggregation (a ``k x k`` convolution of
+    stride ``s``, ``config.q_aggregation_kernel_size`` / ``_stride``) makes of the ``[..., H, W]``
+    feature map ``x``: ``h = (H - k) // s + 1``, ``w`` likewise. Token ``(i, j)`` (raster order) sits
+    at 1-based positions ``(i + 1, j + 1)``; ``cfg`` is axial with interleaved pairs over the whole
+    hidden vector (see ``ropelab.config._AXIS_LADDER_FAMILIES``), channels interleaved.
+    """
+
+    def __init__(self, cfg: RopeConfig, config: Any):
+        super().__init__(cfg, "interleaved", config)
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
+        kernel, stride = self.config.q_aggregation_kernel_size, self.config.q_aggregation_stride
+        rows, cols = ((size - kernel) // stride + 1 for size in x.shape[-2:])
+        grid = torch.meshgrid(torch.arange(1, rows + 1, device=x.device), torch.arange(1, cols + 1, device=x.device),
+                              indexing="ij")
+        cos, sin = rope_cos_sin(torch.stack(grid), self.cfg)  # positions [2, h, w] -> [h, w, R/2]
+        return _expand(cos, "interleaved")[None].to(x.dtype), _expand(sin, "interleaved")[None].to(x.dtype)
+
+
+class HFTimestampAdapter(HFRotaryAdapter):
+    """Drop-in for ``MusicFlamingoRotaryEmbedding``: ``forward(timestamps, seq_len) -> (cos, sin)``, each
+    ``[N, T, R]`` float32 (what the module returns), channels interleaved.
+
+    ``timestamps`` ``[N, T]`` are the seconds of encoder frame ``t`` of window ``n`` (``T == seq_len``).
+    ``cfg`` is two-axis RoPE (window, time), each axis a ladder of ``R/4`` pairs; the positions are
+    fractional, formed in float64 as the module forms them in float32 (``M = max_position_embeddings``,
+    one encoder frame ``4 * audio_frame_step`` seconds), each times the phase ``-2 pi timestamp``:
+
+    - window: ``round(timestamps[n, 0] / (4 * audio_frame_step * T)) / M`` (the window index);
+    - time: ``2 pi t / M``.
+    """
+
+    def __init__(self, cfg: RopeConfig, config: Any):
+        super().__init__(cfg, "interleaved", config, table_dtype=torch.float32)
+
+    def forward(self, timestamps: torch.Tensor, seq_len: int, *args: Any, **kwargs: Any):
+        seconds = timestamps.to(torch.float64)
+        limit, frame = float(self.config.max_position_embeddings), 4 * self.config.audio_frame_step
+        window = torch.round(seconds[:, :1] / (frame * seq_len)) / limit  # [N, 1]
+        time = torch.arange(seq_len, device=seconds.device, dtype=torch.float64) * (2 * torch.pi / limit)  # [T]
+        phase = -2 * torch.pi * seconds  # [N, T]
+        positions = torch.stack((window * phase, time * phase))  # [2, N, T]
+        cos, sin = fractional_cos_sin(positions, self.cfg)
+        return _expand(cos, "interleaved").to(self.table_dtype), _expand(sin, "interleaved").to(self.table_dtype)
+
+
+def _feature_map_probe(config: Any, rows: int, cols: int, device: torch.device) -> torch.Tensor:
+    """A ``[1, 1, H, W]`` feature map that EfficientLoFTR's query aggregation turns into ``rows x cols`` tokens."""
+    kernel, stride = config.q_aggregation_kernel_size, config.q_aggregation_stride
+    return torch.zeros(1, 1, (rows - 1) * stride + kernel, (cols - 1) * stride + kernel, device=device)
+
+
+def _timestamp_probe(config: Any, windows: int, frames: int, device: torch.device) -> tuple[torch.Tensor, int]:
+    """MusicFlamingo's ``(timestamps [windows, frames], seq_len)`` for one sample of ``windows`` windows
+    (as ``MusicFlamingoModel._build_audio_timestamps`` lays them out)."""
+    index = torch.arange(windows * frames, device=device, dtype=torch.float32).view(windows, frames)
+    return index * (4 * config.audio_frame_step), frames
+
+
 class HFChannelTableAdapter(HFRotaryAdapter):
     """Drop-in for a module whose ``(cos, sin)`` tables put the pairs in an order of their own.
 
@@ -525,6 +592,12 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRo
         module_cfg = cfg or _read_config(config, name, module).replace(rope_type="axial")
         adapter = HFPatchCentreAdapter(module_cfg, _patch_size(config), config)
         probe = (torch.zeros(1, 3, 5 * adapter.patch_size[0], 7 * adapter.patch_size[1], device=device),)  # a 5 x 7 grid
+    elif type(module).__name__ == "EfficientLoFTRRotaryEmbedding":
+        adapter = HFFeatureGridAdapter(cfg or _read_config(config, name, module), config)
+        probe = (_feature_map_probe(config, 7, 5, device),)  # rows != columns: a transposed grid fails
+    elif type(module).__name__ == "MusicFlamingoRotaryEmbedding":
+        adapter = HFTimestampAdapter(cfg or _read_config(config, name, module), config)
+        probe = _timestamp_probe(config, 16, 32, device)  # up to 20 s: angles of tens of radians
     elif _returns_complex(module, device):
         module_cfg = cfg or _read_config(config, name, module)
         length = _probe_length(module_cfg)
