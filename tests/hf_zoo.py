@@ -101,6 +101,8 @@ TOWER_OF: dict[str, dict[str, str]] = {
     "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
     "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
+    "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
+                 "structure_head.atom_encoder.rotary_emb": "protein", "esmc.rotary_emb": "protein"},
 }
 
 
@@ -185,9 +187,11 @@ def _tensors(output) -> list[torch.Tensor]:
 
 
 def _run(model, inputs) -> list[torch.Tensor]:
+    """The float output tensors of ``model(**inputs)``, or of ``inputs(model)`` for a family's runners
+    (``hf_zoo_inputs.Run``)."""
     torch.manual_seed(0)  # a forward that samples (noise, dropout-like routing) samples the same
     with torch.no_grad():
-        found = [t.float() for t in _tensors(model(**inputs))]
+        found = [t.float() for t in _tensors(inputs(model) if callable(inputs) else model(**inputs))]
     if not found:
         raise TypeError("the output holds no floating-point tensor")
     return found
@@ -289,10 +293,10 @@ def _holds_rope(value) -> bool:
 
 def _rebased(value):
     """``value`` with every RopeConfig in it (alone, or in a dict, list or tuple) given base 2."""
-    if isinstance(value, hf.RopeConfig):
-        return value.replace(base=2.0)  # every pair turns about a radian per position
+    if isinstance(value, hf.RopeConfig):  # every pair turns about a radian per position (every slot's base too)
+        return value.replace(base=2.0, axial_bases=value.axial_bases and (2.0,) * len(value.axial_bases))
     if isinstance(value, hf.LayerTypeRope):
-        return value.replace(base=2.0)
+        return hf.LayerTypeRope({name: _rebased(cfg) for name, cfg in value.configs.items()}, value.layer_types)
     if isinstance(value, dict):
         return {key: _rebased(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

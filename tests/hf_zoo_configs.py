@@ -166,6 +166,19 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "sam3": {"vision_config.backbone_config.image_size": 168,  # 12 x 12 patches instead of 72 x 72
              "vision_config.backbone_config.window_size": 6,
              "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]]},
+    # The SAM 2 video family's memory attention (run alone, see hf_zoo_inputs.RUNNERS): a 6 x 4 feature
+    # grid instead of 64 x 64 (rows and columns of different lengths), and 2 heads of a width halved by
+    # the downsample rate, so the head size is 64 // (2 * 2) = 16 by the family's own formula.
+    "sam2_video": {"memory_attention_rope_feat_sizes": [6, 4], "memory_attention_num_attention_heads": 2,
+                   "memory_attention_downsample_rate": 2},
+    "edgetam_video": {"memory_attention_rope_feat_sizes": [6, 4], "memory_attention_num_attention_heads": 2,
+                      "memory_attention_downsample_rate": 2,
+                      "memory_attention_rope_k_sizes": [3, 2]},  # the memory frames' grid, 16 x 16 by default
+    # Its image_size sets the feature grids (12 x 12 patches of its SAM 3 ViT, as in "sam3") and the memory
+    # attention's grid with them (12 x 12).
+    "sam3_tracker_video": {"image_size": 168, "vision_config.backbone_config.image_size": 168,
+                           "vision_config.backbone_config.window_size": 6,
+                           "memory_attention_num_attention_heads": 2, "memory_attention_downsample_rate": 2},
     # Compressed attention emits one entry per compress_rate tokens (4 and 128 by default): a dozen
     # tokens must fill windows of both kinds, outside a sliding window short enough for the indexer
     # to have entries to choose among.

@@ -9,6 +9,12 @@ Generic first, from the forward signature and the config:
   (``pixel_values``, ``input_features``, ``input_values``, ``past_values``, ...), its sizes read from
   the config.
 
+A family whose ``forward`` the sweep cannot call with tensors alone (SAM 2 video tracks a video through
+an inference session; ESMFold 2 folds from ten structure inputs) names ``"runner"``s instead: functions
+in ``RUNNERS`` that call the submodules holding its rotary modules on tensors built from the config;
+``inputs_for`` then returns a :class:`Run`, which the sweep calls with the model in place of
+``model(**inputs)``.
+
 Then per family, as data in ``FAMILY_INPUTS``: an entry maps an argument name to a ``Tensor`` spec
 (kind and shape; a shape entry that is a string is read from the config, dotted into sub-configs)
 or to a function of the config; the key ``"recipe"`` names one or more builders in ``RECIPES``, for
@@ -270,6 +276,90 @@ def _image_in_text(config, ids: torch.Tensor, count: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+# ---------------------------------------------------------------- runners: submodules in place of model(**inputs)
+RUNNERS: dict[str, Callable[[Any], Any]] = {}  # name -> fn(model) -> output
+
+
+def runner(function):
+    RUNNERS[function.__name__] = function
+    return function
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the sweep calls in place of ``model(**inputs)``: ``Run(names)(model)`` is the tuple of the
+    outputs of the runners named, in order (each builds its tensors from the config, seeded)."""
+
+    names: tuple[str, ...]
+
+    def __call__(self, model):
+        return tuple(RUNNERS[name](model) for name in self.names)
+
+
+@runner
+def memory_attention(model):
+    """The memory attention of the SAM 2 video family alone: the current frame's features ``[HW, 1, C]``
+    on the ``memory_attention_rope_feat_sizes`` grid (the positions its rotary module turns by) attend to
+    2 memory frames and 2 object pointers, ``[M, 1, C_memory]``; the pointers are excluded from RoPE.
+    An EdgeTAM memory frame is 2 latent tokens and a ``memory_attention_rope_k_sizes`` grid."""
+    config = model.config
+    attention = model.memory_attention
+    width, height = config.memory_attention_rope_feat_sizes
+    k_sizes = getattr(config, "memory_attention_rope_k_sizes", None)
+    frame = width * height if k_sizes is None else 2 + k_sizes[0] * k_sizes[1]
+    frames, pointers = 2, 2
+    memory_width = attention.layers[0].cross_attn_image.k_proj.in_features
+    generator = torch.Generator().manual_seed(1)
+    current = [torch.randn(width * height, 1, config.memory_attention_hidden_size, generator=generator) for _ in "fp"]
+    memory = [torch.randn(frames * frame + pointers, 1, memory_width, generator=generator) for _ in "fp"]
+    extra = {} if k_sizes is None else {"num_spatial_memory_tokens": frames}
+    return attention(current_vision_features=current[0], current_vision_position_embeddings=current[1], memory=memory[0],
+                     memory_posision_embeddings=memory[1], num_object_pointer_tokens=pointers, **extra)
+
+
+@runner
+def image_features(model):
+    """The vision encoder's features of one ``[1, C, size, size]`` image (``model.get_image_features``)."""
+    vision = _vision(model.config)
+    size = config_value(vision, "image_size")
+    channels = _first(vision, "num_channels", default=3)
+    return model.get_image_features(torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(1)))
+
+
+@runner
+def atom_encoders(model):
+    """ESMFold 2: each atom encoder (the trunk's input embedder's and the diffusion module's) over one
+    structure of 6 tokens of 4 atoms, run as the trunk runs it: reference coordinates ``[1, N, 3]``
+    (angstrom-sized), one-hot elements and atom names, each atom's token as its space uid."""
+    from transformers.models.esmfold2.modeling_esmfold2 import EsmFold2AtomEncoder, EsmFold2AtomInputs
+
+    config = model.config
+    tokens, per_token = 6, 4
+    atoms = tokens * per_token
+    generator = torch.Generator().manual_seed(1)
+    owner = torch.arange(atoms)[None] // per_token  # [1, N]: the token of each atom
+    elements = torch.randint(1, config.max_atomic_number, (1, atoms), generator=generator)
+    names = torch.randint(0, config.char_vocab_size, (1, atoms, config.max_chars), generator=generator)
+    atom_inputs = EsmFold2AtomInputs(
+        ref_pos=3.0 * torch.randn(1, atoms, 3, generator=generator), ref_charge=torch.zeros(1, atoms),
+        atom_attention_mask=torch.ones(1, atoms, dtype=torch.bool),
+        ref_element=torch.nn.functional.one_hot(elements, config.max_atomic_number).float(),
+        ref_atom_name_chars=torch.nn.functional.one_hot(names, config.char_vocab_size).float(),
+        ref_space_uid=owner, atom_to_token=owner)
+    outputs = []
+    for encoder in (m for m in model.modules() if isinstance(m, EsmFold2AtomEncoder)):
+        embeds, position_embeddings = encoder.embed_atoms(atom_inputs)
+        mask = encoder.build_attention_mask(atom_inputs.atom_attention_mask, embeds)
+        outputs.append(encoder(embeds, embeds, mask, position_embeddings, atom_inputs.atom_attention_mask, owner, tokens))
+    return tuple(outputs)
+
+
+@runner
+def protein_language_model(model):
+    """ESMFold 2's ESMC protein language model on a random sequence (its hidden states feed the trunk)."""
+    return model.esmc(input_ids=text_ids())
+
+
 # ---------------------------------------------------------------- generic arguments by name
 GENERIC: dict[str, Tensor] = {
     "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "num_mel_bins")),  # [B, frames, mel bins]
@@ -324,6 +414,10 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # audio codes of every channel at every position, [B, S, num_channels] (the 2-D form
     # [B * num_channels, S] is transposed and then viewed, which fails on its non-contiguous result)
     "dia": {"decoder_input_ids": Tensor("ids", (1, INPUT_LENGTH // 2, "decoder_config.num_channels"))},
+    # ---- submodules in place of the forward (see RUNNERS)
+    **dict.fromkeys(("sam2_video", "edgetam_video"), {"runner": "memory_attention"}),
+    "sam3_tracker_video": {"runner": ("image_features", "memory_attention")},  # its ViT has RoPE too
+    "esmfold2": {"runner": ("atom_encoders", "protein_language_model")},
     # ---- other inputs
     # a protein sequence beside the text, read by cross-attention
     "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
@@ -336,9 +430,13 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
 }
 
 
-def inputs_for(family: str, model) -> dict[str, Any]:
-    """Keyword arguments for ``model.forward`` (a tiny model of ``family``)."""
+def inputs_for(family: str, model) -> dict[str, Any] | Run:
+    """Keyword arguments for ``model.forward`` (a tiny model of ``family``), or the :class:`Run` of the
+    family's runners."""
     config = model.config
+    spec = FAMILY_INPUTS.get(family, {})
+    if "runner" in spec:
+        return Run((spec["runner"],) if isinstance(spec["runner"], str) else tuple(spec["runner"]))
     params = inspect.signature(model.forward).parameters
     inputs: dict[str, Any] = {}
     if "input_ids" in params:
@@ -347,7 +445,6 @@ def inputs_for(family: str, model) -> dict[str, Any]:
         inputs["decoder_input_ids"] = text_ids(INPUT_LENGTH // 2, seed=1)
     if "use_cache" in params:
         inputs["use_cache"] = False
-    spec = FAMILY_INPUTS.get(family, {})
     for name, value in spec.items():
         if name == "recipe":
             for one in (value,) if isinstance(value, str) else value:

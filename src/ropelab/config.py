@@ -66,8 +66,9 @@ _INTERLEAVED_MODEL_TYPES = frozenset({
     # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
     "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
     # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2, SAM 3's ViT
-    # (Sam3ViTRotaryEmbedding with apply_rotary_pos_emb_2d).
-    "inkling2_vision", "sam3_vit_model",
+    # (Sam3ViTRotaryEmbedding with apply_rotary_pos_emb_2d), and the memory attention of the SAM 2 video
+    # family (Sam2VideoVisionRotaryEmbedding and its copies, with apply_rotary_pos_emb_2d*).
+    "inkling2_vision", "sam3_vit_model", "sam2_video", "sam3_tracker_video", "edgetam_video",
 })
 
 # M-RoPE text towers by model_type: (composition, the sections their rotary module uses when the
@@ -119,6 +120,26 @@ _AXIS_LADDER_FAMILIES: dict[str, dict[str, Any]] = {
 }
 # Vision configs whose attention width is `embed_dim` (`hidden_size` is the merger's output there).
 _EMBED_DIM_MODEL_TYPES = frozenset({"qwen2_vl_vision"})
+# Rotary modules whose head width is neither head_dim nor hidden_size // num_attention_heads, by model_type:
+# (width key, divisor keys), head_dim = data[width key] // product of data[divisor keys].
+_HEAD_DIM_FORMULAS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # The memory attention of the SAM 2 video family: Sam2VideoVisionRotaryEmbedding.compute_axial_rope_parameters
+    # (copied in Sam3TrackerVideo... and EdgeTamVideo...; transformers 5.23), axial over the (w, h) feature grid
+    # with the default (repeated, contiguous) pairs.
+    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
+                    ("memory_attention_hidden_size",
+                     ("memory_attention_downsample_rate", "memory_attention_num_attention_heads"))),
+}
+# Axial RoPE over physical coordinates whose config gives each slot of pairs its own size and base (the
+# axial_pairs / axial_bases fields), by name: the (pairs key, base key) of each slot, in pair order. transformers
+# 5.23 gives these sub-configs no model_type (''), so a config holding all the keys is read this way too.
+_COORDINATE_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
+    # EsmFold2RotaryEmbedding (models/esmfold2/modeling_esmfold2.py) over ref_pos (x, y, z) and ref_space_uid:
+    # pairs [x | y | z | uid | inactive], half-split [c, c] tables over the whole head; the pairs past the
+    # uid slot have frequency 0 (its num_inactive_channels).
+    "esmfold2_atom_encoder": (("num_spatial_rope_pairs_per_axis", "spatial_rope_base_frequency"),) * 3
+                             + (("num_uid_rope_pairs", "uid_rope_base_frequency"),),
+}
 
 # Keys of a rope parameter block that RopeConfig understands (anything else is reported).
 _SCALING_KEYS = (
@@ -191,6 +212,12 @@ class RopeConfig:
             the number of axes ``A``, which must divide ``rotary_dim // 2``.
         axial_composition: for ``rope_type="axial"``, one of :data:`AXIAL_COMPOSITIONS` (default
             ``"contiguous"``).
+        axial_pairs: for ``rope_type="axial"`` with repeated frequencies and contiguous blocks, the pairs
+            of each slot of ``axial_order`` (default: ``rotary_dim // 2`` split evenly); each slot's ladder
+            is a RoPE over its own ``2 * axial_pairs[s]`` channels. Pairs past their sum have frequency 0
+            and pass through (ESMFold 2's inactive channels); they read the last slot's axis.
+        axial_bases: for ``rope_type="axial"`` with repeated frequencies, the base of each slot of
+            ``axial_order`` (default: ``base`` for all), e.g. ESMFold 2's spatial and space-uid bases.
 
     Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
     positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
@@ -225,6 +252,8 @@ class RopeConfig:
     rotated_pairs: int | None = None
     axial_order: tuple[int, ...] | None = None
     axial_composition: str | None = None
+    axial_pairs: tuple[int, ...] | None = None
+    axial_bases: tuple[float, ...] | None = None
     source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -335,7 +364,7 @@ class RopeConfig:
         if axial:
             self._validate_axial()
         else:
-            for key in ("axial_frequencies", "axial_order", "axial_composition"):
+            for key in ("axial_frequencies", "axial_order", "axial_composition", "axial_pairs", "axial_bases"):
                 if getattr(self, key) is not None:
                     raise _fail(key, getattr(self, key), "None unless rope_type='axial'")
 
@@ -353,12 +382,43 @@ class RopeConfig:
         composition = self.axial_composition or "contiguous"
         if composition not in AXIAL_COMPOSITIONS:
             raise _fail("axial_composition", composition, f"one of {', '.join(AXIAL_COMPOSITIONS)}")
-        if self.num_pairs % len(order):
+        if self.axial_pairs is None and self.num_pairs % len(order):
             raise _fail("rotary_dim", self.rotary_dim, f"a multiple of {2 * len(order)} for rope_type='axial' "
                         f"with {len(order)} axes (the pairs split evenly between the axes)")
         set_("axial_frequencies", frequencies)
         set_("axial_order", tuple(order))
         set_("axial_composition", composition)
+        set_("axial_pairs", self._slot_pairs())
+        set_("axial_bases", self._slot_bases())
+
+    def _slot_pairs(self) -> tuple[int, ...] | None:
+        """``axial_pairs`` validated; None where it is the even split (one spelling per config)."""
+        shares, slots = self.axial_pairs, len(self.axial_order)
+        if shares is None:
+            return None
+        if isinstance(shares, (str, bytes)) or not hasattr(shares, "__len__") or len(shares) != slots \
+                or any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in shares):
+            raise _fail("axial_pairs", shares, f"{slots} positive integers, the pairs of each slot of axial_order")
+        if sum(shares) > self.num_pairs:
+            raise _fail("axial_pairs", list(shares), f"at most rotary_dim // 2 = {self.num_pairs} pairs in all")
+        if (self.axial_frequencies, self.axial_composition) != ("repeated", "contiguous"):
+            raise _fail("axial_pairs", list(shares), "None unless axial_frequencies='repeated' and "
+                        "axial_composition='contiguous' (a block of pairs per slot, each with its own ladder)")
+        even = self.num_pairs // slots
+        return None if tuple(shares) == (even,) * slots and even * slots == self.num_pairs else tuple(shares)
+
+    def _slot_bases(self) -> tuple[float, ...] | None:
+        """``axial_bases`` validated; None where every slot has ``base``."""
+        bases, slots = self.axial_bases, len(self.axial_order)
+        if bases is None:
+            return None
+        if isinstance(bases, (str, bytes)) or not hasattr(bases, "__len__") or len(bases) != slots or any(
+                not isinstance(b, (int, float)) or isinstance(b, bool) or not (math.isfinite(b) and b > 1) for b in bases):
+            raise _fail("axial_bases", bases, f"{slots} finite numbers > 1, the base of each slot of axial_order")
+        if self.axial_frequencies != "repeated":
+            raise _fail("axial_bases", list(bases), "None unless axial_frequencies='repeated' (alternating "
+                        "frequencies deal one ladder to every axis)")
+        return None if all(b == self.base for b in bases) else tuple(float(b) for b in bases)
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -384,7 +444,7 @@ class RopeConfig:
         """The position row each pair reads, ``[rotary_dim // 2]``: pair ``i`` rotates by
         ``positions[pair_axes[i]] * inv_freq[i]`` (all 0 for one-axis RoPE)."""
         if self.rope_type == AXIAL_ROPE_TYPE:
-            return _axial_pair_axes(self.num_pairs, self.axial_order, self.axial_composition)
+            return _axial_pair_axes(self.num_pairs, self.axial_order, self.axial_composition, self.axial_pairs)
         return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition, self.num_axes)
 
     @property
@@ -485,6 +545,9 @@ class RopeConfig:
             out["axial_order"] = list(self.axial_order)
         if self.axial_composition not in (None, "contiguous"):
             out["axial_composition"] = self.axial_composition
+        for key in ("axial_pairs", "axial_bases"):
+            if getattr(self, key) is not None:
+                out[key] = list(getattr(self, key))
         if self.rotary_dim != self.head_dim:
             out["rotary_dim"] = self.rotary_dim  # exact even where the fraction is not
         if self.max_position_embeddings is not None:
@@ -551,9 +614,15 @@ def _hf_dict(obj: Any) -> tuple[dict[str, Any], str | None]:
 
 
 @functools.lru_cache(maxsize=64)
-def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str) -> tuple[int, ...]:
-    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`)."""
+def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
+                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
+    ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
+    after them read the last slot's axis."""
     axes = len(order)
+    if shares is not None:
+        blocks = tuple(axis for axis, size in zip(order, shares) for _ in range(size))
+        return blocks + (order[-1],) * (pairs - len(blocks))
     if composition == "interleaved":
         return tuple(order[i % axes] for i in range(pairs))
     return tuple(order[i * axes // pairs] for i in range(pairs))
@@ -593,6 +662,9 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     """Map a transformers config dict onto RopeConfig fields (validation happens in RopeConfig)."""
     if data.get("model_type") in _AXIS_LADDER_FAMILIES:
         data = _axis_ladder_form(data)
+    coordinate_slots = _coordinate_slots(data)
+    if coordinate_slots is not None:
+        return _coordinate_fields(data, coordinate_slots)
     params = data.get("rope_parameters") or data.get("rope_scaling") or {}
     if not isinstance(params, Mapping):
         raise _fail("rope_parameters", params, "a JSON object")
@@ -609,6 +681,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
                     f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)")
 
     head_dim = data.get("head_dim")
+    if head_dim is None and data.get("model_type") in _HEAD_DIM_FORMULAS:
+        head_dim = _formula_head_dim(data, *_HEAD_DIM_FORMULAS[data["model_type"]])
     if head_dim is None:
         hidden = _first(data, "hidden_size", "n_embd", "d_model")
         if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
@@ -674,6 +748,46 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _formula_head_dim(data: Mapping[str, Any], width_key: str, divisor_keys: tuple[str, ...]) -> int:
+    """The head width of a family in :data:`_HEAD_DIM_FORMULAS`: ``data[width_key]`` over the product of
+    ``data[divisor_keys]``, each key checked to be a positive integer."""
+    formula = f"{width_key} // ({' * '.join(divisor_keys)})"
+    values = {}
+    for key in (width_key, *divisor_keys):
+        value = _integral(data.get(key))
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise _fail(key, value, f"a positive integer ({data['model_type']}'s head size is {formula})")
+        values[key] = value
+    return values[width_key] // math.prod(values[key] for key in divisor_keys)
+
+
+def _coordinate_slots(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """The (pairs key, base key) slots of a :data:`_COORDINATE_FAMILIES` config, else None: named by
+    its model_type, or (no model_type) holding every key of one family."""
+    named = _COORDINATE_FAMILIES.get(data.get("model_type") or "")
+    if named is not None or data.get("model_type"):
+        return named
+    return next((slots for slots in _COORDINATE_FAMILIES.values() if all(k in data for slot in slots for k in slot)), None)
+
+
+def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """RopeConfig fields of an axial RoPE over coordinates: one slot per (pairs key, base key), axes in
+    slot order, half-split tables over the whole head (frozen pairs past the slots)."""
+    for pairs_key, base_key in dict.fromkeys(slots):
+        pairs, base = _integral(data.get(pairs_key)), data.get(base_key)
+        if not isinstance(pairs, int) or isinstance(pairs, bool) or pairs <= 0:
+            raise _fail(pairs_key, pairs, "a positive integer (pairs of rotary channels)")
+        if not isinstance(base, (int, float)) or isinstance(base, bool) or not (math.isfinite(base) and base > 1):
+            raise _fail(base_key, base, "a finite number > 1")
+    head_dim = data.get("head_dim")
+    if head_dim is None and data.get("hidden_size") and data.get("num_attention_heads"):
+        head_dim = data["hidden_size"] // data["num_attention_heads"]  # its config's own default
+    bases = tuple(data[base_key] for _, base_key in slots)
+    return {"head_dim": head_dim, "base": bases[0], "rope_type": AXIAL_ROPE_TYPE, "layout": data.get("rope_layout") or "half",
+            "axial_order": tuple(range(len(slots))), "axial_pairs": tuple(_integral(data[key]) for key, _ in slots),
+            "axial_bases": bases}
+
+
 def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type: str) -> dict[str, Any]:
     """The multi-axis fields: M-RoPE sections and composition, or the axial frequency layout."""
     model_type = data.get("model_type")
@@ -682,6 +796,9 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
         fields = {key: data.get(key) or family.get(key) for key in ("axial_frequencies", "axial_order", "axial_composition")}
         if isinstance(fields["axial_order"], list):
             fields["axial_order"] = tuple(fields["axial_order"])
+        for key in ("axial_pairs", "axial_bases"):  # ropelab's own keys (see RopeConfig.to_hf)
+            value = data.get(key)
+            fields[key] = tuple(value) if isinstance(value, list) else value
         return {**fields, "even_axis_share": family.get("even_axis_share", False)}
     composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
     sections = params.get("mrope_section") or default_sections

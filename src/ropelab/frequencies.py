@@ -12,7 +12,8 @@ in float64 rather than float32.
 
 Frequencies are returned in *pair order*: entry ``i`` belongs to pair ``i``, which reads position row
 ``cfg.pair_axes[i]`` (multi-axis RoPE). M-RoPE keeps the one-axis ladder (its sections only choose
-the rows); axial RoPE lays two ladders side by side (:func:`axial_inv_freq`).
+the rows); axial RoPE lays two ladders side by side (:func:`axial_inv_freq`), or one ladder per slot with its own
+size and base (:func:`axial_slot_inv_freq`).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 from ropelab.config import RopeConfig
 
 __all__ = [
-    "rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "axial_inv_freq", "yarn_ramp", "yarn_mscale",
-    "llama3_ramp",
+    "rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "axial_inv_freq", "axial_slot_inv_freq", "yarn_ramp",
+    "yarn_mscale", "llama3_ramp",
 ]
 
 SeqLen = int | torch.Tensor | None
@@ -208,8 +209,22 @@ def axial_inv_freq(rotary_dim: int, base: float, frequencies: str, num_axes: int
     return torch.cat([ladder[axis::num_axes] for axis in range(num_axes)])
 
 
+def axial_slot_inv_freq(pairs: tuple[int, ...], bases: tuple[float, ...], num_pairs: int) -> torch.Tensor:
+    """Repeated axial frequencies with a size and a base per slot, float64 ``[num_pairs]``: slot ``s``
+    gets the ladder of a RoPE over ``2 * pairs[s]`` channels at ``bases[s]``, ``bases[s] ** (-k /
+    pairs[s])``; the pairs past ``sum(pairs)`` get 0 and never turn (transformers'
+    ``EsmFold2RotaryEmbedding``: spatial and space-uid ladders, then its inactive channels)."""
+    ladders = [default_inv_freq(2 * size, base) for size, base in zip(pairs, bases)]
+    return torch.cat([*ladders, torch.zeros(num_pairs - sum(pairs), dtype=torch.float64)])
+
+
 def _axial(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
-    inv_freq = axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes)
+    if cfg.axial_pairs is not None or cfg.axial_bases is not None:
+        slots = cfg.num_axes
+        pairs = cfg.axial_pairs or (cfg.num_pairs // slots,) * slots
+        inv_freq = axial_slot_inv_freq(pairs, cfg.axial_bases or (cfg.base,) * slots, cfg.num_pairs)
+    else:
+        inv_freq = axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes)
     if cfg.axial_composition == "interleaved":
         # The axes take pairs in turn: entry k of slot s's ladder goes to pair k * A + s (Kimi-K2.5's vision tower).
         inv_freq = inv_freq.view(cfg.num_axes, -1).T.flatten()

@@ -64,11 +64,15 @@ def one_axis_view(cfg: RopeConfig) -> tuple[RopeConfig, str | None]:
         view = cfg.replace(mrope_section=None, mrope_composition=None)
         return view, (f"M-RoPE ({axes_text(cfg)}): shown is the one-axis RoPE of text tokens, whose three "
                       "positions are equal; image and video tokens turn each section by its own position")
-    width = cfg.rotary_dim // cfg.num_axes
-    view = RopeConfig(head_dim=width, base=cfg.base, layout=cfg.layout)
     pairs = [i for i, axis in enumerate(cfg.pair_axes) if axis == cfg.axial_order[0]]
-    others = ("every other axis has the same ladder" if cfg.axial_frequencies == "repeated"
-              else "the other axes' ladders are shifted (alternating frequencies), not shown")
+    width = 2 * len(pairs)  # R / A, unless axial_pairs sizes the slots
+    view = RopeConfig(head_dim=width, base=(cfg.axial_bases or (cfg.base,))[0], layout=cfg.layout)
+    if cfg.axial_pairs is not None or cfg.axial_bases is not None:
+        others = "the other axes have ladders of their own size and base (axial_pairs, axial_bases), not shown"
+    elif cfg.axial_frequencies == "repeated":
+        others = "every other axis has the same ladder"
+    else:
+        others = "the other axes' ladders are shifted (alternating frequencies), not shown"
     passing = f"; channels {cfg.rotary_dim}..{cfg.head_dim - 1} of the head pass through" \
         if cfg.rotary_dim < cfg.head_dim else ""
     axis = _axis_names(cfg)[cfg.axial_order[0]]

@@ -55,6 +55,9 @@ probe, compared with the module's output before the swap:
   (fractional (row, column) positions, times 2 pi): :class:`HFPatchCentreAdapter`;
 - MusicFlamingo's rotary time embedding, ``forward(timestamps, seq_len)``: two axes (window index,
   time index) at fractional positions that the timestamps give: :class:`HFTimestampAdapter`;
+- RoPE over physical coordinates, ``forward(coordinates, ids, dtype)``: ESMFold 2's atom encoders
+  (x, y, z and a per-atom space uid, float positions, a base per slot; its module keeps no config, so
+  the adapter reads the atom-config keys the module holds as attributes): :class:`HFCoordinateAdapter`;
 - tables that are not laid out per pair over the whole head: Gemma 4's vision tower (one ``[c, c]``
   half per axis, positions ``[B, N, 2]``) and HunYuan-VL's text tower (its ``mrope_section`` cuts the
   doubled ``[c, c]`` table, so the two channels of a pair can read different position rows; the core
@@ -79,8 +82,9 @@ from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
 from ropelab.rotary_tables import fractional_cos_sin
 
-__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFFeatureGridAdapter", "HFFixedGridAdapter",
-           "HFPatchCentreAdapter", "HFRotaryAdapter", "HFTimestampAdapter", "PatchError", "patch", "unpatch"]
+__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFCoordinateAdapter", "HFFeatureGridAdapter",
+           "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter", "HFTimestampAdapter", "PatchError",
+           "patch", "unpatch"]
 
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
@@ -322,7 +326,8 @@ def _axes_text(cfg: RopeConfig) -> str:
         return f", mrope_section={list(cfg.mrope_section)} {cfg.mrope_composition}"
     if cfg.rope_type != "axial":
         return ""
-    return f", {cfg.axial_frequencies} axial frequencies, axial_order={cfg.axial_order} {cfg.axial_composition}"
+    slots = "".join(f", {key}={getattr(cfg, key)}" for key in ("axial_pairs", "axial_bases") if getattr(cfg, key))
+    return f", {cfg.axial_frequencies} axial frequencies, axial_order={cfg.axial_order} {cfg.axial_composition}{slots}"
 
 
 # ----------------------------------------------------------------------------- modules outside the generic path
@@ -342,6 +347,14 @@ _AXIS_HALF_MODEL_TYPES = frozenset({"gemma4_vision"})
 # in [-1, 1] * inv_freq, [row block | column block], half-split; the config's augmentation keys.
 _PATCH_CENTRE_MODEL_TYPES = frozenset({"eomt_dinov3"})
 _PATCH_CENTRE_AUGMENTATION = ("pos_embed_shift", "pos_embed_jitter", "pos_embed_rescale")
+# Rotary modules over physical coordinates that keep their config values as attributes, not a config, by
+# class name: {atom-config key: module attribute} (EsmFold2RotaryEmbedding.__init__, transformers 5.23).
+_COORDINATE_MODULE_KEYS = {
+    "EsmFold2RotaryEmbedding": {"num_spatial_rope_pairs_per_axis": "num_spatial_pairs_per_axis",
+                                "num_uid_rope_pairs": "num_uid_pairs",
+                                "spatial_rope_base_frequency": "spatial_rope_base_frequency",
+                                "uid_rope_base_frequency": "uid_rope_base_frequency"},
+}
 
 
 class HFComplexRotaryAdapter(HFRotaryAdapter):
@@ -438,6 +451,45 @@ def _timestamp_probe(config: Any, windows: int, frames: int, device: torch.devic
     (as ``MusicFlamingoModel._build_audio_timestamps`` lays them out)."""
     index = torch.arange(windows * frames, device=device, dtype=torch.float32).view(windows, frames)
     return index * (4 * config.audio_frame_step), frames
+class HFCoordinateAdapter(HFRotaryAdapter):
+    """Drop-in for a rotary module over physical coordinates (ESMFold 2's ``EsmFold2RotaryEmbedding``).
+
+    ``forward(coordinates, ids=None, dtype=None) -> (cos, sin)``, each ``[..., R]`` half-split ``[c, c]``
+    in ``dtype`` (default ``coordinates.dtype``): ``coordinates`` ``[..., C]`` are axes ``0 .. C-1`` of
+    ``cfg`` and ``ids`` ``[...]`` (ESMFold 2's per-atom space uid), when given, axis ``C``. Positions are
+    taken as given, float or integer (float64 angles, :func:`~ropelab.rotary_tables.fractional_cos_sin`).
+    """
+
+    def __init__(self, cfg: RopeConfig, config: Any = None):
+        super().__init__(cfg, "half", config)
+
+    def forward(self, coordinates: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype | None = None,
+                *args: Any, **kwargs: Any):
+        columns = [coordinates.to(torch.float64)] + ([] if ids is None else [ids.to(torch.float64)[..., None]])
+        positions = torch.cat(columns, dim=-1)
+        if positions.shape[-1] != self.cfg.num_axes:
+            raise PatchError(f"coordinates.shape={tuple(coordinates.shape)} with ids={'none' if ids is None else 'one axis'} "
+                             f"is invalid: expected {self.cfg.num_axes} position axes in all (coordinates [..., "
+                             f"{self.cfg.num_axes - (ids is not None)}] plus the ids)")
+        cos, sin = fractional_cos_sin(positions.movedim(-1, 0), self.cfg)
+        dtype = dtype or coordinates.dtype
+        return _expand(cos, "half").to(dtype), _expand(sin, "half").to(dtype)
+
+
+def _coordinate_module_config(module: nn.Module) -> dict[str, Any]:
+    """The config keys a coordinate rotary module holds as attributes (:data:`_COORDINATE_MODULE_KEYS`),
+    and its head width: ESMFold 2's ``head_dim // 2`` is its active pairs (``3 * spatial + uid``) plus
+    ``num_inactive_channels``."""
+    keys = {key: getattr(module, attribute) for key, attribute in _COORDINATE_MODULE_KEYS[type(module).__name__].items()}
+    active = 3 * keys["num_spatial_rope_pairs_per_axis"] + keys["num_uid_rope_pairs"]
+    return {**keys, "head_dim": 2 * (active + module.num_inactive_channels)}
+
+
+def _coordinate_probe(cfg: RopeConfig, device: torch.device) -> tuple:
+    """``(coordinates [1, L, A-1], ids [1, L], float32)``: fractional coordinates and integer ids,
+    each axis a different shuffle (see :func:`_probe_positions`)."""
+    rows = _probe_positions(cfg, _PROBE_POSITIONS, device)  # [L, A]
+    return (rows[None, :, :-1].float() * 0.375, rows[None, :, -1], torch.float32)
 
 
 class HFChannelTableAdapter(HFRotaryAdapter):
@@ -574,6 +626,10 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRo
         # Its config says rope_type "default", but the module is 2D axial over (x, y), interleaved (complex).
         module_cfg = cfg or _read_config(config, name, module).replace(rope_type="axial", layout="interleaved")
         adapter, probe = HFFixedGridAdapter(module_cfg, _llama4_vision_positions(config), config), (dummy,)
+    elif type(module).__name__ in _COORDINATE_MODULE_KEYS:
+        # It keeps no config (the model's is not the atom encoder's): read the keys it holds.
+        module_cfg = cfg or _read_config(_coordinate_module_config(module), name, module)
+        adapter, probe = HFCoordinateAdapter(module_cfg), _coordinate_probe(module_cfg, device)
     elif model_type in _CHANNEL_SECTION_MODEL_TYPES and (config.rope_parameters or {}).get("mrope_section"):
         sections = list(config.rope_parameters["mrope_section"])
         params = {k: v for k, v in config.rope_parameters.items() if k != "mrope_section"}
