@@ -95,6 +95,10 @@ TOWER_OF: dict[str, dict[str, str]] = {
     "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
 }
+# Rotary modules that serve several towers: one encoder over text tokens and image patches.
+SHARED_TOWERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "neomme": {"rotary_emb": ("text", "vision")},  # patches at (row, column) positions, text on both axes
+}
 
 
 @dataclass
@@ -223,6 +227,11 @@ def tower(model, name: str, family: str = "") -> str:
     return "text"
 
 
+def served_towers(model, name: str, family: str = "") -> tuple[str, ...]:
+    """The towers a rotary module serves: its own (see ``tower``), or those of a shared encoder."""
+    return SHARED_TOWERS.get(family, {}).get(name) or (tower(model, name, family),)
+
+
 def double_angles(output):
     """The same rotary output for twice the angles: (cos, sin) by the double-angle formulas, complex
     ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
@@ -273,12 +282,13 @@ def _holds_rope(value) -> bool:
         value = list(value.values())
     if isinstance(value, (list, tuple)):
         return any(_holds_rope(item) for item in value)
-    return isinstance(value, hf.RopeConfig)
+    return isinstance(value, (hf.RopeConfig, hf.LayerTypeRope))
 
 
 def _rebased(value):
-    """``value`` with every RopeConfig in it (alone, or in a dict, list or tuple) given base 2."""
-    if isinstance(value, hf.RopeConfig):
+    """``value`` with every RopeConfig in it (alone, in a LayerTypeRope, or in a dict, list or tuple)
+    given base 2."""
+    if isinstance(value, (hf.RopeConfig, hf.LayerTypeRope)):
         return value.replace(base=2.0)  # every pair turns about a radian per position
     if isinstance(value, dict):
         return {key: _rebased(item) for key, item in value.items()}
@@ -289,7 +299,7 @@ def _rebased(value):
 
 def _perturb(model) -> int:
     """Give every patched rotation another base (in place); the number of modules changed. Any module
-    holding a RopeConfig (HFRotaryAdapter's ``cfg``, or a dict of them per layer type) is rebased."""
+    holding a RopeConfig (HFRotaryAdapter's ``cfg``, a LayerTypeRope, or a dict of them) is rebased."""
     changed = 0
     for module in model.modules():
         if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
@@ -346,7 +356,7 @@ def sweep_one(family: str) -> Result:
     exempt_names = {name: why for name in names if (why := exempt(family, name))}
     checked = [name for name in names if name not in exempt_names]
     missed = _unreached(model, inputs, want, checked)
-    towers = tuple(t for t in TOWERS if any(tower(model, n, family) == t for n in checked if n not in missed))
+    towers = tuple(t for t in TOWERS if any(t in served_towers(model, n, family) for n in checked if n not in missed))
     note = f"; inputs miss {_collapse(missed)} ({next(iter(missed.values()))})" if missed else ""
     try:
         hf.patch(model)

@@ -161,11 +161,11 @@ def _layout_text(cfg: RopeConfig) -> str:
 
 # ----------------------------------------------------------------------------- multi-axis RoPE
 def _axis_names(cfg: RopeConfig) -> tuple[str, ...]:
-    """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1; axial: the
-    (row, column) patch coordinates of transformers' vision towers, (t, row, column) with three axes
-    as MiniMax-M3's)."""
+    """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1, or (row, column)
+    with two sections as NeoMME's; axial: the (row, column) patch coordinates of transformers' vision
+    towers, (t, row, column) with three axes as MiniMax-M3's)."""
     if cfg.rope_type != "axial":
-        return ("temporal", "height", "width")
+        return ("temporal", "height", "width") if cfg.num_axes == 3 else ("row", "column")
     names = ("row", "column") if cfg.num_axes == 2 else ("temporal", "row", "column")
     return names if cfg.num_axes <= 3 else tuple(f"axis {a}" for a in range(cfg.num_axes))
 
@@ -341,9 +341,12 @@ def _axes_sentence(cfg: RopeConfig) -> str:
         return ""
     counts = ", ".join(f"{name} {cfg.pair_axes.count(axis)}" for axis, name in enumerate(_axis_names(cfg)))
     if cfg.mrope_section is not None:
-        return (f" Each pair reads one of three positions of its token (M-RoPE: {counts} pairs, "
-                f"{cfg.mrope_composition}); a text token carries the same position on all three, so text alone "
-                "sees the one-axis RoPE, and images and videos spread their tokens over height, width and time.")
+        spread = "height, width and time" if cfg.num_axes == 3 else "rows and columns"
+        media = "images and videos" if cfg.num_axes == 3 else "images"
+        number, every = ("three", "all three") if cfg.num_axes == 3 else ("two", "both")
+        return (f" Each pair reads one of {number} positions of its token (M-RoPE: {counts} pairs, "
+                f"{cfg.mrope_composition}); a text token carries the same position on {every}, so text alone "
+                f"sees the one-axis RoPE, and {media} spread their tokens over {spread}.")
     names = _axis_names(cfg)
     axes = ", ".join(names[:-1]) + (" or the " if cfg.num_axes == 2 else " or ") + names[-1]  # the row or the column
     return (f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
