@@ -391,8 +391,22 @@ class RopeConfig:
     @property
     def trained_length(self) -> int | None:
         """The context the unscaled frequencies were trained at (``original_max_position_embeddings``
-        for scaled types, else ``max_position_embeddings``)."""
+        for scaled types, else ``max_position_embeddings``).
+
+        A ``linear`` (or ``ntk``) config states no pretraining length, so this is then its
+        ``max_position_embeddings``, which may be the extended length (:attr:`states_trained_length`
+        is False). ``max_position_embeddings / factor`` is not derived: transformers reads no
+        pretraining length for these types (``_validate_linear_rope_parameters`` takes ``factor``
+        only), and Gemma 3 contradicts it: pretrained on 32K sequences, then scaled to 128K with a
+        linear factor of 8 (Gemma 3 Technical Report, arXiv 2503.19786, sec. 5.3), its config gives
+        131072 / 8 = 16384. State the length as ``original_max_position_embeddings`` to use it."""
         return self.original_max_position_embeddings or self.max_position_embeddings
+
+    @property
+    def states_trained_length(self) -> bool:
+        """False when :attr:`trained_length` is only a guess: ``max_position_embeddings`` of a config
+        scaled by a static factor (``linear``, ``ntk``) without ``original_max_position_embeddings``."""
+        return self.rope_type not in ("linear", "ntk") or self.original_max_position_embeddings is not None
 
     def replace(self, **changes: Any) -> RopeConfig:
         """A copy with some fields changed (and validated again)."""
