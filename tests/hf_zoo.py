@@ -104,6 +104,10 @@ TOWER_OF: dict[str, dict[str, str]] = {
     "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
                  "structure_head.atom_encoder.rotary_emb": "protein", "esmc.rotary_emb": "protein"},
 }
+# Rotary modules that serve several towers: one encoder over text tokens and image patches.
+SHARED_TOWERS: dict[str, dict[str, tuple[str, ...]]] = {
+    "neomme": {"rotary_emb": ("text", "vision")},  # patches at (row, column) positions, text on both axes
+}
 
 
 @dataclass
@@ -236,6 +240,11 @@ def tower(model, name: str, family: str = "") -> str:
     return "text"
 
 
+def served_towers(model, name: str, family: str = "") -> tuple[str, ...]:
+    """The towers a rotary module serves: its own (see ``tower``), or those of a shared encoder."""
+    return SHARED_TOWERS.get(family, {}).get(name) or (tower(model, name, family),)
+
+
 def double_angles(output):
     """The same rotary output for twice the angles: (cos, sin) by the double-angle formulas, complex
     ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
@@ -282,17 +291,16 @@ def _unreached(model, inputs, want, names) -> dict[str, str]:
 
 
 def _holds_rope(value) -> bool:
-    if isinstance(value, hf.LayerTypeRope):
-        value = value.configs
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping) and not isinstance(value, hf.LayerTypeRope):
         value = list(value.values())
     if isinstance(value, (list, tuple)):
         return any(_holds_rope(item) for item in value)
-    return isinstance(value, hf.RopeConfig)
+    return isinstance(value, (hf.RopeConfig, hf.LayerTypeRope))
 
 
 def _rebased(value):
-    """``value`` with every RopeConfig in it (alone, or in a dict, list or tuple) given base 2."""
+    """``value`` with every RopeConfig in it (alone, in a LayerTypeRope, or in a dict, list or tuple)
+    given base 2."""
     if isinstance(value, hf.RopeConfig):  # every pair turns about a radian per position (every slot's base too)
         return value.replace(base=2.0, axial_bases=value.axial_bases and (2.0,) * len(value.axial_bases))
     if isinstance(value, hf.LayerTypeRope):
@@ -306,7 +314,7 @@ def _rebased(value):
 
 def _perturb(model) -> int:
     """Give every patched rotation another base (in place); the number of modules changed. Any module
-    holding a RopeConfig (HFRotaryAdapter's ``cfg``, or a dict of them per layer type) is rebased."""
+    holding a RopeConfig (HFRotaryAdapter's ``cfg``, a LayerTypeRope, or a dict of them) is rebased."""
     changed = 0
     for module in model.modules():
         if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
@@ -365,7 +373,7 @@ def sweep_one(family: str) -> Result:
     exempt_names = {name: why for name in names if (why := exempt(family, name))}
     checked = [name for name in names if name not in exempt_names]
     missed = _unreached(model, inputs, want, checked)
-    towers = tuple(t for t in TOWERS if any(tower(model, n, family) == t for n in checked if n not in missed))
+    towers = tuple(t for t in TOWERS if any(t in served_towers(model, n, family) for n in checked if n not in missed))
     note = f"; inputs miss {_collapse(missed)} ({next(iter(missed.values()))})" if missed else ""
     try:
         hf.patch(model)

@@ -224,6 +224,31 @@ def positioned_patches(model, inputs: dict) -> None:
     inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], (side // vision.pooling_kernel_size) ** 2)
 
 
+@recipe
+def document_page_and_text(model, inputs: dict) -> None:
+    """NeoMME: one encoder over text tokens and image patches, with two position axes (row, column).
+    A batch of two rows of one length: a document page as ``NeoMMEProcessor`` lays it out (``<doc> <img>``,
+    then ``h`` grid rows of ``w`` image tokens each closed by a ``<row>`` marker; its (row, column)
+    positions from ``NeoMMEProcessor._image_positions``), and plain text with its index on both axes.
+    Patches are ``[h * w, 3 * patch_size ** 2]``; ``position_ids`` ``[2, 2, S]``. The ``<row>`` id lives
+    in the tokenizer, not the config: a text id stands in for it (the model treats it as text)."""
+    from transformers.models.neomme.processing_neomme import NeoMMEProcessor
+
+    config = model.config
+    height, width = 3, 4
+    specials = torch.tensor([config.image_token_id, config.document_token_id, config.pad_token_id])
+    row_marker = next(i for i in range(*_TEXT_IDS) if i not in specials)
+    grid = torch.tensor(([config.image_token_id] * width + [row_marker]) * height)
+    page = torch.cat([torch.tensor([config.document_token_id, config.image_token_id]), grid])
+    text = text_ids(len(page), seed=2)[0]
+    text = text.masked_fill(torch.isin(text, specials), row_marker)  # no placeholder in the text row
+    inputs["input_ids"] = torch.stack([page, text])
+    inputs["pixel_values"] = torch.randn(height * width, config.patch_dim, generator=torch.Generator().manual_seed(1))
+    page_positions = NeoMMEProcessor._image_positions(height, width).mT  # [2, S]: (row, column)
+    text_positions = torch.arange(len(page)).expand(2, -1)
+    inputs["position_ids"] = torch.stack([page_positions, text_positions], dim=1)  # [2 axes, 2 rows, S]
+
+
 def _audio_in_text(model, inputs: dict, frames_first: bool) -> None:
     """``frames`` feature frames (``[1, mel, frames]``, or ``[1, frames, mel]`` when ``frames_first``)
     with a full mask, and as many audio tokens in the text as ``get_audio_features`` returns vectors."""
@@ -380,6 +405,8 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "hunyuan_vl": {"recipe": "patch_grid_image_rows"},
     "inkling2": {"recipe": "merged_patch_image"},
     "diffusion_gemma": {"recipe": "positioned_patches", "kwargs": ("pixel_values", "image_position_ids")},
+    # one encoder for text and image patches, two position axes (row, column)
+    "neomme": {"recipe": "document_page_and_text"},
     **{family: {"recipe": "whole_image"} for family in ("deepseek_ocr2", "llama4", "mistral_large4", "step3p7")},
     # a vision tower alone, any image size: 8 x 8 patches
     "pixtral": {"pixel_values": Tensor("randn", (1, "num_channels", lambda c: 8 * c.patch_size, lambda c: 8 * c.patch_size)),

@@ -34,6 +34,26 @@ def tiny_llama(folder: Path, max_positions: int = 64, rope_theta: float = 100.0,
     return folder
 
 
+def tiny_gemma3(folder: Path, max_positions: int = 64, window: int = 16, full_attention: dict | None = None,
+                seed: int = 0) -> Path:
+    """A random 2-layer Gemma 3 text model (head_dim 16), a sliding-window layer of ``window`` positions
+    (base 1e4) then a full-attention one (``full_attention``'s rope parameters, default base 1e6), trained
+    at ``max_positions``, saved with its tokenizer."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = byte_tokenizer(folder)
+    torch.manual_seed(seed)
+    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+            "full_attention": full_attention or {"rope_type": "default", "rope_theta": 1_000_000.0}}
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=max_positions,
+                              sliding_window=window, layer_types=["sliding_attention", "full_attention"],
+                              rope_parameters=rope, initializer_range=0.2, tie_word_embeddings=False)
+    Gemma3ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
 def tiny_gpt2(folder: Path) -> Path:
     """A random GPT-2 (learned absolute positions, no RoPE)."""
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ropelab import RopeConfig
-from ropelab.explain.cards import card_summary, compare_rows, labelled_cards, verdict
+from ropelab.explain.cards import card_summary, compare_rows, labelled_cards, summary_rows, verdict
 from ropelab.cli import main
 from ropelab.presets import preset
 
@@ -131,6 +131,17 @@ def test_explain_per_layer_type_model_prints_one_card_per_layer_type(capsys, wid
     assert "sliding_attention layers: 0-4, 6-10" in out and "(40 of 48 layers)" in out
     assert "full_attention layers: 5, 11, 17" in out and "(8 of 48 layers)" in out
     assert "linear (factor=8)" in out and "gemma-3-12b-it (google/gemma-3-12b-it) [full_attention]" in out
+
+
+def test_a_linear_card_says_its_trained_length_is_assumed():
+    full = preset("gemma-3-12b-it:full_attention")  # linear x8 over max_position_embeddings 131072
+    summary = card_summary(full, 131072, with_base_bound=False)
+    rows = dict(summary_rows(summary))
+    assert rows["trained length"] == "131,072 (assumed: max_position_embeddings; linear configs state none)"
+    assert "Nothing breaks" not in verdict(summary) and "assumed trained length 131,072" in verdict(summary)
+    stated = card_summary(full.replace(original_max_position_embeddings=32768), 131072, with_base_bound=False)
+    assert dict(summary_rows(stated))["trained length"] == "32,768" and stated.out_of_range == 0
+    assert "past the pretraining length 32,768" in verdict(stated) and "assumed" not in verdict(stated)
 
 
 def test_explain_nope_layer_type_says_it_has_no_rope(tmp_path, capsys, wide):

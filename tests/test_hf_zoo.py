@@ -303,8 +303,33 @@ def test_eomt_dinov3_refuses_training_mode_augmentation():
 
 def test_folded_position_axes_are_refused_by_name():
     model, _ = _quiet_build("neomme")  # one table from two position axes (M-RoPE style)
+    rope = RopeConfig.by_layer_type(model.config)
+    one_axis = LayerTypeRope({name: cfg.replace(mrope_section=None, mrope_composition=None) for name, cfg in rope.items()},
+                             rope.layer_types)  # NeoMME read without its sections: one axis per pair
     with pytest.raises(PatchError, match=r"rotary_emb \(NeoMMERotaryEmbedding, layer type .*folds several position axes"):
-        patch(model)
+        patch(model, one_axis)
+
+
+def test_neomme_page_and_text_are_identical_after_patch():
+    """NeoMME: one encoder over text tokens and image patches, per-layer-type RoPE over two position
+    axes (row, column). The sweep's inputs hold a document page with its (row, column) positions and
+    a text row, ``position_ids`` ``[2, 2, S]``; text alone passes ``[B, S]`` or nothing."""
+    model, inputs = _quiet_build("neomme")
+    assert inputs["position_ids"].shape[:2] == (2, 2) and "pixel_values" in inputs
+    page_as_text = dict(inputs, position_ids=inputs["position_ids"][:1].expand(2, -1, -1))  # column := row
+    text = {"input_ids": inputs["input_ids"][1:], "position_ids": inputs["position_ids"][0, 1:]}  # [B, S]
+    text_default = {"input_ids": inputs["input_ids"][1:]}  # no position_ids: arange on both axes
+    wants = [hf_zoo._run(model, one) for one in (page_as_text, text, text_default)]
+    assert hf_zoo._distance(wants[0], hf_zoo._run(model, inputs)) > hf_zoo.MOVED  # the column axis matters
+    want, adapters = _identical_after_patch(model, inputs)
+    for one, expected in zip((page_as_text, text, text_default), wants):
+        torch.testing.assert_close(hf_zoo._run(model, one), expected, atol=1e-4, rtol=0)
+    rope = adapters[0].cfg
+    assert {name: (cfg.mrope_section, cfg.mrope_composition) for name, cfg in rope.items()} == \
+        {"sliding_attention": ((4, 4), "interleaved"), "full_attention": ((1, 1), "interleaved")}
+    assert _moved(model, inputs, want, adapters, layer_type="sliding_attention", base=2.0) > hf_zoo.MOVED
+    assert _moved(model, inputs, want, adapters, layer_type="full_attention", base=2.0) > hf_zoo.MOVED
+    assert hf_zoo.served_towers(model, "rotary_emb", "neomme") == ("text", "vision")
 
 
 def test_an_imposed_config_serves_every_layer_type():

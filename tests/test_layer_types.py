@@ -295,3 +295,24 @@ def test_container_is_a_read_only_mapping_with_replace_and_round_trip():
     # A patched model holding it can be deep-copied and saved.
     copied, pickled = copy.deepcopy(rope), pickle.loads(pickle.dumps(rope))
     assert copied == rope == pickled and pickled.source == rope.source and pickled.layer_types == rope.layer_types
+
+
+# ---------------------------------------------------------------- the trained length of a linear-scaled layer type
+def test_a_linear_layer_type_states_no_trained_length_and_none_is_derived():
+    """Gemma 3 pretrains on 32K sequences and reaches 128K with a linear factor of 8 (Gemma 3 Technical
+    Report, arXiv 2503.19786, sec. 5.3): max_position_embeddings / factor = 16384 is not its pretraining
+    length, and transformers reads none for a linear block. So none is derived: the trained length stays
+    max_position_embeddings and says it is not stated; a stated original_max_position_embeddings is used."""
+    config = transformers.Gemma3TextConfig(rope_scaling={"rope_type": "linear", "factor": 8.0})
+    rope = RopeConfig.by_layer_type(config)
+    full = rope["full_attention"]
+    assert config.max_position_embeddings == 131072 and (full.rope_type, full.factor) == ("linear", 8.0)
+    assert (full.trained_length, full.states_trained_length) == (131072, False)
+    assert rope["sliding_attention"].states_trained_length  # no scaling: max_position_embeddings is the length
+    stated = rope.to_hf()
+    stated["rope_parameters"]["full_attention"]["original_max_position_embeddings"] = 32768  # the report's 32K
+    read = RopeConfig.by_layer_type(stated)
+    assert (read["full_attention"].trained_length, read["full_attention"].states_trained_length) == (32768, True)
+    assert RopeConfig.by_layer_type(read.to_hf()) == read
+    assert torch.equal(rope_frequencies(read["full_attention"])[0], rope_frequencies(full)[0])  # same tables
+    assert RopeConfig(head_dim=16, rope_type="dynamic", factor=2.0, max_position_embeddings=4096).states_trained_length

@@ -28,8 +28,9 @@ INTERLEAVED = RopeConfig(head_dim=16, mrope_section=(4, 2, 2), mrope_composition
 SPATIAL = RopeConfig(head_dim=16, mrope_section=(3, 3, 2), mrope_composition="spatial_interleaved")
 AXIAL = RopeConfig(head_dim=16, rope_type="axial")
 AXIAL_ALTERNATING = RopeConfig(head_dim=16, rope_type="axial", axial_frequencies="alternating")
-MULTI = [CONTIGUOUS, INTERLEAVED, SPATIAL, AXIAL, AXIAL_ALTERNATING]
-IDS = ["contiguous", "interleaved", "spatial", "axial", "axial-alternating"]
+ROW_COLUMN = RopeConfig(head_dim=16, mrope_section=(4, 4), mrope_composition="interleaved")  # NeoMME's two axes
+MULTI = [CONTIGUOUS, INTERLEAVED, SPATIAL, AXIAL, AXIAL_ALTERNATING, ROW_COLUMN]
+IDS = ["contiguous", "interleaved", "spatial", "axial", "axial-alternating", "row-column"]
 
 
 def _rows(cfg: RopeConfig, seq: int, batch: int | None = None, offset: int = 0) -> torch.Tensor:
@@ -56,8 +57,11 @@ def test_pair_axes_of_each_composition():
     # Ernie 4.5-VL: sections (h, w, t), h and w alternate first
     assert SPATIAL.pair_axes == (1, 2, 1, 2, 1, 2, 0, 0)
     assert AXIAL.pair_axes == (0, 0, 0, 0, 1, 1, 1, 1)
+    # two sections (row, column), interleaved: row0-col0-row1-col1 (NeoMMERotaryEmbedding)
+    assert ROW_COLUMN.pair_axes == (0, 1, 0, 1, 0, 1, 0, 1)
+    assert ROW_COLUMN.replace(mrope_composition="contiguous").pair_axes == (0, 0, 0, 0, 1, 1, 1, 1)
     assert RopeConfig(head_dim=16).pair_axes == (0,) * 8
-    assert [cfg.num_axes for cfg in MULTI] == [3, 3, 3, 2, 2] and RopeConfig(head_dim=16).num_axes == 1
+    assert [cfg.num_axes for cfg in MULTI] == [3, 3, 3, 2, 2, 2] and RopeConfig(head_dim=16).num_axes == 1
 
 
 def test_qwen3_vl_sections_give_each_row_its_share():
@@ -78,7 +82,9 @@ def test_axial_frequencies_in_pair_order():
     [
         ({"head_dim": 16, "mrope_section": (2, 2, 2)}, "mrope_section"),  # sums to 6, not 8
         ({"head_dim": 16, "mrope_section": (4, 5, -1)}, "mrope_section"),
-        ({"head_dim": 16, "mrope_section": (4, 4)}, "mrope_section"),
+        ({"head_dim": 16, "mrope_section": (2, 2, 2, 2)}, "mrope_section"),  # two or three axes
+        ({"head_dim": 16, "mrope_section": (8,)}, "mrope_section"),
+        ({"head_dim": 16, "mrope_section": (4, 4), "mrope_composition": "spatial_interleaved"}, "mrope_section"),
         ({"head_dim": 16, "mrope_section": (2.0, 3, 3)}, "mrope_section"),
         ({"head_dim": 16, "rotary_dim": 8, "mrope_section": (2, 3, 3)}, "mrope_section"),  # partial: 4 pairs
         ({"head_dim": 16, "mrope_section": (2, 3, 3), "mrope_composition": "zigzag"}, "mrope_composition"),
@@ -300,6 +306,40 @@ def test_vision_rotary_modules_match_ropelab_tables():
         assert (pairs_to_channels(swapped, "half") - want_cos).abs().max() > 0.1  # row and column not confused
 
 
+def _neomme_rotary(**kwargs):
+    from transformers.models.neomme.modeling_neomme import NeoMMERotaryEmbedding
+
+    config = transformers.NeoMMEConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                                       num_hidden_layers=2, **kwargs)
+    return config, NeoMMERotaryEmbedding(config)
+
+
+def test_neomme_two_axis_tables_per_layer_type():
+    """NeoMME: per layer type, even pairs turn by the row and odd pairs by the column (two-section
+    interleaved M-RoPE), the full-attention layers over a quarter of the head; positions [2, B, S]."""
+    config, module = _neomme_rotary()
+    rope = RopeConfig.by_layer_type(config)
+    assert {name: (cfg.rotary_dim, cfg.mrope_section) for name, cfg in rope.items()} == \
+        {"sliding_attention": (16, (4, 4)), "full_attention": (4, (1, 1))}
+    cfg = rope["sliding_attention"]
+    positions = _rows(cfg, 40, batch=2) * 11  # rows differ; up to ~500: float32 angles are ~3e-5 rad off
+    for layer_type, cfg in rope.items():
+        want_cos, want_sin = module(torch.zeros(1), positions, layer_type)
+        cos, sin = rope_cos_sin(positions, cfg)
+        torch.testing.assert_close(pairs_to_channels(cos, "half"), want_cos, rtol=0, atol=1e-4)
+        torch.testing.assert_close(pairs_to_channels(sin, "half"), want_sin, rtol=0, atol=1e-4)
+        swapped = pairs_to_channels(rope_cos_sin(positions.flip(0), cfg)[0], "half")
+        assert (swapped - want_cos).abs().max() > 0.1  # row and column not confused
+    contiguous = rope["sliding_attention"].replace(mrope_composition="contiguous")
+    wrong = pairs_to_channels(rope_cos_sin(positions, contiguous)[0], "half")
+    assert (wrong - module(torch.zeros(1), positions, "sliding_attention")[0]).abs().max() > 0.1
+    # [B, S] text positions: the module expands them to both axes, as ropelab does (batch 3: not read as [A, S]);
+    # with equal axes the composition no longer matters, so even the contiguous reading gives its tables
+    text = torch.arange(40).expand(3, 40) * 7
+    torch.testing.assert_close(pairs_to_channels(rope_cos_sin(text, contiguous)[0], "half"),
+                               module(torch.zeros(1), text, "sliding_attention")[0], rtol=0, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- patched text towers
 TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, initializer_range=0.2)
@@ -432,6 +472,13 @@ def test_explain_axes_of_interleaved_and_axial_cards():
     assert vision["row axis"].startswith("20 pairs: 0-19") and vision["column axis"].startswith("20 pairs: 20-39")
     assert vision["row axis"].endswith(f"wavelengths 6.283 .. {2 * math.pi * 1e4 ** (38 / 40):.4g} positions")
     assert axes_rows(RopeConfig(head_dim=16)) == []
+
+
+def test_explain_names_the_row_and_column_of_two_section_mrope():
+    rows = dict(axes_rows(ROW_COLUMN))
+    assert rows["row axis"].startswith("4 pairs: 0, 2, ..., 6 (every 2nd)")
+    assert rows["column axis"].startswith("4 pairs: 1, 3, ..., 7 (every 2nd)")
+    assert "same position on both" in verdict(card_summary(ROW_COLUMN.replace(max_position_embeddings=4096), 1024))
 
 
 def test_compare_marks_the_position_axes():

@@ -11,13 +11,13 @@ import torch
 
 pytest.importorskip("transformers")
 
-from real_helpers import tiny_llama  # noqa: E402
+from real_helpers import tiny_gemma3, tiny_llama  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 from ropelab.config import RopeConfig  # noqa: E402
 from ropelab.real.evaluate import passkey_tokens, token_losses, use_rope  # noqa: E402
 from ropelab.real.extend import AS_IS, METHODS, break_point, finetune_linear, hf_config, method_config, predict  # noqa: E402
-from ropelab.real.load import load_model  # noqa: E402
+from ropelab.real.load import LayerTypeExtension, load_config, load_model, resolve  # noqa: E402
 
 T, N = 128, 256
 
@@ -134,3 +134,60 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     use_rope(loaded.model, method_config(loaded.rope, best, T, N))
     with torch.no_grad():
         assert (plain(ids[None, :-1]).logits - loaded.model(ids[None, :-1]).logits).abs().max().item() <= 1e-4
+
+
+# ---------------------------------------------------------------- a RoPE per layer type (Gemma 3)
+def test_per_layer_type_model_extends_its_full_attention_layers(tmp_path):
+    """Gemma 3: the full-attention layers are extended; the sliding-window layers (16 positions, below
+    T = 64) only meet distances they saw in training and keep their RoPE. Every method's config, written
+    per layer type, loads in plain transformers with ropelab's logits."""
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    folder = tiny_gemma3(tmp_path / "gemma3", max_positions=64, window=16)
+    _, rope, trained = load_config(resolve(str(folder)))
+    assert isinstance(rope, LayerTypeExtension) and trained == 64
+    assert (rope.extended, rope.kept) == ("full_attention", (("sliding_attention", 16),))
+    loaded = load_model(str(folder))
+    ids = _ids(129, loaded.model.config.vocab_size, seed=5)
+    use_rope(loaded.model, method_config(rope, AS_IS, 64, 128))
+    as_is = token_losses(loaded.model, ids)
+    for method in ("linear", "yarn", "dynamic"):
+        cfg = method_config(rope, method, 64, 128)
+        assert cfg["full_attention"] == method_config(rope.long, method, 64, 128)
+        sliding = cfg["sliding_attention"]
+        assert sliding.replace(max_position_embeddings=None) == rope.rope["sliding_attention"].replace(max_position_embeddings=None)
+        use_rope(loaded.model, cfg)
+        with torch.no_grad():
+            ours = loaded.model(ids[None, :-1]).logits
+        written = Gemma3TextConfig(**hf_config(loaded.model.config, cfg))
+        assert written.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": 10_000.0}
+        reference = AutoModelForCausalLM.from_pretrained(folder, config=written).eval()
+        with torch.no_grad():
+            assert (reference(ids[None, :-1]).logits - ours).abs().max().item() <= 1e-4
+        assert (token_losses(loaded.model, ids) - as_is).abs().max() > 1e-3  # the full-attention layers did change
+    prediction = predict(rope, 64, 128, (AS_IS, "linear"))
+    assert prediction == predict(rope.long, 64, 128, (AS_IS, "linear"))  # read from the extended layer type
+
+
+def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
+    from transformers import AutoConfig
+
+    folder = tiny_gemma3(tmp_path / "gemma3", max_positions=64, window=16)
+    out, cfg_dir = tmp_path / "out", tmp_path / "cfg"
+    assert main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn", "--passkey-keys", "0",
+                 "--out", str(out), "--write-config", str(cfg_dir), "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["trained_length"], results["target"]) == (64, 128)
+    assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn"}
+    assert results["measure"]["methods"]["linear"]["rope_parameters"]["full_attention"]["factor"] == 2.0
+    written = AutoConfig.from_pretrained(cfg_dir)
+    assert written.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": 10_000.0}
+    # A linear-scaled full-attention type without a stated pretraining length cannot be extended from a
+    # known T (see RopeConfig.trained_length); stating it makes T that length.
+    scaled = tiny_gemma3(tmp_path / "scaled", max_positions=64, full_attention={"rope_type": "linear", "factor": 2.0})
+    capsys.readouterr()
+    assert main(["extend", "--model", str(scaled), "--out", str(tmp_path / "no"), "--quiet"]) == 2
+    assert "original_max_position_embeddings" in capsys.readouterr().err and not (tmp_path / "no").exists()
+    stated = tiny_gemma3(tmp_path / "stated", max_positions=64,
+                         full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32})
+    assert load_config(resolve(str(stated)))[2] == 32

@@ -51,6 +51,8 @@ AXIAL_COMPOSITIONS = ("contiguous", "interleaved")
 # "interleaved": t, h, w, t, h, w, ... while h and w have sections left, then t (Qwen3VLTextRotaryEmbedding);
 # "spatial_interleaved": sections are (h, w, t): h, w, h, w, ... for 2 * h pairs, then t (Ernie 4.5-VL,
 #     Ernie4_5_VLMoeTextRotaryEmbedding; needs equal h and w sections).
+# Two sections are two axes, (row, column): "interleaved" then deals row, column, row, column, ...
+# (NeoMMERotaryEmbedding: row0-col0-row1-col1, its comment's `mrope_section = [R // 4, R // 4]`).
 MROPE_COMPOSITIONS = ("contiguous", "interleaved", "spatial_interleaved")
 
 # Legacy and alternative spellings of rope types found in published config.json files.
@@ -83,6 +85,10 @@ _MROPE_FAMILIES = {
                      "cosmos3_edge_text", "cohere_compass_text"), ("interleaved", (24, 20, 20))),
     **dict.fromkeys(("qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"), ("interleaved", (11, 11, 10))),
     "ernie4_5_vl_moe_text": ("spatial_interleaved", (22, 22, 20)),
+    # NeoMMERotaryEmbedding (transformers 5.23, models/neomme/modeling_neomme.py, recomposition_frequencies):
+    # positions (row, column), even pairs read the row and odd pairs the column, per layer type. A number
+    # A for the sections: A equal sections of each layer type's rotated pairs (its width differs per type).
+    "neomme": ("interleaved", 2),
 }
 # HunYuan-VL splits the doubled [c, c] table, not the pairs, into sections: the two channels of one
 # pair can read different position rows, which is not a rotation per pair (HunYuanVLRotaryEmbedding).
@@ -342,9 +348,10 @@ class RopeConfig:
         axial = self.rope_type == AXIAL_ROPE_TYPE
         if self.mrope_section is not None:
             sections = self.mrope_section
-            if isinstance(sections, (str, bytes)) or not hasattr(sections, "__len__") or len(sections) != 3 \
+            if isinstance(sections, (str, bytes)) or not hasattr(sections, "__len__") or len(sections) not in (2, 3) \
                     or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in sections):
-                raise _fail("mrope_section", sections, "three non-negative integers (temporal, height, width pairs)")
+                raise _fail("mrope_section", sections, "three non-negative integers (temporal, height, width pairs), "
+                            "or two (row, column pairs)")
             set_("mrope_section", tuple(sections))
             if sum(sections) != self.num_pairs:
                 # transformers splits the rotated pairs only: with partial rotation (GLM-4V) that is
@@ -353,6 +360,9 @@ class RopeConfig:
             composition = self.mrope_composition or "contiguous"
             if composition not in MROPE_COMPOSITIONS:
                 raise _fail("mrope_composition", composition, f"one of {', '.join(MROPE_COMPOSITIONS)}")
+            if composition == "spatial_interleaved" and len(sections) != 3:
+                raise _fail("mrope_section", list(sections), "three sections (height, width, temporal) for "
+                            "mrope_composition='spatial_interleaved'")
             if composition == "spatial_interleaved" and sections[0] != sections[1]:
                 raise _fail("mrope_section", list(sections), "equal height and width sections (the first two) "
                             "for mrope_composition='spatial_interleaved'")
@@ -433,10 +443,10 @@ class RopeConfig:
 
     @property
     def num_axes(self) -> int:
-        """Position rows a token carries: 3 for M-RoPE (t, h, w), ``len(axial_order)`` for axial (2: row,
-        column), else 1."""
+        """Position rows a token carries: one per M-RoPE section (3: t, h, w; 2: row, column),
+        ``len(axial_order)`` for axial (2: row, column), else 1."""
         if self.mrope_section is not None:
-            return 3
+            return len(self.mrope_section)
         return len(self.axial_order) if self.rope_type == AXIAL_ROPE_TYPE else 1
 
     @property
@@ -455,8 +465,22 @@ class RopeConfig:
     @property
     def trained_length(self) -> int | None:
         """The context the unscaled frequencies were trained at (``original_max_position_embeddings``
-        for scaled types, else ``max_position_embeddings``)."""
+        for scaled types, else ``max_position_embeddings``).
+
+        A ``linear`` (or ``ntk``) config states no pretraining length, so this is then its
+        ``max_position_embeddings``, which may be the extended length (:attr:`states_trained_length`
+        is False). ``max_position_embeddings / factor`` is not derived: transformers reads no
+        pretraining length for these types (``_validate_linear_rope_parameters`` takes ``factor``
+        only), and Gemma 3 contradicts it: pretrained on 32K sequences, then scaled to 128K with a
+        linear factor of 8 (Gemma 3 Technical Report, arXiv 2503.19786, sec. 5.3), its config gives
+        131072 / 8 = 16384. State the length as ``original_max_position_embeddings`` to use it."""
         return self.original_max_position_embeddings or self.max_position_embeddings
+
+    @property
+    def states_trained_length(self) -> bool:
+        """False when :attr:`trained_length` is only a guess: ``max_position_embeddings`` of a config
+        scaled by a static factor (``linear``, ``ntk``) without ``original_max_position_embeddings``."""
+        return self.rope_type not in ("linear", "ntk") or self.original_max_position_embeddings is not None
 
     def replace(self, **changes: Any) -> RopeConfig:
         """A copy with some fields changed (and validated again)."""
@@ -567,7 +591,9 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
     if composition == "interleaved":
         # transformers' rule: pair i reads h (w) when i % 3 == 1 (2) and i < 3 * h (3 * w), else t;
         # with sections (t, h, w) and h, w <= (t + h + w) / 3 each row gets exactly its section.
-        return tuple(i % 3 if i % 3 and i < 3 * sections[i % 3] else 0 for i in range(pairs))
+        # Two sections (row, column), the same rule with A = 2: odd pairs below 2 * column read the column.
+        axes = len(sections)
+        return tuple(i % axes if i % axes and i < axes * sections[i % axes] else 0 for i in range(pairs))
     # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
     return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
 
@@ -736,7 +762,7 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     for key in _SCALING_KEYS:
         if params.get(key) is not None:
             fields[key] = params[key]
-    fields.update(_axes_from_hf(data, params, rope_type))
+    fields.update(_axes_from_hf(data, params, rope_type, (rotary_dim or head_dim) // 2))
     if fields.pop("even_axis_share", False) and rotary_dim is None:
         axes = len(fields["axial_order"])
         fields["rotary_dim"] = axes * 2 * ((head_dim // axes) // 2)
@@ -788,8 +814,9 @@ def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ..
             "axial_bases": bases}
 
 
-def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type: str) -> dict[str, Any]:
-    """The multi-axis fields: M-RoPE sections and composition, or the axial frequency layout."""
+def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type: str, pairs: int) -> dict[str, Any]:
+    """The multi-axis fields: M-RoPE sections and composition, or the axial frequency layout
+    (``pairs``: the rotated pairs, which a family's equal sections split)."""
     model_type = data.get("model_type")
     if rope_type == AXIAL_ROPE_TYPE:
         family = _AXIAL_FAMILIES.get(model_type, {})
@@ -801,6 +828,8 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
             fields[key] = tuple(value) if isinstance(value, list) else value
         return {**fields, "even_axis_share": family.get("even_axis_share", False)}
     composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
+    if isinstance(default_sections, int):
+        default_sections = (pairs // default_sections,) * default_sections
     sections = params.get("mrope_section") or default_sections
     if sections is None:
         return {}

@@ -291,7 +291,10 @@ _PRESET_LIST = (
             "the official config.json could not be read from here: the values are those of a verbatim public copy",
             "sliding-window layers attend to 1024 positions (sliding_window 1024): relative distances above 1024 "
             "never occur in them, so only the full-attention layers meet long-range angles",
-            "linear scaling names no pretraining length, so the trained length shown is max_position_embeddings 131072",
+            "linear scaling names no pretraining length, so the trained length shown is max_position_embeddings 131072 "
+            "(marked as assumed); the Gemma 3 Technical Report (arXiv 2503.19786, sec. 5.3) pretrains on 32K sequences and "
+            "reaches 128K with a RoPE scaling factor of 8, so 131072 / 8 = 16384 is not the pretraining length either: "
+            "state it with original_max_position_embeddings 32768 in the full_attention block",
         ),
         layer_fields={
             "sliding_attention": {"base": 10_000.0},

@@ -161,11 +161,11 @@ def _layout_text(cfg: RopeConfig) -> str:
 
 # ----------------------------------------------------------------------------- multi-axis RoPE
 def _axis_names(cfg: RopeConfig) -> tuple[str, ...]:
-    """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1; axial: the
-    (row, column) patch coordinates of transformers' vision towers, (t, row, column) with three axes
-    as MiniMax-M3's)."""
+    """Position rows in the order the positions carry them (M-RoPE: Qwen2-VL sec. 2.1, or (row, column)
+    with two sections as NeoMME's; axial: the (row, column) patch coordinates of transformers' vision
+    towers, (t, row, column) with three axes as MiniMax-M3's)."""
     if cfg.rope_type != "axial":
-        return ("temporal", "height", "width")
+        return ("temporal", "height", "width") if cfg.num_axes == 3 else ("row", "column")
     names = ("row", "column") if cfg.num_axes == 2 else ("temporal", "row", "column")
     return names if cfg.num_axes <= 3 else tuple(f"axis {a}" for a in range(cfg.num_axes))
 
@@ -266,6 +266,27 @@ def _frozen_text(cfg: RopeConfig) -> str:
     return f"pairs {first}..{last} ({channels}) have frequency 0 and never rotate"
 
 
+def _unstated(cfg: RopeConfig) -> str:
+    """Why the trained length is only max_position_embeddings (empty when the config states it)."""
+    if cfg.states_trained_length:
+        return ""
+    return f"a {cfg.rope_type}-scaled config states no pretraining length, and max_position_embeddings may be the extended one"
+
+
+def _pretraining(summary: CardSummary) -> str:
+    """``the pretraining length T``, or ``the assumed trained length T`` when the config does not state it."""
+    kind = "assumed trained" if _unstated(summary.cfg) else "pretraining"
+    return f"the {kind} length {summary.trained_length:,}"
+
+
+def _trained_text(summary: CardSummary) -> str:
+    if not summary.trained_length:
+        return "unknown"
+    if _unstated(summary.cfg):
+        return f"{summary.trained_length:,} (assumed: max_position_embeddings; {summary.cfg.rope_type} configs state none)"
+    return f"{summary.trained_length:,}"
+
+
 def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
     """The table rows of ``explain`` as (name, value) strings."""
     cfg = summary.cfg
@@ -280,7 +301,7 @@ def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
         *axes_rows(cfg, summary.context),
         ("base (rope_theta)", f"{cfg.base:g}"),
         ("scaling", scaling_text(cfg)),
-        ("trained length", f"{summary.trained_length:,}" if summary.trained_length else "unknown"),
+        ("trained length", _trained_text(summary)),
         ("extended length", f"{cfg.max_position_embeddings:,}" if cfg.max_position_embeddings else "unknown"),
         ("attention factor", f"{summary.attention_factor:.4g} at {summary.context:,} tokens"),
         ("shortest wavelength", f"{summary.shortest_wavelength:.4g} positions"),
@@ -341,9 +362,12 @@ def _axes_sentence(cfg: RopeConfig) -> str:
         return ""
     counts = ", ".join(f"{name} {cfg.pair_axes.count(axis)}" for axis, name in enumerate(_axis_names(cfg)))
     if cfg.mrope_section is not None:
-        return (f" Each pair reads one of three positions of its token (M-RoPE: {counts} pairs, "
-                f"{cfg.mrope_composition}); a text token carries the same position on all three, so text alone "
-                "sees the one-axis RoPE, and images and videos spread their tokens over height, width and time.")
+        spread = "height, width and time" if cfg.num_axes == 3 else "rows and columns"
+        media = "images and videos" if cfg.num_axes == 3 else "images"
+        number, every = ("three", "all three") if cfg.num_axes == 3 else ("two", "both")
+        return (f" Each pair reads one of {number} positions of its token (M-RoPE: {counts} pairs, "
+                f"{cfg.mrope_composition}); a text token carries the same position on {every}, so text alone "
+                f"sees the one-axis RoPE, and {media} spread their tokens over {spread}.")
     names = _axis_names(cfg)
     axes = ", ".join(names[:-1]) + (" or the " if cfg.num_axes == 2 else " or ") + names[-1]  # the row or the column
     return (f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
@@ -351,6 +375,11 @@ def _axes_sentence(cfg: RopeConfig) -> str:
 
 
 def _within_training(summary: CardSummary) -> list[str]:
+    if _unstated(summary.cfg):
+        return [
+            f"At {summary.context:,} tokens every position is within {_pretraining(summary)}; "
+            "whether its pairs met these angles in pretraining the card alone cannot say."
+        ]
     return [
         f"At {summary.context:,} tokens every position is within the pretraining length {summary.trained_length:,}: "
         "each pair only meets angles it saw in training. Nothing breaks and nothing needs rescuing."
@@ -362,12 +391,12 @@ def _scaling_keeps_pairs_in_range(summary: CardSummary) -> list[str]:
     if summary.out_of_range_unscaled == 0:  # nothing to rescue: every pair that turns has turned fully
         never = f" and the other {summary.frozen_pairs} never turn" if summary.frozen_pairs else ""
         return [
-            f"At {summary.context:,} tokens (past the pretraining length {summary.trained_length:,}) no pair meets a "
+            f"At {summary.context:,} tokens (past {_pretraining(summary)}) no pair meets a "
             f"new angle: every pair that turns completes a full turn within training (longest wavelength "
             f"{summary.longest_wavelength:.4g} positions){never}."
         ]
     return [
-        f"At {summary.context:,} tokens (past the pretraining length {summary.trained_length:,}) the {cfg.rope_type} "
+        f"At {summary.context:,} tokens (past {_pretraining(summary)}) the {cfg.rope_type} "
         f"scaling keeps every pair inside its trained arc (without it {summary.out_of_range_unscaled} pairs would leave it)."
     ]
 
@@ -438,4 +467,6 @@ def verdict(summary: CardSummary) -> str:
         sentences.append("The config names no trained length, so nothing can be said about extrapolation.")
     else:
         sentences += _extrapolation(summary) + _base_bound(summary)
+        if _unstated(summary.cfg):
+            sentences.append(f"The trained length assumed is max_position_embeddings: {_unstated(summary.cfg)}.")
     return " ".join(sentences)

@@ -37,7 +37,8 @@ Multi-axis rotary modules take more than one position per token (see ``RopeConfi
 
 - M-RoPE text towers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Ernie 4.5-VL, ...) take ``position_ids``
   ``[3, B, S]`` (temporal, height, width) or ``[B, S]`` (the same on the three rows) and return
-  ``[B, S, R]``; the composition of each family is data in :mod:`ropelab.config`;
+  ``[B, S, R]``; NeoMME's encoder, per layer type, takes two rows ``[2, B, S]`` (row, column) or
+  ``[B, S]``; the composition of each family is data in :mod:`ropelab.config`;
 - axial vision towers (``rope_type="axial"``: Qwen2-VL's, Pixtral's, Kimi-K2.5's, Step3p7's, ...)
   take ``[N, A]`` patch positions, axis last ((row, column); MiniMax-M3: (t, h, w)), and return
   ``[N, R]``; each family's axis order is data in :mod:`ropelab.config`.
@@ -181,7 +182,7 @@ def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
 
 def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:
     """Probe ``position_ids`` in the form the family's module takes: ``[1, L]``; axial ``[L, A]``
-    (axis last); M-RoPE ``[3, 1, L]``. Every axis gets its own shuffle of ``0 .. L-1``, so a
+    (axis last); M-RoPE ``[A, 1, L]``. Every axis gets its own shuffle of ``0 .. L-1``, so a
     module that reads another axis, or another frequency, for some pair fails the probe."""
     steps = torch.arange(length, device=device)
     if cfg.num_axes == 1:
@@ -258,8 +259,8 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str,
 
 def _refuse_folded_axes(original: nn.Module, positions: torch.Tensor, what: str, layer_type: str | None) -> None:
     """A module that turns positions ``[2, B, S]`` into one ``[B, S, R]`` table mixes several position
-    axes per table (M-RoPE style, NeoMME): one-axis tables cannot replace it, even where its text
-    positions (equal axes) give the same numbers."""
+    axes per table (M-RoPE style; NeoMME, when read without its sections): one-axis tables cannot
+    replace it, even where its text positions (equal axes) give the same numbers."""
     axes = torch.stack((positions, positions.flip(-1)))  # [2, 1, S], two different axes
     dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
     try:

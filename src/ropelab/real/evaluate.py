@@ -18,7 +18,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError
 from ropelab.integrations.hf import patch, unpatch
 from ropelab.lab.data import load_corpus, passkey_example
@@ -37,8 +37,9 @@ __all__ = [
 LOSS_CHUNK = 1024  # positions per lm_head + cross-entropy chunk: 1024 x 49152 x 4 B = 200 MB
 
 
-def use_rope(model, cfg: RopeConfig):
-    """Make ``model`` compute RoPE as ``cfg`` says (ropelab's exact tables); returns ``model``."""
+def use_rope(model, cfg: RopeConfig | LayerTypeRope):
+    """Make ``model`` compute RoPE as ``cfg`` says (ropelab's exact tables; one per layer type for a
+    :class:`~ropelab.config.LayerTypeRope`); returns ``model``."""
     unpatch(model)
     return patch(model, cfg, verify=False)
 

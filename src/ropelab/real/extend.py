@@ -11,6 +11,10 @@
    the method that keeps perplexity and passkey best at ``N``.
 4. :func:`hf_config`: the model's config with the chosen ``rope_parameters``, for ``config.json``.
 
+A model with a RoPE per layer type (a :class:`~ropelab.real.load.LayerTypeExtension`) has its one
+long-range layer type extended; the prediction reads that layer type's RoPE, and sliding-window
+layer types (window at most ``T``) keep theirs in every method and in the written config.
+
 Definitions (stated once, used by the report):
 
 - **in-context loss** of a method: its mean loss over positions ``[T/2, T)`` (past the early-token
@@ -31,10 +35,11 @@ from dataclasses import dataclass
 import torch
 
 from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError
 from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.real.evaluate import bin_losses, corpus_documents, passkey_hits, segment_perplexities, token_losses, use_rope
+from ropelab.real.load import LayerTypeExtension
 
 __all__ = [
     "METHODS",
@@ -98,9 +103,21 @@ class Settings:
             raise RealModelError(f"--passkey-depths {list(self.passkey_depths)} is invalid: expected fractions in [0, 1]")
 
 
-def method_config(rope: RopeConfig, method: str, trained: int, target: int) -> RopeConfig:
-    """The RoPE of ``method`` extended from ``T`` to ``N`` (factor ``N/T``, original length ``T``)."""
+def method_config(rope: RopeConfig | LayerTypeExtension, method: str, trained: int, target: int) -> RopeConfig | LayerTypeRope:
+    """The RoPE of ``method`` extended from ``T`` to ``N`` (factor ``N/T``, original length ``T``); for a
+    RoPE per layer type, every layer type's RoPE with the extended one's replaced."""
+    if isinstance(rope, LayerTypeExtension):
+        return rope.with_extended(extension_config(rope.long, method, trained, target / trained))
     return extension_config(rope, method, trained, target / trained)
+
+
+def _long(rope: RopeConfig | LayerTypeExtension) -> RopeConfig:
+    """The RoPE that meets positions past ``T``: the extended layer type's for a RoPE per layer type."""
+    return rope.long if isinstance(rope, LayerTypeExtension) else rope
+
+
+def _max_positions(cfg: RopeConfig | LayerTypeRope) -> int | None:
+    return cfg.max_position_embeddings if isinstance(cfg, RopeConfig) else cfg.to_hf().get("max_position_embeddings")
 
 
 def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, steps: int) -> int | None:
@@ -113,13 +130,15 @@ def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, s
     return None
 
 
-def predict(rope: RopeConfig, trained: int, target: int, methods, steps: int = 512) -> dict:
+def predict(rope: RopeConfig | LayerTypeExtension, trained: int, target: int, methods, steps: int = 512) -> dict:
     """What the config predicts, before running anything.
 
     Returns ``{"out_of_range_pairs": [...], "pairs": R/2, "critical_dimension": d, "rotary_dim": R,
     "longest_wavelength": ..., "methods": {method: {"out_of_range_at_target": k, "break": pos|None}}}``,
     where ``break`` is the first position in ``[T, N)`` (on a grid of ``steps``) at which some pair meets a new angle.
+    A RoPE per layer type is predicted from its extended layer type (the others never pass ``T``).
     """
+    rope = _long(rope)
     base = extension_config(rope, "extrapolate", trained, 1.0)  # the unscaled RoPE, trained at T
     plain = out_of_range_pairs(base, target, trained_length=trained)
     wavelengths = pair_wavelengths(base)
@@ -172,7 +191,8 @@ def forward_seconds(length: int, probe_seconds: float, probe_length: int, num_la
     return probe_seconds * flops(length) / flops(probe_length)
 
 
-def measure(model, tokenizer, rope: RopeConfig, trained: int, settings: Settings, *, tick=lambda label, cost: None) -> dict:
+def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: int, settings: Settings, *,
+            tick=lambda label, cost: None) -> dict:
     """Zero-shot measurements for every method in ``settings.methods`` (see the module docstring).
 
     ``tick(label, cost)`` is called after each forward-sized task (for a progress bar).
@@ -201,7 +221,7 @@ def measure(model, tokenizer, rope: RopeConfig, trained: int, settings: Settings
             passkey[str(length)] = row
         results[method] = {
             "rope_parameters": cfg.to_hf()["rope_parameters"],
-            "max_position_embeddings": cfg.max_position_embeddings,
+            "max_position_embeddings": _max_positions(cfg),
             "bins": bin_losses(mean, width),
             "in_context_loss": mean[trained // 2 : trained].mean().item(),
             "ppl_segments": segment_perplexities(mean, segment),
@@ -260,12 +280,16 @@ def transformers_form(cfg: RopeConfig) -> RopeConfig:
     return cfg.replace(rope_type="default", base=base, factor=None)
 
 
-def hf_config(config, cfg: RopeConfig) -> dict:
+def hf_config(config, cfg: RopeConfig | LayerTypeRope) -> dict:
     """The model's transformers config as a dict, with ``cfg``'s ``rope_parameters`` (in a rope type
-    transformers implements, :func:`transformers_form`) and ``max_position_embeddings``: a
-    ``config.json`` that plain transformers loads as is."""
+    transformers implements, :func:`transformers_form`; keyed by layer type for a :class:`LayerTypeRope`)
+    and ``max_position_embeddings``: a ``config.json`` that plain transformers loads as is."""
     data = config.to_dict()
-    rope = transformers_form(cfg).to_hf()
+    if isinstance(cfg, LayerTypeRope):
+        forms = {name: None if one is None else transformers_form(one) for name, one in cfg.items()}
+        rope = LayerTypeRope(forms, cfg.layer_types, cfg.source).to_hf()
+    else:
+        rope = transformers_form(cfg).to_hf()
     data["rope_parameters"] = rope["rope_parameters"]
     data.pop("rope_scaling", None)
     data.pop("rope_theta", None)
@@ -275,8 +299,9 @@ def hf_config(config, cfg: RopeConfig) -> dict:
     return data
 
 
-def finetune_linear(model, tokenizer, rope: RopeConfig, trained: int, target: int, steps: int, *, text: str | None = None,
-                    lr: float = 2e-5, warmup: int = 20, seed: int = 0, tick=lambda label, cost: None) -> list[float]:
+def finetune_linear(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: int, target: int, steps: int, *,
+                    text: str | None = None, lr: float = 2e-5, warmup: int = 20, seed: int = 0,
+                    tick=lambda label, cost: None) -> list[float]:
     """Position-interpolation fine-tuning (Chen et al. 2023, sec. 3.1): RoPE ``linear`` with factor
     ``N/T``, next-token loss on windows of ``N`` tokens, AdamW (lr 2e-5, no weight decay), linear
     warm-up then constant rate. In place; returns the loss per step."""

