@@ -1,7 +1,9 @@
 """Sweep every model family in the installed transformers that defines a rotary embedding.
 
 A family is a folder ``transformers/models/<name>/`` whose ``modeling_<name>.py`` defines a class
-named ``*RotaryEmbedding``. Each is built tiny from its own config class (``hf_zoo_configs``: random
+named ``*RotaryEmbedding``, ``*RotaryPositionalEmbedding`` or ``*RopePositionEmbedding`` (the names
+:func:`ropelab.integrations.hf.patch` replaces, ``hf.ROTARY_CLASS_NAME``), or ``*Rope*Attention``
+(RoPE computed inside the attention, V-JEPA 2: reported as refused, with that reason). Each is built tiny from its own config class (``hf_zoo_configs``: random
 weights, rope settings left at the family's defaults), run on inputs that reach every tower holding a
 rotary module (``hf_zoo_inputs``: text, and pixels or audio where the family has them), patched with
 :func:`ropelab.integrations.hf.patch`, and run again. Outcomes:
@@ -103,6 +105,8 @@ TOWER_OF: dict[str, dict[str, str]] = {
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
     "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
                  "structure_head.atom_encoder.rotary_emb": "protein", "esmc.rotary_emb": "protein"},
+    "dinov3_vit": {"rope_embeddings": "vision"},  # patch-centre RoPE of a ViT
+    "sapiens2": {"rope_embeddings": "vision"},
 }
 # Rotary modules that serve several towers: one encoder over text tokens and image patches.
 SHARED_TOWERS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -122,9 +126,11 @@ class Result:
 
 
 def rotary_families() -> list[str]:
-    """Folders under ``transformers/models`` whose modeling file defines a ``*RotaryEmbedding`` class."""
+    """Folders under ``transformers/models`` whose modeling file defines a rotary class (see the module
+    docstring): one ``hf.ROTARY_CLASS_NAME`` names, or an attention computing RoPE itself."""
     root = Path(transformers.__file__).parent / "models"
-    pattern = re.compile(r"^class \w+RotaryEmbedding\b", re.MULTILINE)
+    rotary = f"(?:{hf.ROTARY_CLASS_NAME.pattern}|{hf._ROPE_IN_ATTENTION.pattern})"
+    pattern = re.compile(rf"^class {rotary}\(", re.MULTILINE)
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         if any(pattern.search(f.read_text(encoding="utf-8")) for f in folder.glob("modeling_*.py")):
@@ -211,8 +217,8 @@ def _distance(got: list[torch.Tensor], want: list[torch.Tensor]) -> float:
 
 # ---------------------------------------------------------------- is RoPE exercised?
 def rotary_modules(model) -> list[str]:
-    """Qualified names of the model's rotary modules (``*RotaryEmbedding`` classes)."""
-    return [name for name, m in model.named_modules() if name and type(m).__name__.endswith("RotaryEmbedding")]
+    """Qualified names of the model's rotary modules (classes ``hf.ROTARY_CLASS_NAME`` names)."""
+    return [name for name, m in model.named_modules() if name and hf.ROTARY_CLASS_NAME.fullmatch(type(m).__name__)]
 
 
 def exempt(family: str, name: str) -> str | None:
@@ -245,9 +251,12 @@ def served_towers(model, name: str, family: str = "") -> tuple[str, ...]:
     return SHARED_TOWERS.get(family, {}).get(name) or (tower(model, name, family),)
 
 
-def double_angles(output):
-    """The same rotary output for twice the angles: (cos, sin) by the double-angle formulas, complex
-    ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
+def double_angles(output, kind: str | None = None):
+    """The same rotary output for twice the angles: (cos, sin) by the double-angle formulas (also when
+    ``kind`` is ``"stacked"``: one ``[2, ...]`` tensor of cos and sin, as ``hf.rotary_output_kind`` says),
+    complex ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
+    if kind == "stacked" and isinstance(output, torch.Tensor) and output.shape[:1] == (2,):
+        return torch.stack(double_angles((output[0], output[1])))
     if isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output) \
             and output[0].shape == output[1].shape and not output[0].is_complex():
         cos, sin = output
@@ -264,7 +273,7 @@ def reach(model, inputs, want, name: str) -> tuple[int, float]:
     calls = []
 
     def hook(module, args, output):
-        changed = double_angles(output)
+        changed = double_angles(output, hf.rotary_output_kind(module))
         calls.append(changed is not None)
         return changed
 
@@ -449,6 +458,7 @@ CAUSES: tuple[tuple[str, str, str], ...] = (
      "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...) or branch (main / compress)"),
     ("refused", r"rope_parameters=\['mrope_section'", "M-RoPE text towers: mrope_section is not read yet"),
     ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
+    ("refused", r"RoPE inside attention", "RoPE inside attention, no module to replace"),
     ("refused", r"calling it as forward\(x, position_ids\) fails",
      "rotary module with another call signature (not forward(x, position_ids) -> (cos, sin))"),
     ("refused", r"head_dim=None is invalid", "rotary module whose config gives no head size ropelab can read"),

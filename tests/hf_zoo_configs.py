@@ -90,6 +90,11 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "esm": {"position_embedding_type": "rotary", "pad_token_id": 1},  # positions count from the pad id
     "granitemoehybrid": {"position_embedding_type": "rope", "layer_types": ["linear_attention", "full_attention"]},
     "zamba2": {"use_mem_rope": True},
+    "wav2vec2_conformer": {"position_embeddings_type": "rotary"},
+    "wav2vec2_bert": {"position_embeddings_type": "rotary"},
+    # its speech encoder's sizes have keys of their own, which the generic shrink does not know
+    "seamless_m4t": {"position_embeddings_type": "rotary", "speech_encoder_layers": 2,
+                     "speech_encoder_attention_heads": 4, "speech_encoder_intermediate_size": 64},
     # One layer of each kind, where the default config has none of a kind or leaves the list empty
     # (the checkpoints' config.json fill it); the kinds are the strings the modeling file tests for.
     "bamba": {"attn_layer_indices": [1]},  # default: no attention layer at all
@@ -105,6 +110,14 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # EoMT adds its queries before the last num_blocks layers: no more blocks than the shrunk layers.
     # A 6x6 patch grid (it predicts masks over the grid) with a few queries keeps it small.
     "eomt_dinov3": {"num_blocks": 1, "image_size": 96, "num_queries": 4},
+    # Patch-centre ViTs: a 6 x 6 grid of 16-pixel patches.
+    "dinov3_vit": {"image_size": 96},
+    "sapiens2": {"image_size": 96},
+    # CLVP rotates max(projection_dim // (2 * heads), 32) channels: 2 heads of 32 (projection_dim 64).
+    "clvp": {"text_config.num_attention_heads": 2, "speech_config.num_attention_heads": 2},
+    # V-JEPA 2: a clip of 4 frames of 32 x 32 pixels (2 x 2 x 2 tubelets), a small predictor.
+    "vjepa2": {"crop_size": 32, "frames_per_clip": 4, "pred_hidden_size": 64, "pred_num_attention_heads": 4,
+               "pred_num_hidden_layers": 2},
     # Fields the modeling file needs and the default config leaves out (None, or not declared).
     "chameleon": {"vocabulary_map": {"<image>": 255}},  # from the tokenizer in the checkpoints
     "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},

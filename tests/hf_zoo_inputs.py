@@ -426,6 +426,12 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "csm": {"recipe": "codec_audio_in_text"},
     # Whisper-style [B, mel, frames]; 8 frames per text token (conv stride 2, downsample_factor 4)
     "voxtral_realtime": {"input_features": Tensor("randn", (1, "num_mel_bins", 8 * INPUT_LENGTH))},
+    # conformer speech encoders: stacked filter-bank frames [B, frames, 2 x 80 mel] (speech only: no text ids)
+    "wav2vec2_bert": {"input_features": Tensor("randn", (1, _AUDIO_FRAMES, "feature_projection_input_dim"))},
+    "seamless_m4t": {"input_ids": None,
+                     "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "feature_projection_input_dim"))},
+    # CLVP: text and the mel spectrogram [B, mel, frames] that conditions its speech decoder
+    "clvp": {"input_features": Tensor("randn", (1, "decoder_config.feature_size", 32))},
     # text and audio embedded side by side (contrastive)
     "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     # codecs take [B, channels, samples]
@@ -446,6 +452,8 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "sam3_tracker_video": {"runner": ("image_features", "memory_attention")},  # its ViT has RoPE too
     "esmfold2": {"runner": ("atom_encoders", "protein_language_model")},
     # ---- other inputs
+    # a video clip [B, frames, C, H, W]
+    "vjepa2": {"pixel_values_videos": Tensor("randn", (1, "frames_per_clip", "in_chans", "crop_size", "crop_size"))},
     # a protein sequence beside the text, read by cross-attention
     "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
     # a draft block of noise embeddings after the target model's hidden states of the accepted tokens

@@ -59,6 +59,13 @@ probe, compared with the module's output before the swap:
 - RoPE over physical coordinates, ``forward(coordinates, ids, dtype)``: ESMFold 2's atom encoders
   (x, y, z and a per-atom space uid, float positions, a base per slot; its module keeps no config, so
   the adapter reads the atom-config keys the module holds as attributes): :class:`HFCoordinateAdapter`;
+- rotary modules named otherwise (``ROTARY_CLASS_NAME``), called as ``forward(hidden_states)`` for
+  positions ``0 .. S-1``: the conformer speech encoders' ``torch.stack([cos, sin])``
+  (Wav2Vec2-Conformer, Wav2Vec2-BERT, SeamlessM4T): :class:`HFStackedTableAdapter`; CLVP's table of
+  angles: :class:`HFAngleTableAdapter`; their sizes are data keyed by model_type
+  (``_NAMED_ROTARY_CONFIGS``). DINOv3 ViT and Sapiens2 (``*RopePositionEmbedding``) are patch-centre
+  modules, as EoMT-DINOv3's. V-JEPA 2 computes RoPE inside its attention (``VJEPA2RopeAttention``),
+  with no module to replace: :func:`patch` refuses it and says so;
 - tables that are not laid out per pair over the whole head: Gemma 4's vision tower (one ``[c, c]``
   half per axis, positions ``[B, N, 2]``) and HunYuan-VL's text tower (its ``mrope_section`` cuts the
   doubled ``[c, c]`` table, so the two channels of a pair can read different position rows; the core
@@ -72,6 +79,7 @@ that always return float32 (Qwen2-VL's vision tower, Ernie 4.5-VL's text tower, 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -79,13 +87,22 @@ from torch import nn
 
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopeConfigError
+from ropelab.frequencies import rope_frequencies
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
-from ropelab.rotary_tables import fractional_cos_sin
+from ropelab.rotary_tables import fractional_cos_sin, rope_angles
 
-__all__ = ["HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFCoordinateAdapter", "HFFeatureGridAdapter",
-           "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter", "HFTimestampAdapter", "PatchError",
-           "patch", "unpatch"]
+__all__ = ["HFAngleTableAdapter", "HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFCoordinateAdapter",
+           "HFFeatureGridAdapter", "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter",
+           "HFStackedTableAdapter", "HFTimestampAdapter", "PatchError", "ROTARY_CLASS_NAME", "patch",
+           "rotary_output_kind", "unpatch"]
+
+# Class names of the modules patch replaces: transformers' *RotaryEmbedding, and the families that
+# name theirs otherwise (transformers 5.23): *RotaryPositionalEmbedding (Wav2Vec2-Conformer,
+# Wav2Vec2-BERT, SeamlessM4T's conformer, CLVP) and *RopePositionEmbedding (DINOv3 ViT, Sapiens2).
+ROTARY_CLASS_NAME = re.compile(r"\w*(RotaryEmbedding|RotaryPositionalEmbedding|RopePositionEmbedding)")
+# Attention modules that compute RoPE themselves, with no rotary module (V-JEPA 2's VJEPA2RopeAttention).
+_ROPE_IN_ATTENTION = re.compile(r"\w*Rope\w*Attention")
 
 _ORIGINALS_ATTR = "_ropelab_originals"
 _PROBE_POSITIONS = 64
@@ -205,7 +222,7 @@ def _expand(table: torch.Tensor, table_layout: str) -> torch.Tensor:
 
 
 def _is_rotary_module(module: nn.Module) -> bool:
-    return type(module).__name__.endswith("RotaryEmbedding") and not isinstance(module, HFRotaryAdapter)
+    return bool(ROTARY_CLASS_NAME.fullmatch(type(module).__name__)) and not isinstance(module, HFRotaryAdapter)
 
 
 def _probe_length(cfg: RopeConfig) -> int:
@@ -346,7 +363,8 @@ _CHANNEL_SECTION_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
 _AXIS_HALF_MODEL_TYPES = frozenset({"gemma4_vision"})
 # DINOv3-style towers (EomtDinov3RotaryEmbedding): forward(pixel_values), axial angles 2 pi * patch centre
 # in [-1, 1] * inv_freq, [row block | column block], half-split; the config's augmentation keys.
-_PATCH_CENTRE_MODEL_TYPES = frozenset({"eomt_dinov3"})
+# DINOv3ViTRopePositionEmbedding and Sapiens2RopePositionEmbedding are the same module (same keys).
+_PATCH_CENTRE_MODEL_TYPES = frozenset({"eomt_dinov3", "dinov3_vit", "sapiens2"})
 _PATCH_CENTRE_AUGMENTATION = ("pos_embed_shift", "pos_embed_jitter", "pos_embed_rescale")
 # Rotary modules over physical coordinates that keep their config values as attributes, not a config, by
 # class name: {atom-config key: module attribute} (EsmFold2RotaryEmbedding.__init__, transformers 5.23).
@@ -587,6 +605,133 @@ def _section_channels(sections: list[int]) -> tuple[int, ...]:
     return tuple(k % len(sections) for k, size in enumerate(sections) for _ in range(2 * size))
 
 
+# ----------------------------------------------------------------------------- rotary modules named otherwise
+# Sizes of the `forward(hidden_states)` rotary modules, keyed by the model_type of the config that builds
+# them (transformers 5.23, __init__ of the module named in each comment): "heads" is the config key that
+# divides hidden_size into heads (D = hidden_size // config[heads]); "base" a config key or the number the
+# module writes; "rotary_dim" (R, default D) a function of the config.
+_NAMED_ROTARY_CONFIGS: dict[str, dict[str, Any]] = {
+    # Wav2Vec2ConformerRotaryPositionalEmbedding
+    "wav2vec2-conformer": {"heads": "num_attention_heads", "base": "rotary_embedding_base"},
+    # Wav2Vec2BertRotaryPositionalEmbedding
+    "wav2vec2-bert": {"heads": "num_attention_heads", "base": "rotary_embedding_base"},
+    # SeamlessM4TConformerRotaryPositionalEmbedding: the heads of the speech encoder
+    "seamless_m4t": {"heads": "speech_encoder_attention_heads", "base": "rotary_embedding_base"},
+    # ClvpRotaryPositionalEmbedding: the leading max(projection_dim // (2 * heads), 32) channels, base 10000
+    "clvp_encoder": {"heads": "num_attention_heads", "base": 10000.0,
+                     "rotary_dim": lambda c: max(c.projection_dim // (2 * c.num_attention_heads), 32)},
+}
+# What each of those modules returns: "stacked" torch.stack([cos, sin]) [2, S, 1, 1, D], "angles" [1, S, R].
+_NAMED_OUTPUT_KINDS = {
+    "Wav2Vec2ConformerRotaryPositionalEmbedding": "stacked",
+    "Wav2Vec2BertRotaryPositionalEmbedding": "stacked",
+    "SeamlessM4TConformerRotaryPositionalEmbedding": "stacked",
+    "ClvpRotaryPositionalEmbedding": "angles",
+}
+
+
+def rotary_output_kind(module: nn.Module) -> str | None:
+    """``"stacked"`` (one ``[2, ...]`` tensor of cos and sin), ``"angles"`` (a real table of angles) or
+    None (``(cos, sin)`` tuples, complex ``freqs_cis``) for a rotary module, original or adapter."""
+    return getattr(module, "output_kind", None) or _NAMED_OUTPUT_KINDS.get(type(module).__name__)
+
+
+class HFStackedTableAdapter(HFRotaryAdapter):
+    """Drop-in for a conformer speech encoder's rotary module (``Wav2Vec2ConformerRotaryPositionalEmbedding``,
+    ``Wav2Vec2BertRotaryPositionalEmbedding``, ``SeamlessM4TConformerRotaryPositionalEmbedding``).
+
+    ``forward(hidden_states [B, S, H]) -> [2, S, 1, 1, R]`` in ``hidden_states.dtype``: ``[0]`` cos, ``[1]``
+    sin of positions ``0 .. S-1``, half-split ``[c, c]`` (the attention's ``_apply_rotary_embedding``
+    indexes them so). Unlike the original, it caches nothing between calls.
+    """
+
+    output_kind = "stacked"
+
+    def __init__(self, cfg: RopeConfig, config: Any = None):
+        super().__init__(cfg, "half", config)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        positions = torch.arange(hidden_states.shape[1], device=hidden_states.device)
+        cos, sin = rope_cos_sin(positions, self.cfg)  # [S, R/2] each
+        table = torch.stack((_expand(cos, "half"), _expand(sin, "half")))  # [2, S, R]
+        return table[:, :, None, None].to(hidden_states.dtype)
+
+
+class HFAngleTableAdapter(HFRotaryAdapter):
+    """Drop-in for CLVP's ``ClvpRotaryPositionalEmbedding``.
+
+    ``forward(hidden_states [B, S, H]) -> [1, S, R]`` float32 (what the original returns): the angles
+    ``s * inv_freq[i]`` of positions ``s = 0 .. S-1``, half-split ``[f, f]``; the attention takes their
+    cos and sin itself (``ClvpSelfAttention``), so ropelab's float64 angles are rounded once, to float32.
+    An angle cannot carry an attention factor: a ``cfg`` with one is refused.
+    """
+
+    output_kind = "angles"
+
+    def __init__(self, cfg: RopeConfig, config: Any = None):
+        super().__init__(cfg, "half", config, table_dtype=torch.float32)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        inv_freq, attention_factor = rope_frequencies(self.cfg)
+        if attention_factor != 1.0:
+            raise PatchError(f"attention_factor={attention_factor:g} is invalid for {type(self).__name__}: "
+                             "expected 1 (the module returns angles, which cannot scale cos and sin)")
+        angles = rope_angles(torch.arange(hidden_states.shape[1], device=hidden_states.device), inv_freq)  # [S, R/2]
+        return _expand(angles, "half")[None].to(self.table_dtype)
+
+
+def _owner_config(model: nn.Module, name: str) -> Any:
+    """The config of the innermost module around ``name`` whose model_type has sizes in
+    ``_NAMED_ROTARY_CONFIGS`` (CLVP's encoders hold their own config), else the model's."""
+    parts = name.split(".")[:-1]
+    for end in range(len(parts), -1, -1):
+        config = getattr(model.get_submodule(".".join(parts[:end])), "config", None)
+        if getattr(config, "model_type", None) in _NAMED_ROTARY_CONFIGS:
+            return config
+    return getattr(model, "config", None)
+
+
+def _named_rope(config: Any, name: str, module: nn.Module) -> RopeConfig:
+    """The RopeConfig of a named module, read from ``config`` as ``_NAMED_ROTARY_CONFIGS`` says."""
+    model_type = getattr(config, "model_type", None)
+    spec = _NAMED_ROTARY_CONFIGS.get(model_type)
+    what = f"{name} ({type(module).__name__})"
+    if spec is None:
+        raise PatchError(f"cannot patch {what}: model_type={model_type!r} is not one whose sizes ropelab reads for "
+                         f"it: expected one of {', '.join(sorted(_NAMED_ROTARY_CONFIGS))}")
+    base = spec["base"] if not isinstance(spec["base"], str) else getattr(config, spec["base"])
+    try:
+        return RopeConfig(head_dim=config.hidden_size // getattr(config, spec["heads"]), base=base,
+                          rotary_dim=spec["rotary_dim"](config) if "rotary_dim" in spec else None,
+                          source=f"transformers {type(module).__name__} ({model_type})")
+    except RopeConfigError as error:
+        raise PatchError(f"cannot patch {what}: its config is not one ropelab reads: {error}") from error
+
+
+def _named_adapter(model: nn.Module, module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None,
+                   verify: bool) -> HFRotaryAdapter | None:
+    """The adapter of a ``forward(hidden_states)`` module of ``_NAMED_OUTPUT_KINDS``, checked against it on a
+    probe length if ``verify`` (its own cache is left as it was); None for any other module."""
+    kind = _NAMED_OUTPUT_KINDS.get(type(module).__name__)
+    if kind is None:
+        return None
+    if isinstance(cfg, LayerTypeRope):
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): it has one RoPE, not one per layer "
+                         "type; pass a RopeConfig")
+    config = _owner_config(model, name)
+    module_cfg = cfg or _named_rope(config, name, module)
+    adapter = (HFStackedTableAdapter if kind == "stacked" else HFAngleTableAdapter)(module_cfg, config)
+    adapter.train(module.training)
+    if verify:
+        device = next((b.device for b in module.buffers()), torch.device("cpu"))
+        cached = {key: value for key, value in vars(module).items() if key.startswith("cached_")}
+        try:
+            _verify_outputs(module, adapter, name, (torch.zeros(1, _probe_length(module_cfg), 1, device=device),))
+        finally:
+            vars(module).update(cached)
+    return adapter
+
+
 def _llama4_vision_positions(config: Any) -> torch.Tensor:
     """The ``[g*g + 1, 2]`` (x + 1, y + 1) patch positions of ``Llama4VisionRotaryEmbedding._compute_freqs_ci``
     (``g = image_size // patch_size``, raster order), then its class token, whose angles it zeroes: (0, 0)."""
@@ -803,7 +948,8 @@ def patch(model: nn.Module, cfg: RopeConfig | LayerTypeRope | None = None, *, ve
     for name, module in list(model.named_modules()):
         if _is_rotary_module(module):
             module_config = getattr(module, "config", None) or model_config
-            adapter = _special_adapter(module, name, cfg, module_config, verify) \
+            adapter = _named_adapter(model, module, name, cfg, verify) \
+                or _special_adapter(module, name, cfg, module_config, verify) \
                 or _adapter_for(module, name, cfg, module_config, verify)
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, adapter)
@@ -822,6 +968,12 @@ def patch(model: nn.Module, cfg: RopeConfig | LayerTypeRope | None = None, *, ve
             module.embed_positions = _exact_sin_cos_table(module_cfg, table.shape[0], table)
             patched += 1
     if not patched:
+        inside = next(((n, type(m).__name__) for n, m in model.named_modules()
+                       if _ROPE_IN_ATTENTION.fullmatch(type(m).__name__)), None)
+        if inside:
+            raise PatchError(f"cannot patch {type(model).__name__}: RoPE inside attention, no module to replace "
+                             f"(computed within {inside[1]}, e.g. {inside[0]}); ropelab replaces rotary modules "
+                             "and embed_positions tables")
         raise PatchError(f"no rotary embedding found in {type(model).__name__}")
     setattr(model, _ORIGINALS_ATTR, originals)
     return model
