@@ -472,7 +472,7 @@ class RopeConfig:
         is False). ``max_position_embeddings / factor`` is not derived: transformers reads no
         pretraining length for these types (``_validate_linear_rope_parameters`` takes ``factor``
         only), and Gemma 3 contradicts it: pretrained on 32K sequences, then scaled to 128K with a
-        linear factor of 8 (Gemma 3 Technical Report, arXiv 2503.19786, sec. 5.3), its config gives
+        linear factor of 8 (Gemma 3 Technical Report, arXiv 2503.19786), its config gives
         131072 / 8 = 16384. State the length as ``original_max_position_embeddings`` to use it."""
         return self.original_max_position_embeddings or self.max_position_embeddings
 

@@ -292,7 +292,7 @@ _PRESET_LIST = (
             "sliding-window layers attend to 1024 positions (sliding_window 1024): relative distances above 1024 "
             "never occur in them, so only the full-attention layers meet long-range angles",
             "linear scaling names no pretraining length, so the trained length shown is max_position_embeddings 131072 "
-            "(marked as assumed); the Gemma 3 Technical Report (arXiv 2503.19786, sec. 5.3) pretrains on 32K sequences and "
+            "(marked as assumed); the Gemma 3 Technical Report (arXiv 2503.19786) pretrains on 32K sequences and "
             "reaches 128K with a RoPE scaling factor of 8, so 131072 / 8 = 16384 is not the pretraining length either: "
             "state it with original_max_position_embeddings 32768 in the full_attention block",
         ),
