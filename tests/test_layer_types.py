@@ -300,7 +300,7 @@ def test_container_is_a_read_only_mapping_with_replace_and_round_trip():
 # ---------------------------------------------------------------- the trained length of a linear-scaled layer type
 def test_a_linear_layer_type_states_no_trained_length_and_none_is_derived():
     """Gemma 3 pretrains on 32K sequences and reaches 128K with a linear factor of 8 (Gemma 3 Technical
-    Report, arXiv 2503.19786, sec. 5.3): max_position_embeddings / factor = 16384 is not its pretraining
+    Report, arXiv 2503.19786): max_position_embeddings / factor = 16384 is not its pretraining
     length, and transformers reads none for a linear block. So none is derived: the trained length stays
     max_position_embeddings and says it is not stated; a stated original_max_position_embeddings is used."""
     config = transformers.Gemma3TextConfig(rope_scaling={"rope_type": "linear", "factor": 8.0})
