@@ -54,7 +54,8 @@ from transformers.cache_utils import Cache
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopelabError
 from ropelab.integrations import hf
-from ropelab.integrations.hf.patching import _ROPE_IN_ATTENTION, _exact_sin_cos_table
+from ropelab.integrations.hf.adapters import _exact_sin_cos_table
+from ropelab.integrations.hf.patching import _ROPE_IN_ATTENTION
 
 TOLERANCE = 1e-4
 MOVED = 1e-3  # a changed rotation must move the output by more than this (relative to its scale)
