@@ -13,7 +13,8 @@ not always the channel layout of q and k:
   half-split tables);
 - ``"interleaved"``: ``[c0, c0, c1, c1, ...]``, ``R`` wide (Cohere);
 - ``"pairs"``: ``[c]``, ``R/2`` wide, one value per pair (GPT-OSS, whose attention splits q and k in
-  halves itself).
+  halves itself). :func:`~ropelab.integrations.hf.patch` reads which from the width of the original
+  module's tables.
 
 Multi-axis rotary modules take more than one position per token (see ``RopeConfig.pair_axes``):
 

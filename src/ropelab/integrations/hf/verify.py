@@ -132,7 +132,8 @@ def _table_dtype(original: nn.Module, positions: torch.Tensor, layer_type: str |
 
 
 def _table_layout(cfg: RopeConfig, config: Any, width: int, what: str) -> str:
-    """How the original lays its tables out (see the module docstring), checked against ``cfg``."""
+    """How the original lays its tables out (the ``table_layout`` of :mod:`~ropelab.integrations.hf.adapters`),
+    read from their ``width`` and checked against ``cfg``."""
     if width == cfg.rotary_dim // 2:
         return "pairs"
     if width != cfg.rotary_dim:
