@@ -51,8 +51,11 @@ import torch
 import transformers
 from transformers.cache_utils import Cache
 
+from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import PatchError, RopelabError
 from ropelab.integrations import hf
+from ropelab.integrations.hf.adapters import _exact_sin_cos_table
+from ropelab.integrations.hf.patching import _ROPE_IN_ATTENTION
 
 TOLERANCE = 1e-4
 MOVED = 1e-3  # a changed rotation must move the output by more than this (relative to its scale)
@@ -129,7 +132,7 @@ def rotary_families() -> list[str]:
     """Folders under ``transformers/models`` whose modeling file defines a rotary class (see the module
     docstring): one ``hf.ROTARY_CLASS_NAME`` names, or an attention computing RoPE itself."""
     root = Path(transformers.__file__).parent / "models"
-    rotary = f"(?:{hf.ROTARY_CLASS_NAME.pattern}|{hf._ROPE_IN_ATTENTION.pattern})"
+    rotary = f"(?:{hf.ROTARY_CLASS_NAME.pattern}|{_ROPE_IN_ATTENTION.pattern})"
     pattern = re.compile(rf"^class {rotary}\(", re.MULTILINE)
     found = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -300,20 +303,20 @@ def _unreached(model, inputs, want, names) -> dict[str, str]:
 
 
 def _holds_rope(value) -> bool:
-    if isinstance(value, Mapping) and not isinstance(value, hf.LayerTypeRope):
+    if isinstance(value, Mapping) and not isinstance(value, LayerTypeRope):
         value = list(value.values())
     if isinstance(value, (list, tuple)):
         return any(_holds_rope(item) for item in value)
-    return isinstance(value, (hf.RopeConfig, hf.LayerTypeRope))
+    return isinstance(value, (RopeConfig, LayerTypeRope))
 
 
 def _rebased(value):
     """``value`` with every RopeConfig in it (alone, in a LayerTypeRope, or in a dict, list or tuple)
     given base 2."""
-    if isinstance(value, hf.RopeConfig):  # every pair turns about a radian per position (every slot's base too)
+    if isinstance(value, RopeConfig):  # every pair turns about a radian per position (every slot's base too)
         return value.replace(base=2.0, axial_bases=value.axial_bases and (2.0,) * len(value.axial_bases))
-    if isinstance(value, hf.LayerTypeRope):
-        return hf.LayerTypeRope({name: _rebased(cfg) for name, cfg in value.configs.items()}, value.layer_types)
+    if isinstance(value, LayerTypeRope):
+        return LayerTypeRope({name: _rebased(cfg) for name, cfg in value.configs.items()}, value.layer_types)
     if isinstance(value, dict):
         return {key: _rebased(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -327,9 +330,9 @@ def _perturb(model) -> int:
     changed = 0
     for module in model.modules():
         if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
-            cfg = hf.RopeConfig.from_hf(model.config).replace(base=2.0)
-            module.embed_positions = hf._exact_sin_cos_table(cfg, module.embed_positions.shape[0],
-                                                             module.embed_positions)
+            cfg = RopeConfig.from_hf(model.config).replace(base=2.0)
+            module.embed_positions = _exact_sin_cos_table(cfg, module.embed_positions.shape[0],
+                                                          module.embed_positions)
             changed += 1
             continue
         names = [name for name, value in vars(module).items() if not name.startswith("_") and _holds_rope(value)]
