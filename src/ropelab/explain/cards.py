@@ -230,7 +230,7 @@ def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, st
     if cfg.mrope_section is not None:
         kind = f"M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1), sections {list(cfg.mrope_section)} {cfg.mrope_composition}"
     else:
-        kind = f"axial {cfg.num_axes}D RoPE over patch coordinates, {_axial_text(cfg)}"
+        kind = f"axial {cfg.num_axes}D RoPE over per-axis coordinates (patch rows and columns, or atom positions), {_axial_text(cfg)}"
     rows = [("position axes", f"{cfg.num_axes} per token: {kind}")]
     for axis, name in enumerate(_axis_names(cfg)):
         pairs = [i for i, a in enumerate(cfg.pair_axes) if a == axis]

@@ -78,7 +78,7 @@ def one_axis_view(cfg: RopeConfig) -> tuple[RopeConfig, str | None]:
     axis = _axis_names(cfg)[cfg.axial_order[0]]
     return view, (f"axial {cfg.num_axes}D RoPE ({axes_text(cfg)}): shown are the {len(pairs)} pairs of the {axis} "
                   f"axis (pairs {pairs[0]}, {pairs[1]}, ... of the head) as a one-axis RoPE "
-                  f"over {width} channels, positions being patch coordinates; {others}{passing}")
+                  f"over {width} channels, positions being that axis' coordinates; {others}{passing}")
 
 
 def _entry(name: str, model_id: str, source: str, notes: list[str], cfg: RopeConfig) -> dict[str, Any]:
