@@ -96,6 +96,13 @@ EXEMPT_ROTARY: dict[str, dict[str, str]] = {
             "the codec decodes audio only in generate(); the mimi family exercises it"},
     "blt": {"patcher.rotary_emb": "the patcher's entropies reach the output only as discrete patch boundaries, "
                                   "which need not move when its rotation does"},
+    # PE Audio-Video's forward runs its joint audio-video encoder; its audio and video sub-models (the
+    # pe_audio and pe_video families, which exercise them) run only in get_audio_embeds / get_video_embeds.
+    **{"pe_audio_video": {f"{model}.{part}.rotary_emb": "a contrastive sub-model that forward() does not run; "
+                                                        f"the {family} family exercises it"
+                          for model, family, parts in (("audio_model", "pe_audio", ("text_model", "audio_encoder")),
+                                                       ("video_model", "pe_video", ("text_model", "video_encoder")))
+                          for part in parts}},
     "nemotron3_5_transcribe": {"word_timestamp_encoder.rotary_emb":
                                "runs only in get_word_timestamp_hidden_states(), not in forward()"},
 }
@@ -103,7 +110,10 @@ EXEMPT_ROTARY: dict[str, dict[str, str]] = {
 # Towers the path and class name do not tell.
 TOWER_OF: dict[str, dict[str, str]] = {
     "eomt_dinov3": {"rope_embeddings": "vision"},  # DINOv3 ViT backbone of a segmenter
-    "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
+    "musicflamingo": {"pos_emb": "audio"},
+    "pe_video": {"video_encoder.rotary_emb": "vision"},  # over video frames
+    "pe_audio_video": {"audio_video_encoder.embedder.video_encoder.rotary_emb": "vision",
+                       "audio_video_encoder.rotary_emb": "audio"},  # the joint encoder, audio first  # rotary time embedding of the audio features
     "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
     "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates

@@ -107,6 +107,12 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "gemma3n": {"text_config.num_hidden_layers": 4, "text_config.num_kv_shared_layers": 0,
                 "text_config.layer_types": ["sliding_attention", "full_attention"] * 2,
                 "text_config.activation_sparsity_pattern": [0.0] * 4},
+    # PE Video's frame classifier is a timm model, and timm needs torchvision, whose PyPI wheel is built
+    # for CUDA torch and does not load with the CPU build. Its encoder reads only the classifier's
+    # logits (num_labels wide), one vector per frame, before the rotary frame encoder: a tiny ViT
+    # classifier stands in, and the RoPE under test is untouched.
+    "pe_video": {"video_config.vision_config": lambda _: _frame_classifier()},
+    "pe_audio_video": {"audio_video_config.video_config.vision_config": lambda _: _frame_classifier()},
     # EoMT adds its queries before the last num_blocks layers: no more blocks than the shrunk layers.
     # A 6x6 patch grid (it predicts masks over the grid) with a few queries keeps it small.
     "eomt_dinov3": {"num_blocks": 1, "image_size": 96, "num_queries": 4},
@@ -355,6 +361,12 @@ def _match_widths(default, kwargs: dict, widths: dict[int, int], depth: int) -> 
         elif key not in kwargs and _WIDTH_LIKE.search(key) and isinstance(value, int) \
                 and not isinstance(value, bool) and value in widths and _settable(cls, key):
             kwargs[key] = widths[value]
+
+
+def _frame_classifier():
+    """A tiny image classifier config (ViT, 32 x 32 pixels, 16 labels) for the PE Video encoders."""
+    return transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                  image_size=32, patch_size=16, num_labels=16)
 
 
 def _apply_overrides(kwargs: dict, overrides: dict[str, Any], default) -> None:

@@ -434,6 +434,10 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "clvp": {"input_features": Tensor("randn", (1, "decoder_config.feature_size", 32))},
     # text and audio embedded side by side (contrastive)
     "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
+    # video frames [B, frames, C, H, W] for the tiny frame classifier (hf_zoo_configs._frame_classifier)
+    "pe_video": {"pixel_values_videos": Tensor("randn", (1, INPUT_LENGTH, 3, 32, 32))},
+    "pe_audio_video": {"input_values": Tensor("randn", (1, 1, _SAMPLES)),
+                       "pixel_values_videos": Tensor("randn", (1, INPUT_LENGTH, 3, 32, 32))},
     # codecs take [B, channels, samples]
     "mimi": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     "pocket_tts_audio_tokenizer": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
