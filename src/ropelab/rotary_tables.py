@@ -33,7 +33,8 @@ from ropelab.errors import EncodingError
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary_eager import CHUNK_ELEMENTS
 
-__all__ = ["rope_angles", "rope_cos_sin", "fractional_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index"]
+__all__ = ["rope_angles", "rope_cos_sin", "fractional_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index",
+           "index_tensor"]
 
 
 def rope_angles(
@@ -106,23 +107,30 @@ def axis_positions(positions: torch.Tensor, num_axes: int, batch: int | None = N
 
 
 @functools.lru_cache(maxsize=64)
-def _axes_tensor(pair_axes: tuple[int, ...], device: str) -> torch.Tensor:
-    return torch.tensor(pair_axes, dtype=torch.int64, device=device)
+def _memo_index(values: tuple[int, ...], device: str) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64, device=device)
+
+
+def index_tensor(values: tuple[int, ...], device: torch.device | str = "cpu") -> torch.Tensor:
+    """A fixed tuple of indices as an int64 tensor on ``device``, memoised so that a per-call
+    gather does not copy it from the host every time (do not modify it)."""
+    if torch.compiler.is_compiling():
+        return torch.tensor(values, dtype=torch.int64, device=device)
+    return _memo_index(tuple(values), str(torch.device(device)))
 
 
 def pair_axes_index(cfg: RopeConfig, device: torch.device | str = "cpu") -> torch.Tensor:
     """``cfg.pair_axes`` as an int64 ``[R/2]`` tensor on ``device`` (memoised; do not modify it)."""
-    if torch.compiler.is_compiling():
-        return torch.tensor(cfg.pair_axes, dtype=torch.int64, device=device)
-    return _axes_tensor(cfg.pair_axes, str(torch.device(device)))
+    return index_tensor(cfg.pair_axes, device)
 
 
-def _select_axes(table: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
-    """``out[..., j] = table[axes[j], ..., j]``: ``[A, *P, W]`` -> ``[*P, W]`` (``W`` a multiple of
-    ``len(axes)``: paired ``[c, c]`` rows repeat the axes)."""
-    axes = axes.repeat(table.shape[-1] // axes.numel()).to(table.device)
-    index = axes.view((1,) * (table.dim() - 1) + (-1,)).expand(1, *table.shape[1:])
-    return table.gather(0, index).squeeze(0)
+def _axis_table_index(positions: torch.Tensor, axes: torch.Tensor, lo: int, width: int) -> torch.Tensor:
+    """Flat indices into a ``[rows, W]`` table of positions ``lo ..``: entry ``[*P, j]`` is row
+    ``positions[axes[j], *P] - lo``, column ``j`` (``[A, *P]`` positions; ``W`` a multiple of
+    ``len(axes)``: paired ``[c, c]`` rows repeat the axes). One index serves cos and sin."""
+    axes = axes.repeat(width // axes.numel()).to(positions.device)
+    rows = positions.to(torch.int64).movedim(0, -1).index_select(-1, axes) - lo  # [*P, W]
+    return rows * width + torch.arange(width, device=rows.device)
 
 
 def resolve_seq_len(cfg: RopeConfig, positions: torch.Tensor, seq_len: int | torch.Tensor | None):
@@ -227,7 +235,9 @@ def fractional_cos_sin(positions: torch.Tensor, cfg: RopeConfig,
     coordinates): float64 angles of the given values at the trained frequencies, no row cache.
     ``[*P, R/2]`` each, multi-axis positions ``[A, *P]``."""
     axes = pair_axes_index(cfg, positions.device) if cfg.num_axes > 1 else None
-    return _cos_sin(positions, *rope_frequencies(cfg), dtype, axes)
+    # Dynamic types keep their static frequencies here: no length is read from fractional positions.
+    frequencies = rope_frequencies(cfg) if cfg.is_dynamic else _frequencies(cfg, positions, None)
+    return _cos_sin(positions, *frequencies, dtype, axes)
 
 
 # A window grows by its own size (doubling) but by at most this many rows at once, so a decode
@@ -328,16 +338,17 @@ def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype,
             window, low, high = found
             if paired and low == high:  # every position (of every axis) the same: one row serves all pairs
                 return window.cos_full[low - window.lo], window.sin_full[low - window.lo], "row"
+            cos, sin = (window.cos_full, window.sin_full) if paired else (window.cos, window.sin)
+            if axes is not None:  # pair i's column from the row of its own axis' position
+                index = _axis_table_index(positions, axes, window.lo, cos.shape[-1])
+                return cos.take(index), sin.take(index), "paired" if paired else "plain"
             index = positions.reshape(-1)
             if index.dtype not in (torch.int32, torch.int64):
                 index = index.to(torch.int64)
             index = index - window.lo
-            cos, sin = (window.cos_full, window.sin_full) if paired else (window.cos, window.sin)
             shape = (*positions.shape, cos.shape[-1])
-            cos, sin = cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape)
-            if axes is not None:  # pair i's column from the row of its own axis' position
-                cos, sin = _select_axes(cos, axes), _select_axes(sin, axes)
-            return cos, sin, "paired" if paired else "plain"
+            return cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape), \
+                "paired" if paired else "plain"
     cos, sin = _cos_sin(positions, *_frequencies_for(cfg, positions, seq_len, key), dtype, axes)
     return cos, sin, "plain"
 
