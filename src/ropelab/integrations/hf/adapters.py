@@ -66,7 +66,7 @@ from ropelab.errors import PatchError
 from ropelab.frequencies import rope_frequencies
 from ropelab.reference import pairs_to_channels
 from ropelab.rotary import rope_cos_sin
-from ropelab.rotary_tables import fractional_cos_sin, rope_angles
+from ropelab.rotary_tables import fractional_cos_sin, index_tensor, rope_angles
 
 _TABLE_LAYOUTS = ("half", "interleaved", "pairs")
 # The config keys of the DINOv3-style training-mode augmentation of the patch centres
@@ -133,7 +133,7 @@ class HFRotaryAdapter(nn.Module):
         cos, sin = (fractional_cos_sin if positions.dtype.is_floating_point else rope_cos_sin)(positions, cfg)
         if self.leading_one:
             cos, sin = cos[None], sin[None]
-        return _expand(cos, self.table_layout).to(dtype), _expand(sin, self.table_layout).to(dtype)
+        return _expand_both(cos, sin, self.table_layout, dtype)
 
     def extra_repr(self) -> str:
         if isinstance(self.cfg, LayerTypeRope):
@@ -158,6 +158,11 @@ def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
 
 def _expand(table: torch.Tensor, table_layout: str) -> torch.Tensor:
     return table if table_layout == "pairs" else pairs_to_channels(table, table_layout)
+
+
+def _expand_both(cos: torch.Tensor, sin: torch.Tensor, table_layout: str, dtype: torch.dtype):
+    """``(cos, sin)`` laid out as ``table_layout`` (see :func:`_expand`), in ``dtype``."""
+    return _expand(cos, table_layout).to(dtype), _expand(sin, table_layout).to(dtype)
 
 
 class HFComplexRotaryAdapter(HFRotaryAdapter):
@@ -240,7 +245,7 @@ class HFTimestampAdapter(HFRotaryAdapter):
         phase = -2 * torch.pi * seconds  # [N, T]
         positions = torch.stack((window * phase, time * phase))  # [2, N, T]
         cos, sin = fractional_cos_sin(positions, self.cfg)
-        return _expand(cos, "interleaved").to(self.table_dtype), _expand(sin, "interleaved").to(self.table_dtype)
+        return _expand_both(cos, sin, self.table_layout, self.table_dtype)
 
 
 class HFCoordinateAdapter(HFRotaryAdapter):
@@ -265,7 +270,7 @@ class HFCoordinateAdapter(HFRotaryAdapter):
                              f"{self.cfg.num_axes - (ids is not None)}] plus the ids)")
         cos, sin = fractional_cos_sin(positions.movedim(-1, 0), self.cfg)
         dtype = dtype or coordinates.dtype
-        return _expand(cos, "half").to(dtype), _expand(sin, "half").to(dtype)
+        return _expand_both(cos, sin, self.table_layout, dtype)
 
 
 class HFChannelTableAdapter(HFRotaryAdapter):
@@ -291,8 +296,8 @@ class HFChannelTableAdapter(HFRotaryAdapter):
         if self.channel_axes is not None:
             position_ids = position_ids.expand(self.position_rows, *position_ids.shape[-2:])
         cos, sin = rope_cos_sin(_axis_rows(position_ids, self.cfg), self.cfg)
-        pairs = torch.tensor(self.channel_pairs, device=cos.device)
-        axes = None if self.channel_axes is None else torch.tensor(self.channel_axes, device=cos.device)
+        pairs = index_tensor(self.channel_pairs, cos.device)
+        axes = None if self.channel_axes is None else index_tensor(self.channel_axes, cos.device)
         return _gather_channels(cos, pairs, axes).to(x.dtype), _gather_channels(sin, pairs, axes).to(x.dtype)
 
     def extra_repr(self) -> str:
@@ -326,7 +331,7 @@ class HFPatchCentreAdapter(HFRotaryAdapter):
         centres = [(torch.arange(n, dtype=torch.float64, device=pixel_values.device) + 0.5) * (2.0 / n) - 1.0 for n in grid]
         positions = torch.stack(torch.meshgrid(*centres, indexing="ij")).flatten(1) * (2 * math.pi)  # [2, N]
         cos, sin = fractional_cos_sin(positions, self.cfg)
-        return _expand(cos, "half").to(pixel_values.dtype), _expand(sin, "half").to(pixel_values.dtype)
+        return _expand_both(cos, sin, self.table_layout, pixel_values.dtype)
 
 
 class HFStackedTableAdapter(HFRotaryAdapter):
