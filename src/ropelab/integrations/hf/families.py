@@ -18,6 +18,7 @@ the module.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -100,18 +101,23 @@ def rotary_output_kind(module: nn.Module) -> str | None:
     return getattr(module, "output_kind", None) or _NAMED_OUTPUT_KINDS.get(type(module).__name__)
 
 
-def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
+@contextlib.contextmanager
+def _config_read_for(name: str, module: nn.Module):
+    """Turn a RopeConfigError raised inside into a PatchError naming the module being patched."""
     try:
-        return RopeConfig.from_hf(config)
+        yield
     except RopeConfigError as error:
         raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
+
+
+def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
+    with _config_read_for(name, module):
+        return RopeConfig.from_hf(config)
 
 
 def _read_rope(config: Any, name: str, module: nn.Module) -> LayerTypeRope:
-    try:
+    with _config_read_for(name, module):
         return RopeConfig.by_layer_type(config)
-    except RopeConfigError as error:
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
 
 
 def _returns_complex(module: nn.Module, device: torch.device) -> bool:
@@ -273,12 +279,10 @@ def _named_rope(config: Any, name: str, module: nn.Module) -> RopeConfig:
         raise PatchError(f"cannot patch {what}: model_type={model_type!r} is not one whose sizes ropelab reads for "
                          f"it: expected one of {', '.join(sorted(_NAMED_ROTARY_CONFIGS))}")
     base = spec["base"] if not isinstance(spec["base"], str) else getattr(config, spec["base"])
-    try:
+    with _config_read_for(name, module):
         return RopeConfig(head_dim=config.hidden_size // getattr(config, spec["heads"]), base=base,
                           rotary_dim=spec["rotary_dim"](config) if "rotary_dim" in spec else None,
                           source=f"transformers {type(module).__name__} ({model_type})")
-    except RopeConfigError as error:
-        raise PatchError(f"cannot patch {what}: its config is not one ropelab reads: {error}") from error
 
 
 def _named_adapter(model: nn.Module, module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None,
