@@ -455,7 +455,7 @@ class RopeConfig:
         ``positions[pair_axes[i]] * inv_freq[i]`` (all 0 for one-axis RoPE)."""
         if self.rope_type == AXIAL_ROPE_TYPE:
             return _axial_pair_axes(self.num_pairs, self.axial_order, self.axial_composition, self.axial_pairs)
-        return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition, self.num_axes)
+        return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition)
 
     @property
     def is_dynamic(self) -> bool:
@@ -582,7 +582,7 @@ class RopeConfig:
 
 
 @functools.lru_cache(maxsize=256)
-def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None, num_axes: int) -> tuple[int, ...]:
+def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None) -> tuple[int, ...]:
     """The position row of each of ``pairs`` pairs (see :attr:`RopeConfig.pair_axes`)."""
     if sections is None:
         return (0,) * pairs  # one axis (axial configs use _axial_pair_axes)
@@ -596,6 +596,21 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
         return tuple(i % axes if i % axes and i < axes * sections[i % axes] else 0 for i in range(pairs))
     # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
     return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
+
+
+@functools.lru_cache(maxsize=64)
+def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
+                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
+    ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
+    after them read the last slot's axis."""
+    axes = len(order)
+    if shares is not None:
+        blocks = tuple(axis for axis, size in zip(order, shares) for _ in range(size))
+        return blocks + (order[-1],) * (pairs - len(blocks))
+    if composition == "interleaved":
+        return tuple(order[i % axes] for i in range(pairs))
+    return tuple(order[i * axes // pairs] for i in range(pairs))
 
 
 def _proportion_for(rotated_pairs: int, head_dim: int) -> float:
@@ -637,21 +652,6 @@ def _hf_dict(obj: Any) -> tuple[dict[str, Any], str | None]:
     if isinstance(text, Mapping) and not any(data.get(key) is not None for key in _HEAD_AND_ROPE_KEYS):
         data = dict(text)  # a multimodal config.json: the language model's keys live there
     return data, source
-
-
-@functools.lru_cache(maxsize=64)
-def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
-                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
-    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
-    ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
-    after them read the last slot's axis."""
-    axes = len(order)
-    if shares is not None:
-        blocks = tuple(axis for axis, size in zip(order, shares) for _ in range(size))
-        return blocks + (order[-1],) * (pairs - len(blocks))
-    if composition == "interleaved":
-        return tuple(order[i % axes] for i in range(pairs))
-    return tuple(order[i * axes // pairs] for i in range(pairs))
 
 
 def _read_json(path: str) -> dict[str, Any]:
