@@ -706,17 +706,9 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("rope_parameters.max_position_embeddings", params["max_position_embeddings"],
                     f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)")
 
-    head_dim = data.get("head_dim")
-    if head_dim is None and data.get("model_type") in _HEAD_DIM_FORMULAS:
-        head_dim = _formula_head_dim(data, *_HEAD_DIM_FORMULAS[data["model_type"]])
+    head_dim = _hf_head_dim(data)
     if head_dim is None:
-        hidden = _first(data, "hidden_size", "n_embd", "d_model")
-        if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
-            hidden = data.get("embed_dim")
-        heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
-        if hidden is None or heads is None:
-            raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
-        head_dim = hidden // heads
+        raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
 
     rotary_dim = None if data.get("model_type") in _IGNORED_ROTARY_DIM_MODEL_TYPES else data.get("rotary_dim")
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
@@ -774,6 +766,26 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _hf_head_dim(data: Mapping[str, Any]) -> Any:
+    """The head width a transformers config states or implies, else None: ``head_dim``; a
+    :data:`_HEAD_DIM_FORMULAS` family's formula; else the hidden width (``hidden_size`` / ``n_embd`` /
+    ``d_model``, ``embed_dim`` for :data:`_EMBED_DIM_MODEL_TYPES`) over the head count
+    (``num_attention_heads`` / ``n_head`` / ``num_heads`` / ``n_heads``). None where either is missing
+    or the head count is 0 (the caller reports it); the value is not validated (RopeConfig does that)."""
+    head_dim = data.get("head_dim")
+    if head_dim is not None:
+        return head_dim
+    if data.get("model_type") in _HEAD_DIM_FORMULAS:
+        return _formula_head_dim(data, *_HEAD_DIM_FORMULAS[data["model_type"]])
+    hidden = _first(data, "hidden_size", "n_embd", "d_model")
+    if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
+        hidden = data.get("embed_dim")
+    heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    if hidden is None or not heads:
+        return None
+    return hidden // heads
+
+
 def _formula_head_dim(data: Mapping[str, Any], width_key: str, divisor_keys: tuple[str, ...]) -> int:
     """The head width of a family in :data:`_HEAD_DIM_FORMULAS`: ``data[width_key]`` over the product of
     ``data[divisor_keys]``, each key checked to be a positive integer."""
@@ -805,9 +817,7 @@ def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ..
             raise _fail(pairs_key, pairs, "a positive integer (pairs of rotary channels)")
         if not isinstance(base, (int, float)) or isinstance(base, bool) or not (math.isfinite(base) and base > 1):
             raise _fail(base_key, base, "a finite number > 1")
-    head_dim = data.get("head_dim")
-    if head_dim is None and data.get("hidden_size") and data.get("num_attention_heads"):
-        head_dim = data["hidden_size"] // data["num_attention_heads"]  # its config's own default
+    head_dim = _hf_head_dim(data)  # its config's own default: hidden_size // num_attention_heads
     bases = tuple(data[base_key] for _, base_key in slots)
     return {"head_dim": head_dim, "base": bases[0], "rope_type": AXIAL_ROPE_TYPE, "layout": data.get("rope_layout") or "half",
             "axial_order": tuple(range(len(slots))), "axial_pairs": tuple(_integral(data[key]) for key, _ in slots),
@@ -856,8 +866,7 @@ def _axis_ladder_form(data: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("rope_type", rope_type, f"'default' for {model_type} (its rotary module is read as "
                     "axial RoPE over the default frequencies; ropelab reads no scaled form of it)")
     partial = params.pop("partial_rotary_factor", None) or data.get("partial_rotary_factor") or 1.0
-    heads = data.get("num_attention_heads")
-    head_dim = data.get("head_dim") or (data["hidden_size"] // heads if data.get("hidden_size") and heads else None)
+    head_dim = _hf_head_dim(data)
     width = data.get(family["width"])
     if not isinstance(head_dim, int) or not isinstance(width, int):
         raise _fail(family["width"], width, f"the width of the vector {model_type}'s rotary module turns, with a head_dim")
