@@ -714,8 +714,9 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
     if partial is not None and not (0 < partial <= 1):
         raise _fail("partial_rotary_factor", partial, "a fraction in (0, 1]")
+    rope_type = _first(params, "rope_type", "type") or "default"
     rotated_pairs = None
-    if _first(params, "rope_type", "type") == "proportional":
+    if rope_type == "proportional":
         # p-RoPE keeps head_dim-wide tables and freezes the pairs past the proportion
         # (transformers `_compute_proportional_rope_parameters`: int(p * head_dim // 2) pairs turn).
         rotated_pairs = int((partial or 1.0) * head_dim // 2) if isinstance(head_dim, int) else None
@@ -723,7 +724,6 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     if rotary_dim is None and partial is not None:
         rotary_dim = int(head_dim * partial)  # transformers truncates the same way
 
-    rope_type = _first(params, "rope_type", "type") or "default"
     if rope_type == "mrope":
         rope_type = "default"  # Qwen2-VL's original spelling: default frequencies, M-RoPE sections
     if rope_type == "default" and data.get("default_rope_type") not in (None, "default"):
@@ -755,7 +755,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         if params.get(key) is not None:
             fields[key] = params[key]
     fields.update(_axes_from_hf(data, params, rope_type, (rotary_dim or head_dim) // 2))
-    if fields.pop("even_axis_share", False) and rotary_dim is None:
+    if rope_type == AXIAL_ROPE_TYPE and rotary_dim is None \
+            and _AXIAL_FAMILIES.get(data.get("model_type"), {}).get("even_axis_share", False):
         axes = len(fields["axial_order"])
         fields["rotary_dim"] = axes * 2 * ((head_dim // axes) // 2)
     if original is not None:
@@ -836,7 +837,7 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
         for key in ("axial_pairs", "axial_bases"):  # ropelab's own keys (see RopeConfig.to_hf)
             value = data.get(key)
             fields[key] = tuple(value) if isinstance(value, list) else value
-        return {**fields, "even_axis_share": family.get("even_axis_share", False)}
+        return fields
     composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
     if isinstance(default_sections, int):
         default_sections = (pairs // default_sections,) * default_sections
