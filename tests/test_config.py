@@ -96,6 +96,8 @@ def test_invalid_hf_dicts_raise_config_error():
         RopeConfig.from_hf({"head_dim": 64, "rope_scaling": {"rope_type": "dynamic", "factor": 0.9}})
     with pytest.raises(RopeConfigError, match="head_dim"):
         RopeConfig.from_hf({"rope_theta": 10000})
+    with pytest.raises(RopeConfigError, match="head_dim=None"):  # no head count to divide by
+        RopeConfig.from_hf({"hidden_size": 64, "num_attention_heads": 0})
 
 
 def test_config_json_that_is_not_json(tmp_path):

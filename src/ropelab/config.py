@@ -455,7 +455,7 @@ class RopeConfig:
         ``positions[pair_axes[i]] * inv_freq[i]`` (all 0 for one-axis RoPE)."""
         if self.rope_type == AXIAL_ROPE_TYPE:
             return _axial_pair_axes(self.num_pairs, self.axial_order, self.axial_composition, self.axial_pairs)
-        return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition, self.num_axes)
+        return _pair_axes(self.num_pairs, self.mrope_section, self.mrope_composition)
 
     @property
     def is_dynamic(self) -> bool:
@@ -582,7 +582,7 @@ class RopeConfig:
 
 
 @functools.lru_cache(maxsize=256)
-def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None, num_axes: int) -> tuple[int, ...]:
+def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | None) -> tuple[int, ...]:
     """The position row of each of ``pairs`` pairs (see :attr:`RopeConfig.pair_axes`)."""
     if sections is None:
         return (0,) * pairs  # one axis (axial configs use _axial_pair_axes)
@@ -596,6 +596,21 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
         return tuple(i % axes if i % axes and i < axes * sections[i % axes] else 0 for i in range(pairs))
     # spatial_interleaved, sections (h, w, t): h, w, h, w, ... then t
     return tuple(1 + i % 2 if i < 2 * sections[0] else 0 for i in range(pairs))
+
+
+@functools.lru_cache(maxsize=64)
+def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
+                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
+    ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
+    after them read the last slot's axis."""
+    axes = len(order)
+    if shares is not None:
+        blocks = tuple(axis for axis, size in zip(order, shares) for _ in range(size))
+        return blocks + (order[-1],) * (pairs - len(blocks))
+    if composition == "interleaved":
+        return tuple(order[i % axes] for i in range(pairs))
+    return tuple(order[i * axes // pairs] for i in range(pairs))
 
 
 def _proportion_for(rotated_pairs: int, head_dim: int) -> float:
@@ -637,21 +652,6 @@ def _hf_dict(obj: Any) -> tuple[dict[str, Any], str | None]:
     if isinstance(text, Mapping) and not any(data.get(key) is not None for key in _HEAD_AND_ROPE_KEYS):
         data = dict(text)  # a multimodal config.json: the language model's keys live there
     return data, source
-
-
-@functools.lru_cache(maxsize=64)
-def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
-                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
-    """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
-    ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
-    after them read the last slot's axis."""
-    axes = len(order)
-    if shares is not None:
-        blocks = tuple(axis for axis, size in zip(order, shares) for _ in range(size))
-        return blocks + (order[-1],) * (pairs - len(blocks))
-    if composition == "interleaved":
-        return tuple(order[i % axes] for i in range(pairs))
-    return tuple(order[i * axes // pairs] for i in range(pairs))
 
 
 def _read_json(path: str) -> dict[str, Any]:
@@ -706,24 +706,17 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("rope_parameters.max_position_embeddings", params["max_position_embeddings"],
                     f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)")
 
-    head_dim = data.get("head_dim")
-    if head_dim is None and data.get("model_type") in _HEAD_DIM_FORMULAS:
-        head_dim = _formula_head_dim(data, *_HEAD_DIM_FORMULAS[data["model_type"]])
+    head_dim = _hf_head_dim(data)
     if head_dim is None:
-        hidden = _first(data, "hidden_size", "n_embd", "d_model")
-        if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
-            hidden = data.get("embed_dim")
-        heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
-        if hidden is None or heads is None:
-            raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
-        head_dim = hidden // heads
+        raise _fail("head_dim", None, "head_dim, or hidden_size and num_attention_heads")
 
     rotary_dim = None if data.get("model_type") in _IGNORED_ROTARY_DIM_MODEL_TYPES else data.get("rotary_dim")
     partial = _first(params, "partial_rotary_factor") or _first(data, "partial_rotary_factor", "rotary_pct")
     if partial is not None and not (0 < partial <= 1):
         raise _fail("partial_rotary_factor", partial, "a fraction in (0, 1]")
+    rope_type = _first(params, "rope_type", "type") or "default"
     rotated_pairs = None
-    if _first(params, "rope_type", "type") == "proportional":
+    if rope_type == "proportional":
         # p-RoPE keeps head_dim-wide tables and freezes the pairs past the proportion
         # (transformers `_compute_proportional_rope_parameters`: int(p * head_dim // 2) pairs turn).
         rotated_pairs = int((partial or 1.0) * head_dim // 2) if isinstance(head_dim, int) else None
@@ -731,7 +724,6 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     if rotary_dim is None and partial is not None:
         rotary_dim = int(head_dim * partial)  # transformers truncates the same way
 
-    rope_type = _first(params, "rope_type", "type") or "default"
     if rope_type == "mrope":
         rope_type = "default"  # Qwen2-VL's original spelling: default frequencies, M-RoPE sections
     if rope_type == "default" and data.get("default_rope_type") not in (None, "default"):
@@ -763,7 +755,8 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         if params.get(key) is not None:
             fields[key] = params[key]
     fields.update(_axes_from_hf(data, params, rope_type, (rotary_dim or head_dim) // 2))
-    if fields.pop("even_axis_share", False) and rotary_dim is None:
+    if rope_type == AXIAL_ROPE_TYPE and rotary_dim is None \
+            and _AXIAL_FAMILIES.get(data.get("model_type"), {}).get("even_axis_share", False):
         axes = len(fields["axial_order"])
         fields["rotary_dim"] = axes * 2 * ((head_dim // axes) // 2)
     if original is not None:
@@ -772,6 +765,26 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         # transformers infers the factor from the two lengths when the block omits it.
         fields["factor"] = max_positions / original
     return fields
+
+
+def _hf_head_dim(data: Mapping[str, Any]) -> Any:
+    """The head width a transformers config states or implies, else None: ``head_dim``; a
+    :data:`_HEAD_DIM_FORMULAS` family's formula; else the hidden width (``hidden_size`` / ``n_embd`` /
+    ``d_model``, ``embed_dim`` for :data:`_EMBED_DIM_MODEL_TYPES`) over the head count
+    (``num_attention_heads`` / ``n_head`` / ``num_heads`` / ``n_heads``). None where either is missing
+    or the head count is 0 (the caller reports it); the value is not validated (RopeConfig does that)."""
+    head_dim = data.get("head_dim")
+    if head_dim is not None:
+        return head_dim
+    if data.get("model_type") in _HEAD_DIM_FORMULAS:
+        return _formula_head_dim(data, *_HEAD_DIM_FORMULAS[data["model_type"]])
+    hidden = _first(data, "hidden_size", "n_embd", "d_model")
+    if data.get("model_type") in _EMBED_DIM_MODEL_TYPES:
+        hidden = data.get("embed_dim")
+    heads = _first(data, "num_attention_heads", "n_head", "num_heads", "n_heads")
+    if hidden is None or not heads:
+        return None
+    return hidden // heads
 
 
 def _formula_head_dim(data: Mapping[str, Any], width_key: str, divisor_keys: tuple[str, ...]) -> int:
@@ -805,9 +818,7 @@ def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ..
             raise _fail(pairs_key, pairs, "a positive integer (pairs of rotary channels)")
         if not isinstance(base, (int, float)) or isinstance(base, bool) or not (math.isfinite(base) and base > 1):
             raise _fail(base_key, base, "a finite number > 1")
-    head_dim = data.get("head_dim")
-    if head_dim is None and data.get("hidden_size") and data.get("num_attention_heads"):
-        head_dim = data["hidden_size"] // data["num_attention_heads"]  # its config's own default
+    head_dim = _hf_head_dim(data)  # its config's own default: hidden_size // num_attention_heads
     bases = tuple(data[base_key] for _, base_key in slots)
     return {"head_dim": head_dim, "base": bases[0], "rope_type": AXIAL_ROPE_TYPE, "layout": data.get("rope_layout") or "half",
             "axial_order": tuple(range(len(slots))), "axial_pairs": tuple(_integral(data[key]) for key, _ in slots),
@@ -826,7 +837,7 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
         for key in ("axial_pairs", "axial_bases"):  # ropelab's own keys (see RopeConfig.to_hf)
             value = data.get(key)
             fields[key] = tuple(value) if isinstance(value, list) else value
-        return {**fields, "even_axis_share": family.get("even_axis_share", False)}
+        return fields
     composition, default_sections = _MROPE_FAMILIES.get(model_type, (None, None))
     if isinstance(default_sections, int):
         default_sections = (pairs // default_sections,) * default_sections
@@ -856,8 +867,7 @@ def _axis_ladder_form(data: Mapping[str, Any]) -> dict[str, Any]:
         raise _fail("rope_type", rope_type, f"'default' for {model_type} (its rotary module is read as "
                     "axial RoPE over the default frequencies; ropelab reads no scaled form of it)")
     partial = params.pop("partial_rotary_factor", None) or data.get("partial_rotary_factor") or 1.0
-    heads = data.get("num_attention_heads")
-    head_dim = data.get("head_dim") or (data["hidden_size"] // heads if data.get("hidden_size") and heads else None)
+    head_dim = _hf_head_dim(data)
     width = data.get(family["width"])
     if not isinstance(head_dim, int) or not isinstance(width, int):
         raise _fail(family["width"], width, f"the width of the vector {model_type}'s rotary module turns, with a head_dim")

@@ -219,12 +219,14 @@ def axial_slot_inv_freq(pairs: tuple[int, ...], bases: tuple[float, ...], num_pa
 
 
 def _axial(cfg: RopeConfig, seq_len: SeqLen) -> tuple[torch.Tensor, float]:
-    if cfg.axial_pairs is not None or cfg.axial_bases is not None:
-        slots = cfg.num_axes
+    slots = cfg.num_axes
+    if cfg.axial_frequencies == "repeated":
+        # Without axial_pairs / axial_bases: the even split (RopeConfig checks num_pairs % slots == 0) at
+        # one base, the same ladders as axial_inv_freq's "repeated" (2 * (num_pairs // slots) == rotary_dim // slots).
         pairs = cfg.axial_pairs or (cfg.num_pairs // slots,) * slots
         inv_freq = axial_slot_inv_freq(pairs, cfg.axial_bases or (cfg.base,) * slots, cfg.num_pairs)
-    else:
-        inv_freq = axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, cfg.num_axes)
+    else:  # alternating (RopeConfig allows axial_pairs / axial_bases only with repeated)
+        inv_freq = axial_inv_freq(cfg.rotary_dim, cfg.base, cfg.axial_frequencies, slots)
     if cfg.axial_composition == "interleaved":
         # The axes take pairs in turn: entry k of slot s's ladder goes to pair k * A + s (Kimi-K2.5's vision tower).
         inv_freq = inv_freq.view(cfg.num_axes, -1).T.flatten()
