@@ -42,7 +42,7 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import hf_zoo_configs
@@ -110,10 +110,10 @@ EXEMPT_ROTARY: dict[str, dict[str, str]] = {
 # Towers the path and class name do not tell.
 TOWER_OF: dict[str, dict[str, str]] = {
     "eomt_dinov3": {"rope_embeddings": "vision"},  # DINOv3 ViT backbone of a segmenter
-    "musicflamingo": {"pos_emb": "audio"},
+    "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
     "pe_video": {"video_encoder.rotary_emb": "vision"},  # over video frames
     "pe_audio_video": {"audio_video_encoder.embedder.video_encoder.rotary_emb": "vision",
-                       "audio_video_encoder.rotary_emb": "audio"},  # the joint encoder, audio first  # rotary time embedding of the audio features
+                       "audio_video_encoder.rotary_emb": "audio"},  # the joint encoder, audio first
     "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
     "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
@@ -134,7 +134,7 @@ class Result:
     detail: str = ""
     seconds: float = 0.0
     towers: tuple[str, ...] = ()  # towers whose rotary module moves the unpatched output
-    missed: tuple[str, ...] = field(default=())  # rotary modules the inputs do not exercise
+    missed: tuple[str, ...] = ()  # rotary modules the inputs do not exercise
     error: str = ""  # the whole message of the refusal or build failure (detail is cut short)
 
 
@@ -418,7 +418,7 @@ def sweep_one(family: str) -> Result:
                          for where, why in dict.fromkeys((_collapse([n]), why) for n, why in exempt_names.items()))
     missed_after = _unreached(model, inputs, want, checked)
     if missed_after:
-        name, why = next(iter(missed_after.items()))
+        why = next(iter(missed_after.values()))
         return done("not exercised", f"patched {_collapse(missed_after)}: {why}{exempt_note}")
     if not _perturb(model) and checked:
         # No RopeConfig to rebase (a replacement that keeps its RoPE elsewhere): the per-module
@@ -466,10 +466,6 @@ def table(results: list[Result], seconds: float | None = None) -> str:
 
 # Why a family is not identical, read from its result: (outcome, pattern in the detail, cause). First match wins.
 CAUSES: tuple[tuple[str, str, str], ...] = (
-    ("refused", r"rope_type='axial'", "axial (2D / 3D) vision RoPE: ropelab reads no axial rope_type yet"),
-    ("refused", r"rope_parameters=\[[^]]*'(full_attention|sliding_attention|hybrid|indexed_attention|compress)",
-     "per-layer-type RoPE: rope_parameters keyed by layer type (full / sliding / ...) or branch (main / compress)"),
-    ("refused", r"rope_parameters=\['mrope_section'", "M-RoPE text towers: mrope_section is not read yet"),
     ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
     ("refused", r"RoPE inside attention", "RoPE inside attention, no module to replace"),
     ("refused", r"calling it as forward\(x, position_ids\) fails",

@@ -191,3 +191,24 @@ def test_unknown_layer_type_exits_2_naming_it():
     result = run("explain", "gemma-3-12b-it:global")
     assert result.returncode == 2 and "layer_type='global'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_axial_card_names_the_pairs_its_axial_pairs_leave_over():
+    # 3 slots of 2 pairs out of 16: pairs 6..15 get frequency 0, as p-RoPE's frozen pairs do
+    cfg = RopeConfig(head_dim=32, rope_type="axial", axial_pairs=(2, 2, 2), axial_order=(0, 1, 2),
+                     axial_frequencies="repeated", base=100.0, max_position_embeddings=4096)
+    summary = card_summary(cfg, 64)
+    rows = dict(summary_rows(summary))
+    assert summary.frozen_pairs == 10 and summary.critical_dimension == 12  # capped at the 6 pairs that turn
+    assert rows["head_dim / rotary_dim"] == "32 / 32 (6 of 16 pairs turn)"
+    assert rows["pairs that never rotate"] == "pairs 6..15 (channels 6..15 and 22..31) have frequency 0 and never rotate"
+    assert rows["column axis"] == "12 pairs: 4-15; wavelengths 6.283 .. 62.83 positions (10 never turn)"
+    assert "inf" not in " ".join(rows.values())
+    text = verdict(summary)
+    assert "rotate the first 6 of 16 pairs" in text and "The other 10: pairs 6..15" in text
+    # ESMFold 2's atom encoder: 2 + 2 + 2 + num_uid_rope_pairs of its 16 pairs turn
+    from transformers.models.esmfold2.configuration_esmfold2 import EsmFold2AtomEncoderConfig
+
+    esm = card_summary(RopeConfig.from_hf(EsmFold2AtomEncoderConfig(num_uid_rope_pairs=4)), 64)
+    assert esm.frozen_pairs == 6 and math.isfinite(esm.longest_wavelength)
+    assert dict(summary_rows(esm))["pairs that never rotate"].startswith("pairs 10..15 (channels 10..15 and 26..31)")

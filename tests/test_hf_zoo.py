@@ -146,12 +146,13 @@ def test_module_sections_are_read_from_the_modeling_file():
 
 
 def test_remains_groups_refusals_by_cause():
-    made_up = [hf_zoo.Result("a", "refused", "PatchError: ... rope_type='axial' is invalid"),
-               hf_zoo.Result("b", "refused", "PatchError: ... rope_parameters=['full_attention', 'sliding_attention']"),
+    made_up = [hf_zoo.Result("a", "refused", "PatchError: cannot patch XModel: RoPE inside attention, no module to replace"),
+               hf_zoo.Result("b", "refused", "PatchError: cannot patch rotary_emb: it returns complex freqs_cis (4, 8)"),
                hf_zoo.Result("c", "not buildable", "ImportError: X requires the timm library"),
                hf_zoo.Result("d", "identical", "error 1e-7")]
     text = "\n".join(hf_zoo.remains(made_up))
-    assert "axial" in text and "per-layer-type" in text and "timm" in text and ": d" not in text
+    assert "RoPE inside attention" in text and "complex freqs_cis" in text and "timm" in text and ": d" not in text
+    assert "(refused, 1): a" in text and "(refused, 1): b" in text  # two causes, one group each
 
 
 @pytest.mark.parametrize("family", ["deepseek_v3", "glm4_moe_lite"])

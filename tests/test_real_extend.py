@@ -176,7 +176,10 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
     out, cfg_dir = tmp_path / "out", tmp_path / "cfg"
     assert main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn", "--passkey-keys", "0",
                  "--out", str(out), "--write-config", str(cfg_dir), "--quiet"]) == 0
+    kept = "Layer types: the methods extend full_attention; sliding_attention keeps its RoPE (a window of 16 positions, within T = 64"
+    assert kept in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
+    assert results["notes"][0].startswith(kept) and kept in (out / "report.html").read_text()
     assert (results["trained_length"], results["target"]) == (64, 128)
     assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn"}
     assert results["measure"]["methods"]["linear"]["rope_parameters"]["full_attention"]["factor"] == 2.0

@@ -7,7 +7,7 @@ strings that :mod:`ropelab.explain.cli` lays out.
 A model with a RoPE per layer type (Gemma 3) gets one card per layer type: :func:`layer_groups`
 says which layers each one serves (and which layer types have no RoPE at all), and
 :func:`labelled_cards` spells them ``name:layer_type`` for ``compare``. p-RoPE (``proportional``)
-cards say which pairs never rotate.
+cards, and axial cards whose ``axial_pairs`` leave pairs over (ESMFold 2), say which pairs never rotate.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class CardSummary:
     out_of_range: int | None
     out_of_range_unscaled: int | None
     min_base: float | None
-    frozen_pairs: int = 0  # p-RoPE pairs with frequency 0: they never rotate
+    frozen_pairs: int = 0  # pairs with frequency 0 (p-RoPE's, axial_pairs' leftovers): they never rotate
 
 
 def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True) -> CardSummary:
@@ -115,12 +115,12 @@ def card_summary(cfg: RopeConfig, context: int, *, with_base_bound: bool = True)
     """
     _, attention_factor = rope_frequencies(cfg, context)
     wavelengths = pair_wavelengths(cfg, context)
-    turning = wavelengths[wavelengths.isfinite()]  # p-RoPE's frozen pairs have an infinite wavelength
-    frozen = cfg.num_pairs - (cfg.rotated_pairs if cfg.rope_type == "proportional" else cfg.num_pairs)
+    turning = wavelengths[wavelengths.isfinite()]  # frozen pairs (frequency 0) have an infinite wavelength
+    frozen = cfg.num_pairs - turning.numel()
     trained = cfg.trained_length
     critical = critical_dimension(cfg.rotary_dim, cfg.base, trained) if trained else None
     if critical is not None and frozen:
-        critical = min(critical, 2 * cfg.rotated_pairs)  # frozen pairs are past it but never turn
+        critical = min(critical, 2 * (cfg.num_pairs - frozen))  # frozen pairs are past it but never turn
     out, out_plain = None, None
     if trained:
         base_cfg = unscaled(cfg)
@@ -238,8 +238,11 @@ def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, st
             rows.append((f"{name} axis", "no pairs"))
             continue
         waves = wavelengths[pairs]
-        rows.append((f"{name} axis", f"{len(pairs)} pairs: {_indices_text(pairs)}; wavelengths "
-                     f"{float(waves.min()):.4g} .. {float(waves.max()):.4g} positions"))
+        turning = waves[waves.isfinite()]  # axial_pairs' leftover pairs read the last axis but never turn
+        frozen = f" ({len(pairs) - turning.numel()} never turn)" if turning.numel() < len(pairs) else ""
+        spread = (f"wavelengths {float(turning.min()):.4g} .. {float(turning.max()):.4g} positions"
+                  if turning.numel() else "none turn")
+        rows.append((f"{name} axis", f"{len(pairs)} pairs: {_indices_text(pairs)}; {spread}{frozen}"))
     return rows
 
 
@@ -256,13 +259,14 @@ def _out_of_range_text(summary: CardSummary) -> str:
     return text
 
 
-def _frozen_text(cfg: RopeConfig) -> str:
-    """Which pairs p-RoPE leaves unrotated, with their channels in the card's layout."""
-    first, last = cfg.rotated_pairs, cfg.num_pairs - 1
+def _frozen_text(cfg: RopeConfig, frozen: int) -> str:
+    """Which pairs never rotate (the last ``frozen``: p-RoPE's, or those past ``axial_pairs``), with
+    their channels in the card's layout."""
+    first, last = cfg.num_pairs - frozen, cfg.num_pairs - 1
     if cfg.layout == "half":
-        channels = f"channels {first}..{last} and {first + cfg.num_pairs}..{cfg.head_dim - 1}"
+        channels = f"channels {first}..{last} and {first + cfg.num_pairs}..{cfg.rotary_dim - 1}"
     else:
-        channels = f"channels {2 * first}..{cfg.head_dim - 1}"
+        channels = f"channels {2 * first}..{cfg.rotary_dim - 1}"
     return f"pairs {first}..{last} ({channels}) have frequency 0 and never rotate"
 
 
@@ -289,10 +293,14 @@ def _trained_text(summary: CardSummary) -> str:
 
 def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
     """The table rows of ``explain`` as (name, value) strings."""
-    cfg = summary.cfg
-    rotated = (f"p-RoPE: {cfg.rotated_pairs} of {cfg.num_pairs} pairs turn" if cfg.rope_type == "proportional"
-               else f"{cfg.partial_rotary_factor:.0%} rotated")
-    frozen = [("pairs that never rotate", _frozen_text(cfg))] if summary.frozen_pairs else []
+    cfg, turning = summary.cfg, summary.cfg.num_pairs - summary.frozen_pairs
+    if cfg.rope_type == "proportional":
+        rotated = f"p-RoPE: {turning} of {cfg.num_pairs} pairs turn"
+    elif summary.frozen_pairs:
+        rotated = f"{turning} of {cfg.num_pairs} pairs turn"
+    else:
+        rotated = f"{cfg.partial_rotary_factor:.0%} rotated"
+    frozen = [("pairs that never rotate", _frozen_text(cfg, summary.frozen_pairs))] if summary.frozen_pairs else []
     return [
         ("source", cfg.source or "-"),
         ("layout", _layout_text(cfg)),
@@ -341,18 +349,22 @@ def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], boo
 
 
 # ----------------------------------------------------------------------------- the verdict
-def _what_rope_means(cfg: RopeConfig) -> str:
+def _what_rope_means(summary: CardSummary) -> str:
+    cfg, frozen = summary.cfg, summary.frozen_pairs
     partial = "" if cfg.rotary_dim == cfg.head_dim else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
-    if cfg.rope_type == "proportional" and cfg.rotated_pairs < cfg.num_pairs:
+    if cfg.rope_type == "proportional" and frozen:
         return (
             f"'RoPE' here means p-RoPE: of the {cfg.num_pairs} pairs in the {cfg.layout} layout only the first "
-            f"{cfg.rotated_pairs} rotate (base {cfg.base:g} over the whole head width); {_frozen_text(cfg)}, "
+            f"{cfg.num_pairs - frozen} rotate (base {cfg.base:g} over the whole head width); {_frozen_text(cfg, frozen)}, "
             "so they carry no position at all."
         )
+    pairs = f"the first {cfg.num_pairs - frozen} of {cfg.num_pairs} pairs" if frozen else f"{cfg.num_pairs} pairs"
     text = (
-        f"'RoPE' here means: rotate {cfg.num_pairs} pairs{partial} in the {cfg.layout} layout, "
+        f"'RoPE' here means: rotate {pairs}{partial} in the {cfg.layout} layout, "
         f"base {cfg.base:g}, frequencies {scaling_text(cfg)}."
     )
+    if frozen:  # axial_pairs that leave pairs over (ESMFold 2)
+        text += f" The other {frozen}: {_frozen_text(cfg, frozen)}, so they carry no position."
     return text + _axes_sentence(cfg)
 
 
@@ -462,7 +474,7 @@ def _base_bound(summary: CardSummary) -> list[str]:
 
 def verdict(summary: CardSummary) -> str:
     """A plain-words paragraph: what this card's RoPE is, what breaks at the context, what rescues it."""
-    sentences = [_what_rope_means(summary.cfg)]
+    sentences = [_what_rope_means(summary)]
     if not summary.trained_length:
         sentences.append("The config names no trained length, so nothing can be said about extrapolation.")
     else:

@@ -79,6 +79,17 @@ def print_prediction(prediction: dict, echo=print) -> None:
         echo(f"  {method:>11}: expected {where} ({entry['out_of_range_at_target']} pairs out of range at N)")
 
 
+def _layer_types_text(rope, trained: int) -> str | None:
+    """Which layer type the methods extend and which keep their RoPE (None for one RoPE for all layers)."""
+    from ropelab.real.load import LayerTypeExtension
+
+    if not isinstance(rope, LayerTypeExtension):
+        return None
+    kept = "".join(f"; {name} keeps its RoPE (a window of {window} positions, within T = {trained}, only meets distances seen in training)"
+                   for name, window in rope.kept)
+    return f"Layer types: the methods extend {rope.extended}{kept}"
+
+
 def _estimate(model, settings, steps: int, config) -> dict:
     """Seconds per task kind, from a probe forward scaled by FLOPs."""
     import torch
@@ -162,6 +173,9 @@ def run_extend(args, echo=print) -> Path:
     settings = _settings(args, trained)
     prediction = predict(rope, trained, settings.target, settings.methods)
     print_prediction(prediction, echo)
+    layer_types = _layer_types_text(rope, trained)
+    if layer_types:
+        echo(layer_types)
     loaded = load_model(args.model, args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
@@ -201,7 +215,8 @@ def run_extend(args, echo=print) -> Path:
         "trained_length": trained, "target": settings.target, "settings": asdict(settings),
         "prediction": prediction, "measure": measured, "verdict": decided, "finetune": finetune,
         "timing": {"total_seconds": time.perf_counter() - started, "estimated_seconds": total},
-        "notes": ["Documents are consecutive validation files of the corpus joined by blank lines, so a window spans several files.",
+        "notes": [*([layer_types] if layer_types else []),
+                  "Documents are consecutive validation files of the corpus joined by blank lines, so a window spans several files.",
                   "dynamic is evaluated in one forward of the whole window, so every position sees the scale of the full length "
                   "(as in transformers' dynamic module for a single forward), not the per-step scale of generation.",
                   "Passkey: the lab's prompt sized in the model's tokens; greedy exact match decided by one teacher-forced forward."],

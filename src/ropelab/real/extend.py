@@ -116,10 +116,6 @@ def _long(rope: RopeConfig | LayerTypeExtension) -> RopeConfig:
     return rope.long if isinstance(rope, LayerTypeExtension) else rope
 
 
-def _max_positions(cfg: RopeConfig | LayerTypeRope) -> int | None:
-    return cfg.max_position_embeddings if isinstance(cfg, RopeConfig) else cfg.to_hf().get("max_position_embeddings")
-
-
 def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, steps: int) -> int | None:
     """First position ``p`` in ``[T, N)`` (on a grid of ``steps`` points) at which some pair of ``cfg``,
     run over positions ``0..p``, meets an angle beyond its trained arc."""
@@ -219,9 +215,10 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
                 row[f"{depth:g}"] = passkey_hits(model, tokenizer, length, depth, settings.passkey_keys, settings.seed)
                 tick(f"{method}: passkey {length} tokens, depth {depth:g}", ("passkey", length))
             passkey[str(length)] = row
+        hf = cfg.to_hf()  # both forms carry max_position_embeddings top-level, when set
         results[method] = {
-            "rope_parameters": cfg.to_hf()["rope_parameters"],
-            "max_position_embeddings": _max_positions(cfg),
+            "rope_parameters": hf["rope_parameters"],
+            "max_position_embeddings": hf.get("max_position_embeddings"),
             "bins": bin_losses(mean, width),
             "in_context_loss": mean[trained // 2 : trained].mean().item(),
             "ppl_segments": segment_perplexities(mean, segment),
