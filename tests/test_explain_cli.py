@@ -206,6 +206,7 @@ def test_axial_card_names_the_pairs_its_axial_pairs_leave_over():
     assert "inf" not in " ".join(rows.values())
     text = verdict(summary)
     assert "rotate the first 6 of 16 pairs" in text and "The other 10: pairs 6..15" in text
+    assert "one of the 3 coordinates of its token" in text and "image patch" not in text
     # ESMFold 2's atom encoder: 2 + 2 + 2 + num_uid_rope_pairs of its 16 pairs turn
     from transformers.models.esmfold2.configuration_esmfold2 import EsmFold2AtomEncoderConfig
 

@@ -380,6 +380,9 @@ def _axes_sentence(cfg: RopeConfig) -> str:
         return (f" Each pair reads one of {number} positions of its token (M-RoPE: {counts} pairs, "
                 f"{cfg.mrope_composition}); a text token carries the same position on {every}, so text alone "
                 f"sees the one-axis RoPE, and {media} spread their tokens over {spread}.")
+    if cfg.axial_pairs is not None or cfg.axial_bases is not None:  # coordinate RoPE (ESMFold 2's atoms), not a grid
+        return (f" Each pair reads one of the {cfg.num_axes} coordinates of its token ({counts} pairs, "
+                f"{_axial_text(cfg)}): angles follow those coordinates, not a token count.")
     names = _axis_names(cfg)
     axes = ", ".join(names[:-1]) + (" or the " if cfg.num_axes == 2 else " or ") + names[-1]  # the row or the column
     return (f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
