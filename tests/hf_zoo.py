@@ -30,7 +30,9 @@ gates and projections and all-zero codebooks, which would hide a tower from the 
 
 Run as a script to print the table, with a section on what remains refused or unbuildable grouped
 by cause (``CAUSES``), and write ``benchmarks/results/hf_zoo.md``; name families to run only those
-(the file is then not written unless ``--out`` is given).
+(the file is then not written unless ``--out`` is given). ``--against TABLE`` (after ``--out``) adds
+a section listing the families whose outcome differs from that earlier table's (``make test-latest``
+compares the newest transformers with the pinned one).
 """
 
 from __future__ import annotations
@@ -171,11 +173,15 @@ def _wake_zero_parameters(model) -> None:
     """Parameters some families initialise to zero, so that a block starts as the identity (output
     projections, Flamingo-style tanh gates, a qk-norm temperature): with random weights elsewhere
     they would hide the attention, and its rotation, from the output. Give them random values (gates
-    and other single numbers: 1). Biases stay zero."""
+    and other single numbers: 1). Biases stay zero, and so do a rotary module's own parameters (Mistral
+    Large 4's learned frequency scales, transformers >= 5.25): they would change the rotation itself,
+    which patch refuses (tests/test_hf_models.py checks that refusal)."""
     generator = torch.Generator().manual_seed(0)
+    rotary = tuple(f"{name}." for name, module in model.named_modules()
+                   if hf.ROTARY_CLASS_NAME.fullmatch(type(module).__name__))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name.endswith("bias") or not parameter.is_floating_point() or parameter.any():
+            if name.endswith("bias") or not parameter.is_floating_point() or parameter.any() or name.startswith(rotary):
                 continue
             if parameter.numel() == 1:
                 parameter.fill_(1.0)
@@ -510,6 +516,35 @@ def remains(results: list[Result]) -> list[str]:
     return lines + [""]
 
 
+# ---------------------------------------------------------------- drift between two runs
+_TITLE = re.compile(r"^# transformers (\S+):")
+_ROW = re.compile(r"^\| (\w+) \| ([a-z ]+) \|")
+
+
+def read_table(text: str) -> tuple[str, dict[str, str]]:
+    """The transformers version and ``{family: outcome}`` of a table written by :func:`table`."""
+    lines = text.splitlines()
+    title = _TITLE.match(lines[0]) if lines else None
+    if title is None:
+        raise ValueError("not a zoo table: its first line does not name the transformers version")
+    rows = (_ROW.match(line) for line in lines[lines.index("## All families"):])
+    return title.group(1), {row.group(1): row.group(2) for row in rows if row and row.group(1) != "family"}
+
+
+def drift(pinned_text: str, results: list[Result]) -> list[str]:
+    """Markdown lines: the families whose outcome on this run differs from the pinned table's (a family
+    only one of the two versions has counts as ``absent`` in the other)."""
+    version, pinned = read_table(pinned_text)
+    now = {r.family: r.outcome for r in results}
+    changed = sorted(f for f in pinned.keys() | now.keys() if pinned.get(f) != now.get(f))
+    lines = [f"## Drift: transformers {transformers.__version__} against the pinned {version}", ""]
+    if not changed:
+        return lines + [f"Every family has the outcome it has on transformers {version}.", ""]
+    lines += [f"| family | on {version} | on {transformers.__version__} |", "|---|---|---|"]
+    lines += [f"| {f} | {pinned.get(f, 'absent')} | {now.get(f, 'absent')} |" for f in changed]
+    return lines + [""]
+
+
 if __name__ == "__main__":
     import sys
 
@@ -518,9 +553,14 @@ if __name__ == "__main__":
     explicit = args[:1] == ["--out"]
     if explicit:
         out, args = Path(args[1]), args[2:]
+    against = None
+    if args[:1] == ["--against"]:  # the pinned run's table, to list what changed
+        against, args = Path(args[1]).read_text(encoding="utf-8"), args[2:]
     start = time.perf_counter()
     found = sweep(args or None)
     text = table(found, time.perf_counter() - start)
+    if against is not None:
+        text += "\n" + "\n".join(drift(against, found))
     print(text)
     if explicit or not args:
         out.write_text(text, encoding="utf-8")

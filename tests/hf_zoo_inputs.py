@@ -291,11 +291,12 @@ def _modality(config, ids: torch.Tensor) -> torch.Tensor:
 
 
 def _image_in_text(config, ids: torch.Tensor, count: int) -> torch.Tensor:
-    """``ids`` with ``count`` image tokens after the first two, wrapped in vision start / end tokens
-    when the config has them."""
+    """``ids`` with ``count`` image tokens after the first two, wrapped in vision (or image, Ovis2.5)
+    start / end tokens when the config has them."""
     image = torch.full((1, count), _first(config, "image_token_id", "image_token_index"), dtype=ids.dtype)
     parts = [ids[:, :2]]
-    start, end = _first(config, "vision_start_token_id"), _first(config, "vision_end_token_id")
+    start = _first(config, "vision_start_token_id", "image_start_token_id")
+    end = _first(config, "vision_end_token_id", "image_end_token_id")
     parts += [torch.tensor([[start]]) if start is not None else ids[:, :0], image,
               torch.tensor([[end]]) if end is not None else ids[:, :0], ids[:, 2:]]
     return torch.cat(parts, dim=1)
@@ -399,6 +400,7 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # Qwen2-VL style patch grids, flattened or as small images
     **{family: {"recipe": "patch_grid_image"} for family in (
         "cohere_compass", "ernie4_5_vl_moe", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
+        "llava_onevision1_5", "ovis2_5",
         "minimax_m3_vl", "muse_glimmer", "muse_spark", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5",
         "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp", "video_llama_3")},
     **{family: {"recipe": "patch_grid_image_chw"} for family in ("kimi_k25", "paddleocr_vl")},

@@ -130,3 +130,61 @@ def test_patch_refuses_a_model_it_cannot_reproduce():
         patch(model, wrong)
     with pytest.raises(PatchError, match="no rotary embedding"):
         patch(torch.nn.Linear(2, 2))
+
+
+class _PairTableRotaryEmbedding(torch.nn.Module):
+    """A GPT-J-style rotary module: one value per pair (``[B, S, R/2]``), returned as ``(cos, sin)``
+    or, as GPT-J and CodeGen do from transformers 5.25 on, as ``(sin, cos)``. ``alpha``: learned
+    per-pair frequency scales ``exp(alpha)``, as Mistral Large 4's (a Parameter since 5.25)."""
+
+    def __init__(self, sin_first: bool, alpha: torch.Tensor | None = None):
+        super().__init__()
+        self.sin_first = sin_first
+        self.inv_freq = torch.nn.Buffer(1.0 / 10000.0 ** (torch.arange(0, 16, 2, dtype=torch.float32) / 16))
+        self.alpha = None if alpha is None else torch.nn.Parameter(alpha)
+
+    def forward(self, x, position_ids):
+        inv_freq = self.inv_freq if self.alpha is None else self.inv_freq * self.alpha.exp()
+        angles = position_ids[..., None].float() * inv_freq
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        return (sin, cos) if self.sin_first else (cos, sin)
+
+
+def _holder(rotary: torch.nn.Module) -> torch.nn.Module:
+    holder = torch.nn.Module()
+    holder.rotary_emb = rotary
+    return holder
+
+
+PAIR_TABLES = RopeConfig(head_dim=16, base=10000.0, layout="interleaved")
+
+
+@pytest.mark.parametrize("sin_first", [False, True], ids=["cos-sin", "sin-cos"])
+def test_patch_returns_the_pair_in_the_order_the_module_did(sin_first):
+    original = _PairTableRotaryEmbedding(sin_first)
+    patched = patch(_holder(copy.deepcopy(original)), PAIR_TABLES)
+    assert isinstance(patched.rotary_emb, HFRotaryAdapter) and patched.rotary_emb.sin_first is sin_first
+    positions = torch.arange(40)[None] + 3
+    x = torch.zeros(1)
+    want, got = original(x, positions), patched.rotary_emb(x, positions)
+    for w, g in zip(want, got):
+        torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
+
+
+def test_patch_refuses_learned_frequency_scales_and_accepts_them_at_zero():
+    at_zero = patch(_holder(_PairTableRotaryEmbedding(False, torch.zeros(8))), PAIR_TABLES)
+    assert isinstance(at_zero.rotary_emb, HFRotaryAdapter)
+    learned = _holder(_PairTableRotaryEmbedding(False, torch.linspace(-0.5, 0.5, 8)))
+    with pytest.raises(PatchError, match=r"trained parameters \(alpha\)"):
+        patch(learned, PAIR_TABLES)
+
+
+def test_pair_order_probe_reads_position_zero():
+    """At position 0 sin is exactly 0 and cos is the attention factor: the probe's evidence."""
+    from ropelab.integrations.hf.verify import _sin_first
+
+    positions = torch.arange(5)[None]
+    cos, sin = _PairTableRotaryEmbedding(False)(torch.zeros(1), positions)
+    assert not _sin_first((cos, sin), positions)
+    assert _sin_first((sin, cos), positions)
+    assert not _sin_first((sin, cos), positions + 1)  # no position 0 in the probe: no evidence, default order

@@ -39,6 +39,10 @@ def results():
     return {r.family: r for r in found}
 
 
+def _baseline() -> list[str]:
+    return [line.strip() for line in BASELINE.read_text().splitlines() if line.strip() and line[0] != "#"]
+
+
 def _listing(results, outcome):
     return [f"{r.family}: {r.detail}" for r in results.values() if r.outcome == outcome]
 
@@ -72,7 +76,7 @@ def test_identical_families_name_their_towers(results):
 
 @pytest.mark.slow
 def test_baseline_families_stay_identical(results):
-    baseline = [line.strip() for line in BASELINE.read_text().splitlines() if line.strip() and line[0] != "#"]
+    baseline = _baseline()
     regressed = {family: (results[family].outcome, results[family].detail) if family in results else "not found"
                  for family in baseline if family not in results or results[family].outcome != "identical"}
     assert regressed == {}
@@ -83,6 +87,28 @@ def _quiet_build(family):
     transformers.logging.set_verbosity_error()
     model, inputs = hf_zoo.build(family)
     return model, inputs
+
+
+def test_committed_table_was_measured_on_the_pinned_transformers():
+    """benchmarks/results/hf_zoo.md is the pinned run (constraints.txt); make test-latest writes hf_zoo_latest.md."""
+    root = Path(__file__).resolve().parents[1]
+    pinned = next(line.split("==")[1] for line in (root / "constraints.txt").read_text().splitlines()
+                  if line.startswith("transformers=="))
+    version, outcomes = hf_zoo.read_table((root / "benchmarks" / "results" / "hf_zoo.md").read_text())
+    assert version == pinned
+    assert set(_baseline()) <= {f for f, outcome in outcomes.items() if outcome == "identical"}
+
+
+def test_drift_lists_only_the_families_whose_outcome_changed():
+    pinned = hf_zoo.table([hf_zoo.Result("gptj", "identical"), hf_zoo.Result("llama", "identical"),
+                           hf_zoo.Result("gone", "refused")])
+    now = [hf_zoo.Result("gptj", "refused"), hf_zoo.Result("llama", "identical"), hf_zoo.Result("new", "identical")]
+    lines = hf_zoo.drift(pinned, now)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| family")]
+    assert rows == ["| gone | refused | absent |", "| gptj | identical | refused |", "| new | absent | identical |"]
+    assert "Every family" in "\n".join(hf_zoo.drift(pinned, [hf_zoo.Result("gptj", "identical"),
+                                                            hf_zoo.Result("llama", "identical"),
+                                                            hf_zoo.Result("gone", "refused")]))
 
 
 def test_sweep_detects_a_rotation_that_is_not_exercised():

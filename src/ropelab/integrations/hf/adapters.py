@@ -83,6 +83,7 @@ class HFRotaryAdapter(nn.Module):
     ``"half"`` repeats the ``R/2`` values as ``[c, c]`` (transformers' Llama), ``"interleaved"`` as
     ``[c0, c0, c1, c1, ...]`` (Cohere), ``"pairs"`` keeps them once (``[B, S, R/2]``, GPT-OSS).
     Dynamic types see ``seq_len = max(position_ids) + 1``, as in transformers, but nothing is mutated.
+    ``sin_first``: return ``(sin, cos)``, as the replaced module did (GPT-J and CodeGen, transformers >= 5.25).
 
     ``cfg`` is a :class:`RopeConfig`, or a :class:`LayerTypeRope` for a module keyed by layer type:
     then ``layer_type`` picks the RopeConfig (``R`` is that layer type's width) and is required.
@@ -97,7 +98,7 @@ class HFRotaryAdapter(nn.Module):
     """
 
     def __init__(self, cfg: RopeConfig | LayerTypeRope, table_layout: str = "half", config: Any = None,
-                 *, table_dtype: torch.dtype | None = None, leading_one: bool = False):
+                 *, table_dtype: torch.dtype | None = None, leading_one: bool = False, sin_first: bool = False):
         super().__init__()
         if table_layout not in _TABLE_LAYOUTS:
             raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
@@ -108,6 +109,7 @@ class HFRotaryAdapter(nn.Module):
         self.config = config
         self.table_dtype = table_dtype
         self.leading_one = leading_one
+        self.sin_first = sin_first
 
     def cfg_for(self, layer_type: str | None) -> RopeConfig:
         """The RopeConfig that answers a call for ``layer_type`` (ignored for a plain RopeConfig)."""
@@ -133,7 +135,8 @@ class HFRotaryAdapter(nn.Module):
         cos, sin = (fractional_cos_sin if positions.dtype.is_floating_point else rope_cos_sin)(positions, cfg)
         if self.leading_one:
             cos, sin = cos[None], sin[None]
-        return _expand_both(cos, sin, self.table_layout, dtype)
+        cos, sin = _expand_both(cos, sin, self.table_layout, dtype)
+        return (sin, cos) if self.sin_first else (cos, sin)
 
     def extra_repr(self) -> str:
         if isinstance(self.cfg, LayerTypeRope):
@@ -141,7 +144,9 @@ class HFRotaryAdapter(nn.Module):
                               for name, cfg in self.cfg.items())
             return f"layer types {{{kinds}}}, table_layout={self.table_layout!r}"
         axes = f", axes={self.cfg.num_axes}" if self.cfg.num_axes > 1 else ""
-        return f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, table_layout={self.table_layout!r}{axes}"
+        order = ", returns (sin, cos)" if self.sin_first else ""
+        return (f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, "
+                f"table_layout={self.table_layout!r}{axes}{order}")
 
 
 def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:

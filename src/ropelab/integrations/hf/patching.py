@@ -83,8 +83,13 @@ def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -
     first = kinds[0]
     positions, cos = probes[first][:2]
     leading_one = tuple(cos.shape[:-1]) != _token_shape(cfg_of(first), positions)
+    orders = {probe[3] for probe in probes.values()}
+    if len(orders) > 1:
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types return (cos, sin) "
+                         "in different orders; one adapter serves one order")
     adapter = HFRotaryAdapter(held, layouts[first], getattr(module, "config", None),
-                              table_dtype=_table_dtype(module, positions, first), leading_one=leading_one)
+                              table_dtype=_table_dtype(module, positions, first), leading_one=leading_one,
+                              sin_first=orders.pop())
     for attribute in _KEPT_ATTRIBUTES:
         if isinstance(getattr(module, attribute, None), (str, list, tuple, dict)):
             setattr(adapter, attribute, getattr(module, attribute))
@@ -117,6 +122,8 @@ def patch(model: nn.Module, cfg: RopeConfig | LayerTypeRope | None = None, *, ve
     patched = 0
     for name, module in list(model.named_modules()):
         if _is_rotary_module(module):
+            if verify:
+                _refuse_learned_rotation(module, name)
             module_config = getattr(module, "config", None) or model_config
             adapter = _named_adapter(model, module, name, cfg, verify) \
                 or _special_adapter(module, name, cfg, module_config, verify) \
@@ -148,6 +155,19 @@ def _put(model: nn.Module, name: str, value: Any) -> None:
     """Set the submodule or attribute ``name`` (dotted, relative to ``model``) to ``value``."""
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, value)
+
+
+def _refuse_learned_rotation(module: nn.Module, name: str) -> None:
+    """A PatchError for a rotary module whose own trained parameters change its rotation: a config
+    holds no learned values. Mistral Large 4's per-pair frequency scales ``exp(alpha)`` are one
+    (a buffer of zeros, ignored) up to transformers 5.23 and an ``nn.Parameter`` from 5.25 on; at
+    zero, as initialised, they change nothing, and the patch-time check decides as for any module."""
+    learned = [key for key, parameter in module.named_parameters() if parameter.is_floating_point() and parameter.any()]
+    if learned:
+        raise PatchError(f"cannot patch {name} ({type(module).__name__}): it holds trained parameters "
+                         f"({', '.join(learned)}) that change its rotation (learned frequency scales, e.g. "
+                         "Mistral Large 4's alpha, a Parameter since transformers 5.25); ropelab reproduces the "
+                         "RoPE a config describes")
 
 
 def _has_sin_cos_table(module: nn.Module) -> bool:

@@ -70,9 +70,11 @@ def _what(name: str, original: nn.Module, layer_type: str | None) -> str:
 
 
 def _probe(original: nn.Module, cfg: RopeConfig, name: str,
-           layer_type: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Call the original module on short positions: ``(positions, cos, sin)``, or a PatchError when it
-    is not a ``forward(x, position_ids[, layer_type]) -> (cos, sin)`` module of real tensors.
+           layer_type: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Call the original module on short positions: ``(positions, cos, sin, sin_first)``, or a
+    PatchError when it is not a ``forward(x, position_ids[, layer_type])`` module returning a pair of
+    real tables. ``sin_first``: the module returns them as ``(sin, cos)`` (:func:`_sin_first`); cos and
+    sin are returned in that order whatever the module's.
 
     The probe stays below the trained length: there every type is static, and transformers'
     stateful dynamic modules reset to their original frequencies (their reset test is strict).
@@ -101,7 +103,18 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str,
         raise PatchError(f"cannot patch {what}: it returns {shapes}, not real [B, S, R] cos/sin tables")
     if cfg.num_axes == 1:
         _refuse_folded_axes(original, positions, what, layer_type)
-    return positions, out[0], out[1]
+        if _sin_first(out, positions):
+            return positions, out[1], out[0], True
+    return positions, out[0], out[1], False
+
+
+def _sin_first(out: tuple[torch.Tensor, torch.Tensor], positions: torch.Tensor) -> bool:
+    """Whether a one-axis module returns ``(sin, cos)`` (GPT-J and CodeGen from transformers 5.25 on)
+    rather than ``(cos, sin)``, read from its values where the position is 0: there every angle is 0,
+    so sin is exactly 0 and cos is the attention factor, never 0."""
+    at_zero = positions.reshape(-1) == 0
+    first, second = (t.reshape(-1, t.shape[-1])[at_zero] for t in out)
+    return bool(first.numel()) and bool((first == 0).all()) and bool((second != 0).all())
 
 
 def _refuse_folded_axes(original: nn.Module, positions: torch.Tensor, what: str, layer_type: str | None) -> None:
@@ -151,10 +164,11 @@ def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, pr
                     layer_type: str | None = None) -> None:
     """Check the adapter reproduces the original module's cos/sin on the probe positions."""
     cfg = adapter.cfg_for(layer_type)
-    positions, want_cos, want_sin = probe
+    positions, want_cos, want_sin = probe[:3]
     dummy = torch.zeros(1, device=positions.device, dtype=torch.float32)
     with torch.no_grad():
-        got_cos, got_sin = adapter(dummy, positions, layer_type)
+        got = adapter(dummy, positions, layer_type)
+    got_cos, got_sin = got[::-1] if adapter.sin_first else got
     if got_cos.shape != want_cos.shape:
         problem = f"table shape {tuple(got_cos.shape)} != {tuple(want_cos.shape)}"
     else:
