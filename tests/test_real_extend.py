@@ -15,6 +15,7 @@ from real_helpers import tiny_gemma3, tiny_llama  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 from ropelab.config import RopeConfig  # noqa: E402
+from ropelab.io import portable_path  # noqa: E402
 from ropelab.real.evaluate import passkey_tokens, token_losses, use_rope  # noqa: E402
 from ropelab.real.extend import AS_IS, METHODS, break_point, finetune_linear, hf_config, method_config, predict  # noqa: E402
 from ropelab.real.load import LayerTypeExtension, load_config, load_model, resolve  # noqa: E402
@@ -121,6 +122,7 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     results = json.loads((out / "results.json").read_text())
     assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn", "dynamic", "linear+finetune"}
     assert results["target"] == N and results["trained_length"] == T
+    assert results["source"]["folder"] == portable_path(folder)  # a package's or home folder loses its machine part
     assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
     assert (out / "results.csv").read_text().startswith("kind,method")
     page = (out / "report.html").read_text()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import platform
 import sysconfig
 import zlib
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ropelab.io import portable_path
 from ropelab.lab import LabError
 
 __all__ = [
@@ -82,7 +84,7 @@ def load_corpus(text: str | None = None, val_fraction: float = 0.05) -> Corpus:
     """
     if text is None:
         root, files = stdlib_sources()
-        return _split_files(root, files, val_fraction, f"python stdlib sources ({root})")
+        return _split_files(root, files, val_fraction, f"python {platform.python_version()} stdlib sources")
     path = Path(text)
     if not path.exists():
         raise LabError(f"--text {text!r} is invalid: no such file or folder")
@@ -90,14 +92,14 @@ def load_corpus(text: str | None = None, val_fraction: float = 0.05) -> Corpus:
         data = path.read_bytes()
         if not data:
             raise LabError(f"--text {text!r} is invalid: the file is empty")
-        return _split_tail(data, val_fraction, str(path))
+        return _split_tail(data, val_fraction, portable_path(path))
     files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
     files = [p for p in files if p.stat().st_size > 0]
     if not files:
         raise LabError(f"--text {text!r} is invalid: the folder holds no non-empty files")
-    corpus = _split_files(path, files, val_fraction, str(path))
+    corpus = _split_files(path, files, val_fraction, portable_path(path))
     if corpus.val.numel() == 0 or corpus.train.numel() == 0:  # too few files to split by file
-        return _split_tail(b"\n\n".join(p.read_bytes() for p in files), val_fraction, str(path))
+        return _split_tail(b"\n\n".join(p.read_bytes() for p in files), val_fraction, portable_path(path))
     return corpus
 
 

@@ -158,7 +158,7 @@ def run_extend(args, echo=print) -> Path:
     from ropelab.real.extend import AS_IS, finetune_linear, hf_config, measure, method_config, predict, verdict
     from ropelab.real.load import load_config, load_model, resolve
     from ropelab.real.report import write_report
-    from ropelab.io import atomic_write_text
+    from ropelab.io import atomic_write_text, portable_path
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, args.threads))
@@ -211,7 +211,7 @@ def run_extend(args, echo=print) -> Path:
             finetune = {"steps": args.finetune_steps, "loss": history}
     decided = verdict(prediction, measured, trained, settings)
     results = {
-        "model": loaded.name, "source": {k: v for k, v in loaded.source.items()}, "device": args.device,
+        "model": loaded.name, "source": {**loaded.source, "folder": portable_path(loaded.source["folder"])}, "device": args.device,
         "trained_length": trained, "target": settings.target, "settings": asdict(settings),
         "prediction": prediction, "measure": measured, "verdict": decided, "finetune": finetune,
         "timing": {"total_seconds": time.perf_counter() - started, "estimated_seconds": total},
