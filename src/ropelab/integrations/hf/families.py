@@ -48,7 +48,7 @@ from ropelab.integrations.hf.verify import (
 
 # HunYuan-VL (HunYuanVLRotaryEmbedding.recomposition_frequencies): the doubled [c, c] table is cut
 # into mrope_section * 2 channel blocks, block k reading position row k % len(mrope_section), so
-# the two channels of one pair can read different rows (not a rotation per pair; see config.py).
+# the two channels of one pair can read different rows (not a rotation per pair; see dialects.py).
 _CHANNEL_SECTION_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
 
 # Gemma 4's vision tower (Gemma4VisionRotaryEmbedding, apply_multidimensional_rope): positions
