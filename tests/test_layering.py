@@ -144,3 +144,22 @@ def test_errors_and_config_sit_at_the_bottom():
     graph = import_graph()
     assert graph["ropelab.errors"] == set()
     assert graph["ropelab.config"] == {"ropelab.errors"}
+
+
+# ---------------------------------------------------------------- the reader of transformers configs
+def test_the_dialects_reader_sits_just_above_the_config():
+    """integrations.hf.dialects reads transformers configs for RopeConfig.from_hf: it imports the standard
+    library, config and errors only (no torch, no transformers), so `import ropelab` can register it cheaply."""
+    path = PACKAGE_ROOT / "integrations" / "hf" / "dialects.py"
+    assert import_graph()["ropelab.integrations.hf.dialects"] == {"ropelab.config", "ropelab.errors"}
+    outside = {name.split(".")[0] for name in _imports(path)} - {"ropelab"}
+    assert outside <= set(sys.stdlib_module_names), sorted(outside - set(sys.stdlib_module_names))
+
+
+def test_import_ropelab_alone_makes_from_hf_work_without_transformers():
+    import subprocess
+
+    code = ("import sys, ropelab; cfg = ropelab.RopeConfig.from_hf({'model_type': 'gptj', 'n_embd': 64, 'n_head': 4}); "
+            "print(cfg.layout, cfg.head_dim, 'transformers' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["interleaved", "16", "False"]

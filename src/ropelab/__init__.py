@@ -13,12 +13,17 @@ with ``mrope_section`` or ``rope_type="axial"`` takes one position row per axis,
 pair ``i`` turns by ``positions[cfg.pair_axes[i]] * inv_freq[i]``.
 """
 
-from ropelab.config import LAYOUTS, ROPE_TYPES, LayerTypeRope, RopeConfig
+from ropelab.config import LAYOUTS, ROPE_TYPES, LayerTypeRope, RopeConfig, register_hf_reader
 from ropelab.errors import RopeConfigError, RopelabError
 from ropelab.frequencies import rope_frequencies
+from ropelab.integrations.hf.dialects import read_rope
 from ropelab.modules import RotaryEmbedding
 from ropelab.presets import preset
 from ropelab.rotary import apply_rotary, rope_angles, rope_cos_sin, rotate, rotate_qk
+
+# RopeConfig.from_hf / by_layer_type read transformers configs through the dialects of
+# ropelab.integrations.hf, which sit above ropelab.config (config imports nothing but ropelab.errors).
+register_hf_reader(read_rope)
 
 __version__ = "0.1.0"
 

@@ -24,6 +24,9 @@ naming it.
 
 Where each part lives:
 
+- :mod:`~ropelab.integrations.hf.dialects`: transformers' config dialects (which model types are
+  interleaved, M-RoPE and axial forms, head-width formulas, legacy per-layer-type keys) and
+  :func:`~ropelab.integrations.hf.dialects.read_rope`, the reader behind ``RopeConfig.from_hf``;
 - :mod:`~ropelab.integrations.hf.adapters`: the adapter modules and the table math they share
   (table layouts, multi-axis positions, each special case);
 - :mod:`~ropelab.integrations.hf.families`: which adapter serves a module outside the generic

@@ -21,10 +21,10 @@ Multi-axis rotary modules take more than one position per token (see ``RopeConfi
 - M-RoPE text towers (Qwen2-VL, Qwen2.5-VL, Qwen3-VL, GLM-4V, Ernie 4.5-VL, ...) take ``position_ids``
   ``[3, B, S]`` (temporal, height, width) or ``[B, S]`` (the same on the three rows) and return
   ``[B, S, R]``; NeoMME's encoder, per layer type, takes two rows ``[2, B, S]`` (row, column) or
-  ``[B, S]``; the composition of each family is data in :mod:`ropelab.config`;
+  ``[B, S]``; the composition of each family is data in :mod:`~ropelab.integrations.hf.dialects`;
 - axial vision towers (``rope_type="axial"``: Qwen2-VL's, Pixtral's, Kimi-K2.5's, Step3p7's, ...)
   take ``[N, A]`` patch positions, axis last ((row, column); MiniMax-M3: (t, h, w)), and return
-  ``[N, R]``; each family's axis order is data in :mod:`ropelab.config`.
+  ``[N, R]``; each family's axis order is data in :mod:`~ropelab.integrations.hf.dialects`.
 
 Modules whose call or tables are not the generic ones each have an adapter subclass:
 
@@ -211,7 +211,7 @@ class HFFeatureGridAdapter(HFRotaryAdapter):
     stride ``s``, ``config.q_aggregation_kernel_size`` / ``_stride``) makes of the ``[..., H, W]``
     feature map ``x``: ``h = (H - k) // s + 1``, ``w`` likewise. Token ``(i, j)`` (raster order) sits
     at 1-based positions ``(i + 1, j + 1)``; ``cfg`` is axial with interleaved pairs over the whole
-    hidden vector (see ``ropelab.config._AXIS_LADDER_FAMILIES``), channels interleaved.
+    hidden vector (see ``dialects._AXIS_LADDER_FAMILIES``), channels interleaved.
     """
 
     def __init__(self, cfg: RopeConfig, config: Any):

@@ -38,6 +38,7 @@ from ropelab.integrations.hf.adapters import (
     HFStackedTableAdapter,
     HFTimestampAdapter,
 )
+from ropelab.integrations.hf.dialects import _UNSUPPORTED_MROPE_MODEL_TYPES
 from ropelab.integrations.hf.verify import (
     _PROBE_POSITIONS,
     _probe_length,
@@ -48,8 +49,9 @@ from ropelab.integrations.hf.verify import (
 
 # HunYuan-VL (HunYuanVLRotaryEmbedding.recomposition_frequencies): the doubled [c, c] table is cut
 # into mrope_section * 2 channel blocks, block k reading position row k % len(mrope_section), so
-# the two channels of one pair can read different rows (not a rotation per pair; see config.py).
-_CHANNEL_SECTION_MODEL_TYPES = frozenset({"hunyuan_vl_text"})
+# the two channels of one pair can read different rows (not a rotation per pair): the M-RoPE towers
+# RopeConfig refuses, one fact kept in dialects.py.
+_CHANNEL_SECTION_MODEL_TYPES = _UNSUPPORTED_MROPE_MODEL_TYPES
 
 # Gemma 4's vision tower (Gemma4VisionRotaryEmbedding, apply_multidimensional_rope): positions
 # [B, N, 2] (x, y), and each axis' block of pairs gets its own [c, c] half of the head.
