@@ -130,6 +130,10 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
              "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
     "moonshine_streaming": {"num_key_value_heads": 4},
+    # Dory runs n_input_layers, then the recurrent section n_recurrent_loops times, then n_output_layers
+    # (8, the rest and 8 by default): one layer in each section, the two layer kinds among them.
+    "dory": {"num_hidden_layers": 3, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+             "n_input_layers": 1, "n_recurrent_layers": 1, "n_output_layers": 1},
     "diffusion_gemma": {"text_config.num_experts": 4, "text_config.top_k_experts": 2,  # every layer routes
                         "text_config.moe_intermediate_size": 32},
     "granite4_vision": {"deepstack_layer_map": [[-1, 0]], "spatial_target_layers": [0, 1, 0, 1],

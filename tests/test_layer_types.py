@@ -251,6 +251,21 @@ def test_legacy_flat_keys_convert_like_the_family_config(model_type):
     assert RopeConfig.by_layer_type({"model_type": model_type, "head_dim": 16})  # no RoPE keys: the defaults
 
 
+def test_dory_config_json_lists_each_layer_as_attention_then_mlp():
+    """Dory's config.json (and DoryConfig.to_dict, transformers 5.25) write each decoder layer as two
+    blocks, (attention type, "mlp"); DoryConfig reads layer_types[::2]."""
+    blocks = {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+              "full_attention": {"rope_type": "default", "rope_theta": 1e7}}
+    raw = {"model_type": "dory", "head_dim": 16, "num_hidden_layers": 8, "rope_parameters": blocks,
+           "layer_types": ["sliding_attention", "mlp", "full_attention", "mlp"] * 2}
+    rope = RopeConfig.by_layer_type(raw)
+    assert rope.layer_types == ("sliding_attention", "full_attention") * 2
+    assert (rope["sliding_attention"].base, rope["full_attention"].base) == (1e4, 1e7)
+    assert RopeConfig.by_layer_type({**raw, "layer_types": list(rope.layer_types)}) == rope  # the in-memory form
+    with pytest.raises(RopeConfigError, match="layer_types='mlp'"):
+        RopeConfig.by_layer_type({**raw, "model_type": "llama"})  # other families: "mlp" is a layer type
+
+
 def test_multimodal_config_json_is_read_from_its_text_config(tmp_path):
     path = tmp_path / "config.json"
     text = {"model_type": "gemma3_text", "head_dim": 128, "hidden_size": 5376, "num_attention_heads": 32,

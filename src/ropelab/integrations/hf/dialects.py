@@ -162,6 +162,12 @@ _LEGACY_LAYER_TYPE_ROPE = {
 # DeepSeek-V4 keys it by "main" / "compress".
 _ROPE_TYPE_LABELS = {"lfm3": ("full_attention", "sliding_attention"), "deepseek_v4": ("main", "compress")}
 
+# Configs whose `layer_types` list each decoder layer as two blocks, its attention's layer type then this
+# entry (and count num_hidden_layers in blocks), as released config.json files and to_dict() write it:
+# DoryConfig.__post_init__ (transformers 5.25, models/dory/configuration_dory.py) reads layer_types[::2]
+# when "mlp" is among them, and its rotary module (Gemma3RotaryEmbedding) is keyed by those types.
+_BLOCK_PAIR_LAYER_TYPES = {"dory": "mlp"}
+
 # Gemma 4 family: config.json's `global_head_dim` (transformers default 512) is the head width of the
 # full-attention layers (their configs' __post_init__ turns it into per_layer_config overrides).
 _GLOBAL_HEAD_DIM_MODEL_TYPES = frozenset({"gemma4_text", "gemma4_unified_text", "diffusion_gemma_text",
@@ -552,8 +558,19 @@ def _layer_type_config(data: Mapping[str, Any], layer_type: str, block: Mapping[
         raise RopeConfigError(f"layer type {layer_type!r}: {error}") from None
 
 
-def _by_layer_type(data: Mapping[str, Any], source: str | None) -> LayerTypeRope:
+def _decoder_layer_types(data: Mapping[str, Any]) -> Any:
+    """The config's ``layer_types``, one per decoder layer: for a :data:`_BLOCK_PAIR_LAYER_TYPES` family
+    listing (layer type, block) pairs, every other entry, as its transformers config reads them."""
     layer_types = data.get("layer_types") or ()
+    block = _BLOCK_PAIR_LAYER_TYPES.get(data.get("model_type"))
+    if block is not None and isinstance(layer_types, (list, tuple)) and block in layer_types:
+        return layer_types[::2]
+    return layer_types
+
+
+def _by_layer_type(data: Mapping[str, Any], source: str | None) -> LayerTypeRope:
+    layer_types = _decoder_layer_types(data)
+    data = {**data, "layer_types": layer_types}
     if not isinstance(layer_types, (list, tuple)) or not all(isinstance(name, str) for name in layer_types):
         raise _fail("layer_types", layer_types, "a list of layer type names")
     nested = _nested_rope_parameters(data)
