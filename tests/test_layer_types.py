@@ -266,6 +266,19 @@ def test_dory_config_json_lists_each_layer_as_attention_then_mlp():
         RopeConfig.by_layer_type({**raw, "model_type": "llama"})  # other families: "mlp" is a layer type
 
 
+def test_ergo_flat_block_is_the_sliding_layers_and_full_layers_have_no_rope():
+    """ErgoConfig.convert_rope_params_to_dict (transformers 5.25): a flat block (or rope_theta, default
+    1e6) describes the sliding-attention layers; its full-attention layers use no position embeddings.
+    Its rotary module repeat_interleave's the tables for Cohere2-MoE's interleaved attention."""
+    raw = {"model_type": "ergo", "hidden_size": 64, "num_attention_heads": 4,
+           "layer_types": ["sliding_attention"] * 3 + ["full_attention"], "rope_theta": 5e5}
+    rope = RopeConfig.by_layer_type(raw)
+    assert rope["full_attention"] is None and rope.rope_layer_types == ("sliding_attention",)
+    assert (rope["sliding_attention"].base, rope["sliding_attention"].layout) == (5e5, "interleaved")
+    assert RopeConfig.by_layer_type({k: v for k, v in raw.items() if k != "rope_theta"})["sliding_attention"].base == 1e6
+    assert RopeConfig.by_layer_type(rope.to_hf() | {"model_type": "ergo"}) == rope  # the nested form
+
+
 def test_multimodal_config_json_is_read_from_its_text_config(tmp_path):
     path = tmp_path / "config.json"
     text = {"model_type": "gemma3_text", "head_dim": 128, "hidden_size": 5376, "num_attention_heads": 32,

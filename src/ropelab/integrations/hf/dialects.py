@@ -35,6 +35,9 @@ __all__ = ["read_rope"]
 _INTERLEAVED_MODEL_TYPES = frozenset({
     "gptj", "codegen", "cohere", "cohere2", "cohere2_moe",
     "blt", "blt_local_encoder", "blt_local_decoder", "blt_global_transformer", "blt_patcher",
+    # Ergo (transformers 5.25, models/ergo/modeling_ergo.py): ErgoRotaryEmbedding repeat_interleave's its
+    # tables, and its attention uses Cohere2-MoE's apply_rotary_pos_emb (interleaved rotate_half).
+    "ergo",
     # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
     # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
     "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
@@ -161,6 +164,12 @@ _LEGACY_LAYER_TYPE_ROPE = {
 # their layer types (class attributes, so absent from config.json): LFM3's `conv` layers have no RoPE,
 # DeepSeek-V4 keys it by "main" / "compress".
 _ROPE_TYPE_LABELS = {"lfm3": ("full_attention", "sliding_attention"), "deepseek_v4": ("main", "compress")}
+
+# Configs whose flat rope block (or flat rope_theta) is the RoPE of one layer type, the others having none:
+# model_type -> (that layer type, the layer types without RoPE, the config class's default_theta).
+# ErgoConfig.convert_rope_params_to_dict (transformers 5.25, models/ergo/configuration_ergo.py): the flat
+# block is the sliding-attention layers'; the full-attention layers use no position embeddings.
+_FLAT_BLOCK_LAYER_TYPE = {"ergo": ("sliding_attention", ("full_attention",), 1_000_000.0)}
 
 # Configs whose `layer_types` list each decoder layer as two blocks, its attention's layer type then this
 # entry (and count num_hidden_layers in blocks), as released config.json files and to_dict() write it:
@@ -492,6 +501,8 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     params = data.get("rope_parameters") or data.get("rope_scaling")
     if data.get("model_type") == "deepseek_v4" and not all(isinstance((params or {}).get(k), Mapping) for k in ("main", "compress")):
         params = _deepseek_v4_blocks(data)
+    if data.get("model_type") in _FLAT_BLOCK_LAYER_TYPE and not _all_blocks(params):
+        params = _one_layer_type_blocks(data, *_FLAT_BLOCK_LAYER_TYPE[data["model_type"]])
     legacy = _LEGACY_LAYER_TYPE_ROPE.get(data.get("model_type"))
     if legacy is not None:
         thetas, scaled = legacy
@@ -515,6 +526,16 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
 def _all_blocks(params: Any) -> bool:
     """True for a non-empty mapping whose values are all parameter blocks or None (a nested form)."""
     return isinstance(params, Mapping) and bool(params) and all(v is None or isinstance(v, Mapping) for v in params.values())
+
+
+def _one_layer_type_blocks(data: Mapping[str, Any], layer_type: str, nope: tuple[str, ...],
+                           default_theta: float) -> dict[str, Any]:
+    """A :data:`_FLAT_BLOCK_LAYER_TYPE` config's flat block (``rope_theta`` at the top level, else the
+    class default) as the block of ``layer_type``, and no RoPE (None) for the ``nope`` layer types."""
+    block = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
+    block.setdefault("rope_type", block.pop("type", "default"))
+    block.setdefault("rope_theta", data["rope_theta"] if data.get("rope_theta") is not None else default_theta)
+    return {layer_type: block, **dict.fromkeys(nope)}
 
 
 def _deepseek_v4_blocks(data: Mapping[str, Any]) -> dict[str, Any]:
