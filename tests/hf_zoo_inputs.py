@@ -133,13 +133,13 @@ def _merge(vision) -> int:
     return merge[0] if isinstance(merge, (list, tuple)) else merge
 
 
-def _patch_grid(model, inputs: dict, layout: str, row_tokens: bool = False) -> None:
+def _patch_grid(model, inputs: dict, layout: str, row_tokens: bool = False, boundary: bool = True) -> None:
     """Qwen2-VL style: one image of ``grid`` x ``grid`` patches with ``image_grid_thw = [[1, h, w]]``;
     the text holds one image token per merged group of patches, between vision start and end tokens.
     The patches come flattened, ``[t * h * w, C * temporal_patch * patch * patch]`` (``layout="flat"``),
     or as small images, ``[t * h * w, C, patch, patch]`` (``layout="chw"``). With ``row_tokens``
-    each row of merged patches ends with a separator, and the image with two boundary tokens, all
-    image tokens in the text (HunYuan-VL)."""
+    each row of merged patches ends with a separator, and the image with two boundary tokens unless
+    not ``boundary``, all image tokens in the text (HunYuan-VL; HY-V4-VL without the boundary tokens)."""
     config = model.config
     vision = _vision(config)
     merge = _merge(vision)
@@ -152,7 +152,7 @@ def _patch_grid(model, inputs: dict, layout: str, row_tokens: bool = False) -> N
     inputs["image_grid_thw"] = torch.tensor([[1, grid, grid]])
     inputs["image_merge_sizes"] = torch.tensor([merge])
     side = grid // merge
-    tokens = side * (side + 1) + 2 if row_tokens else side * side
+    tokens = side * (side + 1) + 2 * boundary if row_tokens else side * side
     inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], tokens)
     inputs["mm_token_type_ids"] = _modality(config, inputs["input_ids"])
 
@@ -170,6 +170,11 @@ def patch_grid_image_chw(model, inputs: dict) -> None:
 @recipe
 def patch_grid_image_rows(model, inputs: dict) -> None:
     _patch_grid(model, inputs, "flat", row_tokens=True)
+
+
+@recipe
+def patch_grid_image_row_ends(model, inputs: dict) -> None:
+    _patch_grid(model, inputs, "flat", row_tokens=True, boundary=False)
 
 
 @recipe
@@ -405,6 +410,7 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
         "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp", "video_llama_3")},
     **{family: {"recipe": "patch_grid_image_chw"} for family in ("kimi_k25", "paddleocr_vl")},
     "hunyuan_vl": {"recipe": "patch_grid_image_rows"},
+    "hy_v4_vl": {"recipe": "patch_grid_image_row_ends"},  # HYV4VLModel.get_image_features: a newline per merged row
     "inkling2": {"recipe": "merged_patch_image"},
     "diffusion_gemma": {"recipe": "positioned_patches", "kwargs": ("pixel_values", "image_position_ids")},
     # one encoder for text and image patches, two position axes (row, column)

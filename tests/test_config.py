@@ -44,6 +44,22 @@ def test_deepseek_rope_interleave_flag_means_interleaved_layout():
     assert RopeConfig.from_hf(DeepseekV3Config(rope_interleave=False)).layout == "half"
 
 
+def test_hy_v4_vl_text_is_interleaved_mrope_over_deinterleaved_rope_channels():
+    """HY-V4-VL's text model (transformers 5.25): Qwen3-VL's interleaved M-RoPE (sections [12, 10, 10]
+    unless given) over the qk_rope_head_dim channels, which its attention de-interleaves as DeepSeek-V3's
+    rope_interleave does (half-split tables)."""
+    from ropelab.integrations.hf.verify import _table_layout
+
+    raw = {"model_type": "hy_v4_vl_text", "head_dim": 256, "qk_rope_head_dim": 64, "hidden_size": 4096,
+           "num_attention_heads": 32, "rope_parameters": {"rope_type": "default", "rope_theta": 1e6}}
+    cfg = RopeConfig.from_hf(raw)
+    assert (cfg.head_dim, cfg.rotary_dim, cfg.layout) == (64, 64, "interleaved")
+    assert (cfg.mrope_section, cfg.mrope_composition) == ((12, 10, 10), "interleaved")
+    assert _table_layout(cfg, raw, 64, "rotary_emb") == "half"
+    given = RopeConfig.from_hf({**raw, "rope_parameters": {**raw["rope_parameters"], "mrope_section": [16, 8, 8]}})
+    assert given.mrope_section == (16, 8, 8)
+
+
 def test_reads_config_json_path_and_round_trips(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"head_dim": 128, "max_position_embeddings": 32768,

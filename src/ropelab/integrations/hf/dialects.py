@@ -58,6 +58,9 @@ _MROPE_FAMILIES = {
     **dict.fromkeys(("qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "qwen3_omni_moe_talker_text",
                      "cosmos3_edge_text", "cohere_compass_text"), ("interleaved", (24, 20, 20))),
     **dict.fromkeys(("qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"), ("interleaved", (11, 11, 10))),
+    # HYV4VLRotaryEmbedding (transformers 5.25, models/hy_v4_vl/modeling_hy_v4_vl.py): Qwen3-VL's interleaved
+    # recomposition; HYV4VLTextConfig.convert_rope_params_to_dict fills mrope_section with [12, 10, 10].
+    "hy_v4_vl_text": ("interleaved", (12, 10, 10)),
     "ernie4_5_vl_moe_text": ("spatial_interleaved", (22, 22, 20)),
     # NeoMMERotaryEmbedding (transformers 5.23, models/neomme/modeling_neomme.py, recomposition_frequencies):
     # positions (row, column), even pairs read the row and odd pairs the column, per layer type. A number
@@ -98,6 +101,13 @@ _AXIS_LADDER_FAMILIES: dict[str, dict[str, Any]] = {
     # the first channels of the audio features, head_dim = the audio tower's hidden_size (MusicFlamingoConfig).
     "musicflamingo": {"width": "head_dim", "whole": False},
 }
+# model_type values whose attention rotates adjacent pairs of q and k with half-split [c, c] tables, as
+# DeepSeek-V3 does when its config says `rope_interleave` (apply_rotary_pos_emb_interleave): HY-V4-VL's
+# text model, in its attention and its indexer (transformers 5.25, models/hy_v4_vl/modeling_hy_v4_vl.py).
+_DEINTERLEAVING_MODEL_TYPES = frozenset({"hy_v4_vl_text"})
+# model_type -> the config key of the rotated width, which is the rotary module's head_dim whatever
+# config.json's head_dim says: HYV4VLTextConfig.__post_init__ (transformers 5.25) sets head_dim to it.
+_ROTARY_HEAD_DIM_KEYS = {"hy_v4_vl_text": "qk_rope_head_dim"}
 # Vision configs whose attention width is `embed_dim` (`hidden_size` is the merger's output there).
 _EMBED_DIM_MODEL_TYPES = frozenset({"qwen2_vl_vision"})
 # Rotary modules whose head width is neither head_dim nor hidden_size // num_attention_heads, by model_type:
@@ -253,6 +263,14 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
+def _deinterleaves_in_attention(config: Any) -> bool:
+    """Whether a transformers config (object or dict) describes interleaved q/k channels that its attention
+    de-interleaves, so that its rotary module's tables stay half-split: DeepSeek-V2/V3 checkpoints say so
+    with ``rope_interleave``, the families of :data:`_DEINTERLEAVING_MODEL_TYPES` always do."""
+    read = config.get if isinstance(config, Mapping) else lambda key: getattr(config, key, None)
+    return read("rope_interleave") is True or read("model_type") in _DEINTERLEAVING_MODEL_TYPES
+
+
 def _integral(value: Any) -> Any:
     """A length written as a whole float (``2048.0``, seen in published configs) as an int; anything
     else unchanged, for RopeConfig to validate."""
@@ -314,8 +332,7 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
 
     layout = data.get("rope_layout")
     if layout is None:
-        # DeepSeek-V2/V3 checkpoints flag interleaved q/k channels with `rope_interleave`.
-        interleaved = data.get("model_type") in _INTERLEAVED_MODEL_TYPES or data.get("rope_interleave") is True
+        interleaved = data.get("model_type") in _INTERLEAVED_MODEL_TYPES or _deinterleaves_in_attention(data)
         layout = "interleaved" if interleaved else "half"
 
     fields: dict[str, Any] = {
@@ -350,7 +367,7 @@ def _hf_head_dim(data: Mapping[str, Any]) -> Any:
     ``d_model``, ``embed_dim`` for :data:`_EMBED_DIM_MODEL_TYPES`) over the head count
     (``num_attention_heads`` / ``n_head`` / ``num_heads`` / ``n_heads``). None where either is missing
     or the head count is 0 (the caller reports it); the value is not validated (RopeConfig does that)."""
-    head_dim = data.get("head_dim")
+    head_dim = data.get(_ROTARY_HEAD_DIM_KEYS.get(data.get("model_type"), "head_dim"))
     if head_dim is not None:
         return head_dim
     if data.get("model_type") in _HEAD_DIM_FORMULAS:

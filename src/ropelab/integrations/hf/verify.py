@@ -23,6 +23,7 @@ from torch import nn
 from ropelab.config import RopeConfig
 from ropelab.errors import PatchError
 from ropelab.integrations.hf.adapters import HFRotaryAdapter
+from ropelab.integrations.hf.dialects import _deinterleaves_in_attention
 
 _PROBE_POSITIONS = 64
 _PROBE_TOLERANCE = 1e-4  # transformers forms angles in float32: ~1e-5 rad apart from float64 at position 64
@@ -155,7 +156,7 @@ def _table_layout(cfg: RopeConfig, config: Any, width: int, what: str) -> str:
             f"(rotary_dim={cfg.rotary_dim}, head_dim={cfg.head_dim}) does not reproduce its cos/sin: its tables "
             f"are {width} wide, expected {cfg.rotary_dim} (or {cfg.rotary_dim // 2}, one value per pair)"
         )
-    if getattr(config, "rope_interleave", None) is True:
+    if _deinterleaves_in_attention(config):
         return "half"  # q and k are de-interleaved by apply_rotary_pos_emb_interleave; the tables are half-split
     return cfg.layout
 
