@@ -130,6 +130,10 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
              "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
     "moonshine_streaming": {"num_key_value_heads": 4},
+    # Apertus 1.5's vocabulary holds the text ids, then the visual codes, then the audio codes (its validator
+    # ties the offsets to the codebooks): both code ranges above the random text ids, inside the small vocabulary.
+    "apertus1p5": {"image_token_offset": 128, "vision_config.codebook_size": 64,
+                   "audio_token_offset": 192, "audio_config.codebook_size": 64},
     # Dory runs n_input_layers, then the recurrent section n_recurrent_loops times, then n_output_layers
     # (8, the rest and 8 by default): one layer in each section, the two layer kinds among them.
     "dory": {"num_hidden_layers": 3, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
