@@ -130,6 +130,10 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
              "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
     "moonshine_streaming": {"num_key_value_heads": 4},
+    # Kolibri 1.1's indexer scores with at most the query heads of key head 0 (1 of the shrunk 4 / 4); a pool,
+    # blocks and windows small enough that a dozen tokens go through the sparse selection, not around it.
+    "kolibri1_1": {"index_num_heads": 1, "index_topk": 2, "index_pool_size": 8, "index_compression": 2,
+                   "index_num_local_tokens": 2, "index_num_sink_tokens": 1, "sliding_window": 4},
     # Apertus 1.5's vocabulary holds the text ids, then the visual codes, then the audio codes (its validator
     # ties the offsets to the codebooks): both code ranges above the random text ids, inside the small vocabulary.
     "apertus1p5": {"image_token_offset": 128, "vision_config.codebook_size": 64,
