@@ -130,6 +130,8 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
              "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
     "moonshine_streaming": {"num_key_value_heads": 4},
+    # PI0.5: 4 x 4 patches per camera image (16 image tokens) and a chunk of 8 actions instead of 50.
+    "pi05": {"vlm_config.vision_config.image_size": 64, "chunk_size": 8},
     # Kolibri 1.1's indexer scores with at most the query heads of key head 0 (1 of the shrunk 4 / 4); a pool,
     # blocks and windows small enough that a dozen tokens go through the sparse selection, not around it.
     "kolibri1_1": {"index_num_heads": 1, "index_topk": 2, "index_pool_size": 8, "index_compression": 2,

@@ -254,6 +254,25 @@ def document_page_and_text(model, inputs: dict) -> None:
     inputs["position_ids"] = torch.stack([page_positions, text_positions], dim=1)  # [2 axes, 2 rows, S]
 
 
+@recipe
+def camera_prefix_and_action_chunk(model, inputs: dict) -> None:
+    """PI0.5: one camera image ``[B, cameras, C, H, W]`` (``pixel_attention_mask`` ``[B, cameras]``) whose
+    features replace as many image tokens in the text, the prefix its VLM caches; then the action expert's
+    inputs, ``chunk_size`` action embeddings ``[B, chunk, H]`` and the timestep embedding ``[B, H]`` (what
+    ``PI05ForConditionalGeneration.embed_action_time`` makes of noisy actions and a timestep)."""
+    config = model.config
+    vlm, width = config.vlm_config, config.dit_config.hidden_size
+    size, channels = vlm.vision_config.image_size, vlm.vision_config.num_channels
+    generator = torch.Generator().manual_seed(1)
+    inputs["pixel_values"] = torch.randn(1, 1, channels, size, size, generator=generator)
+    inputs["pixel_attention_mask"] = torch.ones(1, 1, dtype=torch.bool)
+    with torch.no_grad():
+        features = model.vlm.get_image_features(inputs["pixel_values"][0])
+    inputs["input_ids"] = _image_in_text(vlm, inputs["input_ids"], _count(features, vlm.text_config.hidden_size))
+    inputs["action_embeds"] = torch.randn(1, config.chunk_size, width, generator=generator)
+    inputs["timestep_embeds"] = torch.randn(1, width, generator=generator)
+
+
 def _audio_in_text(model, inputs: dict, frames_first: bool) -> None:
     """``frames`` feature frames (``[1, mel, frames]``, or ``[1, frames, mel]`` when ``frames_first``)
     with a full mask, and as many audio tokens in the text as ``get_audio_features`` returns vectors."""
@@ -466,6 +485,8 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # ---- other inputs
     # a video clip [B, frames, C, H, W]
     "vjepa2": {"pixel_values_videos": Tensor("randn", (1, "frames_per_clip", "in_chans", "crop_size", "crop_size"))},
+    # a vision-language prefix (the VLM's RoPE), then a chunk of actions after it (the action expert's)
+    "pi05": {"recipe": "camera_prefix_and_action_chunk", "kwargs": ("timestep_embeds",)},
     # a protein sequence beside the text, read by cross-attention
     "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
     # a draft block of noise embeddings after the target model's hidden states of the accepted tokens
