@@ -2,7 +2,10 @@
 
 Without CUDA the kernel runs on CPU tensors through Triton's interpreter (``TRITON_INTERPRET=1``,
 set below before the kernel module is first imported); with CUDA the same tests run compiled on
-the GPU. Shapes are tiny: the interpreter executes every program instance in Python.
+the GPU, against the torch path run on CPU copies (on CUDA ``rotate_qk`` itself dispatches to the
+kernel). Shapes are tiny: the interpreter executes every program instance in Python; the launch
+configuration of real shapes (8 heads a program, 4 warps) is covered by one case under the
+interpreter and all of them compiled. ``benchmarks/gpu_check.sh`` runs this file on a GPU.
 """
 
 from __future__ import annotations
@@ -65,10 +68,17 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
     torch.testing.assert_close(actual.float(), expected.float(), atol=tol, rtol=tol)
 
 
+def _torch_qk(q, k, pos, cfg):
+    """The expected rotation: :func:`ropelab.rotate_qk` on CPU copies (the torch path: on CUDA
+    ``rotate_qk`` would dispatch to the kernel under test), returned on q's device."""
+    out = ropelab.rotate_qk(q.detach().cpu(), k.detach().cpu(), pos.cpu(), cfg)
+    return tuple(t.to(q.device) for t in out)
+
+
 def _fused(q, k, pos, cfg, mode: str, **kw):
     if mode == "compute":
         return rotate_qk_fused(q, k, pos, cfg, **kw)
-    cos, sin = cos_sin_cache(cfg, 32, device=DEVICE)
+    cos, sin = cos_sin_cache(cfg, 2048 if mode == "cache-big" else 32, device=DEVICE)
     return rope_qk(q, k, pos, cos=cos, sin=sin, layout=cfg.layout, **kw)
 
 
@@ -80,7 +90,7 @@ def test_forward_matches_torch(layout, dims, dtype, mode):
     cfg = _cfg(*dims, layout)
     q, k = _qk(dims[0], dtype)
     pos = _positions("offsets")
-    expected = ropelab.rotate_qk(q, k, pos, cfg)
+    expected = _torch_qk(q, k, pos, cfg)
     got = _fused(q, k, pos, cfg, mode)
     for a, e, x in zip(got, expected, (q, k)):
         _close(a, e)
@@ -93,7 +103,7 @@ def test_positions_shapes(kind, mode):
     cfg = _cfg(24, 20, "half")
     q, k = _qk(24, torch.float32, seed=1)
     pos = _positions(kind)
-    for a, e in zip(_fused(q, k, pos, cfg, mode), ropelab.rotate_qk(q, k, pos, cfg)):
+    for a, e in zip(_fused(q, k, pos, cfg, mode), _torch_qk(q, k, pos, cfg)):
         _close(a, e)
 
 
@@ -104,7 +114,7 @@ def test_inplace(layout, dtype, mode):
     cfg = _cfg(24, 20, layout)
     q, k = _qk(24, dtype, seed=2)
     pos = _positions("packed")
-    expected = ropelab.rotate_qk(q, k, pos, cfg)
+    expected = _torch_qk(q, k, pos, cfg)
     q_in, k_in = q.clone(), k.clone()
     q_ptr, k_ptr = q_in.data_ptr(), k_in.data_ptr()
     got = _fused(q_in, k_in, pos, cfg, mode, inplace=True)
@@ -123,14 +133,14 @@ def test_backward_is_inverse_rotation(layout, dtype, inplace):
     pos = _positions("offsets")
     gq, gk = _qk(20, dtype, seed=4)
 
-    def grads(fn):
-        q, k = q0.clone().requires_grad_(), k0.clone().requires_grad_()
+    def grads(fn, device=DEVICE):
+        q, k = (t.detach().to(device).clone().requires_grad_() for t in (q0, k0))
         qq, kk = (q * 1, k * 1) if inplace else (q, k)  # in place needs non-leaf inputs
         out = fn(qq, kk)
-        torch.autograd.backward(out, (gq, gk))
-        return q.grad, k.grad
+        torch.autograd.backward(out, (gq.to(device), gk.to(device)))
+        return q.grad.to(DEVICE), k.grad.to(DEVICE)
 
-    expected = grads(lambda q, k: ropelab.rotate_qk(q, k, pos, cfg))
+    expected = grads(lambda q, k: ropelab.rotate_qk(q, k, pos.cpu(), cfg), device="cpu")  # the torch path
     got = grads(lambda q, k: rotate_qk_fused(q, k, pos, cfg, inplace=inplace))
     for a, e in zip(got, expected):
         _close(a, e)
@@ -143,7 +153,7 @@ def test_strided_inputs(layout):
     q, k = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in _qk(24, torch.float16, seed=5))
     pos = _positions("offsets")
     for mode in ("cache", "compute"):
-        for a, e in zip(_fused(q, k, pos, cfg, mode), ropelab.rotate_qk(q, k, pos, cfg)):
+        for a, e in zip(_fused(q, k, pos, cfg, mode), _torch_qk(q, k, pos, cfg)):
             _close(a, e)
 
 
@@ -190,6 +200,132 @@ def test_in_kernel_angles_exact_at_long_positions(base):
     torch.testing.assert_close(got[..., 8:].float(), ref_sin, atol=2e-7, rtol=0)
 
 
+# --- every cos/sin source at long positions, and the block configuration of real shapes ------------
+
+# With pytest-xdist's --dist loadgroup the 2**31 - 1 cases share one worker, so one process holds the 16 GiB cache.
+LONG_TOPS = [pytest.param(2**24, id="2^24"),
+             pytest.param(2**31 - 1, id="2^31-1", marks=pytest.mark.xdist_group("long_cache"))]
+LONG_DIMS = (6, 2)  # one pair, four channels copied: a cache of 2**31 rows is 16 GiB of float32
+
+
+def _long_positions(kind: str, top: int) -> torch.Tensor:
+    """``shared``: ``[S]`` ending at ``top``; ``offsets``: ``[B, S]``, a run ending at ``top`` and a
+    packed row with restarts that reaches ``top - 1``."""
+    run = top - S + 1 + torch.arange(S)
+    if kind == "shared":
+        return run.to(DEVICE)
+    return torch.stack([run, torch.tensor([0, 1, 2**20, top - 1, 3])]).to(DEVICE)
+
+
+@pytest.fixture(scope="module")
+def long_cache():
+    """A float32 cos/sin cache ``[top + 1, 1]`` per top, cos and sin as the two columns of one
+    buffer ``[T, 2]`` (row stride 2), poisoned with NaN; each test writes the rows it reads."""
+    caches = {}
+
+    def get(top: int):
+        if top not in caches:
+            caches.clear()  # one at a time: 16 GiB at 2**31 - 1
+            buf = torch.full((top + 1, 2), float("nan"), device=DEVICE)
+            caches[top] = (buf[:, :1], buf[:, 1:])
+        return caches[top]
+
+    yield get
+    caches.clear()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@pytest.mark.parametrize("top", LONG_TOPS)
+@pytest.mark.parametrize("kind", ["shared", "offsets"])
+@pytest.mark.parametrize("mode", ["table", "cache", "compute"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_every_mode_at_long_positions(layout, dtype, mode, kind, top, long_cache):
+    """Table, cache and in-kernel angles at positions up to 2**24 and 2**31 - 1 (int64 addressing of
+    a cache row, exact in-kernel reduction), positions ``[S]`` and ``[B, S]``, against the torch path."""
+    if mode == "cache" and top >= 2**31 - 1 and DEVICE != "cuda":
+        pytest.skip("a cache of 2**31 rows (16 GiB) is checked on CUDA only")
+    cfg = _cfg(*LONG_DIMS, layout, base=500000.0)
+    q, k = _qk(LONG_DIMS[0], dtype, seed=8)
+    pos = _long_positions(kind, top)
+    expected = _torch_qk(q, k, pos, cfg)
+    if mode == "table":
+        cos, sin = rope_cos_sin(pos.cpu(), cfg)  # [S, R/2] or [B, S, R/2], exact angles
+        if pos.dim() == 2:
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        cos, sin = cos.to(DEVICE), sin.to(DEVICE)
+        got = (rotate_with_tables(q, cos, sin, layout), rotate_with_tables(k, cos, sin, layout))
+    elif mode == "cache":
+        cos, sin = long_cache(top)
+        rows = pos.reshape(-1).unique()
+        row_cos, row_sin = rope_cos_sin(rows.cpu(), cfg)
+        cos[rows], sin[rows] = row_cos.to(DEVICE), row_sin.to(DEVICE)
+        got = rope_qk(q, k, pos, cos=cos, sin=sin, layout=layout)
+    else:
+        got = rotate_qk_fused(q, k, pos, cfg)
+    for a, e, x in zip(got, expected, (q, k)):
+        _close(a, e)
+        assert torch.equal(a[..., 2:], x[..., 2:])
+
+
+# Real shapes launch BLOCK_H = 8 heads per program (B * S >= 256 rows) and 4 warps (8 * R/2 >= 256):
+# (head_dim, rotary_dim) with a non-power-of-two R/2 each, partial; q heads not a multiple of 8.
+BIG_DIMS = [(40, 24), (136, 120)]
+BIG_B, BIG_HQ, BIG_HK, BIG_S = 2, 9, 3, 130
+
+
+def _big_case_runs(layout, dtype, dims, mode) -> bool:
+    """All combinations compiled on CUDA; under the interpreter (~8 ms a program, 2,340 programs a
+    case) only interleaved bf16 from the cache."""
+    return DEVICE == "cuda" or (layout, dtype, dims, mode) == ("interleaved", torch.bfloat16, BIG_DIMS[0], "cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["table", "cache", "compute"])
+@pytest.mark.parametrize("dims", BIG_DIMS, ids=["40-24", "136-120"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["half", "interleaved"])
+def test_block_configuration_of_real_shapes(layout, dtype, dims, mode):
+    """Forward (out of place and in place) and backward at ``B * S >= 256`` rows: the launch
+    configuration real shapes get, against the torch path on CPU."""
+    if not _big_case_runs(layout, dtype, dims, mode):
+        pytest.skip("interpreter: one case of 36 (all of them compiled on CUDA)")
+    head_dim, rotary_dim = dims
+    cfg = _cfg(head_dim, rotary_dim, layout)
+    gen = torch.Generator().manual_seed(9)
+    q, k, gq, gk = (torch.randn(BIG_B, h, BIG_S, head_dim, generator=gen).to(DEVICE, dtype)
+                    for h in (BIG_HQ, BIG_HK, BIG_HQ, BIG_HK))
+    pos = (torch.arange(BIG_S) + torch.tensor([[0], [1000]])).to(DEVICE)
+    cos, sin = rope_cos_sin(pos.cpu(), cfg)  # tables [B, 1, S, R/2]
+    cos, sin = cos.unsqueeze(1).to(DEVICE), sin.unsqueeze(1).to(DEVICE)
+
+    def run(q, k, inplace=False):
+        if mode == "table":  # what apply_rotary runs on CUDA tensors, forward (sin) and backward (-sin)
+            return tuple(rotate_with_tables(x, cos, sin, layout) for x in (q, k))
+        return _fused(q, k, pos, cfg, "compute" if mode == "compute" else "cache-big", inplace=inplace)
+
+    expected = _torch_qk(q, k, pos, cfg)
+    for a, e, x in zip(run(q, k), expected, (q, k)):
+        _close(a, e)
+        assert torch.equal(a[..., rotary_dim:], x[..., rotary_dim:])
+    if mode != "table":
+        q_in, k_in = q.clone(), k.clone()
+        for a, e in zip(run(q_in, k_in, inplace=True), expected):
+            _close(a, e)
+    # backward: the gradient of <out, g> is the inverse rotation of g
+    ref = [t.detach().cpu().requires_grad_() for t in (q, k)]
+    torch.autograd.backward(ropelab.rotate_qk(*ref, pos.cpu(), cfg), (gq.cpu(), gk.cpu()))
+    if mode == "table":
+        grads = tuple(rotate_with_tables(g, cos, -sin, layout) for g in (gq, gk))
+    else:
+        leaves = [t.detach().clone().requires_grad_() for t in (q, k)]
+        torch.autograd.backward(run(*leaves), (gq, gk))
+        grads = tuple(leaf.grad for leaf in leaves)
+    for got, r in zip(grads, ref):
+        _close(got, r.grad.to(DEVICE))
+
+
 @pytest.mark.parametrize("mode", ["cache", "compute"])
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
 def test_proportional_frozen_pairs_pass_through_the_kernel(layout, mode):
@@ -199,7 +335,7 @@ def test_proportional_frozen_pairs_pass_through_the_kernel(layout, mode):
     pos = _positions("offsets")  # within the 32-row cache of mode "cache"
     got = _fused(q, k, pos, cfg, mode)
     frozen = [c for p in range(3, 8) for c in ((p, p + 8) if layout == "half" else (2 * p, 2 * p + 1))]
-    for a, e, x in zip(got, ropelab.rotate_qk(q, k, pos, cfg), (q, k)):
+    for a, e, x in zip(got, _torch_qk(q, k, pos, cfg), (q, k)):
         _close(a, e)
         assert torch.equal(a[..., frozen], x[..., frozen])
         assert not torch.equal(a, x)
