@@ -9,6 +9,7 @@
 #   are met by the image: einops, huggingface_hub 1.33, tokenizers 0.23.2, ...; no torch or triton),
 #   and flash_attn_rotary.py, flash-attn's flash_attn/ops/triton/rotary.py out of its sdist.
 # They install into /tmp/site, ahead of the image's packages on PYTHONPATH.
+# bash benchmarks/gpu_wheels.sh rebuilds .whl/ on a machine with PyPI.
 #
 # About 2.5 minutes expected (tests ~1, bench ~1.5); at most ~5 (pytest and the bench are capped
 # by timeouts, and the bench skips compiled methods, then shapes, past its --budget-s).
