@@ -124,7 +124,7 @@ def _run(args) -> Path:
 
         load_corpus(settings.text)  # fail before training: missing or empty text
     began = time.perf_counter()
-    results = run_experiment(settings, out, progress=not args.quiet)
+    results = run_experiment(settings, out, progress=not args.quiet, smoke_test=bool(args.quick))
     results["smoke_test"] = bool(args.quick)  # the report then shows no claims table (see report.SMOKE_TEST_TEXT)
     notes = [
         "learned absolute positions have no row past L: evaluated past L with clamp=True (the last row reused).",
@@ -136,7 +136,7 @@ def _run(args) -> Path:
 
 
 def _tasks(args) -> Path:
-    from ropelab.lab.report import write_tasks_report
+    from ropelab.lab.report import normalise, write_tasks_report
     from ropelab.lab.synthetic import TASKS_DEFAULT, TASKS_QUICK, run_tasks
 
     settings = _task_settings(args, TASKS_QUICK if args.quick else TASKS_DEFAULT)
@@ -144,11 +144,11 @@ def _tasks(args) -> Path:
     if out.exists() and not out.is_dir():
         raise LabError(f"--out {str(out)!r} is invalid: it is a file, expected a folder")
     began = time.perf_counter()
-    results = run_tasks(settings, out, progress=not args.quiet)
+    results = run_tasks(settings, out, progress=not args.quiet, smoke_test=bool(args.quick))
     results["smoke_test"] = bool(args.quick)
     results["timing"]["wall_seconds"] = time.perf_counter() - began
     path = write_tasks_report(results, out)
-    for line in task_summary(results):
+    for line in task_summary(normalise(results)):
         print(line)
     return path
 
@@ -319,6 +319,11 @@ def demo(args) -> None:
                             text=None, device=None, seed=None, eval_tokens=None, quiet=False, length=None, num_layers=None,
                             dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None)
     print("\nThe lab, quick version: every encoding trained short and tested long (ropelab lab run --quick)")
-    path = _run(ns)
+    _run(ns)
+    print("\nRetrieval from scratch, quick version: 2 encodings, 1 seed (ropelab lab tasks --quick)")
+    tasks = argparse.Namespace(quick=True, task=None, encodings=None, seeds=None, vocab=None, length=None, test_lengths=None,
+                               num_layers=None, dim=None, num_heads=None, steps=None, batch_size=None, lr=None, device=None,
+                               quiet=False, out=ns.out)
+    path = _tasks(tasks)
     print(f"open the report: {path}")
     print(path)

@@ -61,7 +61,7 @@ class TaskSettings:
     zero_shot: tuple = ZERO_SHOT
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, dim=64, num_heads=4, max_positions=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1200, batch_size=32, lr=3e-3, warmup_steps=50, weight_decay=0.0, checkpoint_every=400, log_every=100))
+        steps=1000, batch_size=32, lr=3e-3, warmup_steps=50, weight_decay=0.0, checkpoint_every=400, log_every=100))
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -183,10 +183,11 @@ def train_one(name: str, seed: int, settings: TaskSettings, checkpoint: Path, *,
     return record, load_checkpoint(checkpoint, expect_encoding=name)
 
 
-def run_tasks(settings: TaskSettings, out: str | Path, *, progress: bool = True, log=print) -> dict:
+def run_tasks(settings: TaskSettings, out: str | Path, *, progress: bool = True, log=print, smoke_test: bool = False) -> dict:
     """Train every encoding with every seed, evaluate at every test length, and RoPE zero-shot with
-    :data:`ZERO_SHOT`; checkpoints go to ``out/checkpoints/tasks``. Returns the results dict."""
-    began = time.perf_counter()
+    :data:`ZERO_SHOT`; checkpoints go to ``out/checkpoints/tasks``. Returns the results dict.
+    ``smoke_test`` labels the console lines (the quick run's accuracies carry no claim)."""
+    began, cpu = time.perf_counter(), time.process_time()
     device = settings.train.device
     runs: dict = {}
     for name in settings.encodings:
@@ -200,8 +201,9 @@ def run_tasks(settings: TaskSettings, out: str | Path, *, progress: bool = True,
                 for method in settings.zero_shot:
                     runs.setdefault(f"rope+{method}", {})[seed] = _zero_shot(state, settings, seed, method, device)
             runs[name][seed]["eval_seconds"] = time.perf_counter() - t0
-            log(_line(settings, name, seed, runs))
-    return {"settings": settings.to_dict(), "runs": runs, "timing": {"total_seconds": time.perf_counter() - began}}
+            log(_line(settings, name, seed, runs) + (" [smoke test: no claim]" if smoke_test else ""))
+    timing = {"total_seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu}
+    return {"settings": settings.to_dict(), "runs": runs, "timing": timing}
 
 
 def _line(settings: TaskSettings, name: str, seed: int, runs: dict) -> str:
