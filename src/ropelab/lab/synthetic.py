@@ -106,7 +106,7 @@ class TaskSettings:
 
 TASKS_DEFAULT = TaskSettings()
 TASKS_QUICK = TASKS_DEFAULT.override(encodings=("rope", "alibi"), seeds=1, multiples=(1, 2, 4, 8), eval_tokens=2048,
-                                     train=dict(steps=500))
+                                     train=dict(steps=300))
 
 
 # ----------------------------------------------------------------------------- evaluation
