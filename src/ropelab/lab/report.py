@@ -19,7 +19,8 @@ from ropelab.io import atomic_write_bytes
 from ropelab.lab import LabError
 
 __all__ = ["normalise", "check_claims", "write_results", "write_report", "render_report", "rewrite_report", "figures",
-           "html_table", "held_mark", "figures_section", "PAGE", "STYLE", "SECTION", "NOTES"]
+           "html_table", "held_mark", "figures_section", "PAGE", "STYLE", "SECTION", "NOTES", "task_stats",
+           "check_task_claims", "mean_reciprocal_rank", "tasks_section", "write_tasks_report", "stored_tasks_section"]
 
 
 def normalise(results: dict) -> dict:
@@ -340,11 +341,12 @@ def notes_section(notes: list[str]) -> str:
     return NOTES.substitute(items="".join(f"<li>{html.escape(n)}</li>" for n in notes)) if notes else ""
 
 
-def render_report(results: dict, pngs: dict[str, bytes]) -> str:
-    """The self-contained report page of normalised ``results`` (with ``claims`` and ``notes``)."""
+def render_report(results: dict, pngs: dict[str, bytes], tasks: str = "") -> str:
+    """The self-contained report page of normalised ``results`` (with ``claims`` and ``notes``);
+    ``tasks`` is the synthetic-tasks section (:func:`tasks_section`), if any."""
     body = "".join([
         intro_section(results), claims_section(results), perplexity_sections(results), figures_section(pngs),
-        extension_section(results), training_section(results), notes_section(results["notes"]), FOOTER,
+        extension_section(results), training_section(results), tasks, notes_section(results["notes"]), FOOTER,
     ])
     return PAGE.substitute(title="ropelab lab report", style=STYLE, body=body)
 
@@ -359,7 +361,7 @@ def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
     for name, data in pngs.items():
         atomic_write_bytes(out / "figures" / name, data)
     path = out / "report.html"
-    atomic_write_bytes(path, render_report(results, pngs).encode())
+    atomic_write_bytes(path, render_report(results, pngs, stored_tasks_section(out)).encode())
     return path
 
 
@@ -371,3 +373,246 @@ def rewrite_report(out: Path) -> Path:
     except (OSError, json.JSONDecodeError) as error:
         raise LabError(f"--out {str(out)!r} is invalid: no readable results.json ({type(error).__name__})") from None
     return write_report(results, Path(out))
+
+
+# ----------------------------------------------------------------------------- synthetic tasks
+# (``ropelab lab tasks``: results of :func:`ropelab.lab.synthetic.run_tasks`, stored as tasks.json)
+def task_stats(results: dict) -> dict:
+    """``{name: {n: {"mean", "std", "min", "max"}}}`` of accuracy over the seeds (``std`` is the
+    population standard deviation; 0 with one seed)."""
+    import statistics
+
+    stats = {}
+    for name, seeds in results["runs"].items():
+        lengths = next(iter(seeds.values()))["accuracy"]
+        stats[name] = {}
+        for n in lengths:
+            values = [run["accuracy"][n] for run in seeds.values()]
+            stats[name][n] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
+    return stats
+
+
+def _past_l(results: dict, name: str) -> float | None:
+    """Mean accuracy over the test lengths past L (seeds averaged), or None if ``name`` was not run."""
+    stats = task_stats(results).get(name)
+    L = results["settings"]["length"]
+    past = [v["mean"] for n, v in (stats or {}).items() if int(n) > L]
+    return sum(past) / len(past) if past else None
+
+
+def mean_reciprocal_rank(results: dict, names) -> dict[str, float]:
+    """Kazemnejad et al. 2023's statistic (Figure 1) on this run: for every seed and every test length
+    past L, rank ``names`` by accuracy (ties share the better rank); average ``1 / rank``."""
+    L = results["settings"]["length"]
+    names = [n for n in names if n in results["runs"]]
+    total = {n: 0.0 for n in names}
+    count = 0
+    for seed in results["runs"][names[0]] if names else []:
+        for n in results["runs"][names[0]][seed]["accuracy"]:
+            if int(n) <= L:
+                continue
+            acc = {name: results["runs"][name][seed]["accuracy"][n] for name in names}
+            for name in names:
+                total[name] += 1.0 / (1 + sum(a > acc[name] for a in acc.values()))
+            count += 1
+    return {n: v / count for n, v in total.items()} if count else {}
+
+
+def check_task_claims(results: dict) -> list[dict]:
+    """The issue's claims on this run's own numbers; ``held`` is None when a claim cannot be checked."""
+    from ropelab.lab.literature import KAZEMNEJAD_FIGURE_1, KAZEMNEJAD_OURS
+
+    L = results["settings"]["length"]
+    stats = task_stats(results)
+    encodings = [n for n in results["settings"]["encodings"] if n in stats]
+    claims = []
+    at_l = {n: stats[n][str(L)] for n in encodings}
+    short = [f"{n} {v['mean']:.3f} (min {v['min']:.3f})" for n, v in at_l.items() if v["mean"] < 0.99]
+    claims.append({"claim": "every encoding reaches >= 99% at L", "check": f"mean accuracy over seeds at L = {L} >= 0.99",
+                   "value": "; ".join(short) if short else "lowest " + min((f"{v['mean']:.3f} ({n})" for n, v in at_l.items()), default="n/a"),
+                   "held": (not short) if at_l else None})
+    theirs = [KAZEMNEJAD_OURS[k] for k in KAZEMNEJAD_FIGURE_1]  # their order, best first
+    ours = {n: _past_l(results, n) for n in theirs}
+    if all(v is not None for v in ours.values()):
+        order = sorted(theirs, key=lambda n: -ours[n])
+        claims.append({"claim": "Kazemnejad et al.'s ranking past L (NoPE > T5 > ALiBi > RoPE > APE)",
+                       "check": "our order of mean accuracy over the test lengths past L",
+                       "value": " > ".join(f"{n} {ours[n]:.2f}" for n in order), "held": order == theirs})
+    else:
+        claims.append({"claim": "Kazemnejad et al.'s ranking past L", "check": "needs nope, t5, alibi, rope, sinusoidal",
+                       "value": "n/a", "held": None})
+    base = _past_l(results, "rope")
+    rescued = {m: _past_l(results, f"rope+{m}") for m in results["settings"].get("zero_shot", [])}
+    rescued = {m: v for m, v in rescued.items() if v is not None}
+    claims.append({"claim": "RoPE with PI or YaRN (zero-shot) beats RoPE extrapolated past L",
+                   "check": "mean accuracy over the test lengths past L",
+                   "value": ", ".join([f"extrapolated {base:.2f}"] + [f"{m} {v:.2f}" for m, v in rescued.items()]) if base is not None and rescued else "n/a",
+                   "held": max(rescued.values()) > base if base is not None and rescued else None})
+    return claims
+
+
+def _label(name: str) -> str:
+    return {"rope+linear": "rope + PI (zero-shot)", "rope+yarn": "rope + YaRN (zero-shot)"}.get(name, name)
+
+
+def _figure_tasks(results: dict):
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    L = results["settings"]["length"]
+    stats = task_stats(results)
+    fig, ax = plt.subplots(figsize=(10, 5))
+    for name, table in stats.items():
+        lengths = [int(n) for n in table]
+        mean = [v["mean"] for v in table.values()]
+        dashed = "+" in name
+        line, = ax.plot(lengths, mean, marker="o", ls="--" if dashed else "-", label=_label(name), lw=1.6)
+        ax.fill_between(lengths, [v["min"] for v in table.values()], [v["max"] for v in table.values()],
+                        color=line.get_color(), alpha=0.15, lw=0)
+    ax.axvline(L, color="grey", ls=":", lw=1)
+    ax.axhline(1.0 / results["settings"]["vocab"], color="grey", lw=1, ls="-.", label="chance (1 / vocab)")
+    ax.set(xscale="log", xlabel="test length (tokens)", ylabel="accuracy of the retrieved token", ylim=(-0.02, 1.02),
+           title=f"{results['settings']['task']}: trained at L = {L}, tested longer "
+                 f"(line: mean of {results['settings']['seeds']} seed(s); band: min to max)")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticks(lengths, [f"{n // L}L\n{n}" for n in lengths])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    return fig
+
+
+def _task_table(results: dict) -> str:
+    L = results["settings"]["length"]
+    stats = task_stats(results)
+    lengths = list(next(iter(stats.values())))
+    rows = [[html.escape(_label(name))] + [f"{table[n]['mean']:.3f} &plusmn; {table[n]['std']:.3f}" for n in lengths]
+            for name, table in stats.items()]
+    return html_table(["encoding"] + [f"{int(n) // L}L = {n}" for n in lengths], rows)
+
+
+def _depth_table(results: dict) -> str:
+    """Accuracy per needle-depth bin (seeds averaged), one cell per test length: 'b1 / b2 / ...'."""
+    import math
+
+    L = results["settings"]["length"]
+    rows = []
+    for name, seeds in results["runs"].items():
+        runs = list(seeds.values())
+        cells = []
+        for n in runs[0]["by_depth"]:
+            bins = zip(*(run["by_depth"][n] for run in runs))
+            means = [sum(b) / len(b) for b in bins]
+            cells.append(" / ".join("-" if math.isnan(v) else f"{v:.2f}" for v in means))
+        rows.append([html.escape(_label(name))] + cells)
+    lengths = list(next(iter(results["runs"].values())).values())[0]["by_depth"]
+    return html_table(["encoding"] + [f"{int(n) // L}L" for n in lengths], rows)
+
+
+def _papers_tables(results: dict) -> str:
+    from ropelab.lab.literature import (KAZEMNEJAD_FIGURE_1, KAZEMNEJAD_OURS, KAZEMNEJAD_SOURCE, MAMBA_OURS, MAMBA_SOURCE,
+                                        MAMBA_TABLE_11)
+
+    L = results["settings"]["length"]
+    stats = task_stats(results)
+    multiples = sorted({m for row in MAMBA_TABLE_11.values() for m in row} | {int(n) // L for n in next(iter(stats.values()))})
+    rows = []
+    for theirs, ours in MAMBA_OURS.items():
+        rows.append([html.escape(f"{theirs} (Mamba)")] + [f"{MAMBA_TABLE_11[theirs][m]:.1f}" if m in MAMBA_TABLE_11[theirs] else "" for m in multiples])
+        for name in ours:
+            table = stats.get(name, {})
+            rows.append([html.escape(f"{name} (ours)")] + [f"{100 * table[str(m * L)]['mean']:.1f}" if str(m * L) in table else "" for m in multiples])
+    mamba = html_table(["model"] + [f"{m}L" for m in multiples], rows)
+    mrr = mean_reciprocal_rank(results, list(KAZEMNEJAD_OURS.values()))
+    past = {n: _past_l(results, n) for n in KAZEMNEJAD_OURS.values()}
+    krows = [[html.escape(k), f"{v:.2f}", html.escape(KAZEMNEJAD_OURS[k]),
+              f"{mrr[KAZEMNEJAD_OURS[k]]:.2f}" if KAZEMNEJAD_OURS[k] in mrr else "",
+              f"{past[KAZEMNEJAD_OURS[k]]:.3f}" if past[KAZEMNEJAD_OURS[k]] is not None else ""]
+             for k, v in KAZEMNEJAD_FIGURE_1.items()]
+    kazemnejad = html_table(["theirs", "their MRR", "ours", "our MRR", "our mean accuracy past L"], krows)
+    return (f"<p>Accuracy (%) by test length / training length. Theirs: {html.escape(MAMBA_SOURCE)}. "
+            f"Ours: this run, mean over seeds, task {html.escape(results['settings']['task'])} at L = {L}.</p>{mamba}"
+            f"<p>Ranking. Theirs: {html.escape(KAZEMNEJAD_SOURCE)}. Ours: the same statistic over every seed and test "
+            f"length past L, on this one task.</p>{kazemnejad}")
+
+
+TASKS_INTRO = Template(
+    "<p>Task <b>$task</b>: $what Decoder of $num_layers layers, width $dim, $num_heads heads, trained from scratch at "
+    "<b>L = $length</b> tokens for $steps steps of $batch_size sequences (lr $lr, AdamW), $seeds seed(s) per encoding, "
+    "$vocab content symbols. Accuracy is scored on fresh sequences from a seed stream training never sees "
+    "(at least $min_rows sequences per length). RoPE is also run past L with PI and YaRN for the factor n / L, "
+    "zero-shot (ropelab.extension). Wall time $minutes min.</p>"
+)
+TASK_WHAT = {
+    "recall": "4 needles (key, value) hidden in random filler, the 4 keys asked again at the end (8 keys, distinct per "
+              "sequence); the model must output each value. Retrieval in the sense of induction heads (Olsson et al. "
+              "2022) and the associative recall of the H3 and Mamba synthetic setups (Gu &amp; Dao 2023, sec. 4.1.2).",
+    "induction": "random tokens, one trigger followed by the answer, the trigger again at the end (Gu &amp; Dao 2023, "
+                 "sec. 4.1.2, after Olsson et al. 2022).",
+    "copy": "a random string, a separator, the string again; every copied token is scored (Kazemnejad et al. 2023, "
+            "sec. 3, Table 1).",
+}
+TASKS_SMOKE_TEXT = (
+    "This is the smoke test (ropelab lab tasks --quick: 2 encodings, 1 seed, few steps): it shows the pipeline runs "
+    "end to end, and its accuracies carry no claim. The claims are checked by the default run: "
+    "ropelab lab tasks --out lab-report (at most 20 minutes on 2 CPU cores)."
+)
+
+
+def tasks_section(results: dict, png: bytes | None) -> str:
+    """The report section of a tasks run (normalised results; claims added by :func:`write_tasks_report`)."""
+    s = results["settings"]
+    intro = TASKS_INTRO.substitute(
+        task=html.escape(s["task"]), what=TASK_WHAT.get(s["task"], ""), num_layers=s["num_layers"], dim=s["dim"],
+        num_heads=s["num_heads"], length=s["length"], steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
+        seeds=s["seeds"], vocab=s["vocab"], min_rows=s["min_rows"], minutes=f"{results['timing'].get('wall_seconds', results['timing']['total_seconds']) / 60:.1f}",
+    )
+    figure = figures_section({"tasks_accuracy.png": png}, {"tasks_accuracy.png": TASKS_CAPTION}) if png else ""
+    if results.get("smoke_test"):
+        claims = f"<p><b>A smoke test, not evidence.</b> {html.escape(TASKS_SMOKE_TEXT)}</p>"
+    else:
+        rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])]
+                for c in results["claims"]]
+        claims = "<h3>Claims, checked on this run</h3>" + html_table(["claim", "check", "measured", "result"], rows)
+    body = (intro + figure + claims + "<h3>Accuracy by test length (mean &plusmn; standard deviation over seeds)</h3>"
+            + _task_table(results) + "<h3>Beside the papers</h3>" + _papers_tables(results)
+            + f"<h3>Accuracy by depth of the needle ({s['depth_bins']} bins from the start of the context to just "
+              "before the query; seeds averaged)</h3>" + _depth_table(results)
+            + notes_section(results.get("notes", [])).replace("<h2>Notes</h2>", "<h3>Notes</h3>"))
+    return SECTION.substitute(title="Retrieval from scratch: synthetic tasks past the training length", body=body)
+
+
+TASKS_CAPTION = ("Accuracy against test length, one line per encoding (mean over seeds; band: lowest to highest seed). "
+                 "Dashed: the trained RoPE models run zero-shot with PI or YaRN for the factor n / L.")
+
+
+def write_tasks_report(results: dict, out: Path) -> Path:
+    """Write tasks.json and figures/tasks_accuracy.png into ``out``, then report.html: the lab's full
+    report with this section when ``out/results.json`` exists, else a page of this section alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from ropelab.plots import figure_png
+
+    out = Path(out)
+    results = normalise(results)
+    results["claims"] = [] if results.get("smoke_test") else check_task_claims(results)
+    atomic_write_bytes(out / "tasks.json", json.dumps(results, indent=1).encode())
+    png = figure_png(_figure_tasks(results))
+    atomic_write_bytes(out / "figures" / "tasks_accuracy.png", png)
+    if (out / "results.json").exists():
+        return rewrite_report(out)
+    path = out / "report.html"
+    atomic_write_bytes(path, PAGE.substitute(title="ropelab lab report", style=STYLE,
+                                             body="<h1>ropelab lab: train short, test long</h1>" + tasks_section(results, png)).encode())
+    return path
+
+
+def stored_tasks_section(out: Path) -> str:
+    """The tasks section of ``out/tasks.json`` ('' when there is none or it is unreadable)."""
+    path = Path(out) / "tasks.json"
+    figure = Path(out) / "figures" / "tasks_accuracy.png"
+    try:
+        results = json.loads(path.read_text())
+        return tasks_section(results, figure.read_bytes() if figure.exists() else None)
+    except (OSError, json.JSONDecodeError, KeyError):
+        return ""

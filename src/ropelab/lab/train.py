@@ -42,6 +42,10 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "ropelab.lab.checkpoint/1"
 
+# A batch function: ``(step, rank, world) -> (inputs, targets)``, int64 ``[B / world, S]`` each, a pure
+# function of the step (the synthetic tasks of :mod:`ropelab.lab.tasks`).
+Batches = Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -215,10 +219,14 @@ def build_trainer(model_cfg: ModelConfig, cfg: TrainConfig, init_state: dict | N
     return Trainer(model, model, optimizer, rank, world, device)
 
 
-def train_step(trainer: Trainer, data: torch.Tensor, cfg: TrainConfig, length: int, step: int) -> float:
-    """One optimiser step on the batch of ``(cfg.seed, step)``: ``cfg.batch_size`` windows of
-    ``length`` bytes of ``data`` (uint8 ``[N]``), this rank's slice. Returns the global mean loss."""
-    inputs, targets = sample_batch(data, cfg.batch_size, length, cfg.seed, step, trainer.rank, trainer.world)
+def train_step(trainer: Trainer, data: torch.Tensor | Batches, cfg: TrainConfig, length: int, step: int) -> float:
+    """One optimiser step on the batch of ``(cfg.seed, step)``, this rank's slice: ``cfg.batch_size``
+    windows of ``length`` bytes of ``data`` (uint8 ``[N]``), or ``data(step, rank, world)`` when
+    ``data`` is a batch function (targets ``-100`` are ignored by the loss). Returns the global mean loss."""
+    if callable(data):
+        inputs, targets = data(step, trainer.rank, trainer.world)
+    else:
+        inputs, targets = sample_batch(data, cfg.batch_size, length, cfg.seed, step, trainer.rank, trainer.world)
     inputs, targets = inputs.to(trainer.device), targets.to(trainer.device)  # [B / world, length] each
     for group in trainer.optimizer.param_groups:
         group["lr"] = learning_rate(step, cfg)
@@ -284,6 +292,7 @@ def train(
     description: str | None = None,
     on_step: Callable[[int, DecoderLM], None] | None = None,
     extra: dict | None = None,
+    batches: Batches | None = None,
 ) -> TrainResult:
     """Train ``model_cfg`` for ``cfg.steps`` steps at length ``model_cfg.max_positions``.
 
@@ -295,11 +304,12 @@ def train(
         progress, description: show a progress bar (rank 0) labelled ``description`` (default: the encoding).
         on_step: ``callback(step_done, model)`` after each step, e.g. for evaluation during fine-tuning.
         extra: stored in the checkpoint under ``"extra"``.
+        batches: a batch function (:data:`Batches`) to train on instead of ``corpus``.
 
     Returns:
         :class:`TrainResult`; ``losses[t]`` is the global mean training loss of step ``t``.
     """
-    corpus = corpus or load_corpus()
+    data = batches if batches is not None else (corpus or load_corpus()).train
     trainer = build_trainer(model_cfg, cfg, init_state)
     start, losses = restore(trainer, checkpoint, model_cfg, cfg) if resume and checkpoint is not None else (0, [])
     if trainer.world > 1:
@@ -311,7 +321,7 @@ def train(
     began = time.perf_counter()
     with bar:
         for step in range(start, cfg.steps):
-            losses.append(train_step(trainer, corpus.train, cfg, model_cfg.max_positions, step))
+            losses.append(train_step(trainer, data, cfg, model_cfg.max_positions, step))
             done = step + 1
             bar.update(done, losses[-1])
             if checkpoint is not None and trainer.rank == 0 and _checkpoint_due(done, cfg):
