@@ -48,6 +48,8 @@ __all__ = [
     "as_pairs",
     "logit_excess",
     "predict_break",
+    "predict_breaks",
+    "threshold_crossing",
     "method_frequencies",
 ]
 
@@ -113,22 +115,47 @@ def as_pairs(x: torch.Tensor, layout: str) -> torch.Tensor:
 
 
 def _scores(products: torch.Tensor, freq: torch.Tensor, distances: torch.Tensor, scale: float) -> torch.Tensor:
-    """``Re sum_i c_i exp(i Delta theta_i) * scale`` for ``products [H, P, R/2]`` (complex ``q_i conj(k_i)``),
-    ``freq [R/2]``, ``distances [D]``: ``[H, P, D]``. Angles are formed in float64, then rounded."""
+    """``scale * Re sum_i c_i exp(i Delta theta_i)`` for ``products [H, P, R]`` (the real and imaginary parts of
+    ``c_i = q_i conj(k_i)`` side by side, :func:`_products`), ``freq [R/2]``, ``distances [D]``: ``[H, P, D]``.
+    Angles are formed in float64, then rounded to float32; one matrix product does the sum."""
     angles = distances.to(torch.float64)[None, :] * freq.to(torch.float64)[:, None]  # [R/2, D]
-    cos, sin = torch.cos(angles).to(torch.float32), torch.sin(angles).to(torch.float32)
-    return (products.real @ cos - products.imag @ sin) * scale
+    basis = torch.cat((torch.cos(angles), -torch.sin(angles))).to(torch.float32)  # [R, D]
+    return (products @ basis) * scale
+
+
+def _products(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """``q [H, Pq, R/2]``, ``k [H, Pk, R/2]`` complex -> ``[H, Pq*Pk, R]`` real: ``Re c | Im c``, ``c = q_i conj(k_i)``."""
+    c = (q[:, :, None, :] * k[:, None, :, :].conj()).flatten(1, 2)
+    return torch.cat((c.real, c.imag), dim=-1).contiguous()
+
+
+def _seen_distances(trained: int) -> torch.Tensor:
+    return torch.unique(torch.linspace(0, trained - 1, min(trained, _SEEN_POINTS), dtype=torch.float64).round().long())
+
+
+def _past_distances(trained: int, target: int, past_points: int | None) -> torch.Tensor:
+    count = min(target - trained, past_points or _PAST_POINTS_PER_T * max(1, math.ceil((target - trained) / trained)))
+    return torch.unique(torch.linspace(trained, target - 1, count, dtype=torch.float64).round().long())
+
+
+def _excess(products, envelope, trained_freq, freq, trained, target, scale, past_points):
+    """Mean excess ``[H, D]`` of ``products`` at distances past ``T`` over ``envelope [H, P]`` (the trained
+    one), the method's own in-context envelope added when its frequencies differ."""
+    if not torch.equal(freq, trained_freq):
+        envelope = torch.maximum(envelope, _scores(products, freq, _seen_distances(trained), scale).amax(-1))
+    distances = _past_distances(trained, target, past_points)
+    return distances, (_scores(products, freq, distances, scale) - envelope[..., None]).clamp(min=0).mean(1)
 
 
 def logit_excess(q: torch.Tensor, k: torch.Tensor, trained_freq: torch.Tensor, freq: torch.Tensor, trained: int,
                  target: int, *, scale: float, past_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The mean excess score over heads and (query, key) pairs at distances in ``[T, N)``.
+    """The mean excess score over (query, key) pairs, per head, at distances in ``[T, N)``.
 
     Args:
         q: ``[H, Pq, R/2]`` complex pairs of pre-rotation queries (:func:`as_pairs`), ``Pq`` positions.
         k: ``[H, Pk, R/2]`` the keys each query head reads (repeat shared KV heads first).
         trained_freq, freq: ``theta [R/2]``, ``theta' [R/2]``.
-        scale: the score's factor (``1 / sqrt(Dh)``, times a method's attention factor squared if wanted).
+        scale: the score's factor (``1 / sqrt(Dh)``).
         past_points: distances sampled in ``[T, N)`` (default 256 per ``T``, at most one per position).
 
     Returns:
@@ -136,14 +163,9 @@ def logit_excess(q: torch.Tensor, k: torch.Tensor, trained_freq: torch.Tensor, f
         pairs of ``max(0, score(Delta) - envelope)``, where the envelope is the pair's highest score at
         the ``2048`` (or ``T``) distances sampled below ``T``, with ``theta`` and with ``theta'``.
     """
-    products = (q[:, :, None, :] * k[:, None, :, :].conj()).flatten(1, 2)  # [H, Pq*Pk, R/2]
-    seen = torch.unique(torch.linspace(0, trained - 1, min(trained, _SEEN_POINTS), dtype=torch.float64).round().long())
-    envelope = torch.maximum(_scores(products, trained_freq, seen, scale).amax(-1),
-                             _scores(products, freq, seen, scale).amax(-1))  # [H, P]
-    count = min(target - trained, past_points or _PAST_POINTS_PER_T * max(1, math.ceil((target - trained) / trained)))
-    distances = torch.unique(torch.linspace(trained, target - 1, count, dtype=torch.float64).round().long())
-    past = _scores(products, freq, distances, scale)  # [H, P, D]
-    return distances, (past - envelope[..., None]).clamp(min=0).mean(1)
+    products = _products(q, k)
+    envelope = _scores(products, trained_freq, _seen_distances(trained), scale).amax(-1)  # [H, P]
+    return _excess(products, envelope, trained_freq, freq, trained, target, scale, past_points)
 
 
 @dataclass(frozen=True)
@@ -189,42 +211,60 @@ def threshold_crossing(distances: torch.Tensor, excess: torch.Tensor, threshold:
     return int(distances[int(over[0])]) if over.numel() else None
 
 
-def predict_break(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, cfg: RopeConfig, trained: int,
-                  target: int, *, threshold: float = EXCESS_THRESHOLD) -> BreakPrediction:
-    """Rule (c) for a model whose layers gave ``layers`` on an input of at most ``T`` tokens.
+def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, configs: dict[str, RopeConfig],
+                   trained: int, target: int, *, threshold: float = EXCESS_THRESHOLD) -> dict[str, BreakPrediction]:
+    """Rule (c) for a model whose layers gave ``layers`` on an input of at most ``T`` tokens, for every
+    RoPE of ``configs`` (name -> the RoPE it is evaluated with, to ``target``).
 
     Args:
         layers: per layer, ``(q [Hq, Pq, Dh], k [Hkv, Pk, Dh])`` pre-rotation queries and keys (real; the
-            first ``R`` channels of each head are rotary, in ``cfg.layout``); ``Hq`` a multiple of ``Hkv``.
-        trained_cfg: the RoPE the model was trained with; cfg: the RoPE it is evaluated with.
+            first ``R`` channels of each head are rotary, in the config's layout); ``Hq`` a multiple of ``Hkv``.
+        trained_cfg: the RoPE the model was trained with.
         trained, target: ``T`` and ``N`` (the predictor looks at distances up to ``N - 1``).
 
     Returns:
-        :class:`BreakPrediction`, with rules (a) and (b) beside it.
+        name -> :class:`BreakPrediction`, with rules (a) and (b) beside rule (c).
     """
     if target <= trained:
         raise ValueError(f"target={target} is invalid: expected > trained length T={trained}")
     if not layers:
         raise ValueError("layers is empty: expected (q, k) of at least one layer")
     theta = method_frequencies(trained_cfg, trained)
-    theta_new = method_frequencies(cfg, target)
-    rotary = cfg.rotary_dim
-    curves = []
+    freqs = {name: method_frequencies(cfg, target) for name, cfg in configs.items()}
+    rotary, layout = trained_cfg.rotary_dim, trained_cfg.layout
+    curves = {name: [] for name in configs}
     for q, k in layers:
         if q.shape[0] % k.shape[0]:
             raise ValueError(f"query heads {q.shape[0]} is invalid: expected a multiple of key heads {k.shape[0]}")
         k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
-        distances, excess = logit_excess(as_pairs(q[..., :rotary], cfg.layout), as_pairs(k[..., :rotary], cfg.layout),
-                                         theta, theta_new, trained, target, scale=1 / math.sqrt(q.shape[-1]))
-        curves.append(excess)
-    excess = torch.cat(curves).mean(0)
-    position = threshold_crossing(distances, excess, threshold)
-    slope = None
-    if position is not None:
-        after = distances >= position
-        x, y = distances[after].double() / trained, excess[after].double()
-        if x.numel() > 1:
-            slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return BreakPrediction(position, first_unseen_angle(theta, theta_new, trained),
-                           extrapolation_bound(theta, theta_new, trained), trained, target, threshold,
-                           tuple(int(d) for d in distances), tuple(float(e) for e in excess), slope)
+        scale = 1 / math.sqrt(q.shape[-1])
+        products = _products(as_pairs(q[..., :rotary], layout), as_pairs(k[..., :rotary], layout))
+        envelope = _scores(products, theta, _seen_distances(trained), scale).amax(-1)
+        for name, freq in freqs.items():
+            distances, excess = _excess(products, envelope, theta, freq, trained, target, scale, None)
+            curves[name].append(excess)
+    out = {}
+    for name, freq in freqs.items():
+        excess = torch.cat(curves[name]).mean(0)
+        position = threshold_crossing(distances, excess, threshold)
+        out[name] = BreakPrediction(position, first_unseen_angle(theta, freq, trained), extrapolation_bound(theta, freq, trained),
+                                    trained, target, threshold, tuple(int(d) for d in distances),
+                                    tuple(float(e) for e in excess), _slope(distances, excess, position, trained))
+    return out
+
+
+def _slope(distances: torch.Tensor, excess: torch.Tensor, position: int | None, trained: int) -> float | None:
+    """Least-squares rise of ``excess`` per ``T`` from ``position`` on (``None`` without a break)."""
+    if position is None:
+        return None
+    after = distances >= position
+    x, y = distances[after].double() / trained, excess[after].double()
+    if x.numel() < 2:
+        return None
+    return float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
+
+
+def predict_break(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, cfg: RopeConfig, trained: int,
+                  target: int, *, threshold: float = EXCESS_THRESHOLD) -> BreakPrediction:
+    """:func:`predict_breaks` for one RoPE ``cfg``."""
+    return predict_breaks(layers, trained_cfg, {"cfg": cfg}, trained, target, threshold=threshold)["cfg"]

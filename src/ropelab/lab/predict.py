@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ropelab.analysis.breaks import BreakPrediction, predict_break
+from ropelab.analysis.breaks import BreakPrediction, predict_breaks
 from ropelab.config import RopeConfig
 from ropelab.lab.model import DecoderLM
 
@@ -54,4 +54,4 @@ def predict_lab(model: DecoderLM, windows: torch.Tensor, trained_cfg: RopeConfig
     if windows.shape[-1] > L:
         raise ValueError(f"windows of {windows.shape[-1]} bytes is invalid: expected at most L={L}")
     layers = gather_qk(model, windows)
-    return {name: predict_break(layers, trained_cfg, cfg, L, target) for name, cfg in configs.items()}
+    return predict_breaks(layers, trained_cfg, configs, L, target)

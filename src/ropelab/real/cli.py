@@ -76,7 +76,26 @@ def print_prediction(prediction: dict, echo=print) -> None:
     echo(f"  critical dimension {prediction['critical_dimension']} of {prediction['rotary_dim']}")
     for method, entry in prediction["methods"].items():
         where = f"to break at position {entry['break']}" if entry["break"] is not None else f"to hold up to {N}"
-        echo(f"  {method:>11}: expected {where} ({entry['out_of_range_at_target']} pairs out of range at N)")
+        first = entry.get("first_unseen_angle")
+        echo(f"  {method:>11}: expected {where} (first unseen angle {first if first is not None else 'none'}; "
+             f"{entry['out_of_range_at_target']} pairs out of range at N) [{entry.get('predictor', 'first unseen angle')}]")
+
+
+def _model_prediction(model, tokenizer, rope, trained: int, settings, prediction: dict, echo) -> None:
+    """Rule (c) of :mod:`ropelab.analysis.breaks` from the model's q/k on <= T tokens, into ``prediction``;
+    a RoPE per layer type keeps the config rule (labelled so)."""
+    from ropelab.config import RopeConfig
+    from ropelab.real.extend import add_model_prediction, method_config
+    from ropelab.real.predict import PROBE_LENGTH, predict_real
+
+    if not isinstance(rope, RopeConfig):
+        echo("  (a RoPE per layer type: the break below is the config rule, a lower bound)")
+        return
+    started = time.perf_counter()
+    configs = {m: method_config(rope, m, trained, settings.target) for m in settings.methods}
+    add_model_prediction(prediction, predict_real(model, tokenizer, rope, configs, trained, settings.target, text=settings.text))
+    echo(f"  (break predicted from the model's own q and k on {min(PROBE_LENGTH, trained)} tokens, nothing past T run; "
+         f"{time.perf_counter() - started:.0f} s)")
 
 
 def _layer_types_text(rope, trained: int) -> str | None:
@@ -172,12 +191,13 @@ def run_extend(args, echo=print) -> Path:
     config, rope, trained = load_config(source)
     settings = _settings(args, trained)
     prediction = predict(rope, trained, settings.target, settings.methods)
-    print_prediction(prediction, echo)
     layer_types = _layer_types_text(rope, trained)
     if layer_types:
         echo(layer_types)
     loaded = load_model(args.model, args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
+    _model_prediction(model, tokenizer, rope, trained, settings, prediction, echo)
+    print_prediction(prediction, echo)
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
 
     corpus_documents(tokenizer, settings.length, settings.documents, settings.text)  # a short text fails here, before any forward
@@ -238,7 +258,8 @@ def _print_verdict(results: dict, echo=print) -> None:
         segs = ", ".join(f"{k} {p:.2f}" for k, p in entry["ppl_segments"].items())
         pk = "; passkey " + ", ".join(f"{n}: {sum(r.values()) / len(r):.2f}" for n, r in entry["passkey"].items()) if entry["passkey"] else ""
         m = v["methods"][method]
-        echo(f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']}, measured {m['measured_break']}{pk}")
+        echo(f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']} (first unseen angle "
+             f"{m.get('first_unseen_angle')}), measured {m['measured_break']}; in-context cost {m.get('in_context_cost', 0.0):+.3f} nats{pk}")
     echo(f"Best at N = {results['target']}: {v['best']}")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ropelab.analysis.breaks import BreakPrediction, predict_break
+from ropelab.analysis.breaks import BreakPrediction, predict_breaks
 from ropelab.config import RopeConfig
 from ropelab.errors import RealModelError
 
@@ -78,4 +78,4 @@ def predict_real(model, tokenizer, trained_cfg: RopeConfig, configs: dict[str, R
     docs, _ = corpus_documents(tokenizer, length, 1, text)
     use_rope(model, trained_cfg)
     layers = gather_qk(model, docs[0][:-1])
-    return {name: predict_break(layers, trained_cfg, cfg, trained, target) for name, cfg in configs.items()}
+    return predict_breaks(layers, trained_cfg, configs, trained, target)
