@@ -104,3 +104,13 @@ def test_predict_break_validates():
         predict_break([(q, q)], cfg, cfg, 64, 64)
     with pytest.raises(ValueError, match="multiple"):
         predict_break([(torch.randn(3, 3, 8), torch.randn(2, 3, 8))], cfg, cfg, 64, 128)
+
+
+def test_far_mass_is_the_unseen_share_for_flat_attention():
+    # every score 0 (q = 0): each distance weighs the same, so F(n) = (n - T) / n
+    cfg = _cfg(head=8, T=64)
+    q = torch.zeros(1, 4, 8)
+    p = predict_break([(q, q.clone())], cfg, cfg, 64, 256)
+    d, f = torch.tensor(p.distances), torch.tensor(p.far_mass)
+    assert torch.allclose(f, (d + 1 - 64).double().float() / (d + 1).float(), atol=0.02)
+    assert p.mechanism == "far mass" and 64 / (1 - p.far_threshold) - 16 <= p.position <= 64 / (1 - p.far_threshold) + 16

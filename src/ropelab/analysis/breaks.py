@@ -24,10 +24,17 @@ distance ``m - n`` between a query at ``m`` and a key at ``n``.
   the low-frequency pairs, which are exactly those that meet new angles, so the excess is weighted
   by the model's own ``|q_i| |k_i|`` per pair rather than counted per pair.
 
-  **Hypothesis** (ours, tested by ``benchmarks/break_validation.py``): perplexity breaks where the
-  mean excess over heads and (query, key) pairs first exceeds a threshold ``tau`` (nats of logit),
-  because from there on far keys take attention they never got in training. ``tau`` is one
-  calibrated constant (:data:`EXCESS_THRESHOLD`); see its comment for where it was calibrated.
+  From the same scores, :func:`far_mass` is the share of attention a query would give keys at unseen
+  distances ``[T, n)`` when the sequence grows to ``n`` (each distance standing for one key, content
+  averaged over the sample). It rises when far scores explode (the excess) and when many far keys
+  share attention at ordinary scores.
+
+  **Hypothesis** (ours, tested by ``benchmarks/break_validation.py``): perplexity breaks where the far
+  mass, averaged over heads and queries and smoothed over ``T/8``, first exceeds ``phi``
+  (:data:`FAR_MASS_THRESHOLD`, one constant calibrated on the lab split only), because from there on a
+  query spends that share of its attention on keys at distances it never saw in training. The mean
+  excess is reported beside it (its rise per ``T`` after the break says how steeply scores leave their
+  envelope) but does not decide (:data:`EXCESS_THRESHOLD`, see its comment).
 """
 
 from __future__ import annotations
@@ -50,20 +57,28 @@ __all__ = [
     "predict_break",
     "predict_breaks",
     "threshold_crossing",
+    "combine",
+    "far_mass",
+    "FAR_MASS_THRESHOLD",
     "method_frequencies",
 ]
 
-# tau: the mean logit excess (nats) at which perplexity is predicted to break. Calibrated on the
-# from-scratch lab models of benchmarks/break_validation.py only (the split the embedded model is
-# scored against is never used to set it); see benchmarks/results/break_validation.md.
-EXCESS_THRESHOLD = 0.02
+# phi: the share of attention on keys at unseen distances (:func:`far_mass`) at which perplexity is
+# predicted to break. Calibrated on the from-scratch lab models of benchmarks/break_validation.py only
+# (8 cases: bases 10, 500, 1e4, 1e6 at L = 32, 64; a grid search, `calibrate` there); the embedded
+# SmolLM2 cases are scored with it and never used to set it. See benchmarks/results/break_validation/.
+FAR_MASS_THRESHOLD = 0.325
+# tau: the smoothed mean logit excess that would also decide a break. On the lab split every tau >= 0.2
+# gives the same error (the far mass always crosses first) and smaller ones are worse, so the excess is
+# reported (curve and slope), not used to decide: tau = inf.
+EXCESS_THRESHOLD = math.inf
 
-# Distances sampled per trained length below T for the seen envelope, and past T for the curve.
-_SEEN_POINTS = 2048
+# Distances sampled below T for the seen envelope (besides every distance below 256), and past T per T.
+_SEEN_POINTS = 1024
 _PAST_POINTS_PER_T = 256
-# The excess curve is smoothed over this many grid points before the threshold (like the measured
-# break's 4-bin smoothing), so one lucky distance does not read as a break.
-_SMOOTH = 4
+# The curves are smoothed over a window of T/8 distances before the thresholds (the measured break
+# smooths over 1024 tokens = T/8 of SmolLM2), so one lucky distance does not read as a break.
+_SMOOTH_FRACTION = 1 / 8
 
 
 def method_frequencies(cfg: RopeConfig, seq_len: int) -> torch.Tensor:
@@ -130,7 +145,43 @@ def _products(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def _seen_distances(trained: int) -> torch.Tensor:
-    return torch.unique(torch.linspace(0, trained - 1, min(trained, _SEEN_POINTS), dtype=torch.float64).round().long())
+    """Every distance below 256 (where local attention puts its mass) and ``2048`` spread over ``[0, T)``."""
+    spread = torch.linspace(0, trained - 1, min(trained, _SEEN_POINTS), dtype=torch.float64).round().long()
+    return torch.unique(torch.cat((torch.arange(min(trained, 256)), spread)))
+
+
+def _spans(distances: torch.Tensor, stop: int) -> torch.Tensor:
+    """How many integer distances each of the sorted ``distances [D]`` stands for (up to ``stop``): ``[D]``."""
+    edges = torch.cat((distances[:1].double(), (distances[1:] + distances[:-1]).double() / 2, torch.tensor([float(stop)])))
+    return (edges[1:] - edges[:-1]).clamp(min=1.0)
+
+
+def far_mass(seen: torch.Tensor, past: torch.Tensor, queries: int, seen_spans: torch.Tensor, past_spans: torch.Tensor) -> torch.Tensor:
+    """The share of attention a query would give keys at unseen distances ``[T, n)``, for each ``n``.
+
+    ``A_q(Delta) = mean_k exp(score(q, k, Delta))`` over the sampled keys stands for a key at distance
+    ``Delta`` (content averaged over the sample); ``F_q(n) = sum_{T <= Delta < n} A_q / sum_{Delta < n} A_q``,
+    sums over the distance grids weighted by the distances each point stands for. It grows when far scores
+    rise (the excess) and also when many far keys share attention at ordinary scores (the "unseen number
+    of tokens" of Han et al. 2023, LM-Infinite, arXiv 2308.16137, sec. 3).
+
+    The first key of the sample is left out: both gatherers put position 0 there, the attention sink
+    (Xiao et al. 2023, arXiv 2309.17453), which a query meets at one distance only; spread over every
+    distance it would stand for thousands of sinks.
+
+    Args:
+        seen: scores ``[H, Pq*Pk, Ds]`` at distances below ``T``; past: ``[H, Pq*Pk, Dp]`` past ``T``.
+        seen_spans, past_spans: ``[Ds]``, ``[Dp]`` (:func:`_spans`).
+
+    Returns:
+        ``[H, Dp]``: ``F(n)`` at each past distance, averaged over queries.
+    """
+    heads = seen.shape[0]
+    seen = seen.view(heads, queries, -1, seen.shape[-1])[:, :, 1:]  # key 0 is the sink: it sits at one distance, not all
+    past = past.view(heads, queries, -1, past.shape[-1])[:, :, 1:]
+    near = (seen.logsumexp(2) + seen_spans.log().float()).logsumexp(-1)  # [H, Pq]
+    far = torch.logcumsumexp(past.logsumexp(2) + past_spans.log().float(), -1)
+    return torch.sigmoid(far - near[..., None]).mean(1)
 
 
 def _past_distances(trained: int, target: int, past_points: int | None) -> torch.Tensor:
@@ -138,13 +189,22 @@ def _past_distances(trained: int, target: int, past_points: int | None) -> torch
     return torch.unique(torch.linspace(trained, target - 1, count, dtype=torch.float64).round().long())
 
 
-def _excess(products, envelope, trained_freq, freq, trained, target, scale, past_points):
+def _excess(products, envelope, trained_freq, freq, trained, target, scale, past_points, queries=None, constant=None):
     """Mean excess ``[H, D]`` of ``products`` at distances past ``T`` over ``envelope [H, P]`` (the trained
-    one), the method's own in-context envelope added when its frequencies differ."""
+    one), the method's own in-context envelope added when its frequencies differ; with ``queries``, also
+    :func:`far_mass` ``[H, D]`` (scores plus the non-rotary ``constant [H, P]``)."""
+    seen_at = _seen_distances(trained)
+    seen = _scores(products, freq, seen_at, scale)
     if not torch.equal(freq, trained_freq):
-        envelope = torch.maximum(envelope, _scores(products, freq, _seen_distances(trained), scale).amax(-1))
+        envelope = torch.maximum(envelope, seen.amax(-1))
     distances = _past_distances(trained, target, past_points)
-    return distances, (_scores(products, freq, distances, scale) - envelope[..., None]).clamp(min=0).mean(1)
+    past = _scores(products, freq, distances, scale)
+    excess = (past - envelope[..., None]).clamp(min=0).mean(1)
+    if queries is None:
+        return distances, excess
+    if constant is not None:
+        seen, past = seen + constant[..., None], past + constant[..., None]
+    return distances, excess, far_mass(seen, past, queries, _spans(seen_at, trained), _spans(distances, target))
 
 
 def logit_excess(q: torch.Tensor, k: torch.Tensor, trained_freq: torch.Tensor, freq: torch.Tensor, trained: int,
@@ -173,8 +233,8 @@ class BreakPrediction:
     """A predicted break and the curve behind it.
 
     Attributes:
-        position: predicted break (first distance ``>= T`` whose smoothed mean excess exceeds
-            ``threshold``), ``None`` if none up to ``target``.
+        position: predicted break (first distance ``>= T`` whose smoothed far mass exceeds
+            ``far_threshold``, or smoothed mean excess ``threshold``), ``None`` if none up to ``target``.
         first_unseen_angle: rule (a); extrapolation_bound: rule (b), Liu et al. 2023's ``T_extra``.
         distances, excess: the mean excess over all heads at each sampled distance (nats of logit).
         slope: after the break, the excess's rise per ``T`` (least squares over the rest of the
@@ -190,12 +250,17 @@ class BreakPrediction:
     distances: tuple[int, ...]
     excess: tuple[float, ...]
     slope: float | None
+    far_mass: tuple[float, ...] = ()
+    mechanism: str | None = None
+    far_threshold: float = FAR_MASS_THRESHOLD
 
     def to_dict(self) -> dict:
         return {"position": self.position, "first_unseen_angle": self.first_unseen_angle,
                 "extrapolation_bound": self.extrapolation_bound, "trained_length": self.trained_length,
-                "target": self.target, "threshold": self.threshold, "slope_per_T": self.slope,
-                "distances": list(self.distances), "excess": [round(x, 5) for x in self.excess]}
+                "target": self.target, "threshold": None if math.isinf(self.threshold) else self.threshold, "far_threshold": self.far_threshold,
+                "mechanism": self.mechanism, "slope_per_T": self.slope,
+                "distances": list(self.distances), "excess": [round(x, 5) for x in self.excess],
+                "far_mass": [round(x, 5) for x in self.far_mass]}
 
 
 def _smoothed(values: torch.Tensor, width: int) -> torch.Tensor:
@@ -205,14 +270,34 @@ def _smoothed(values: torch.Tensor, width: int) -> torch.Tensor:
     return (sums[stop] - sums[:-1][: values.numel()]) / (stop - torch.arange(values.numel()))
 
 
-def threshold_crossing(distances: torch.Tensor, excess: torch.Tensor, threshold: float) -> int | None:
-    """First of ``distances [D]`` whose smoothed ``excess [D]`` exceeds ``threshold``, else ``None``."""
-    over = torch.nonzero(_smoothed(excess, _SMOOTH) > threshold).flatten()
+def threshold_crossing(distances: torch.Tensor, values: torch.Tensor, threshold: float, window: int = 1) -> int | None:
+    """First of ``distances [D]`` whose ``values [D]``, smoothed over ``window`` grid points, exceed
+    ``threshold``; ``None`` if none does."""
+    over = torch.nonzero(_smoothed(values, max(1, window)) > threshold).flatten()
     return int(distances[int(over[0])]) if over.numel() else None
 
 
+def smoothing_window(distances: torch.Tensor, trained: int) -> int:
+    """Grid points in a window of ``T/8`` distances (:data:`_SMOOTH_FRACTION`)."""
+    if distances.numel() < 2:
+        return 1
+    step = float(distances[-1] - distances[0]) / (distances.numel() - 1)
+    return max(1, round(_SMOOTH_FRACTION * trained / max(step, 1.0)))
+
+
+def combine(distances: torch.Tensor, excess: torch.Tensor, mass: torch.Tensor, trained: int, tau: float, phi: float
+            ) -> tuple[int | None, str | None]:
+    """Rule (c)'s decision: the earlier of the smoothed excess crossing ``tau`` and the far mass crossing
+    ``phi``; returns ``(position, "excess" | "far mass" | None)``."""
+    window = smoothing_window(distances, trained)
+    found = [(p, name) for p, name in ((threshold_crossing(distances, excess, tau, window), "excess"),
+                                       (threshold_crossing(distances, mass, phi, window), "far mass")) if p is not None]
+    return min(found) if found else (None, None)
+
+
 def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, configs: dict[str, RopeConfig],
-                   trained: int, target: int, *, threshold: float = EXCESS_THRESHOLD) -> dict[str, BreakPrediction]:
+                   trained: int, target: int, *, threshold: float = EXCESS_THRESHOLD,
+                   far_threshold: float = FAR_MASS_THRESHOLD) -> dict[str, BreakPrediction]:
     """Rule (c) for a model whose layers gave ``layers`` on an input of at most ``T`` tokens, for every
     RoPE of ``configs`` (name -> the RoPE it is evaluated with, to ``target``).
 
@@ -233,23 +318,28 @@ def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg:
     freqs = {name: method_frequencies(cfg, target) for name, cfg in configs.items()}
     rotary, layout = trained_cfg.rotary_dim, trained_cfg.layout
     curves = {name: [] for name in configs}
+    masses = {name: [] for name in configs}
     for q, k in layers:
         if q.shape[0] % k.shape[0]:
             raise ValueError(f"query heads {q.shape[0]} is invalid: expected a multiple of key heads {k.shape[0]}")
         k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
         scale = 1 / math.sqrt(q.shape[-1])
         products = _products(as_pairs(q[..., :rotary], layout), as_pairs(k[..., :rotary], layout))
+        constant = (q[:, :, None, rotary:] * k[:, None, :, rotary:]).sum(-1).flatten(1, 2).float() * scale  # [H, P]
         envelope = _scores(products, theta, _seen_distances(trained), scale).amax(-1)
         for name, freq in freqs.items():
-            distances, excess = _excess(products, envelope, theta, freq, trained, target, scale, None)
+            distances, excess, mass = _excess(products, envelope, theta, freq, trained, target, scale, None, q.shape[1], constant)
             curves[name].append(excess)
+            masses[name].append(mass)
     out = {}
     for name, freq in freqs.items():
         excess = torch.cat(curves[name]).mean(0)
-        position = threshold_crossing(distances, excess, threshold)
+        mass = torch.cat(masses[name]).mean(0)
+        position, mechanism = combine(distances, excess, mass, trained, threshold, far_threshold)
         out[name] = BreakPrediction(position, first_unseen_angle(theta, freq, trained), extrapolation_bound(theta, freq, trained),
                                     trained, target, threshold, tuple(int(d) for d in distances),
-                                    tuple(float(e) for e in excess), _slope(distances, excess, position, trained))
+                                    tuple(float(e) for e in excess), _slope(distances, excess, position, trained),
+                                    tuple(float(m) for m in mass), mechanism, far_threshold)
     return out
 
 
@@ -265,6 +355,6 @@ def _slope(distances: torch.Tensor, excess: torch.Tensor, position: int | None, 
 
 
 def predict_break(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, cfg: RopeConfig, trained: int,
-                  target: int, *, threshold: float = EXCESS_THRESHOLD) -> BreakPrediction:
+                  target: int, **thresholds: float) -> BreakPrediction:
     """:func:`predict_breaks` for one RoPE ``cfg``."""
-    return predict_breaks(layers, trained_cfg, {"cfg": cfg}, trained, target, threshold=threshold)["cfg"]
+    return predict_breaks(layers, trained_cfg, {"cfg": cfg}, trained, target, **thresholds)["cfg"]

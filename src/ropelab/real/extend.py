@@ -172,7 +172,8 @@ def add_model_prediction(prediction: dict, predictions: dict) -> dict:
     for method, p in predictions.items():
         entry = prediction["methods"][method]
         entry.update({"break": p.position, "extrapolation_bound": p.extrapolation_bound, "excess_slope_per_T": p.slope,
-                      "predictor": f"logit excess of the model's own q/k (threshold {p.threshold:g} nats)"})
+                      "predictor": f"far attention mass of the model's own q/k (threshold {p.far_threshold:g})",
+                      "mechanism": p.mechanism})
     return prediction
 
 

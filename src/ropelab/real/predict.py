@@ -17,7 +17,7 @@ from ropelab.errors import RealModelError
 __all__ = ["gather_qk", "sample_positions", "predict_real", "PROBE_LENGTH", "QUERIES", "KEYS"]
 
 PROBE_LENGTH = 2048  # tokens of text the q and k come from (at most T)
-QUERIES, KEYS = 24, 24  # positions sampled for queries and keys (24 x 24 pairs per head)
+QUERIES, KEYS = 16, 16  # positions sampled for queries and keys (16 x 16 pairs per head; 30 x 9 heads in SmolLM2)
 
 
 def sample_positions(length: int, count: int, seed: int, *, start: int = 0) -> torch.Tensor:

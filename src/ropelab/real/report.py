@@ -85,7 +85,7 @@ def check_claims(results: dict) -> list[dict]:
         rows.append(f"{_label(name)} predicted {pred if pred is not None else f'none up to {N}'}, measured "
                     f"{meas if meas is not None else f'none up to {end}'} (first unseen angle {entry.get('first_unseen_angle')})")
         held.append(ok)
-    claim("predicted vs measured break", "for every method: the model-based prediction (logit excess of its own q/k) within 15% "
+    claim("predicted vs measured break", "for every method: the model-based prediction (far attention mass of its own q/k) within 15% "
           f"of the measured break, or no break predicted and none measured (documents end at {end})",
           "; ".join(rows), all(held) if held else None)
     return claims
@@ -159,7 +159,7 @@ def _prediction_figure(results: dict):
             ax.plot([first], [i - 0.25], marker="x", color="grey", ms=7)
         ax.plot([pred if pred is not None else N], [i - 0.1], marker="o" if pred is not None else ">", color="C0", ms=8)
         ax.plot([meas if meas is not None else end], [i + 0.1], marker="s" if meas is not None else ">", color="C3", ms=8)
-    ax.plot([], [], "o", color="C0", label="predicted (logit excess of the model's q/k)")
+    ax.plot([], [], "o", color="C0", label="predicted (far attention mass of the model's q/k)")
     ax.plot([], [], "x", color="grey", label="first unseen angle (config; a lower bound)")
     ax.plot([], [], "s", color="C3", label="measured (loss threshold)")
     ax.axvline(results["trained_length"], color="black", ls=":", lw=1)
@@ -253,7 +253,7 @@ def write_report(results: dict, out: Path) -> Path:
                                         "the curve follows their content (a hard file is a bump at any position); compare the methods "
                                         "with each other at the same position rather than one bin with another.",
                 "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
-                "break_points.png": "Predicted (logit excess of the model's own q/k at unseen distances; "
+                "break_points.png": "Predicted (share of attention the model's own q/k would put on unseen distances; "
                 "cross: first position where a pair meets a new angle) vs measured break point, every method."}
     parts.append(figures_section(pngs, captions))
     if results.get("notes"):
