@@ -125,6 +125,13 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     assert results["source"]["folder"] == portable_path(folder)  # a package's or home folder loses its machine part
     assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
     assert (out / "results.csv").read_text().startswith("kind,method")
+    # the break is predicted from the model's own q/k (issue 18), the config rule kept beside it
+    as_is = results["prediction"]["methods"][AS_IS]
+    assert as_is["first_unseen_angle"] == T and as_is["predictor"].startswith("far attention mass")
+    assert "predicted vs measured break" in {c["claim"] for c in results["claims"]}
+    for method, entry in results["verdict"]["methods"].items():  # each method against its own in-context loss
+        own = results["measure"]["methods"][method]["in_context_loss"] - results["measure"]["methods"][AS_IS]["in_context_loss"]
+        assert entry["in_context_cost"] == pytest.approx(own)
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page
     # the written config in plain transformers (no ropelab patch) gives ropelab's logits for the chosen method
