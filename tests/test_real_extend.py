@@ -203,3 +203,11 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
     stated = tiny_gemma3(tmp_path / "stated", max_positions=64,
                          full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32})
     assert load_config(resolve(str(stated)))[2] == 32
+
+
+def test_explain_model_predicts_the_break_and_a_config_keeps_the_lower_bound(folder, capsys):
+    assert main(["explain", "--model", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "predicted break:" in out and f"first unseen angle: {T} (config rule; a lower bound)" in out
+    assert main(["explain", "llama-2-7b"]) == 0
+    assert "only a lower bound, the first unseen angle" in capsys.readouterr().out

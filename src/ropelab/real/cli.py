@@ -21,6 +21,7 @@ __all__ = ["register", "demo", "run_extend"]
 
 
 def register(subparsers) -> None:
+    _add_explain_model(subparsers)
     p = subparsers.add_parser("extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report")
     p.add_argument("--model", default=None, help="transformers folder, .gguf file or hub id (default: embedded SmolLM2-135M GGUF)")
     p.add_argument("--to", type=int, default=None, dest="target", help="target length N in tokens (default 2T)")
@@ -45,6 +46,53 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_extend)
+
+
+def _add_explain_model(subparsers) -> None:
+    """Give ``ropelab explain`` (registered by :mod:`ropelab.explain.cli`, a layer below) ``--model``: the
+    break predicted from a real model's weights and activations. Without ``--model`` it runs as before."""
+    explain = subparsers.choices.get("explain")
+    if explain is None:
+        return
+    explain.add_argument("--model", default=None, metavar="DIR|.gguf",
+                         help="a real model (transformers folder, .gguf or hub id): predict its break from its own q and k")
+    plain = explain.get_default("func")
+
+    def run(args):
+        return _explain_model(args) if args.model else plain(args)
+
+    explain.set_defaults(func=run)
+
+
+def _explain_model(args, echo=print) -> None:
+    """``ropelab explain --model M [--context N]``: rules (a), (b) and the model-based prediction, as-is to ``N``."""
+    import torch
+
+    from ropelab.config import RopeConfig
+    from ropelab.extension import extension_config
+    from ropelab.real.load import load_config, load_model, resolve
+    from ropelab.real.predict import PROBE_LENGTH, predict_real
+
+    torch.set_num_threads(2)
+    source = resolve(args.model)
+    _, rope, trained = load_config(source)
+    target = args.context or 2 * trained
+    if target <= trained:
+        raise RealModelError(f"--context {target} is invalid: expected more than the trained length T={trained}")
+    if not isinstance(rope, RopeConfig):
+        raise RealModelError(f"--model {args.model!r}: a RoPE per layer type; explain --model predicts one RoPE (use ropelab extend)")
+    started = time.perf_counter()
+    loaded = load_model(args.model)
+    as_is = extension_config(rope, "extrapolate", trained, 1.0)
+    p = predict_real(loaded.model, loaded.tokenizer, as_is, {"as-is": as_is}, trained, target)["as-is"]
+    echo(f"{loaded.name}: RoPE base {rope.base:g}, {rope.num_pairs} pairs, trained length T = {trained}; as-is up to {target}")
+    echo(f"  predicted break: {p.position if p.position is not None else f'none up to {target}'} "
+         f"(far attention mass of the model's own q/k crosses {p.far_threshold:g}; q/k from {min(PROBE_LENGTH, trained)} tokens, "
+         f"nothing past T run, {time.perf_counter() - started:.0f} s)")
+    echo(f"  first unseen angle: {p.first_unseen_angle} (config rule; a lower bound)")
+    echo(f"  Liu et al. 2023 T_extra: {p.extrapolation_bound} (config rule; a lower bound)")
+    if p.slope is not None:
+        echo(f"  after the break the mean score excess rises {p.slope:.3f} nats per T")
 
 
 def _extend(args) -> None:
@@ -293,7 +341,12 @@ def demo(args) -> None:
 
     asis, yarn = results["measure"]["methods"]["extrapolate"], results["measure"]["methods"]["yarn"]
     print(f"as-is: ppl {asis['ppl_past_T']:.2f} past T against {results['verdict']['in_context_ppl']:.2f} in context [T/2, T); "
-          f"predicted to break at {v['extrapolate']['predicted_break']}, measured to break {where(v['extrapolate']['measured_break'])}")
+          f"predicted to break {where(v['extrapolate']['predicted_break'])} (first unseen angle {v['extrapolate']['first_unseen_angle']}), "
+          f"measured to break {where(v['extrapolate']['measured_break'])}")
     print(f"yarn : ppl {yarn['ppl_past_T']:.2f} past T, {math.exp(yarn['in_context_loss']):.2f} in context; "
-          f"measured to break {where(v['yarn']['measured_break'])}")
+          f"predicted to break {where(v['yarn']['predicted_break'])}, measured to break {where(v['yarn']['measured_break'])}")
+    for c in results["claims"]:
+        if c["claim"].startswith("predicted vs measured"):
+            mark = {True: "held", False: "did not hold", None: "not checked"}[c["held"]]
+            print(f"claim '{c['claim']}': {mark} ({c['value']})")
     print(f"figure: {out / 'figures' / 'loss_vs_position.png'}\nreport: {path}")
