@@ -8,7 +8,7 @@ distance ``m - n`` between a query at ``m`` and a key at ``n``.
   met in training (``Delta theta'_i > (T - 1) theta_i`` for a pair whose trained arc is under a turn).
   A lower bound: a model keeps working past it.
 - :func:`extrapolation_bound` (rule b): Liu et al. 2023 ("Scaling Laws of RoPE-based Extrapolation",
-  arXiv 2310.05209, eq. 5-6): the critical dimension ``d_extra = 2 ceil((R/2) log_beta(T / 2 pi))`` and
+  arXiv 2310.05209): the critical dimension ``d_extra = 2 ceil((R/2) log_beta(T / 2 pi))`` and
   ``T_extra = 2 pi beta^(d_extra / R)``, the period of the first pair that does not complete a turn in
   ``T``. For a scaled method we take the period of that same pair under the method's frequencies,
   ``2 pi / theta'_{d_extra/2}`` (equal to Liu et al.'s formula with the new base for NTK; ``s T_extra``
@@ -18,11 +18,12 @@ distance ``m - n`` between a query at ``m`` and a key at ``n``.
   at a distance ``Delta`` is ``q^T R(Delta theta') k / sqrt(Dh)``, computed analytically (no forward
   past ``T``). The pair's *seen envelope* is the highest score it gets at any distance below ``T``,
   with the trained frequencies and with the method's own. Its *excess* at ``Delta`` is how far its
-  score rises above that envelope. Chen et al. 2023 (arXiv 2306.15595, sec. 2.2 and Figure 2) show
+  score rises above that envelope. Chen et al. 2023 (arXiv 2306.15595, Figure 2) show
   such scores "exploding" past the trained range on a LLaMA layer; Barbero et al. 2025 ("Round and
-  Round We Go!", arXiv 2410.06205, sec. 5-6) show that trained models put most of the q/k norm on
-  the low-frequency pairs, which are exactly those that meet new angles, so the excess is weighted
-  by the model's own ``|q_i| |k_i|`` per pair rather than counted per pair.
+  Round We Go!", arXiv 2410.06205) find that Gemma 7B uses the lowest frequencies most (as
+  semantic channels, not robust over long contexts). Those low-frequency pairs are exactly the ones
+  that meet new angles, so every score here is weighted by the model's own ``|q_i| |k_i|`` per pair
+  rather than counting pairs.
 
   From the same scores, :func:`far_mass` is the share of attention a query would give keys at unseen
   distances ``[T, n)`` when the sequence grows to ``n`` (each distance standing for one key, content
@@ -163,7 +164,7 @@ def far_mass(seen: torch.Tensor, past: torch.Tensor, queries: int, seen_spans: t
     ``Delta`` (content averaged over the sample); ``F_q(n) = sum_{T <= Delta < n} A_q / sum_{Delta < n} A_q``,
     sums over the distance grids weighted by the distances each point stands for. It grows when far scores
     rise (the excess) and also when many far keys share attention at ordinary scores (the "unseen number
-    of tokens" of Han et al. 2023, LM-Infinite, arXiv 2308.16137, sec. 3).
+    of tokens" of Han et al. 2023, LM-Infinite, arXiv 2308.16137).
 
     The first key of the sample is left out: both gatherers put position 0 there, the attention sink
     (Xiao et al. 2023, arXiv 2309.17453), which a query meets at one distance only; spread over every
