@@ -41,7 +41,7 @@ TOLERANCE = 0.15  # relative error counted as right (issue 18)
 LAB_BASES = (10.0, 500.0, 1e4, 1e6)
 LAB_LENGTHS = (32, 64)
 LAB_MULTIPLE = 8
-LAB_DOCUMENTS, LAB_WINDOWS = 3, 12  # documents of 12 windows of 8L bytes each
+LAB_DOCUMENTS, LAB_WINDOWS = 3, 40  # documents of 40 windows of 8L bytes each (12 at first: too noisy per document)
 REAL_CASES = {"as-is": ("extrapolate", 1.0), "linear-1.1": ("linear", 1.1), "linear-1.2": ("linear", 1.2),
               "yarn-1.1": ("yarn", 1.1), "yarn-1.2": ("yarn", 1.2), "ntk-1.2": ("ntk", 1.2)}
 REAL_DOCUMENTS = 3
@@ -266,10 +266,15 @@ def write_figures(records: list[dict], out: Path) -> None:
         fig, axes = plt.subplots(1, len(lengths), figsize=(6 * len(lengths), 4), squeeze=False)
         for ax, L in zip(axes[0], lengths):
             for r in sorted((r for r in lab if r["trained_length"] == L), key=lambda r: r["base"]):
-                x = [(i + 0.5) * r["bin_width"] / L for i in range(len(r["bins"]))]
-                ax.plot(x, r["bins"], label=f"base {r['base']:g}")
+                group = 4  # plotted in bins of L/4 (measured in bins of L/16)
+                bins = [sum(r["bins"][i : i + group]) / len(r["bins"][i : i + group]) for i in range(0, len(r["bins"]), group)]
+                x = [(i + 0.5) * group * r["bin_width"] / L for i in range(len(bins))]
+                line, = ax.plot(x, bins, label=f"base {r['base']:g}")
+                if r["measured"] is not None:
+                    ax.axvline(r["measured"] / L, color=line.get_color(), ls="--", lw=0.8)
             ax.axvline(1, color="grey", ls=":")
-            ax.set(xlabel="position / L", ylabel="loss (nats/byte)", title=f"lab RoPE models, L = {L}: loss vs position")
+            ax.set(xlabel="position / L (dashed: measured break)", ylabel="loss (nats/byte), mean of 3 documents",
+                   title=f"lab RoPE models, L = {L}: loss vs position")
             ax.legend()
         buffer = io.BytesIO()
         fig.tight_layout()
