@@ -118,7 +118,7 @@ def _settings(args, trained: int):
 def print_prediction(prediction: dict, echo=print) -> None:
     T, N = prediction["trained_length"], prediction["target"]
     pairs = prediction["out_of_range_pairs"]
-    echo(f"Prediction (from the config, nothing run yet): T = {T}, N = {N}, {prediction['pairs']} pairs, base {prediction['base']:g}")
+    echo(f"Prediction (nothing run past T): T = {T}, N = {N}, {prediction['pairs']} pairs, base {prediction['base']:g}")
     echo(f"  past T, {len(pairs)} of {prediction['pairs']} pairs leave their trained arc: {pairs}"
          f" (wavelengths {', '.join(f'{w:,.0f}' for w in prediction['out_of_range_wavelengths'][:3])}{' ...' if len(pairs) > 3 else ''})")
     echo(f"  critical dimension {prediction['critical_dimension']} of {prediction['rotary_dim']}")
@@ -129,21 +129,20 @@ def print_prediction(prediction: dict, echo=print) -> None:
              f"{entry['out_of_range_at_target']} pairs out of range at N) [{entry.get('predictor', 'first unseen angle')}]")
 
 
-def _model_prediction(model, tokenizer, rope, trained: int, settings, prediction: dict, echo) -> None:
+def _model_prediction(model, tokenizer, rope, trained: int, settings, prediction: dict) -> str:
     """Rule (c) of :mod:`ropelab.analysis.breaks` from the model's q/k on <= T tokens, into ``prediction``;
-    a RoPE per layer type keeps the config rule (labelled so)."""
+    a RoPE per layer type keeps the config rule (labelled so). Returns a line saying which."""
     from ropelab.config import RopeConfig
     from ropelab.real.extend import add_model_prediction, method_config
     from ropelab.real.predict import PROBE_LENGTH, predict_real
 
     if not isinstance(rope, RopeConfig):
-        echo("  (a RoPE per layer type: the break below is the config rule, a lower bound)")
-        return
+        return "  (a RoPE per layer type: the breaks above are the config rule, a lower bound)"
     started = time.perf_counter()
     configs = {m: method_config(rope, m, trained, settings.target) for m in settings.methods}
     add_model_prediction(prediction, predict_real(model, tokenizer, rope, configs, trained, settings.target, text=settings.text))
-    echo(f"  (break predicted from the model's own q and k on {min(PROBE_LENGTH, trained)} tokens, nothing past T run; "
-         f"{time.perf_counter() - started:.0f} s)")
+    return (f"  (breaks predicted from the model's own q and k on {min(PROBE_LENGTH, trained)} tokens, nothing past T run, "
+            f"in {time.perf_counter() - started:.0f} s; the first unseen angle is the config rule, a lower bound)")
 
 
 def _layer_types_text(rope, trained: int) -> str | None:
@@ -244,8 +243,9 @@ def run_extend(args, echo=print) -> Path:
         echo(layer_types)
     loaded = load_model(args.model, args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
-    _model_prediction(model, tokenizer, rope, trained, settings, prediction, echo)
+    note = _model_prediction(model, tokenizer, rope, trained, settings, prediction)
     print_prediction(prediction, echo)
+    echo(note)
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
 
     corpus_documents(tokenizer, settings.length, settings.documents, settings.text)  # a short text fails here, before any forward
