@@ -55,7 +55,8 @@ def _add_explain_model(subparsers) -> None:
     if explain is None:
         return
     explain.add_argument("--model", default=None, metavar="DIR|.gguf",
-                         help="a real model (transformers folder, .gguf or hub id): predict its break from its own q and k")
+                         help="a real model (transformers folder, .gguf, hub id, or 'embedded' for the embedded SmolLM2): "
+                              "predict its break from its own q and k")
     plain = explain.get_default("func")
 
     def run(args):
@@ -74,7 +75,8 @@ def _explain_model(args, echo=print) -> None:
     from ropelab.real.predict import PROBE_LENGTH, predict_real
 
     torch.set_num_threads(2)
-    source = resolve(args.model)
+    spec = None if args.model == "embedded" else args.model
+    source = resolve(spec)
     _, rope, trained = load_config(source)
     target = args.context or 2 * trained
     if target <= trained:
@@ -82,7 +84,7 @@ def _explain_model(args, echo=print) -> None:
     if not isinstance(rope, RopeConfig):
         raise RealModelError(f"--model {args.model!r}: a RoPE per layer type; explain --model predicts one RoPE (use ropelab extend)")
     started = time.perf_counter()
-    loaded = load_model(args.model)
+    loaded = load_model(spec)
     as_is = extension_config(rope, "extrapolate", trained, 1.0)
     p = predict_real(loaded.model, loaded.tokenizer, as_is, {"as-is": as_is}, trained, target)["as-is"]
     echo(f"{loaded.name}: RoPE base {rope.base:g}, {rope.num_pairs} pairs, trained length T = {trained}; as-is up to {target}")
