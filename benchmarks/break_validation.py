@@ -303,15 +303,18 @@ def write_figures(records: list[dict], out: Path) -> None:
 
 
 def main(argv: list[str]) -> int:
+    global WORK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("lab", "real", "all"), default="all")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--real-cases", default=",".join(REAL_CASES))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default=str(WORK), help="folder for the lab checkpoints (resumable)")
     parser.add_argument("--measure-only", action="store_true", help="measure (cached) and stop: no predictions, no table")
     parser.add_argument("--calibrate-only", action="store_true", help="predict the lab cases, fit (tau, phi) on them, stop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    WORK = Path(args.work)
     out = Path(args.out)
     started = time.perf_counter()
 
