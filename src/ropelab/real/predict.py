@@ -59,9 +59,10 @@ def gather_qk(model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS
                 x = output[0].detach().float()  # [S, H*Dh] or [S, H, Dh] (after a per-head norm)
                 captured[index, kind] = x.reshape(S, -1, head_dim)[at.to(x.device)].transpose(0, 1).cpu()
             handles.append(module.register_forward_hook(hook))
+    body = model.get_decoder() if hasattr(model, "get_decoder") and model.get_decoder() is not None else model
     try:
-        with torch.inference_mode():
-            model(input_ids=ids[None].to(next(model.parameters()).device))
+        with torch.inference_mode():  # the decoder body only: no lm_head logits (2048 x vocab floats) are needed
+            body(input_ids=ids[None].to(next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
