@@ -245,14 +245,14 @@ def run_extend(args, echo=print) -> Path:
         echo(layer_types)
     loaded = load_model(args.model, args.device)
     model, tokenizer = loaded.model, loaded.tokenizer
-    note = _model_prediction(model, tokenizer, rope, trained, settings, prediction)
-    print_prediction(prediction, echo)
-    echo(note)
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
 
     corpus_documents(tokenizer, settings.length, settings.documents, settings.text)  # a short text fails here, before any forward
     for length in settings.passkey_lengths:  # so does a passkey length too short for the prompt
         passkey_tokens(tokenizer, length, 0.5, 12345)
+    note = _model_prediction(model, tokenizer, rope, trained, settings, prediction)
+    print_prediction(prediction, echo)
+    echo(note)
     cost = _estimate(model, settings, args.finetune_steps, config)
     settings, total = _thin_to_budget(args, settings, cost, echo)
     echo(f"Plan: {len(settings.methods)} RoPE variants x ({settings.documents} document(s) of {settings.length} tokens + "
