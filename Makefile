@@ -17,7 +17,7 @@ HF_PINNED    := ^(transformers|tokenizers|huggingface[-_]hub|hf-xet|safetensors)
 # Every test file that reads transformers (the golden reference) runs again on the newest release.
 HF_TESTS     := $(shell grep -l transformers tests/test_*.py)
 
-.PHONY: install demo test test-latest bench bench-quick accuracy real-extend clean
+.PHONY: install demo test test-latest bench bench-quick accuracy real-extend break-validation clean
 
 install: $(STAMP)
 
@@ -72,6 +72,11 @@ accuracy: $(STAMP)
 
 real-extend: $(STAMP)
 	$(PY) benchmarks/real_extend.py
+
+# Issue 18: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
+# 8 lab models and 6 SmolLM2 cases (resumable: cached cases are skipped); table and figures in benchmarks/results/break_validation/.
+break-validation: $(STAMP)
+	$(PY) benchmarks/break_validation.py
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -52,3 +52,29 @@ def test_extension_builds_a_new_model_and_leaves_the_trained_config_alone():
     assert all(torch.equal(a, b) for a, b in zip(extended.state_dict().values(), trained.state_dict().values()))
     with pytest.raises(dataclasses.FrozenInstanceError):
         extended.cfg.encoding_options = {}
+
+
+def test_rope_base_and_rotary_fraction_reach_the_rope_encoding():
+    settings = DEFAULT.override(model=TINY, rope_base=500.0, rotary_fraction=0.5)
+    cfg = settings.rope_config()
+    assert (cfg.base, cfg.rotary_dim, cfg.head_dim, cfg.max_position_embeddings) == (500.0, 4, 8, 16)
+    model = DecoderLM(settings.model_config("rope"))
+    assert model.encoding.cfg == cfg
+    assert settings.model_config("alibi").encoding_options == {}  # other encodings are untouched
+    assert DEFAULT.model_config("rope").encoding_options == {}  # plain RoPE stays the default
+    assert settings.to_dict()["rope_base"] == 500.0
+    for bad in (dict(rope_base=1.0), dict(rotary_fraction=0.0), dict(rotary_fraction=1.5)):
+        with pytest.raises(LabError, match=next(iter(bad))):
+            DEFAULT.override(model=TINY, **bad)
+
+
+def test_lab_cli_takes_rope_base_and_rotary_fraction():
+    import argparse
+
+    from ropelab.lab.cli import _settings, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["lab", "train", "--encoding", "rope", "--rope-base", "1e6", "--rotary-fraction", "0.5"])
+    settings = _settings(args, DEFAULT)
+    assert (settings.rope_base, settings.rotary_fraction) == (1e6, 0.5)

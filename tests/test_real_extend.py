@@ -125,6 +125,13 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     assert results["source"]["folder"] == portable_path(folder)  # a package's or home folder loses its machine part
     assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
     assert (out / "results.csv").read_text().startswith("kind,method")
+    # the break is predicted from the model's own q/k (issue 18), the config rule kept beside it
+    as_is = results["prediction"]["methods"][AS_IS]
+    assert as_is["first_unseen_angle"] == T and as_is["predictor"].startswith("far attention mass")
+    assert "predicted vs measured break" in {c["claim"] for c in results["claims"]}
+    for method, entry in results["verdict"]["methods"].items():  # each method against its own in-context loss
+        own = results["measure"]["methods"][method]["in_context_loss"] - results["measure"]["methods"][AS_IS]["in_context_loss"]
+        assert entry["in_context_cost"] == pytest.approx(own)
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page
     # the written config in plain transformers (no ropelab patch) gives ropelab's logits for the chosen method
@@ -196,3 +203,11 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
     stated = tiny_gemma3(tmp_path / "stated", max_positions=64,
                          full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32})
     assert load_config(resolve(str(stated)))[2] == 32
+
+
+def test_explain_model_predicts_the_break_and_a_config_keeps_the_lower_bound(folder, capsys):
+    assert main(["explain", "--model", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "predicted break:" in out and f"first unseen angle: {T} (config rule; a lower bound)" in out
+    assert main(["explain", "llama-2-7b"]) == 0
+    assert "only a lower bound, the first unseen angle" in capsys.readouterr().out

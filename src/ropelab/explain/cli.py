@@ -116,6 +116,8 @@ def _layer_plot_path(plot: str | None, layer_type: str) -> str | None:
 
 def _explain(args: argparse.Namespace) -> None:
     _check_context(args.context)
+    if args.config is None:
+        raise CliError("explain needs a config: a preset name or a path to config.json (or --model DIR|.gguf for a real model)")
     rope = load_config(args.config)
     if args.plot:
         _check_plot_path(args.plot)
@@ -123,6 +125,10 @@ def _explain(args: argparse.Namespace) -> None:
     if isinstance(rope, RopeConfig):
         summary = card_summary(rope, args.context or _card_context(rope))
         _print_card(console, f"RoPE of {args.config}", summary, args.plot)
+        if rope.trained_length:
+            console.print(escape(f"Break: from a config alone only a lower bound, the first unseen angle (position "
+                                 f"{rope.trained_length:,} unscaled); `ropelab explain --model DIR|.gguf` predicts the break "
+                                 "from the model's own q and k."))
         return
     console.print(escape(f"{args.config}: a different RoPE per layer type ({', '.join(rope)}); one card each."))
     for group in layer_groups(rope):
@@ -179,7 +185,8 @@ def _tour(args: argparse.Namespace) -> None:
 def register(subparsers) -> None:
     """Add ``explain``, ``compare`` and ``tour`` to the ``ropelab`` command."""
     explain = subparsers.add_parser("explain", help="what a model card's RoPE is, and what breaks at a context")
-    explain.add_argument("config", help="a preset name (e.g. llama-2-7b) or a path to config.json")
+    explain.add_argument("config", nargs="?", default=None,
+                         help="a preset name (e.g. llama-2-7b) or a path to config.json (or --model, added by ropelab.real)")
     explain.add_argument("--context", type=int, default=None, help="context length to judge (default: the card's)")
     explain.add_argument("--plot", default=None, metavar="FILE.png", help="also save a figure")
     explain.set_defaults(func=_explain)

@@ -32,7 +32,8 @@ PRESETS = {
 MODEL_FLAGS = {"length": "max_positions", "num_layers": "num_layers", "dim": "dim", "num_heads": "num_heads"}
 TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
                "checkpoint_every": "checkpoint_every"}
-LAB_FLAGS = {"eval_tokens": "eval_tokens", "text": "text", "finetune_steps": "finetune_steps", "encodings": "encodings"}
+LAB_FLAGS = {"eval_tokens": "eval_tokens", "text": "text", "finetune_steps": "finetune_steps", "encodings": "encodings",
+             "rope_base": "rope_base", "rotary_fraction": "rotary_fraction"}
 
 
 def _positive_int(text: str) -> int:
@@ -258,6 +259,10 @@ def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
         parser.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=None, help="global batch (split across torchrun processes)")
         parser.add_argument("--lr", type=float, default=None)
         parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int, default=None)
+        parser.add_argument("--rope-base", dest="rope_base", type=float, default=None,
+                            help="RoPE base (default 10000); Liu et al. 2023 contrast small and large bases")
+        parser.add_argument("--rotary-fraction", dest="rotary_fraction", type=float, default=None,
+                            help="fraction of each head that RoPE rotates (default 1; the rest carries no position)")
 
 
 def register(subparsers) -> None:
@@ -333,7 +338,8 @@ def demo(args) -> None:
     """``ropelab demo``: the quick lab run into ``args.out/lab``; the last line printed is the report."""
     ns = argparse.Namespace(quick=True, preset=None, encodings=None, finetune_steps=None, out=str(Path(args.out) / "lab"),
                             text=None, device=None, seed=None, eval_tokens=None, quiet=False, length=None, num_layers=None,
-                            dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None)
+                            dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None,
+                            rope_base=None, rotary_fraction=None)
     print("\nThe lab, quick version: every encoding trained short and tested long (ropelab lab run --quick)")
     _run(ns)
     print("\nRetrieval from scratch, quick version: 2 encodings, 1 seed (ropelab lab tasks --quick)")

@@ -55,8 +55,15 @@ class LabSettings:
     finetune_lr: float = 5e-4
     finetune_warmup: int = 20
     text: str | None = None
+    rope_base: float = 10000.0
+    rotary_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.rope_base > 1:
+            raise LabError(f"rope_base={self.rope_base} is invalid: expected a number > 1")
+        if not 0 < self.rotary_fraction <= 1 or int(self.rotary_fraction * self.model.head_dim) // 2 < 1:
+            raise LabError(f"rotary_fraction={self.rotary_fraction} is invalid: expected a fraction in (0, 1] "
+                           f"that leaves at least one rotary pair of the head width {self.model.head_dim}")
         for name in self.encodings:
             self.model_config(name)
         for method in self.extend_methods:
@@ -79,7 +86,21 @@ class LabSettings:
         return replace(self, model=replace(self.model, **(model or {})), train=replace(self.train, **(train or {})), **fields)
 
     def model_config(self, encoding: str) -> ModelConfig:
-        return replace(self.model, encoding=encoding)
+        """The model for ``encoding``; RoPE (and xPos) get ``rope_base`` and ``rotary_fraction`` when
+        either differs from plain RoPE (base 10000, whole head)."""
+        options = dict(self.model.encoding_options)
+        if encoding in ("rope", "xpos") and (self.rope_base != 10000.0 or self.rotary_fraction != 1.0):
+            options["rope"] = self.rope_config().to_hf()
+        return replace(self.model, encoding=encoding, encoding_options=options)
+
+    def rope_config(self):
+        """The lab's RoPE: base ``rope_base`` on the first ``rotary_fraction`` of each head (rounded down
+        to whole pairs), trained at ``L``."""
+        from ropelab.config import RopeConfig
+
+        head = self.model.head_dim
+        return RopeConfig(head_dim=head, rotary_dim=2 * (int(self.rotary_fraction * head) // 2), base=float(self.rope_base),
+                          max_position_embeddings=self.length)
 
     def finetune_config(self) -> TrainConfig | None:
         """Fine-tuning at ``extend_factor * L`` for ``max(finetune_steps)`` steps (``None`` for 0),
@@ -104,6 +125,7 @@ class LabSettings:
             "passkey_trials": self.passkey_trials, "extend_factor": self.extend_factor, "extend_methods": self.extend_methods,
             "finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr, "finetune_warmup": self.finetune_warmup,
             "text": self.text, "device": t.device, "checkpoint_every": t.checkpoint_every,
+            "rope_base": self.rope_base, "rotary_fraction": self.rotary_fraction,
         }
 
 

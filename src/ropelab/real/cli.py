@@ -21,6 +21,7 @@ __all__ = ["register", "demo", "run_extend"]
 
 
 def register(subparsers) -> None:
+    _add_explain_model(subparsers)
     p = subparsers.add_parser("extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report")
     p.add_argument("--model", default=None, help="transformers folder, .gguf file or hub id (default: embedded SmolLM2-135M GGUF)")
     p.add_argument("--to", type=int, default=None, dest="target", help="target length N in tokens (default 2T)")
@@ -47,6 +48,55 @@ def register(subparsers) -> None:
     p.set_defaults(func=_extend)
 
 
+def _add_explain_model(subparsers) -> None:
+    """Give ``ropelab explain`` (registered by :mod:`ropelab.explain.cli`, a layer below) ``--model``: the
+    break predicted from a real model's weights and activations. Without ``--model`` it runs as before."""
+    explain = subparsers.choices.get("explain")
+    if explain is None:
+        return
+    explain.add_argument("--model", default=None, metavar="DIR|.gguf",
+                         help="a real model (transformers folder, .gguf, hub id, or 'embedded' for the embedded SmolLM2): "
+                              "predict its break from its own q and k")
+    plain = explain.get_default("func")
+
+    def run(args):
+        return _explain_model(args) if args.model else plain(args)
+
+    explain.set_defaults(func=run)
+
+
+def _explain_model(args, echo=print) -> None:
+    """``ropelab explain --model M [--context N]``: rules (a), (b) and the model-based prediction, as-is to ``N``."""
+    import torch
+
+    from ropelab.config import RopeConfig
+    from ropelab.extension import extension_config
+    from ropelab.real.load import load_config, load_model, resolve
+    from ropelab.real.predict import PROBE_LENGTH, predict_real
+
+    torch.set_num_threads(2)
+    spec = None if args.model == "embedded" else args.model
+    source = resolve(spec)
+    _, rope, trained = load_config(source)
+    target = args.context or 2 * trained
+    if target <= trained:
+        raise RealModelError(f"--context {target} is invalid: expected more than the trained length T={trained}")
+    if not isinstance(rope, RopeConfig):
+        raise RealModelError(f"--model {args.model!r}: a RoPE per layer type; explain --model predicts one RoPE (use ropelab extend)")
+    started = time.perf_counter()
+    loaded = load_model(spec)
+    as_is = extension_config(rope, "extrapolate", trained, 1.0)
+    p = predict_real(loaded.model, loaded.tokenizer, as_is, {"as-is": as_is}, trained, target)["as-is"]
+    echo(f"{loaded.name}: RoPE base {rope.base:g}, {rope.num_pairs} pairs, trained length T = {trained}; as-is up to {target}")
+    echo(f"  predicted break: {p.position if p.position is not None else f'none up to {target}'} "
+         f"(far attention mass of the model's own q/k crosses {p.far_threshold:g}; q/k from {min(PROBE_LENGTH, trained)} tokens, "
+         f"nothing past T run, {time.perf_counter() - started:.0f} s)")
+    echo(f"  first unseen angle: {p.first_unseen_angle} (config rule; a lower bound)")
+    echo(f"  Liu et al. 2023 T_extra: {p.extrapolation_bound} (config rule; a lower bound)")
+    if p.slope is not None:
+        echo(f"  after the break the mean score excess rises {p.slope:.3f} nats per T")
+
+
 def _extend(args) -> None:
     path = run_extend(args)
     print(f"report: {path}")
@@ -70,13 +120,31 @@ def _settings(args, trained: int):
 def print_prediction(prediction: dict, echo=print) -> None:
     T, N = prediction["trained_length"], prediction["target"]
     pairs = prediction["out_of_range_pairs"]
-    echo(f"Prediction (from the config, nothing run yet): T = {T}, N = {N}, {prediction['pairs']} pairs, base {prediction['base']:g}")
+    echo(f"Prediction (nothing run past T): T = {T}, N = {N}, {prediction['pairs']} pairs, base {prediction['base']:g}")
     echo(f"  past T, {len(pairs)} of {prediction['pairs']} pairs leave their trained arc: {pairs}"
          f" (wavelengths {', '.join(f'{w:,.0f}' for w in prediction['out_of_range_wavelengths'][:3])}{' ...' if len(pairs) > 3 else ''})")
     echo(f"  critical dimension {prediction['critical_dimension']} of {prediction['rotary_dim']}")
     for method, entry in prediction["methods"].items():
         where = f"to break at position {entry['break']}" if entry["break"] is not None else f"to hold up to {N}"
-        echo(f"  {method:>11}: expected {where} ({entry['out_of_range_at_target']} pairs out of range at N)")
+        first = entry.get("first_unseen_angle")
+        echo(f"  {method:>11}: expected {where} (first unseen angle {first if first is not None else 'none'}; "
+             f"{entry['out_of_range_at_target']} pairs out of range at N) [{entry.get('predictor', 'first unseen angle')}]")
+
+
+def _model_prediction(model, tokenizer, rope, trained: int, settings, prediction: dict) -> str:
+    """Rule (c) of :mod:`ropelab.analysis.breaks` from the model's q/k on <= T tokens, into ``prediction``;
+    a RoPE per layer type keeps the config rule (labelled so). Returns a line saying which."""
+    from ropelab.config import RopeConfig
+    from ropelab.real.extend import add_model_prediction, method_config
+    from ropelab.real.predict import PROBE_LENGTH, predict_real
+
+    if not isinstance(rope, RopeConfig):
+        return "  (a RoPE per layer type: the breaks above are the config rule, a lower bound)"
+    started = time.perf_counter()
+    configs = {m: method_config(rope, m, trained, settings.target) for m in settings.methods}
+    add_model_prediction(prediction, predict_real(model, tokenizer, rope, configs, trained, settings.target, text=settings.text))
+    return (f"  (breaks predicted from the model's own q and k on {min(PROBE_LENGTH, trained)} tokens, nothing past T run, "
+            f"in {time.perf_counter() - started:.0f} s; the first unseen angle is the config rule, a lower bound)")
 
 
 def _layer_types_text(rope, trained: int) -> str | None:
@@ -172,7 +240,6 @@ def run_extend(args, echo=print) -> Path:
     config, rope, trained = load_config(source)
     settings = _settings(args, trained)
     prediction = predict(rope, trained, settings.target, settings.methods)
-    print_prediction(prediction, echo)
     layer_types = _layer_types_text(rope, trained)
     if layer_types:
         echo(layer_types)
@@ -183,6 +250,9 @@ def run_extend(args, echo=print) -> Path:
     corpus_documents(tokenizer, settings.length, settings.documents, settings.text)  # a short text fails here, before any forward
     for length in settings.passkey_lengths:  # so does a passkey length too short for the prompt
         passkey_tokens(tokenizer, length, 0.5, 12345)
+    note = _model_prediction(model, tokenizer, rope, trained, settings, prediction)
+    print_prediction(prediction, echo)
+    echo(note)
     cost = _estimate(model, settings, args.finetune_steps, config)
     settings, total = _thin_to_budget(args, settings, cost, echo)
     echo(f"Plan: {len(settings.methods)} RoPE variants x ({settings.documents} document(s) of {settings.length} tokens + "
@@ -238,7 +308,8 @@ def _print_verdict(results: dict, echo=print) -> None:
         segs = ", ".join(f"{k} {p:.2f}" for k, p in entry["ppl_segments"].items())
         pk = "; passkey " + ", ".join(f"{n}: {sum(r.values()) / len(r):.2f}" for n, r in entry["passkey"].items()) if entry["passkey"] else ""
         m = v["methods"][method]
-        echo(f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']}, measured {m['measured_break']}{pk}")
+        echo(f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']} (first unseen angle "
+             f"{m.get('first_unseen_angle')}), measured {m['measured_break']}; in-context cost {m.get('in_context_cost', 0.0):+.3f} nats{pk}")
     echo(f"Best at N = {results['target']}: {v['best']}")
 
 
@@ -272,7 +343,12 @@ def demo(args) -> None:
 
     asis, yarn = results["measure"]["methods"]["extrapolate"], results["measure"]["methods"]["yarn"]
     print(f"as-is: ppl {asis['ppl_past_T']:.2f} past T against {results['verdict']['in_context_ppl']:.2f} in context [T/2, T); "
-          f"predicted to break at {v['extrapolate']['predicted_break']}, measured to break {where(v['extrapolate']['measured_break'])}")
+          f"predicted to break {where(v['extrapolate']['predicted_break'])} (first unseen angle {v['extrapolate']['first_unseen_angle']}), "
+          f"measured to break {where(v['extrapolate']['measured_break'])}")
     print(f"yarn : ppl {yarn['ppl_past_T']:.2f} past T, {math.exp(yarn['in_context_loss']):.2f} in context; "
-          f"measured to break {where(v['yarn']['measured_break'])}")
+          f"predicted to break {where(v['yarn']['predicted_break'])}, measured to break {where(v['yarn']['measured_break'])}")
+    for c in results["claims"]:
+        if c["claim"].startswith("predicted vs measured"):
+            mark = {True: "held", False: "did not hold", None: "not checked"}[c["held"]]
+            print(f"claim '{c['claim']}': {mark} ({c['value']})")
     print(f"figure: {out / 'figures' / 'loss_vs_position.png'}\nreport: {path}")

@@ -19,11 +19,18 @@ Definitions (stated once, used by the report):
 
 - **in-context loss** of a method: its mean loss over positions ``[T/2, T)`` (past the early-token
   effect, inside the trained range);
-- **measured break point**: the start of the first bin at or after ``T`` such that its loss
-  smoothed over 4 bins (1024 tokens), and the next bin's, exceed the in-context loss of the *as-is*
-  model by more than ``margin`` nats (default 0.5, i.e. perplexity x 1.65); ``None`` if no bin
-  does up to the end of the documents. (A first version searched from ``T/2`` without smoothing:
-  on one stdlib document a hard file inside ``T`` read as a "break" at 4864 for every method.)
+- **measured break point** of a method: the start of the first bin at or after ``T`` such that its
+  loss smoothed over 4 bins (1024 tokens), and the next bin's, exceed *that method's own* in-context
+  loss by more than ``margin`` nats (default 0.5, i.e. perplexity x 1.65); ``None`` if no bin does up
+  to the end of the documents. A method that costs perplexity everywhere (PI zero-shot) is therefore
+  not read as "broken at T"; its **in-context cost** (its in-context loss minus the as-is model's) is
+  reported separately. (A first version searched from ``T/2`` without smoothing: on one stdlib
+  document a hard file inside ``T`` read as a "break" at 4864 for every method. A second compared
+  every method with the as-is in-context loss, which read PI's everywhere-cost as a break at ``T``.)
+- **predicted break point**: :func:`ropelab.analysis.breaks.predict_break` from the model's own q and
+  k on ``min(2048, T)`` tokens (:mod:`ropelab.real.predict`), filled in by :func:`add_model_prediction`;
+  the config rule (first position where a pair meets an angle it never met) stays beside it as
+  ``first_unseen_angle``, a lower bound.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ __all__ = [
     "break_point",
     "measure",
     "verdict",
+    "add_model_prediction",
     "hf_config",
     "transformers_form",
     "finetune_linear",
@@ -152,8 +160,21 @@ def predict(rope: RopeConfig | LayerTypeExtension, trained: int, target: int, me
     for method in methods:
         cfg = method_config(rope, method, trained, target)
         count = out_of_range_pairs(base, target, trained_length=trained, target=cfg).count
-        out["methods"][method] = {"out_of_range_at_target": count, "break": _first_break(base, cfg, trained, target, steps)}
+        first = _first_break(base, cfg, trained, target, steps)
+        out["methods"][method] = {"out_of_range_at_target": count, "first_unseen_angle": first, "break": first,
+                                  "predictor": "first unseen angle (config only; a lower bound)"}
     return out
+
+
+def add_model_prediction(prediction: dict, predictions: dict) -> dict:
+    """Put :class:`~ropelab.analysis.breaks.BreakPrediction` s (method -> prediction) into ``prediction``
+    (from :func:`predict`): ``break`` becomes the model-based prediction; ``first_unseen_angle`` stays."""
+    for method, p in predictions.items():
+        entry = prediction["methods"][method]
+        entry.update({"break": p.position, "extrapolation_bound": p.extrapolation_bound, "excess_slope_per_T": p.slope,
+                      "predictor": f"far attention mass of the model's own q/k (threshold {p.far_threshold:g})",
+                      "mechanism": p.mechanism})
+    return prediction
 
 
 def break_point(bins: list[float], width: int, trained: int, reference: float, margin: float, smooth: int = 4) -> int | None:
@@ -247,7 +268,9 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
     for name, entry in methods.items():
         per_method[name] = {
             "predicted_break": prediction["methods"][name]["break"],
-            "measured_break": break_point(entry["bins"], settings.bin_width, trained, reference, settings.margin),
+            "first_unseen_angle": prediction["methods"][name].get("first_unseen_angle"),
+            "measured_break": break_point(entry["bins"], settings.bin_width, trained, entry["in_context_loss"], settings.margin),
+            "in_context_cost": entry["in_context_loss"] - reference,
             "ppl_past_T": entry["ppl_past_T"],
             "passkey_at_longest": _passkey_at(entry, max(settings.passkey_lengths)) if settings.passkey_lengths else None,
         }
@@ -259,7 +282,7 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
     best = min(candidates, key=lambda m: per_method[m]["ppl_past_T"])
     return {
         "definition": f"first {settings.bin_width}-token bin at or after T whose loss smoothed over 4 bins, and the next "
-                      f"bin's, exceed the as-is in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
+                      f"bin's, exceed the method's own in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
         "in_context_loss": reference,
         "in_context_ppl": math.exp(reference),
         "methods": per_method,

@@ -1,0 +1,82 @@
+"""Predict where a real model breaks, from its own q and k on an input no longer than ``T``.
+
+:func:`gather_qk` runs one forward of at most ``T`` tokens with forward hooks on every attention
+layer's query and key projections (``q_norm`` / ``k_norm`` when the model normalises them, as Qwen3
+does: that is the q and k that RoPE rotates), keeps a sample of positions, and hands them to the
+pure predictor :func:`ropelab.analysis.breaks.predict_break`. Nothing runs past ``T``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ropelab.analysis.breaks import BreakPrediction, predict_breaks
+from ropelab.config import RopeConfig
+from ropelab.errors import RealModelError
+
+__all__ = ["gather_qk", "sample_positions", "predict_real", "PROBE_LENGTH", "QUERIES", "KEYS"]
+
+PROBE_LENGTH = 2048  # tokens of text the q and k come from (at most T)
+QUERIES, KEYS = 16, 16  # positions sampled for queries and keys (16 x 16 pairs per head; 30 x 9 heads in SmolLM2)
+
+
+def sample_positions(length: int, count: int, seed: int, *, start: int = 0) -> torch.Tensor:
+    """``count`` distinct positions in ``[start, length)``, sorted (all of them if fewer): int64 ``[count]``."""
+    generator = torch.Generator().manual_seed(seed)
+    pool = torch.arange(start, length)
+    return pool[torch.randperm(pool.numel(), generator=generator)[:count]].sort().values
+
+
+def _attention_modules(model) -> list:
+    layers = [m for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "k_proj")]
+    if not layers:
+        raise RealModelError(f"{type(model).__name__} has no self_attn modules with q_proj / k_proj to read q and k from")
+    return layers
+
+
+def gather_qk(model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS, seed: int = 0
+              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Pre-rotation q and k of every attention layer at sampled positions of one forward over ``ids [S]``.
+
+    Queries come from the second half of the input (they have context), keys from anywhere,
+    always including position 0 (the attention sink of Xiao et al. 2023, "Efficient Streaming
+    Language Models with Attention Sinks", arXiv 2309.17453).
+
+    Returns:
+        per layer ``(q [Hq, queries, Dh], k [Hkv, keys, Dh])`` float32.
+    """
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    S = ids.numel()
+    q_at = sample_positions(S, queries, seed, start=S // 2)
+    k_at = torch.cat((torch.zeros(1, dtype=torch.long), sample_positions(S, keys - 1, seed + 1, start=1))).sort().values
+    captured, handles = {}, []
+    for index, attention in enumerate(_attention_modules(model)):
+        for kind, at in (("q", q_at), ("k", k_at)):
+            module = getattr(attention, f"{kind}_norm", None) or getattr(attention, f"{kind}_proj")
+
+            def hook(_module, _inputs, output, index=index, kind=kind, at=at):
+                x = output[0].detach().float()  # [S, H*Dh] or [S, H, Dh] (after a per-head norm)
+                captured[index, kind] = x.reshape(S, -1, head_dim)[at.to(x.device)].transpose(0, 1).cpu()
+            handles.append(module.register_forward_hook(hook))
+    body = model.get_decoder() if hasattr(model, "get_decoder") and model.get_decoder() is not None else model
+    try:
+        with torch.inference_mode():  # the decoder body only: no lm_head logits (2048 x vocab floats) are needed
+            body(input_ids=ids[None].to(next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [(captured[i, "q"], captured[i, "k"]) for i in range(len(handles) // 2)]
+
+
+def predict_real(model, tokenizer, trained_cfg: RopeConfig, configs: dict[str, RopeConfig], trained: int, target: int, *,
+                 text: str | None = None, probe_length: int = PROBE_LENGTH) -> dict[str, BreakPrediction]:
+    """Rule (c) for each ``configs`` entry (name -> the RoPE evaluated to ``target``), from one forward of
+    ``min(probe_length, T)`` tokens of the text (default: the stdlib validation text) under ``trained_cfg``."""
+    from ropelab.real.evaluate import corpus_documents, use_rope
+
+    length = min(probe_length, trained)
+    docs, _ = corpus_documents(tokenizer, length, 1, text)
+    use_rope(model, trained_cfg)
+    layers = gather_qk(model, docs[0][:-1])
+    return predict_breaks(layers, trained_cfg, configs, trained, target)
