@@ -260,5 +260,8 @@ def _line(settings: TaskSettings, name: str, seed: int, runs: dict) -> str:
     acc = runs[name][seed]["accuracy"]
     cells = "  ".join(f"{n // settings.length}L {a:.2f}" for n, a in acc.items())
     record = runs[name][seed]["train"]
-    return (f"{settings.task} {name:>10} seed {seed}: {record['steps']} steps, {record['seconds']:.0f} s; "
+    valid = record["valid"][max(record["valid"])] if record["valid"] else float("nan")
+    stop = (f"validation {valid:.2f} >= {settings.target:g} at step {record['steps']}" if record["stopped_early"] else
+            f"the {settings.train.steps}-step cap, validation {valid:.2f} < {settings.target:g}")
+    return (f"{settings.task} {name:>10} seed {seed}: {record['steps']} steps ({stop}), {record['seconds']:.0f} s; "
             f"accuracy {cells}")
