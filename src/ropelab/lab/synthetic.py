@@ -48,7 +48,9 @@ class TaskSettings:
     ``L`` is measured on ``valid_rows`` sequences of the validation stream (``seed + VALID_STREAM``,
     never the evaluation stream of the reported numbers); training stops at the first check with
     accuracy >= ``target``, else at ``train.steps`` (the cap). The learning rate is constant after
-    warm-up, so the schedule does not depend on where training stops. The token table starts with
+    warm-up, so the schedule does not depend on where training stops. The target is 99.5%, above the
+    issue's 99%: 1024 validation answers estimate accuracy with a standard error of about 0.3%, so
+    stopping at exactly 99% would leave about even odds of measuring below 99% on the evaluation stream. The token table starts with
     standard deviation ``dim ** -0.5`` (see :class:`ModelConfig`'s ``embedding_std``): with GPT-2's
     0.02 the sinusoids swamp the scaled tokens and the sinusoidal model stayed at chance.
 
@@ -67,7 +69,7 @@ class TaskSettings:
     min_rows: int = 16
     depth_bins: int = 4
     zero_shot: tuple = ZERO_SHOT
-    target: float = 0.99
+    target: float = 0.995
     check_every: int = 100
     valid_rows: int = 256
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, dim=64, num_heads=4, max_positions=32))
