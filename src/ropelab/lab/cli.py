@@ -310,7 +310,7 @@ def register(subparsers) -> None:
     run.set_defaults(func=_guard(_run))
 
     tasks = commands.add_parser("tasks", help="synthetic retrieval from scratch: every encoding past L, RoPE with PI / YaRN")
-    tasks.add_argument("--task", default=None, help="recall (default), induction or copy")
+    tasks.add_argument("--task", default=None, help="induction (default: the Mamba paper's form), recall or copy")
     tasks.add_argument("--encodings", type=names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}")
     tasks.add_argument("--seeds", type=int, default=None, help="seeds per encoding (default 3)")
     tasks.add_argument("--vocab", type=int, default=None, help="content symbols (default 16)")

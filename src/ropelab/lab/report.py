@@ -579,8 +579,9 @@ TASK_WHAT = {
     "recall": "4 needles (key, value) hidden in random filler, the 4 keys asked again at the end (8 keys, distinct per "
               "sequence); the model must output each value. Retrieval in the sense of induction heads (Olsson et al. "
               "2022) and the associative recall of the H3 and Mamba synthetic setups (Gu &amp; Dao 2023, sec. 4.1.2).",
-    "induction": "random tokens, one trigger followed by the answer, the trigger again at the end (Gu &amp; Dao 2023, "
-                 "sec. 4.1.2, after Olsson et al. 2022).",
+    "induction": "random content tokens, one trigger token (outside the content vocabulary) followed by the answer, "
+                 "the trigger again at the end; the model must output the token that followed the first trigger. The "
+                 "induction-heads task of Gu &amp; Dao 2023 (Mamba), sec. 4.1.2, after Olsson et al. 2022.",
     "copy": "a random string, a separator, the string again; every copied token is scored (Kazemnejad et al. 2023, "
             "sec. 3, Table 1).",
 }

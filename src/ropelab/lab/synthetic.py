@@ -60,7 +60,7 @@ class TaskSettings:
             for the task, ``seeds < 1``, or another field out of range (the message names it).
     """
 
-    task: str = "recall"
+    task: str = "induction"
     encodings: tuple = ENCODINGS
     seeds: int = 3
     vocab: int = 16
