@@ -263,7 +263,7 @@ def _line(settings: TaskSettings, name: str, seed: int, runs: dict) -> str:
     cells = "  ".join(f"{n // settings.length}L {a:.2f}" for n, a in acc.items())
     record = runs[name][seed]["train"]
     valid = record["valid"][max(record["valid"])] if record["valid"] else float("nan")
-    stop = (f"validation {valid:.2f} >= {settings.target:g} at step {record['steps']}" if record["stopped_early"] else
-            f"the {settings.train.steps}-step cap, validation {valid:.2f} < {settings.target:g}")
+    stop = (f"validation {valid:.3f} >= {settings.target:g}" if record["stopped_early"] else
+            f"the {settings.train.steps}-step cap, validation {valid:.3f} < {settings.target:g}")
     return (f"{settings.task} {name:>10} seed {seed}: {record['steps']} steps ({stop}), {record['seconds']:.0f} s; "
             f"accuracy {cells}")
