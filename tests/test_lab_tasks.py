@@ -47,7 +47,7 @@ def test_copy_targets_are_the_string_again():
 
 def _tiny(**fields) -> TaskSettings:
     base = TaskSettings()
-    return base.override(model=dict(max_positions=16, dim=32, num_heads=2), train=dict(steps=150, batch_size=16, lr=3e-3,
+    return base.override(model=dict(max_positions=16, dim=32, num_heads=2), train=dict(steps=300, batch_size=64, lr=3e-3,
                          warmup_steps=10, checkpoint_every=10**9), **{"encodings": ("rope",), "seeds": 1, "vocab": 4,
                          "multiples": (1, 2), "eval_tokens": 512, **fields})
 
@@ -65,6 +65,15 @@ def test_a_tiny_run_learns_and_the_report_section_is_written_atomically(tmp_path
     stored = json.loads((tmp_path / "tasks.json").read_text())
     assert stored["claims"][0]["claim"].startswith("every encoding")
     assert not [p.name for p in tmp_path.rglob(".*tmp*")]  # no temporary left behind
+
+
+def test_training_stops_at_the_validation_target_and_a_rerun_reuses_the_checkpoint(tmp_path):
+    settings = _tiny(task="recall", target=0.3, check_every=20)  # chance is 1/4: reached within the cap
+    record = run_tasks(settings, tmp_path, progress=False, log=lambda line: None)["runs"]["rope"][0]["train"]
+    assert record["stopped_early"] and record["steps"] < 300 and record["steps"] % 20 == 0
+    assert max(record["valid"].values()) == record["valid"][record["steps"]] >= 0.3
+    again = run_tasks(settings, tmp_path, progress=False, log=lambda line: None)["runs"]["rope"][0]["train"]
+    assert again["steps"] == record["steps"] and again["valid"] == record["valid"]
 
 
 def test_claims_and_rank_on_made_up_numbers():

@@ -40,6 +40,10 @@ class ModelConfig:
 
     ``max_positions`` is the training length ``L``: the learned table's size and the RoPE
     extension methods' "original" length. ``encoding_options`` go to :func:`build_encoding`.
+    ``embedding_std`` is the token table's initial standard deviation: 0.02 as in GPT-2 (Radford
+    et al. 2019), or ``dim ** -0.5`` as fairseq's transformer initialises the table that the
+    sinusoidal encoding scales by ``sqrt(dim)`` (Vaswani et al. 2017, sec. 3.4), so that tokens and
+    the sinusoids (norm ``sqrt(dim / 2)``) start at comparable sizes.
     A model's config is never edited: a changed model (e.g. an extended RoPE) is a new config
     (``dataclasses.replace``) and a new :class:`DecoderLM`.
 
@@ -57,11 +61,14 @@ class ModelConfig:
     vocab_size: int = 256
     mlp_ratio: int = 4
     encoding_options: dict = field(default_factory=dict)
+    embedding_std: float = 0.02
 
     def __post_init__(self) -> None:
         check_encoding_name(self.encoding)
         require_positive(length=self.max_positions, dim=self.dim, num_heads=self.num_heads, vocab_size=self.vocab_size,
                          mlp_ratio=self.mlp_ratio)
+        if not self.embedding_std > 0:
+            raise LabError(f"embedding_std={self.embedding_std} is invalid: expected a positive number")
         if self.num_layers < 0:
             raise LabError(f"num_layers={self.num_layers} is invalid: expected a non-negative integer")
         if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
@@ -128,7 +135,7 @@ class DecoderLM(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.norm = nn.LayerNorm(cfg.dim)
         self.blocks.apply(_init_weights)  # the encoding initialises its own parameters
-        nn.init.normal_(self.embedding.weight, std=0.02)
+        nn.init.normal_(self.embedding.weight, std=cfg.embedding_std)
         for block in self.blocks:  # GPT-2 (Radford et al. 2019, sec. 2.3): scale residual projections by 1/sqrt(N)
             nn.init.normal_(block.attention.out.weight, std=0.02 / math.sqrt(2 * cfg.num_layers))
 

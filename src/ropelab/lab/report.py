@@ -490,6 +490,35 @@ def _task_table(results: dict) -> str:
     return html_table(["encoding"] + [f"{int(n) // L}L = {n}" for n in lengths], rows)
 
 
+def _steps_table(results: dict) -> str:
+    """Steps each (encoding, seed) trained, and whether it stopped at the validation target or at the cap."""
+    s = results["settings"]
+    rows = []
+    for name in s["encodings"]:
+        records = [run["train"] for run in results["runs"].get(name, {}).values() if "train" in run]
+        if records:
+            cells = ", ".join(f"{r.get('steps', s['steps'])}{'' if r.get('stopped_early') else ' (cap)'}" for r in records)
+            reached = sum(bool(r.get("stopped_early")) for r in records)
+            rows.append([html.escape(name), cells, f"{reached} of {len(records)}",
+                         f"{sum(r.get('seconds', 0.0) for r in records):.0f}"])
+    return html_table(["encoding", "steps per seed", "seeds that reached the validation target", "training seconds"], rows)
+
+
+def _ablation_table(results: dict) -> str:
+    """One knob at a time (benchmarks/lab_tasks_ablation.py), when the results carry an ``ablation`` list."""
+    rows = results.get("ablation") or []
+    if not rows:
+        return ""
+    multiples = list(rows[0]["accuracy"])
+    body = [[html.escape(r["encoding"]), html.escape(r["row"]), html.escape(", ".join(map(str, r["steps"])))]
+            + [f"{100 * r['accuracy'][m]:.1f}" for m in multiples] + [f"{r['wall_seconds']:.0f} / {r['cpu_seconds']:.0f}"]
+            for r in rows]
+    return ("<h3>Why our shape differs from the papers': one knob at a time</h3>"
+            f"<p>{html.escape(results.get('ablation_note', ''))}</p>"
+            + html_table(["encoding", "change from the default recipe", "steps"] + [f"{m}L (%)" for m in multiples]
+                         + ["wall / CPU s"], body))
+
+
 def _depth_table(results: dict) -> str:
     """Accuracy per needle-depth bin (seeds averaged), one cell per test length: 'b1 / b2 / ...'."""
     import math
@@ -536,23 +565,28 @@ def _papers_tables(results: dict) -> str:
 
 
 TASKS_INTRO = Template(
-    "<p>Task <b>$task</b>: $what Decoder of $num_layers layers, width $dim, $num_heads heads, trained from scratch at "
-    "<b>L = $length</b> tokens for $steps steps of $batch_size sequences (lr $lr, AdamW), $seeds seed(s) per encoding, "
-    "$vocab content symbols. Accuracy is scored on fresh sequences from a seed stream training never sees "
-    "(at least $min_rows sequences per length). RoPE is also run past L with PI and YaRN for the factor n / L, "
-    "zero-shot (ropelab.extension). Wall time $minutes min.</p>"
+    "<p>Task <b>$task</b>: $what Decoder of $num_layers layers, width $dim, $num_heads heads, token table initialised "
+    "with standard deviation $embedding_std, trained from scratch at <b>L = $length</b> tokens in batches of "
+    "$batch_size sequences (AdamW, lr $lr constant after warm-up), $seeds seed(s) per encoding, $vocab content "
+    "symbols. <b>Stopping rule, fixed before the run:</b> every $check_every steps the accuracy at L is measured on "
+    "$valid_rows sequences of a validation seed stream; training stops at the first check at or above $target, "
+    "else at the cap of $steps steps (the steps each model used are in the table below). The reported accuracies "
+    "are scored on fresh sequences of a third seed stream, used neither for training nor for stopping (at least "
+    "$min_rows sequences per length). RoPE is also run past L with PI and YaRN for the factor n / L, zero-shot "
+    "(ropelab.extension). Wall time $minutes min.</p>"
 )
 TASK_WHAT = {
     "recall": "4 needles (key, value) hidden in random filler, the 4 keys asked again at the end (8 keys, distinct per "
               "sequence); the model must output each value. Retrieval in the sense of induction heads (Olsson et al. "
               "2022) and the associative recall of the H3 and Mamba synthetic setups (Gu &amp; Dao 2023, sec. 4.1.2).",
-    "induction": "random tokens, one trigger followed by the answer, the trigger again at the end (Gu &amp; Dao 2023, "
-                 "sec. 4.1.2, after Olsson et al. 2022).",
+    "induction": "random content tokens, one trigger token (outside the content vocabulary) followed by the answer, "
+                 "the trigger again at the end; the model must output the token that followed the first trigger. The "
+                 "induction-heads task of Gu &amp; Dao 2023 (Mamba), sec. 4.1.2, after Olsson et al. 2022.",
     "copy": "a random string, a separator, the string again; every copied token is scored (Kazemnejad et al. 2023, "
             "sec. 3, Table 1).",
 }
 TASKS_SMOKE_TEXT = (
-    "This is the smoke test (ropelab lab tasks --quick: 2 encodings, 1 seed, few steps): it shows the pipeline runs "
+    "This is the smoke test (ropelab lab tasks --quick: 2 encodings, 1 seed, a low step cap): it shows the pipeline runs "
     "end to end, and its accuracies carry no claim. The claims are checked by the default run: "
     "ropelab lab tasks --out lab-report (at most 20 minutes on 2 CPU cores)."
 )
@@ -564,7 +598,8 @@ def tasks_section(results: dict, png: bytes | None) -> str:
     intro = TASKS_INTRO.substitute(
         task=html.escape(s["task"]), what=TASK_WHAT.get(s["task"], ""), num_layers=s["num_layers"], dim=s["dim"],
         num_heads=s["num_heads"], length=s["length"], steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
-        seeds=s["seeds"], vocab=s["vocab"], min_rows=s["min_rows"], minutes=f"{results['timing'].get('wall_seconds', results['timing']['total_seconds']) / 60:.1f}",
+        seeds=s["seeds"], vocab=s["vocab"], min_rows=s["min_rows"], embedding_std=f"{s.get('embedding_std', 0.02):.3g}",
+        check_every=s.get("check_every", "-"), valid_rows=s.get("valid_rows", "-"), target=s.get("target", "-"), minutes=f"{results['timing'].get('wall_seconds', results['timing']['total_seconds']) / 60:.1f}",
     )
     figure = figures_section({"tasks_accuracy.png": png}, {"tasks_accuracy.png": TASKS_CAPTION}) if png else ""
     if results.get("smoke_test"):
@@ -574,7 +609,8 @@ def tasks_section(results: dict, png: bytes | None) -> str:
                 for c in results["claims"]]
         claims = "<h3>Claims, checked on this run</h3>" + html_table(["claim", "check", "measured", "result"], rows)
     body = (intro + figure + claims + "<h3>Accuracy by test length (mean &plusmn; standard deviation over seeds)</h3>"
-            + _task_table(results) + "<h3>Beside the papers</h3>" + _papers_tables(results)
+            + _task_table(results) + "<h3>Training steps used (stopping rule above)</h3>" + _steps_table(results)
+            + "<h3>Beside the papers</h3>" + _papers_tables(results) + _ablation_table(results)
             + f"<h3>Accuracy by depth of the needle ({s['depth_bins']} bins from the start of the context to just "
               "before the query; seeds averaged)</h3>" + _depth_table(results)
             + notes_section(results.get("notes", [])).replace("<h2>Notes</h2>", "<h3>Notes</h3>"))

@@ -2,7 +2,8 @@
 
 Each task is a pure function of ``(seed, step)`` (a batch of random sequences), so training resumes
 exactly and evaluation sets are fresh: evaluation draws from another seed stream than training
-(:data:`EVAL_STREAM`). Targets are ``-100`` (ignored by the loss) everywhere but at the answer.
+(:data:`EVAL_STREAM`), and the validation set that decides when training stops (and on which the
+recipe was tuned) from a third (:data:`VALID_STREAM`). Targets are ``-100`` (ignored by the loss) everywhere but at the answer.
 
 Notation: ``V`` content symbols ``0..V-1``; special tokens follow them (``vocab_size(task, V)``).
 ``N`` is the total length of a sequence given to the model (``inputs [B, N]``).
@@ -33,7 +34,7 @@ import torch
 
 from ropelab.lab import LabError
 
-__all__ = ["TASKS", "IGNORE", "EVAL_STREAM", "TaskBatch", "vocab_size", "check_task", "min_content", "task_batch",
+__all__ = ["TASKS", "IGNORE", "EVAL_STREAM", "VALID_STREAM", "TaskBatch", "vocab_size", "check_task", "min_content", "task_batch",
            "recall_batch", "copy_batch", "TASK_SHAPES"]
 
 TASKS = ("recall", "induction", "copy")
@@ -41,6 +42,7 @@ TASKS = ("recall", "induction", "copy")
 TASK_SHAPES = {"recall": dict(keys=8, pairs=4), "induction": dict(keys=1, pairs=1)}
 IGNORE = -100  # torch.nn.functional.cross_entropy's default ignore_index
 EVAL_STREAM = 1_000_003  # evaluation batches use seed + EVAL_STREAM: never the training stream
+VALID_STREAM = 2_000_003  # validation (early stopping, tuning) uses seed + VALID_STREAM: never training nor evaluation
 _MIN_LENGTH = {"recall": 4, "induction": 4, "copy": 3}
 
 

@@ -302,7 +302,9 @@ def train(
         resume: continue from ``checkpoint`` if it exists (same settings required).
         init_state: model weights to start from (fine-tuning); the optimizer starts fresh.
         progress, description: show a progress bar (rank 0) labelled ``description`` (default: the encoding).
-        on_step: ``callback(step_done, model)`` after each step, e.g. for evaluation during fine-tuning.
+        on_step: ``callback(step_done, model)`` after each step, e.g. for evaluation during fine-tuning;
+            a true return value stops training there (early stopping): the checkpoint is written at
+            that step with ``extra["stopped_at"] = step_done``.
         extra: stored in the checkpoint under ``"extra"``.
         batches: a batch function (:data:`Batches`) to train on instead of ``corpus``.
 
@@ -324,14 +326,17 @@ def train(
             losses.append(train_step(trainer, data, cfg, model_cfg.max_positions, step))
             done = step + 1
             bar.update(done, losses[-1])
-            if checkpoint is not None and trainer.rank == 0 and _checkpoint_due(done, cfg):
+            stop = bool(on_step(done, trainer.model)) if on_step is not None else False
+            if stop:
+                extra = {**(extra or {}), "stopped_at": done}
+            if checkpoint is not None and trainer.rank == 0 and (stop or _checkpoint_due(done, cfg)):
                 save_checkpoint(checkpoint, _checkpoint_state(trainer, model_cfg, cfg, done, losses, extra))
-            if on_step is not None:
-                on_step(done, trainer.model)
+            if stop:
+                break
     seconds = time.perf_counter() - began
     if trainer.world > 1:
         dist.barrier()
-    return TrainResult(trainer.model, losses, seconds, (cfg.steps - start) * tokens_per_step / max(seconds, 1e-9))
+    return TrainResult(trainer.model, losses, seconds, (len(losses) - start) * tokens_per_step / max(seconds, 1e-9))
 
 
 class _NoProgressBar:
