@@ -168,9 +168,10 @@ def task_notes(results: dict) -> list[str]:
         "(batch x steps, mean over the models); Mamba's attention models saw 8 x 204,800 = 1,638,400 (MHA-Abs) or "
         "8 x 409,600 = 3,276,800 (MHA-RoPE, MHA-xPos) sequences of 256 tokens (Gu & Dao 2023, App. E.1), with width "
         "128 and 8 heads.",
-        "Stopping: the validation set is the same sequences at every check (one answer each for induction), and "
-        "with a constant lr the accuracy at L oscillates between checks, so a model can stop on a lucky check; the "
-        "claims use the evaluation stream, which the stopping rule never sees.",
+        f"Stopping: each check scores {results['settings'].get('valid_rows', '-')} fresh validation sequences (one "
+        "answer each for induction), so that one lucky check of a fixed set cannot stop training; with a constant lr "
+        "the accuracy at L still oscillates between checks. The claims use the evaluation stream, which the "
+        "stopping rule never sees.",
         "Tuning: the recipe (batch 128, constant lr 3e-3, token table std dim^-0.5, validation target, step cap) was "
         "chosen on the validation stream's accuracy at L only, never on accuracy past L nor on the evaluation stream.",
         f"Wall time {t['wall_seconds'] / 60:.1f} min, CPU time of this process {t.get('cpu_seconds', 0) / 60:.1f} min "
