@@ -260,9 +260,6 @@ def write_figures(records: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ropelab.io import atomic_write_bytes
-    import io
-
     lab = [r for r in records if r["split"] == "lab"]
     if lab:
         lengths = sorted({r["trained_length"] for r in lab})
@@ -279,11 +276,7 @@ def write_figures(records: list[dict], out: Path) -> None:
             ax.set(xlabel="position / L (dashed: measured break)", ylabel="loss (nats/byte), mean of 3 documents",
                    title=f"lab RoPE models, L = {L}: loss vs position")
             ax.legend()
-        buffer = io.BytesIO()
-        fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=110)
-        plt.close(fig)
-        atomic_write_bytes(out / "lab_loss_vs_position.png", buffer.getvalue())
+        _save_png(fig, out / "lab_loss_vs_position.png")
     fig, ax = plt.subplots(figsize=(5.5, 5))
     for rule, key, marker in (("(a) first unseen angle", "first_unseen_angle", "x"), ("(b) Liu T_extra", "extrapolation_bound", "+"),
                               ("(c) predictor", "position", "o")):
@@ -295,11 +288,22 @@ def write_figures(records: list[dict], out: Path) -> None:
     ax.set(xlabel="measured break / T (none: N/T)", ylabel="predicted break / T", xscale="log", yscale="log",
            title="Break: predicted vs measured")
     ax.legend()
+    _save_png(fig, out / "predicted_vs_measured.png")
+
+
+def _save_png(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` as PNG, atomically, and close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from ropelab.io import atomic_write_bytes
+
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    atomic_write_bytes(out / "predicted_vs_measured.png", buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def main(argv: list[str]) -> int:

@@ -19,7 +19,7 @@ from ropelab.lab.data import Corpus, load_corpus
 from ropelab.lab.evaluate import evaluation_lengths, loss_per_position, passkey_accuracy, perplexity
 from ropelab.lab.extend import run_extension
 from ropelab.lab.model import DecoderLM, ModelConfig, require_positive
-from ropelab.lab.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
+from ropelab.lab.train import TrainConfig, checkpoint_matches, load_checkpoint, model_from_checkpoint, train
 
 __all__ = ["LabSettings", "DEFAULT", "QUICK", "run_experiment", "train_and_evaluate", "extend_rope", "evaluate_model",
            "PASSKEY_MIN_LENGTH"]
@@ -160,18 +160,6 @@ def evaluate_model(model: DecoderLM, corpus: Corpus, settings: LabSettings) -> d
     return result
 
 
-def _resumable(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
-    """True if ``path`` holds a checkpoint of this very run (same model and settings) to continue
-    or reuse; a checkpoint of other settings is overwritten by a fresh run."""
-    if not path.exists():
-        return False
-    try:
-        state = load_checkpoint(path, expect_encoding=model_cfg.encoding)
-    except LabError:
-        return False
-    return state["model_config"] == model_cfg.to_dict() and state["train_config"] == train_cfg.to_dict()
-
-
 def train_and_evaluate(name: str, settings: LabSettings, corpus: Corpus, checkpoint: Path, *, progress: bool = True) -> tuple[dict, dict]:
     """Train encoding ``name`` (or resume / reuse ``checkpoint`` of the same run) and evaluate it.
 
@@ -179,7 +167,7 @@ def train_and_evaluate(name: str, settings: LabSettings, corpus: Corpus, checkpo
         ``(results entry, checkpoint state)``; the learned table is evaluated with ``clamp=True``.
     """
     model_cfg = settings.model_config(name)
-    resume = _resumable(checkpoint, model_cfg, settings.train)
+    resume = checkpoint_matches(checkpoint, model_cfg, settings.train)
     run = train(model_cfg, settings.train, corpus=corpus, checkpoint=checkpoint, resume=resume, progress=progress)
     state = load_checkpoint(checkpoint, expect_encoding=name)
     model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if name == "learned" else {}))

@@ -31,7 +31,7 @@ from ropelab.lab.evaluate import window_batch
 from ropelab.lab.extend import extend_model
 from ropelab.lab.model import DecoderLM, ModelConfig, require_positive
 from ropelab.lab.tasks import EVAL_STREAM, IGNORE, VALID_STREAM, check_task, min_content, task_batch, vocab_size
-from ropelab.lab.train import TrainConfig, load_checkpoint, model_from_checkpoint, train
+from ropelab.lab.train import TrainConfig, checkpoint_matches, load_checkpoint, model_from_checkpoint, train
 
 __all__ = ["TaskSettings", "TASKS_DEFAULT", "TASKS_QUICK", "ZERO_SHOT", "run_tasks", "evaluate_task", "accuracy_at"]
 
@@ -187,16 +187,6 @@ def _batches(settings: TaskSettings, seed: int, device: str):
     return batches
 
 
-def _reusable(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
-    if not path.exists():
-        return False
-    try:
-        state = load_checkpoint(path, expect_encoding=model_cfg.encoding)
-    except LabError:
-        return False
-    return state["model_config"] == model_cfg.to_dict() and state["train_config"] == train_cfg.to_dict()
-
-
 def _stopper(settings: TaskSettings, seed: int, device: str, curve: dict):
     """The early-stopping rule (see :class:`TaskSettings`): ``on_step`` for :func:`ropelab.lab.train.train`
     that records the validation accuracy at ``L`` in ``curve`` and returns True once it reaches the target."""
@@ -218,7 +208,7 @@ def train_one(name: str, seed: int, settings: TaskSettings, checkpoint: Path, *,
     ``steps`` (steps trained), ``stopped_early`` and ``valid`` (``{step: validation accuracy at L}``)."""
     model_cfg = settings.model_config(name)
     cfg = replace(settings.train, seed=seed)
-    reusable = _reusable(checkpoint, model_cfg, cfg)
+    reusable = checkpoint_matches(checkpoint, model_cfg, cfg)
     state = load_checkpoint(checkpoint, expect_encoding=name) if reusable else None
     if state is not None and (state["extra"].get("stopped_at") or state["step"] >= cfg.steps):
         extra, seconds = state["extra"], state["extra"].get("seconds", 0.0)

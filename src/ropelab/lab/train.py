@@ -142,6 +142,19 @@ def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None,
     return state
 
 
+
+def checkpoint_matches(path: str | os.PathLike, model_cfg, train_cfg: "TrainConfig") -> bool:
+    """True if ``path`` holds a checkpoint of this very run (same model and training settings), to
+    continue or reuse; a missing, unreadable or other run's checkpoint gives False (a fresh run
+    overwrites it)."""
+    if not Path(path).exists():
+        return False
+    try:
+        state = load_checkpoint(path, expect_encoding=model_cfg.encoding)
+    except LabError:
+        return False
+    return state["model_config"] == model_cfg.to_dict() and state["train_config"] == train_cfg.to_dict()
+
 def model_from_checkpoint(state: dict, device: str = "cpu", **encoding_overrides) -> DecoderLM:
     """Rebuild the model of a checkpoint; ``encoding_overrides`` replace encoding options (e.g. ``clamp``)."""
     saved = ModelConfig(**state["model_config"])
