@@ -74,7 +74,7 @@ class TaskSettings:
     valid_rows: int = 2048
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, dim=64, num_heads=4, max_positions=32))
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=1200, batch_size=128, lr=3e-3, warmup_steps=50, constant_after_warmup=True, weight_decay=0.0,
+        steps=2400, batch_size=128, lr=3e-3, warmup_steps=50, constant_after_warmup=True, weight_decay=0.0,
         checkpoint_every=500, log_every=100))
 
     def __post_init__(self) -> None:
