@@ -118,16 +118,20 @@ def test_budget_thins_only_the_default_passkey_grid():
     from ropelab.real.cli import _thin_to_budget
     from ropelab.real.extend import Settings
 
-    grid = Settings(target=1000, passkey_lengths=(250, 500, 1000), passkey_depths=(0.0, 0.5, 1.0), passkey_keys=1)
-    cost = lambda kind, n: n / 100  # noqa: E731  seconds: a loss curve of 1000 tokens costs 10 s, 6 variants 60 s
+    grid = Settings(target=1000, methods=("extrapolate", "linear"), passkey_lengths=(250, 500, 750, 1000),
+                    passkey_depths=(0.0, 0.25, 0.5, 0.75, 1.0), passkey_keys=5)
+    cost = lambda kind, n: n / 100  # noqa: E731  seconds: a loss curve or a passkey haystack of 1000 tokens costs 10 s
     said = []
-    args = Namespace(passkey_depths=None, passkey_lengths=None, finetune_steps=0, budget_minutes=250 / 60)
+    # 2 methods x (10 s loss + 5 keys x 10 s) = 120 s; 3 keys: 80 s; 1 key: 40 s
+    args = Namespace(passkey_depths=None, passkey_lengths=None, budget_minutes=1.0)
     thinned, total = _thin_to_budget(args, grid, cost, said.append)
-    assert thinned.passkey_lengths == (500, 1000) and thinned.passkey_depths == (0.0, 1.0) and total == 240
+    assert thinned.passkey_keys == 1 and total == 40
+    assert thinned.passkey_lengths == grid.passkey_lengths and thinned.passkey_depths == grid.passkey_depths
     assert thinned.documents == grid.documents and thinned.methods == grid.methods
-    args = Namespace(passkey_depths=None, passkey_lengths=(250, 500, 1000), finetune_steps=0, budget_minutes=1)
-    thinned, _ = _thin_to_budget(args, grid, cost, said.append)
-    assert thinned.passkey_lengths == (250, 500, 1000) and thinned.passkey_depths == (0.5,)
+    args = Namespace(passkey_depths=None, passkey_lengths=(250, 500, 750, 1000), budget_minutes=0.5)
+    thinned, _ = _thin_to_budget(args, grid, cost, said.append)  # a named grid keeps its lengths and keys
+    assert thinned.passkey_lengths == grid.passkey_lengths and thinned.passkey_keys == 5
+    assert thinned.passkey_depths == (0.0, 0.5, 1.0)
     assert any("warning" in line for line in said)
 
 

@@ -28,6 +28,9 @@ __all__ = [
     "is_validation_file",
     "sample_batch",
     "PASSKEY_FILLER",
+    "PASSKEY_NAMED_KEY",
+    "PASSKEY_NAMED_QUESTION",
+    "PASSKEY_NAMES",
     "passkey_example",
 ]
 
@@ -128,6 +131,13 @@ def sample_batch(stream: torch.Tensor, batch: int, length: int, seed: int, step:
 PASSKEY_FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 PASSKEY_KEY = "The pass key is {key}. Remember it. {key} is the pass key."
 PASSKEY_QUESTION = "What is the pass key? The pass key is"
+# Several keys in one haystack, each named (the multi-key needle of RULER, Hsieh et al. 2024, arXiv
+# 2404.06654, sec. 3.1, in the wording of the single key above), so that one prefill answers many cells.
+PASSKEY_NAMED_KEY = "The pass key of the {name} is {key}. Remember it. {key} is the pass key of the {name}."
+PASSKEY_NAMED_QUESTION = "What is the pass key of the {name}? The pass key of the {name} is"
+PASSKEY_NAMES = ("red door", "blue box", "green gate", "old clock", "tall tree", "small boat", "white horse", "silver key",
+                 "dark cave", "quiet lake", "broken chair", "golden ring", "round table", "empty jar", "stone bridge",
+                 "paper kite", "iron bell", "wooden flute", "glass vase", "copper coin")
 
 
 def passkey_example(total_length: int, depth: float, key: int) -> tuple[bytes, bytes]:

@@ -19,27 +19,41 @@ from ropelab.errors import RealModelError
 
 __all__ = ["register", "demo", "run_extend"]
 
+# PoSE defaults sized by benchmarks/real_speed.py to about 10 minutes per method on 2 cores
+DEFAULT_FINETUNE_STEPS = 100
+DEFAULT_FINETUNE_WINDOW = 1024
+
 
 def register(subparsers) -> None:
     _add_explain_model(subparsers)
     p = subparsers.add_parser("extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report")
     p.add_argument("--model", default=None, help="transformers folder, .gguf file or hub id (default: embedded SmolLM2-135M GGUF)")
     p.add_argument("--to", type=int, default=None, dest="target", help="target length N in tokens (default 2T)")
-    p.add_argument("--methods", type=names, default=("linear", "ntk", "dynamic", "yarn", "llama3"),
-                   help="comma-separated: linear,ntk,dynamic,yarn,llama3 (the model as-is is always measured)")
+    p.add_argument("--methods", type=names, default=("linear", "yarn"),
+                   help="comma-separated: linear,ntk,dynamic,yarn,llama3, or all (the model as-is is always measured)")
     p.add_argument("--text", default=None, help="file or folder for the long documents (default: Python stdlib sources)")
     p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
     p.add_argument("--doc-length", type=int, default=None, dest="document_length",
                    help="tokens per document, T < length <= N (default N; shorter is cheaper, still past T)")
     p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
-    p.add_argument("--passkey-lengths", type=int_list, default=None, help="total lengths in tokens (default N/4,N/2,N)")
-    p.add_argument("--passkey-depths", type=float_list, default=None, help="key depths in [0, 1] (default 0,0.5,1)")
-    p.add_argument("--passkey-keys", type=int, default=1, help="random keys per cell (0: no passkey)")
+    p.add_argument("--passkey-lengths", type=int_list, default=None, help="total lengths in tokens (default N/4,N/2,3N/4,N)")
+    p.add_argument("--passkey-depths", type=float_list, default=None, help="key depths in [0, 1] (default 0,0.25,0.5,0.75,1)")
+    p.add_argument("--passkey-keys", type=int, default=5, help="random keys per cell, one haystack each (0: no passkey)")
     p.add_argument("--budget-minutes", type=float, default=30.0,
                    help="if the estimate exceeds this, the default passkey grid is thinned (never the loss curves)")
     p.add_argument("--margin", type=float, default=0.5, help="nats above the in-context loss that count as broken")
-    p.add_argument("--finetune-steps", type=int, default=0, help="position-interpolation fine-tuning steps at N (Chen et al. 2023)")
-    p.add_argument("--write-config", default=None, metavar="DIR", help="write config.json with the best method's rope_parameters")
+    p.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="forwards under bfloat16 autocast (default; benchmarks/real_speed.py) or in float32")
+    p.add_argument("--finetune", choices=("none", "pose"), default="none",
+                   help="pose: fine-tune each --finetune-methods RoPE on short windows (PoSE, Zhu et al. 2024) and measure it")
+    p.add_argument("--finetune-methods", type=names, default=("linear", "yarn"), help="methods to fine-tune (default linear,yarn)")
+    p.add_argument("--finetune-steps", type=int, default=DEFAULT_FINETUNE_STEPS,
+                   help=f"fine-tuning steps per method (default {DEFAULT_FINETUNE_STEPS}); measured after half and all")
+    p.add_argument("--finetune-window", type=int, default=None,
+                   help=f"tokens per fine-tuning window, at most T (default min({DEFAULT_FINETUNE_WINDOW}, T))")
+    p.add_argument("--write-config", default=None, metavar="DIR",
+                   help="write a model folder (weights, config.json, tokenizer) of the best method, fine-tuned if it was")
+    p.add_argument("--force", action="store_true", help="let --write-config replace files in a non-empty folder")
     p.add_argument("--out", default="ropelab-out/extend", help="folder for results.json, results.csv, report.html")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
@@ -105,16 +119,33 @@ def _extend(args) -> None:
 def _settings(args, trained: int):
     from ropelab.real.extend import Settings, check_methods
 
+    from ropelab.real.extend import METHODS
+
     target = args.target or 2 * trained
-    methods = check_methods(args.methods)
-    lengths = args.passkey_lengths if args.passkey_lengths is not None else tuple(sorted({target // 4, target // 2, target}))
-    depths = args.passkey_depths if args.passkey_depths is not None else (0.0, 0.5, 1.0)
+    methods = check_methods(METHODS if tuple(args.methods) == ("all",) else args.methods)
+    default_lengths = tuple(sorted({target // 4, target // 2, 3 * target // 4, target}))
+    lengths = args.passkey_lengths if args.passkey_lengths is not None else default_lengths
+    depths = args.passkey_depths if args.passkey_depths is not None else (0.0, 0.25, 0.5, 0.75, 1.0)
     settings = Settings(target=target, methods=methods, documents=args.documents, bin_width=args.bin_width,
                         passkey_lengths=tuple(lengths) if args.passkey_keys > 0 else (), passkey_depths=tuple(depths),
                         passkey_keys=args.passkey_keys, margin=args.margin, text=args.text, seed=args.seed,
-                        document_length=getattr(args, "document_length", None))
+                        document_length=getattr(args, "document_length", None), dtype=getattr(args, "dtype", "bfloat16"))
     settings.check(trained)
     return settings
+
+
+def _tuning(args, trained: int, target: int):
+    """The fine-tune's settings and methods, checked (before anything runs); ``(None, ())`` without ``--finetune``."""
+    from ropelab.real.finetune import FinetuneSettings, check_finetune_methods
+
+    if args.finetune_steps < 0:
+        raise RealModelError(f"--finetune-steps {args.finetune_steps} is invalid: expected >= 0")
+    if getattr(args, "finetune", "none") == "none":
+        return None, ()
+    window = args.finetune_window if args.finetune_window is not None else min(DEFAULT_FINETUNE_WINDOW, trained)
+    tuning = FinetuneSettings(steps=args.finetune_steps, window=window, target=target, seed=args.seed)
+    tuning.check(trained)
+    return tuning, check_finetune_methods(args.finetune_methods)
 
 
 def print_prediction(prediction: dict, echo=print) -> None:
@@ -158,16 +189,17 @@ def _layer_types_text(rope, trained: int) -> str | None:
     return f"Layer types: the methods extend {rope.extended}{kept}"
 
 
-def _estimate(model, settings, steps: int, config) -> dict:
-    """Seconds per task kind, from a probe forward scaled by FLOPs."""
+def _estimate(model, settings, config):
+    """``cost(kind, tokens)``: seconds of one forward (``"loss"``, ``"prefill"``) or fine-tuning step
+    (``"train"``) of ``tokens`` tokens, from a probe forward under the run's precision scaled by FLOPs."""
     import torch
 
-    from ropelab.real.evaluate import token_losses
+    from ropelab.real.evaluate import precision, token_losses
     from ropelab.real.extend import forward_seconds
 
     probe = 1024
     ids = torch.randint(0, int(config.vocab_size), (probe + 1,))
-    with torch.inference_mode():
+    with torch.inference_mode(), precision(model, settings.dtype):
         token_losses(model, ids[:129])  # warm-up
         started = time.perf_counter()
         token_losses(model, ids)
@@ -175,71 +207,81 @@ def _estimate(model, settings, steps: int, config) -> dict:
     shape = dict(num_layers=config.num_hidden_layers, width=config.hidden_size, num_heads=config.num_attention_heads,
                  head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
                  vocab=int(config.vocab_size))
-    return lambda kind, length: forward_seconds(length, seconds, probe, **shape) * (3.0 if kind == "train" else 1.0)
+    # a training step: forward + backward (about twice the forward) + AdamW on every weight
+    return lambda kind, length: forward_seconds(length, seconds, probe, **shape) * (TRAIN_STEP_FORWARDS if kind == "train" else 1.0)
 
 
-def _thin_to_budget(args, settings, cost, echo):
-    """Thin the *default* passkey grid until the estimate fits ``--budget-minutes``: depths to
-    (0, 1), lengths to (N/2, N), depths to (0.5,), lengths to (N,). Loss curves are never cut;
-    a grid the user named is never changed. Returns the settings and the estimate in seconds."""
+TRAIN_STEP_FORWARDS = 3.5  # one fine-tuning step in forwards of its window (benchmarks/real_speed.py: ~3.4)
+
+
+def _thin_to_budget(args, settings, cost, echo, tuning=None, tuned=()):
+    """Thin the *default* passkey grid until the estimate fits ``--budget-minutes``: keys per cell to 3,
+    then 1, then the depths to (0, 0.5, 1), then the lengths to (N/2, N). Loss curves are never cut; a grid
+    the user named is never changed. Returns the settings and the estimate in seconds."""
     from dataclasses import replace
 
     def seconds(s):
-        return sum(cost(kind, n) for kind, n in _tasks(s, args.finetune_steps))
+        return sum(cost(kind, n) for kind, n in _tasks(s, tuning, tuned))
 
     budget = args.budget_minutes * 60
     N = settings.target
     steps = []
+    if args.passkey_lengths is None and args.passkey_depths is None:
+        steps += [dict(passkey_keys=min(3, settings.passkey_keys)), dict(passkey_keys=1)]
     if args.passkey_depths is None:
-        steps.append(dict(passkey_depths=(0.0, 1.0)))
+        steps.append(dict(passkey_depths=(0.0, 0.5, 1.0)))
     if args.passkey_lengths is None:
         steps.append(dict(passkey_lengths=tuple(sorted({N // 2, N}))))
-    if args.passkey_depths is None:
-        steps.append(dict(passkey_depths=(0.5,)))
-    if args.passkey_lengths is None:
-        steps.append(dict(passkey_lengths=(N,)))
     for change in steps:
         if seconds(settings) <= budget or not settings.passkey_lengths:
             break
         settings = replace(settings, **change)
         echo(f"  estimate over --budget-minutes {args.budget_minutes:g}: passkey grid thinned to lengths "
-             f"{list(settings.passkey_lengths)}, depths {list(settings.passkey_depths)}")
+             f"{list(settings.passkey_lengths)}, depths {list(settings.passkey_depths)}, {settings.passkey_keys} key(s) per cell")
     if seconds(settings) > budget:
         echo(f"  warning: the estimate still exceeds --budget-minutes {args.budget_minutes:g} (fewer --methods, a shorter --to, "
              "or --device cuda would fit it)")
     return settings, seconds(settings)
 
 
-def _tasks(settings, steps: int) -> list[tuple[str, int]]:
-    per_method = [("loss", settings.length)] * settings.documents
-    per_method += [("passkey", n) for n in settings.passkey_lengths for _ in settings.passkey_depths for _ in range(settings.passkey_keys)]
-    tasks = per_method * len(settings.methods)
-    if steps:
-        tasks += [("train", settings.target)] * steps + per_method
+def _tasks(settings, tuning=None, tuned=()) -> list[tuple[str, int]]:
+    """Every forward-sized task of the run as ``(kind, tokens)``; a passkey trial is one prefill of the longest length."""
+    loss = [("loss", settings.length)] * settings.documents
+    passkey = [("prefill", max(settings.passkey_lengths))] * settings.passkey_keys if settings.passkey_lengths else []
+    tasks = (loss + passkey) * len(settings.methods)
+    for _ in tuned:
+        tasks += [("train", tuning.window)] * tuning.steps + loss * (2 if tuning.steps > 1 else 1) + passkey
     return tasks
 
 
+def _finetune_rows(study: dict, zero_shot: dict) -> dict:
+    """Chen et al. 2023 Table 3's shape: per method, perplexity per range after 0 / k1 / k2 steps."""
+    return {method: {"0": zero_shot[method]["ppl_ranges"], **{str(k): e["ppl_ranges"] for k, e in m["checks"].items()}}
+            for method, m in study["methods"].items()}
+
+
 def run_extend(args, echo=print) -> Path:
-    """The whole ``ropelab extend`` run; returns the report path. Nothing is written before the end."""
+    """The whole ``ropelab extend`` run; returns the report path. Nothing is written before the end but
+    the fine-tune's checkpoints (``--out``/checkpoints, atomic, resumed from by a rerun)."""
     import torch
 
-    from ropelab.real.extend import AS_IS, finetune_linear, hf_config, measure, method_config, predict, verdict
+    from ropelab.io import portable_path
+    from ropelab.real.extend import hf_config, measure, method_config, predict, verdict
+    from ropelab.real.handover import check_output_folder, load_lines, write_model_folder
     from ropelab.real.load import load_config, load_model, resolve
     from ropelab.real.report import write_report
-    from ropelab.io import atomic_write_text, portable_path
 
     started = time.perf_counter()
     torch.set_num_threads(max(1, args.threads))
-    if args.finetune_steps < 0:
-        raise RealModelError(f"--finetune-steps {args.finetune_steps} is invalid: expected >= 0")
-    if args.write_config and Path(args.write_config).is_file():
-        raise RealModelError(f"--write-config {args.write_config!r} is invalid: it is a file, expected a folder")
+    if args.write_config:
+        check_output_folder(args.write_config, args.force)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise RealModelError(f"--device {args.device!r} is invalid: CUDA is not available here")
     source = resolve(args.model)
-    config, rope, trained = load_config(source)
+    config, rope, trained = load_config(source)  # a model without RoPE fails here, --finetune or not
     settings = _settings(args, trained)
-    prediction = predict(rope, trained, settings.target, settings.methods)
+    tuning, tuned = _tuning(args, trained, settings.target)
+    prediction = predict(rope, trained, settings.target, settings.methods + tuple(m for m in tuned if m not in settings.methods))
     layer_types = _layer_types_text(rope, trained)
     if layer_types:
         echo(layer_types)
@@ -253,11 +295,13 @@ def run_extend(args, echo=print) -> Path:
     note = _model_prediction(model, tokenizer, rope, trained, settings, prediction)
     print_prediction(prediction, echo)
     echo(note)
-    cost = _estimate(model, settings, args.finetune_steps, config)
-    settings, total = _thin_to_budget(args, settings, cost, echo)
+    cost = _estimate(model, settings, config)
+    settings, total = _thin_to_budget(args, settings, cost, echo, tuning, tuned)
+    cells = len(settings.passkey_lengths) * len(settings.passkey_depths)
+    tuning_text = f" + PoSE fine-tuning of {', '.join(tuned)}, {tuning.steps} steps of {tuning.window} tokens each" if tuned else ""
     echo(f"Plan: {len(settings.methods)} RoPE variants x ({settings.documents} document(s) of {settings.length} tokens + "
-         f"{len(settings.passkey_lengths) * len(settings.passkey_depths) * settings.passkey_keys} passkey prompts)"
-         f"{f' + {args.finetune_steps} fine-tuning steps' if args.finetune_steps else ''}: estimated {total / 60:.1f} min on {args.device}")
+         f"passkey {cells} cells x {settings.passkey_keys} key(s), one haystack of {max(settings.passkey_lengths, default=0)} "
+         f"tokens per key){tuning_text}: estimated {total / 60:.1f} min on {args.device} ({settings.dtype})")
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -266,19 +310,25 @@ def run_extend(args, echo=print) -> Path:
         bar = progress.add_task("extend", total=total)
 
         def tick(label, task):
-            progress.update(bar, advance=cost(*task), description=label)
+            kind, tokens = task
+            progress.update(bar, advance=cost(kind, tokens if tokens is not None else max(settings.passkey_lengths)) /
+                            (len(settings.passkey_lengths) if kind == "passkey" else 1), description=label)
 
         measured = measure(model, tokenizer, rope, trained, settings, tick=tick)
-        finetune = None
-        if args.finetune_steps:
-            history = finetune_linear(model, tokenizer, rope, trained, settings.target, args.finetune_steps, text=settings.text,
-                                      seed=args.seed, tick=tick)
-            from dataclasses import replace
+        finetune = study = None
+        if tuned:
+            from ropelab.real.finetune import finetune_study
 
-            tuned = measure(model, tokenizer, rope, trained, replace(settings, methods=("linear",)), tick=tick)
-            measured["methods"]["linear+finetune"] = tuned["methods"]["linear"]
-            prediction["methods"]["linear+finetune"] = prediction["methods"].get("linear") or predict(rope, trained, settings.target, ("linear",))["methods"]["linear"]
-            finetune = {"steps": args.finetune_steps, "loss": history}
+            study = finetune_study(model, tokenizer, rope, trained, settings, tuning, tuned, Path(args.out) / "checkpoints", tick=tick)
+            zero_shot = measured["methods"] if all(m in measured["methods"] for m in tuned) else \
+                measure(model, tokenizer, rope, trained, replace_methods(settings, tuned, passkey=False), tick=tick)["methods"]
+            for method, entry in study["methods"].items():
+                measured["methods"][f"{method}+pose"] = entry["checks"][tuning.steps]
+                prediction["methods"][f"{method}+pose"] = prediction["methods"][method]
+            finetune = {"protocol": "PoSE (Zhu et al. 2024): two chunks per window, skip-wise position ids over [0, N)",
+                        "settings": asdict(tuning), "methods": list(tuned), "training_text": study["training_text"],
+                        "loss": {m: e["losses"] for m, e in study["methods"].items()},
+                        "table": _finetune_rows(study, zero_shot), "steps": tuning.steps}
     decided = verdict(prediction, measured, trained, settings)
     results = {
         "model": loaded.name, "source": {**loaded.source, "folder": portable_path(loaded.source["folder"])}, "device": args.device,
@@ -289,16 +339,31 @@ def run_extend(args, echo=print) -> Path:
                   "Documents are consecutive validation files of the corpus joined by blank lines, so a window spans several files.",
                   "dynamic is evaluated in one forward of the whole window, so every position sees the scale of the full length "
                   "(as in transformers' dynamic module for a single forward), not the per-step scale of generation.",
-                  "Passkey: the lab's prompt sized in the model's tokens; greedy exact match decided by one teacher-forced forward."],
+                  "Passkey: named keys in one haystack per trial (RULER's multi-key needle), asked on the KV cache at each length; "
+                  "greedy exact match decided teacher-forced. benchmarks/passkey_agreement.py compares it with the single-key prompt."],
     }
+    if args.write_config:
+        best = decided["best"]
+        method = best.removesuffix("+pose")
+        if study is not None and best.endswith("+pose"):
+            model.load_state_dict(study["weights"][method])
+        folder = write_model_folder(model, tokenizer, hf_config(config, method_config(rope, method, trained, settings.target)),
+                                    args.write_config, force=args.force)
+        results["handover"] = {"method": best, "folder": portable_path(folder), "load": load_lines(folder)}
     _print_verdict(results, echo)
     path = write_report(results, Path(args.out))
     if args.write_config:
-        best = decided["best"].replace("+finetune", "")
-        cfg = method_config(rope, best if best != AS_IS else AS_IS, trained, settings.target)
-        atomic_write_text(Path(args.write_config) / "config.json", json.dumps(hf_config(config, cfg), indent=2))
-        echo(f"wrote {Path(args.write_config) / 'config.json'} with rope_parameters of {best}")
+        echo(f"wrote a model folder with {results['handover']['method']}'s rope_parameters in {args.write_config}; load it with:")
+        for line in results["handover"]["load"]:
+            echo(f"  {line}")
     return path
+
+
+def replace_methods(settings, methods, passkey: bool = True):
+    """``settings`` measuring only ``methods`` (and no passkey unless ``passkey``)."""
+    from dataclasses import replace
+
+    return replace(settings, methods=tuple(methods), **({} if passkey else {"passkey_lengths": ()}))
 
 
 def _print_verdict(results: dict, echo=print) -> None:
@@ -327,9 +392,9 @@ def demo(args) -> None:
           "one document of 1.75 T tokens (ropelab extend --methods yarn ...)")
     out = Path(args.out) / "real"
     ns = argparse.Namespace(model=None, target=None, methods=("yarn",), text=None, documents=1, bin_width=256,
-                            passkey_lengths=(), passkey_depths=(0.5,), passkey_keys=0, margin=0.5, finetune_steps=0,
-                            budget_minutes=30.0,
-                            write_config=None, out=str(out), device="cpu", threads=2, seed=0, quiet=False, document_length=None)
+                            passkey_lengths=(), passkey_depths=(0.5,), passkey_keys=0, margin=0.5, finetune="none",
+                            finetune_steps=0, finetune_window=None, finetune_methods=(), budget_minutes=30.0, dtype="bfloat16",
+                            write_config=None, force=False, out=str(out), device="cpu", threads=2, seed=0, quiet=False, document_length=None)
     from ropelab.real.load import load_config, resolve
 
     _, _, trained = load_config(resolve(None))

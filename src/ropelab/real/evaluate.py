@@ -25,12 +25,14 @@ from ropelab.lab.data import load_corpus, passkey_example
 
 __all__ = [
     "use_rope",
+    "precision",
     "token_losses",
     "bin_losses",
     "segment_perplexities",
     "corpus_documents",
     "passkey_tokens",
     "passkey_hits",
+    "single_key_hit",
     "LOSS_CHUNK",
 ]
 
@@ -86,21 +88,40 @@ def segment_perplexities(losses: torch.Tensor, width: int) -> dict[str, float]:
     return out
 
 
-def corpus_documents(tokenizer, length: int, count: int, text: str | None = None) -> tuple[list[torch.Tensor], str]:
+def precision(model, dtype: str):
+    """The context a forward runs in: ``"bfloat16"`` is autocast over the float32 weights (matmuls and
+    attention in bfloat16; ``benchmarks/real_speed.py`` measures its speed and perplexity), ``"float32"``
+    is plain float32."""
+    if dtype not in ("bfloat16", "float32"):
+        raise RealModelError(f"--dtype {dtype!r} is invalid: expected bfloat16 or float32")
+    return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+
+def corpus_documents(tokenizer, length: int, count: int, text: str | None = None, *, split: str = "val"
+                     ) -> tuple[list[torch.Tensor], str]:
     """``count`` documents of ``length + 1`` tokens from the lab's validation text (default: the
     Python standard library sources; or ``--text``), tokenized with the model's tokenizer.
+    ``split="train"`` takes them from the stdlib's training files whatever ``text`` is (the lab's
+    split by file: disjoint from the validation files), for fine-tuning.
 
     Raises:
         RealModelError: the text holds fewer than ``count * (length + 1)`` tokens.
     """
     from ropelab.errors import LabError
 
+    if split not in ("val", "train"):
+        raise ValueError(f"split={split!r} is invalid: expected 'val' or 'train'")
+    text = None if split == "train" else text
     try:
         corpus = load_corpus(text)
     except LabError as error:
         raise RealModelError(str(error)) from None
-    # the stdlib's validation files (as the lab); a user text is used whole
-    stream = corpus.val if text is None else torch.cat((corpus.train, corpus.val))
+    # the stdlib's validation (or training) files, as the lab splits them; a user text is used whole
+    # for evaluation unless a training split is asked for
+    if text is None:
+        stream = corpus.val if split == "val" else corpus.train
+    else:
+        stream = torch.cat((corpus.train, corpus.val))
     need = count * (length + 1)
     chars = min(stream.numel(), need * 8)
     while True:
@@ -141,21 +162,21 @@ def passkey_tokens(tokenizer, total_tokens: int, depth: float, key: int) -> tupl
     return torch.tensor(p + a, dtype=torch.long), len(a)
 
 
-def passkey_hits(model, tokenizer, total_tokens: int, depth: float, keys: int, seed: int = 0) -> float:
-    """Fraction of ``keys`` random five-digit keys whose digits greedy decoding reproduces exactly.
+def single_key_hit(model, tokenizer, total_tokens: int, depth: float, key: int) -> bool:
+    """Whether greedy decoding reproduces ``key`` from the single-key prompt (:func:`passkey_tokens`).
 
-    One teacher-forced forward per key decides it: greedy decoding emits the answer exactly iff,
-    fed the right prefix, the arg-max at every answer token is the right token.
+    One teacher-forced forward decides it: greedy decoding emits the answer exactly iff, fed the
+    right prefix, the arg-max at every answer token is the right token.
     """
     body, head = _body_and_head(model)
-    device = next(model.parameters()).device
+    ids, answer = passkey_tokens(tokenizer, total_tokens, depth, key)
+    ids = ids.to(next(model.parameters()).device)
+    with torch.inference_mode():
+        hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0, -answer:]
+        return torch.equal(head(hidden).argmax(-1), ids[-answer:])
+
+
+def passkey_hits(model, tokenizer, total_tokens: int, depth: float, keys: int, seed: int = 0) -> float:
+    """Fraction of ``keys`` random five-digit keys that :func:`single_key_hit` retrieves."""
     rng = random.Random(seed * 7919 + total_tokens * 31 + round(depth * 1000))
-    hits = 0
-    for _ in range(keys):
-        ids, answer = passkey_tokens(tokenizer, total_tokens, depth, rng.randint(10000, 99999))
-        ids = ids.to(device)
-        with torch.no_grad():
-            hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0, -answer:]
-            predicted = head(hidden).argmax(-1)
-        hits += int(torch.equal(predicted, ids[-answer:]))
-    return hits / keys
+    return sum(single_key_hit(model, tokenizer, total_tokens, depth, rng.randint(10000, 99999)) for _ in range(keys)) / keys

@@ -45,7 +45,8 @@ from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs,
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError
 from ropelab.extension import EXTENSION_METHODS, extension_config
-from ropelab.real.evaluate import bin_losses, corpus_documents, passkey_hits, segment_perplexities, token_losses, use_rope
+from ropelab.real.evaluate import bin_losses, corpus_documents, precision, segment_perplexities, token_losses, use_rope
+from ropelab.real.passkey import grid, passkey_records
 from ropelab.real.load import LayerTypeExtension
 
 __all__ = [
@@ -61,7 +62,7 @@ __all__ = [
     "add_model_prediction",
     "hf_config",
     "transformers_form",
-    "finetune_linear",
+    "ppl_ranges",
     "forward_seconds",
 ]
 
@@ -93,6 +94,7 @@ class Settings:
     text: str | None = None
     seed: int = 0
     document_length: int | None = None  # tokens per document; default the target N
+    dtype: str = "bfloat16"  # forwards under bfloat16 autocast (benchmarks/real_speed.py: ppl within 1% of float32)
 
     @property
     def length(self) -> int:
@@ -225,17 +227,15 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
         started = time.perf_counter()
         losses = []
         for i, doc in enumerate(docs):
-            with torch.inference_mode():
-                losses.append(token_losses(model, doc).cpu())
+            with torch.inference_mode(), precision(model, settings.dtype):
+                losses.append(token_losses(model, doc).float().cpu())
             tick(f"{method}: loss, document {i + 1}/{len(docs)}", ("loss", settings.length))
         mean = torch.stack(losses).mean(0)
-        passkey = {}
-        for length in settings.passkey_lengths:
-            row = {}
-            for depth in settings.passkey_depths:
-                row[f"{depth:g}"] = passkey_hits(model, tokenizer, length, depth, settings.passkey_keys, settings.seed)
-                tick(f"{method}: passkey {length} tokens, depth {depth:g}", ("passkey", length))
-            passkey[str(length)] = row
+        records = []
+        if settings.passkey_lengths and settings.passkey_keys:
+            with precision(model, settings.dtype):
+                records = passkey_records(model, tokenizer, settings.passkey_lengths, settings.passkey_depths, settings.passkey_keys,
+                                          settings.seed, tick=lambda label: tick(f"{method}: {label}", ("passkey", None)))
         hf = cfg.to_hf()  # both forms carry max_position_embeddings top-level, when set
         results[method] = {
             "rope_parameters": hf["rope_parameters"],
@@ -243,12 +243,22 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
             "bins": bin_losses(mean, width),
             "in_context_loss": mean[trained // 2 : trained].mean().item(),
             "ppl_segments": segment_perplexities(mean, segment),
+            "ppl_ranges": ppl_ranges(mean, trained),
             "ppl_past_T": math.exp(mean[trained:].mean().item()),
             "ppl_all": math.exp(mean.mean().item()),
-            "passkey": passkey,
+            "passkey": grid(records),
+            "passkey_records": records,
             "seconds": time.perf_counter() - started,
         }
     return {"documents_source": source, "documents": len(docs), "length": settings.length, "segment": segment, "methods": results}
+
+
+def ppl_ranges(losses: torch.Tensor, trained: int) -> dict[str, float]:
+    """Perplexity over ``[0, T/2)``, ``[T/2, T)`` and ``[T, end)`` (Chen et al. 2023, Table 3's columns
+    are lengths; these are the ranges of one long evaluation)."""
+    end = losses.numel()
+    ranges = {"[0, T/2)": (0, trained // 2), "[T/2, T)": (trained // 2, trained), f"[T, {end})": (trained, end)}
+    return {name: math.exp(losses[a:b].mean().item()) for name, (a, b) in ranges.items() if b > a}
 
 
 def _passkey_at(entry: dict, length: int) -> float | None:
@@ -317,31 +327,3 @@ def hf_config(config, cfg: RopeConfig | LayerTypeRope) -> dict:
         data["max_position_embeddings"] = rope["max_position_embeddings"]
     data.pop("gguf_file", None)
     return data
-
-
-def finetune_linear(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: int, target: int, steps: int, *,
-                    text: str | None = None, lr: float = 2e-5, warmup: int = 20, seed: int = 0,
-                    tick=lambda label, cost: None) -> list[float]:
-    """Position-interpolation fine-tuning (Chen et al. 2023, sec. 3.1): RoPE ``linear`` with factor
-    ``N/T``, next-token loss on windows of ``N`` tokens, AdamW (lr 2e-5, no weight decay), linear
-    warm-up then constant rate. In place; returns the loss per step."""
-    cfg = method_config(rope, "linear", trained, target)
-    use_rope(model, cfg)
-    docs, _ = corpus_documents(tokenizer, target, max(1, min(steps, 8)), text)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, warmup)))
-    generator = torch.Generator().manual_seed(seed)
-    history = []
-    model.train()
-    for step in range(steps):
-        doc = docs[int(torch.randint(len(docs), (1,), generator=generator))]
-        loss = token_losses(model, doc, grad=True).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        history.append(loss.item())
-        tick(f"fine-tune step {step + 1}/{steps}", ("train", target))
-    model.eval()
-    return history

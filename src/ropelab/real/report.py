@@ -19,7 +19,7 @@ from ropelab.lab.report import FAILS, NOTES, PAGE, RETRIEVES, STYLE, figures_sec
 
 __all__ = ["check_claims", "figures", "write_report", "loss_figure"]
 
-LABELS = {"extrapolate": "as-is"}
+LABELS = {"extrapolate": "as-is", "linear": "PI", "linear+pose": "PI + PoSE fine-tune", "yarn+pose": "YaRN + PoSE fine-tune"}
 
 
 def _label(method: str) -> str:
@@ -62,20 +62,8 @@ def check_claims(results: dict) -> list[dict]:
               "linear last-segment ppl < 5 x in-context ppl, and linear ppl on [T/2, T) > as-is's",
               f"last {lin_last:.2f} vs 5 x {in_ppl:.2f}; inside T {lin_in:.2f} vs {in_ppl:.2f}",
               lin_last < 5 * in_ppl and lin_in > in_ppl)
-    if not any(e["passkey"] for e in methods.values()):
-        claim("passkey", "as-is retrieves inside T, fails past its break; >= 1 method retrieves at N", "not measured in this run", None)
-    else:
-        brk = verdict["methods"]["extrapolate"]["measured_break"] or T
-        inside = _passkey_mean(as_is, lambda n: n <= T)
-        past = _passkey_mean(as_is, lambda n: n > brk)
-        at_n = {m: _passkey_mean(e, lambda n: n == N) for m, e in methods.items() if m != "extrapolate"}
-        rescued = [m for m, v in at_n.items() if v is not None and v >= RETRIEVES]
-        ok = inside is not None and past is not None and at_n
-        claim("passkey", f"as-is >= {RETRIEVES} at lengths <= T, <= {FAILS} past its break point ({brk}); "
-              f">= 1 method >= {RETRIEVES} at N",
-              (f"as-is {inside:.2f} inside T, {past:.2f} past break; at N: " + ", ".join(f"{m} {v:.2f}" for m, v in at_n.items() if v is not None))
-              if ok else "n/a",
-              (inside >= RETRIEVES and past <= FAILS and bool(rescued)) if ok else None)
+    _finetune_claims(results, claim, in_ppl)
+    _passkey_claim(results, claim)
     end = results["measure"]["length"]
     rows, held = [], []
     for name, entry in verdict["methods"].items():
@@ -91,7 +79,71 @@ def check_claims(results: dict) -> list[dict]:
     return claims
 
 
+def _finetune_claims(results: dict, claim, in_ppl: float) -> None:
+    """Issue 19's fine-tune claims on the run's Table 3 (``results["finetune"]``); not checked without one."""
+    tuning = results.get("finetune")
+    if not tuning:
+        claim("PI fine-tuned rescues", "PoSE fine-tune of PI (--finetune pose)", "not run", None)
+        return
+    table, k = tuning["table"], str(tuning["steps"])
+    end = results["measure"]["length"]
+    past = f"[T, {end})"
+    if "linear" in table and k in table["linear"]:
+        zero, tuned = table["linear"]["0"]["[T/2, T)"], table["linear"][k]["[T/2, T)"]
+        claim("PI fine-tuned closes half the in-context gap",
+              f"PI ppl on [T/2, T) after {k} steps <= as-is + half of (PI zero-shot - as-is)",
+              f"{tuned:.2f} vs {in_ppl:.2f} + 0.5 x ({zero:.2f} - {in_ppl:.2f}) = {in_ppl + 0.5 * (zero - in_ppl):.2f}",
+              tuned <= in_ppl + 0.5 * (zero - in_ppl))
+        far = table["linear"][k][past]
+        claim("PI fine-tuned holds past T", f"PI ppl on {past} after {k} steps <= 1.3 x as-is in-context ppl",
+              f"{far:.2f} vs 1.3 x {in_ppl:.2f}", far <= 1.3 * in_ppl)
+    if "yarn" in table and k in table["yarn"]:
+        rows = {r: (table["yarn"]["0"][r], table["yarn"][k][r]) for r in table["yarn"]["0"]}
+        claim("YaRN fine-tuned no worse than zero-shot", f"YaRN ppl after {k} steps <= zero-shot on every range",
+              "; ".join(f"{r} {b:.2f} vs {a:.2f}" for r, (a, b) in rows.items()), all(b <= a for a, b in rows.values()))
+
+
+def _passkey_claim(results: dict, claim) -> None:
+    """As-is retrieves inside T and fails past its break; PI fine-tuned and YaRN retrieve at N."""
+    T, N = results["trained_length"], results["target"]
+    methods = results["measure"]["methods"]
+    if not any(e["passkey"] for e in methods.values()):
+        claim("passkey", "as-is retrieves inside T, fails past its break; PI fine-tuned and YaRN retrieve at N", "not measured in this run", None)
+        return
+    brk = results["verdict"]["methods"]["extrapolate"]["measured_break"] or T
+    as_is = methods["extrapolate"]
+    inside = _passkey_mean(as_is, lambda n: n <= T)
+    past = _passkey_mean(as_is, lambda n: n > brk)
+    wanted = [m for m in ("linear+pose", "yarn", "yarn+pose") if m in methods and methods[m]["passkey"]]
+    at_n = {m: _passkey_mean(methods[m], lambda n: n == N) for m in wanted}
+    ok = inside is not None and past is not None and at_n and all(v is not None for v in at_n.values())
+    claim("passkey", f"as-is >= {RETRIEVES} at lengths <= T and <= {FAILS} past its break ({brk}); "
+          f"at N = {N}: {', '.join(_label(m) for m in wanted) or 'PI fine-tuned and YaRN'} >= {RETRIEVES}",
+          (f"as-is {inside:.2f} inside T, {past:.2f} past break; at N: " + ", ".join(f"{_label(m)} {v:.2f}" for m, v in at_n.items()))
+          if ok else "n/a (a length inside T, one past the break and N are needed)",
+          (inside >= RETRIEVES and past <= FAILS and all(v >= RETRIEVES for v in at_n.values())) if ok else None)
+
+
 # ----------------------------------------------------------------------------- figures
+def _finetune_figure(results: dict):
+    """Training loss against step, one curve per fine-tuned method (a running mean over 10 steps)."""
+    import matplotlib.pyplot as plt
+
+    tuning = results.get("finetune")
+    if not tuning:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for method, losses in tuning["loss"].items():
+        smooth = [sum(losses[max(0, i - 9) : i + 1]) / len(losses[max(0, i - 9) : i + 1]) for i in range(len(losses))]
+        ax.plot(range(1, len(losses) + 1), losses, alpha=0.25, lw=0.8)
+        ax.plot(range(1, len(losses) + 1), smooth, lw=1.8, label=f"{_label(method)} (mean of 10)", color=ax.lines[-1].get_color())
+    ax.set(xlabel="step", ylabel="training loss (nats/token)",
+           title=f"PoSE fine-tune: windows of {tuning['settings']['window']} tokens, positions over [0, {results['target']})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def loss_figure(results: dict):
     """Loss (binned) against position, one curve per method, ``T`` and the break points marked."""
     import matplotlib
@@ -182,7 +234,7 @@ def figures(results: dict) -> dict[str, bytes]:
 
     out = {}
     for name, make in (("loss_vs_position.png", loss_figure), ("passkey_heatmaps.png", _passkey_figure),
-                       ("break_points.png", _prediction_figure)):
+                       ("break_points.png", _prediction_figure), ("finetune_loss.png", _finetune_figure)):
         fig = make(results)
         if fig is not None:
             out[name] = figure_png(fig, dpi=100)
@@ -207,6 +259,29 @@ def _csv(results: dict) -> bytes:
         writer.writerow(["break_predicted", _label(method), entry["predicted_break"], "", ""])
         writer.writerow(["break_measured", _label(method), entry["measured_break"], "", ""])
     return buffer.getvalue().encode()
+
+
+def _finetune_section(results: dict) -> list[str]:
+    """Chen et al. 2023 Table 3's shape (perplexity per range after 0 / k1 / k2 steps) and the hand-over lines."""
+    parts = []
+    tuning = results.get("finetune")
+    if tuning:
+        ranges = list(next(iter(next(iter(tuning["table"].values())).values())))
+        rows = [[_label(m), k] + [f"{v[r]:.2f}" for r in ranges] for m, by_step in tuning["table"].items() for k, v in by_step.items()]
+        s = tuning["settings"]
+        parts += ["<h2>Fine-tuning (PoSE)</h2>",
+                  f"<p>{html.escape(tuning['protocol'])}. {s['steps']} steps per method, one window of {s['window']} tokens per step, "
+                  f"AdamW lr {s['lr']:g}, betas {tuple(s['betas'])}, no weight decay, {s['warmup']} warm-up steps "
+                  f"(Chen et al. 2023 sec. 4.1; YaRN sec. 4.1), bfloat16 autocast over float32 weights: {s['autocast']}. "
+                  f"Training text: {html.escape(tuning['training_text'])}; evaluation text: "
+                  f"{html.escape(results['measure']['documents_source'])} (the validation files).</p>",
+                  html_table(["method", "steps"] + ranges, rows)]
+    if results.get("handover"):
+        h = results["handover"]
+        parts += ["<h2>Hand-over</h2>", f"<p>Model folder with {html.escape(_label(h['method']))}'s weights and rope_parameters: "
+                  f"<code>{html.escape(h['folder'])}</code>. Load it with plain transformers:</p>",
+                  "<pre>" + html.escape("\n".join(h["load"])) + "</pre>"]
+    return parts
 
 
 def write_report(results: dict, out: Path) -> Path:
@@ -249,7 +324,9 @@ def write_report(results: dict, out: Path) -> Path:
         f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
         f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
     ]
-    captions = {"loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
+    parts += _finetune_section(results)
+    captions = {"finetune_loss.png": "Training loss of the PoSE fine-tune against step.",
+                "loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
                                         "the curve follows their content (a hard file is a bump at any position); compare the methods "
                                         "with each other at the same position rather than one bin with another.",
                 "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
