@@ -219,6 +219,38 @@ def calibrate(records: list[dict]) -> dict:
     return {"tau": None if math.isinf(best[1]) else best[1], "phi": best[2], "mean_abs_rel_error": best[0][0], "cases": [r["case"] for r in records]}
 
 
+def measured_slope(record: dict) -> float | None:
+    """How steeply the loss rises after the measured break: the least-squares slope of the mean loss
+    bins from the break to the end, in nats per ``T``; None without a break (or under 2 bins after it)."""
+    if record["measured"] is None:
+        return None
+    width, T = record["bin_width"], record["trained_length"]
+    start = record["measured"] // width
+    ys = record["bins"][start:]
+    if len(ys) < 2:
+        return None
+    xs = [(start + i) * width / T for i in range(len(ys))]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def rank_correlation(pairs: list[tuple[float, float]]) -> float | None:
+    """Spearman's rho of ``pairs`` (no tie correction; None under 3 pairs)."""
+    if len(pairs) < 3:
+        return None
+
+    def ranks(values):
+        order = sorted(range(len(values)), key=values.__getitem__)
+        out = [0.0] * len(values)
+        for rank, index in enumerate(order):
+            out[index] = float(rank)
+        return out
+
+    a, b = ranks([p[0] for p in pairs]), ranks([p[1] for p in pairs])
+    n = len(pairs)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(a, b)) / (n * (n * n - 1))
+
+
 def _fmt(value, end) -> str:
     return f"none<={end}" if value is None else str(value)
 
@@ -226,7 +258,8 @@ def _fmt(value, end) -> str:
 def write_table(records: list[dict], out: Path, header: list[str] = ()) -> str:
     as_is = {(r["split"], r["trained_length"]): r["in_context_loss"] for r in records if r["method"] in ("as-is", "extrapolate")}
     lines = [*header, "| case | split | N | measured (per-doc) | in-ctx loss (cost vs as-is) | (a) first unseen angle | (b) Liu T_extra "
-             "| (c) predictor | err (a) | err (b) | err (c) | (c) right |", "|" + "---|" * 12]
+             "| (c) predictor | err (a) | err (b) | err (c) | (c) right | rise after break: measured (nats/T) | predicted excess slope |",
+             "|" + "---|" * 14]
     for r in records:
         p, N = r["prediction"], r["target"]
         docs = ", ".join(_fmt(b, N) for b in r["per_document"])
@@ -235,8 +268,15 @@ def write_table(records: list[dict], out: Path, header: list[str] = ()) -> str:
         lines.append(f"| {r['case']} | {r['split']} | {N} | {_fmt(r['measured'], N)} ({docs}) | "
                      f"{r['in_context_loss']:.3f} ({r['in_context_loss'] - reference:+.3f}) | "
                      f"{_fmt(p['first_unseen_angle'], N)} | {_fmt(p['extrapolation_bound'], N)} | {_fmt(p['position'], N)} | "
-                     + " | ".join(f"{e:.0%}" for e in errs) + f" | {'yes' if is_right(p['position'], r) else 'NO'} |")
+                     + " | ".join(f"{e:.0%}" for e in errs) + f" | {'yes' if is_right(p['position'], r) else 'NO'} | "
+                     + " | ".join("-" if v is None else f"{v:.2f}" for v in (measured_slope(r), p.get("slope_per_T"))) + " |")
     lines.append("")
+    steep = [(measured_slope(r), r["prediction"].get("slope_per_T")) for r in records]
+    steep = [(m, q) for m, q in steep if m is not None and q is not None]
+    rho = rank_correlation(steep)
+    lines.append(f"- steepness: over the {len(steep)} cases with a measured and a predicted break, Spearman's rho between the "
+                 f"measured rise after the break and the predicted excess slope is "
+                 f"{'n/a' if rho is None else f'{rho:+.2f}'} (a hypothesis check, not a fit: nothing is calibrated on it)")
     for split in ("lab", "real", "all"):
         chosen = [r for r in records if split == "all" or r["split"] == split]
         if not chosen:

@@ -1,34 +1,69 @@
 """``ropelab extend`` on the embedded SmolLM2-135M (T = 8192) to N = 2T, saved under benchmarks/results/real/.
 
-Usage: python benchmarks/real_extend.py [any ropelab extend option, e.g. --methods yarn,linear --device cuda]
+Usage: python benchmarks/real_extend.py [--check-handover] [any ropelab extend option, e.g. --finetune pose]
 
-Runs the command with its defaults (as-is, linear, ntk, dynamic, yarn, llama3; one stdlib document of
-N tokens; passkey grid thinned to fit --budget-minutes) into a scratch folder, then keeps only the
-small files (results.json, results.csv, report.html with its figures embedded) in
-benchmarks/results/real/.
+Runs the command (its defaults: as-is, PI and YaRN zero-shot; one stdlib document of N tokens; the
+passkey grid T/2..2T x 5 depths x 5 keys) into ``.cache/real_extend`` (ignored by git; a rerun resumes
+a fine-tune from its checkpoints there), then keeps only the small files (results.json, results.csv,
+report.html with its figures embedded) in benchmarks/results/real/.
+
+With ``--write-config DIR --check-handover``, the handed-over folder is then loaded by plain
+``transformers.AutoModelForCausalLM.from_pretrained(DIR)`` and its logits on 1024 stdlib tokens are
+compared with ropelab's evaluation of the same weights under the chosen RoPE (issue 19: <= 1e-4);
+the result is printed and kept as ``handover_check.json``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from ropelab.cli import main
 
 KEEP = ("results.json", "results.csv", "report.html")
+TARGET = Path(__file__).resolve().parent / "results" / "real"
+
+
+def check_handover(folder: Path, results: dict) -> dict:
+    """Max |logit difference| between plain transformers on ``folder`` and ropelab's evaluation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ropelab.real.evaluate import corpus_documents, use_rope
+    from ropelab.real.extend import method_config
+    from ropelab.real.load import load_model
+
+    torch.set_num_threads(2)
+    plain = AutoModelForCausalLM.from_pretrained(folder, dtype="float32").eval()
+    ours = load_model(str(folder))  # the same weights, RoPE imposed by ropelab
+    method = results["handover"]["method"].removesuffix("+pose")
+    use_rope(ours.model, method_config(ours.rope, method, results["trained_length"], results["target"]))
+    ids = corpus_documents(ours.tokenizer, 1024, 1)[0][0][None, :-1]
+    with torch.inference_mode():
+        difference = (plain(ids).logits - ours.model(ids).logits).abs().max().item()
+    return {"method": results["handover"]["method"], "tokens": ids.shape[1], "max_abs_logit_difference": difference,
+            "within_1e-4": difference <= 1e-4}
 
 
 def run(argv: list[str]) -> int:
-    target = Path(__file__).resolve().parent / "results" / "real"
-    with tempfile.TemporaryDirectory() as scratch:
-        code = main(["extend", "--out", scratch, *argv])
-        if code == 0:
-            target.mkdir(parents=True, exist_ok=True)
-            for name in KEEP:
-                shutil.copy2(Path(scratch) / name, target / name)
-            print(f"saved {', '.join(KEEP)} in {target}")
+    check = "--check-handover" in argv
+    argv = [a for a in argv if a != "--check-handover"]
+    scratch = Path(__file__).resolve().parent.parent / ".cache" / "real_extend"
+    code = main(["extend", "--out", str(scratch), *argv])
+    if code != 0:
+        return code
+    TARGET.mkdir(parents=True, exist_ok=True)
+    for name in KEEP:
+        shutil.copy2(scratch / name, TARGET / name)
+    print(f"saved {', '.join(KEEP)} in {TARGET}")
+    results = json.loads((scratch / "results.json").read_text())
+    if check and results.get("handover"):
+        folder = Path(argv[argv.index("--write-config") + 1])
+        outcome = check_handover(folder, results)
+        (TARGET / "handover_check.json").write_text(json.dumps(outcome, indent=1))
+        print(f"hand-over check: {outcome}")
     return code
 
 

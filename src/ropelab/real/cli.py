@@ -342,6 +342,8 @@ def run_extend(args, echo=print) -> Path:
                   "Passkey: named keys in one haystack per trial (RULER's multi-key needle), asked on the KV cache at each length; "
                   "greedy exact match decided teacher-forced. benchmarks/passkey_agreement.py compares it with the single-key prompt."],
     }
+    _print_verdict(results, echo)
+    path = write_report(results, Path(args.out))  # the measurements are safe before the hand-over starts
     if args.write_config:
         best = decided["best"]
         method = best.removesuffix("+pose")
@@ -350,9 +352,7 @@ def run_extend(args, echo=print) -> Path:
         folder = write_model_folder(model, tokenizer, hf_config(config, method_config(rope, method, trained, settings.target)),
                                     args.write_config, force=args.force)
         results["handover"] = {"method": best, "folder": portable_path(folder), "load": load_lines(folder)}
-    _print_verdict(results, echo)
-    path = write_report(results, Path(args.out))
-    if args.write_config:
+        path = write_report(results, Path(args.out))
         echo(f"wrote a model folder with {results['handover']['method']}'s rope_parameters in {args.write_config}; load it with:")
         for line in results["handover"]["load"]:
             echo(f"  {line}")

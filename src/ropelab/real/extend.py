@@ -326,4 +326,7 @@ def hf_config(config, cfg: RopeConfig | LayerTypeRope) -> dict:
     if rope.get("max_position_embeddings"):
         data["max_position_embeddings"] = rope["max_position_embeddings"]
     data.pop("gguf_file", None)
+    quantization = data.get("quantization_config") or {}
+    if str(quantization.get("quant_method", "")).lower().endswith("gguf"):  # read from GGUF, now plain float weights
+        data.pop("quantization_config")
     return data

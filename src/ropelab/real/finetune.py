@@ -30,6 +30,7 @@ interrupted run resumes to the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -134,6 +135,9 @@ def _resume(path: Path, model, optimizer, generator, settings, method: str) -> t
             {k: v for k, v in asdict(settings).items() if k != "steps"}:
         raise RealModelError(f"fine-tune checkpoint {str(path)!r} belongs to another fine-tune ({state['method']}, "
                              f"{state['settings']}); remove it or use another --out")
+    if state["step"] > settings.steps:
+        raise RealModelError(f"fine-tune checkpoint {str(path)!r} is at step {state['step']}, past the {settings.steps} "
+                             "steps asked; remove it or ask for more steps")
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
@@ -202,13 +206,15 @@ def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: Finet
 
     Args:
         settings: the run's :class:`~ropelab.real.extend.Settings` (target, documents, passkey grid).
-        checkpoints: folder of one atomic checkpoint per method (resumed from on a rerun).
+        checkpoints: folder of one atomic checkpoint per method (resumed from on a rerun) and of each
+            measurement after ``k1`` and ``k2`` steps (a rerun reuses them).
     Returns:
         ``{"methods": {m: {"losses": [...], "checks": {steps: measure entry}}}, "weights": {m: state dict}}``;
         the model is back to its original weights.
     """
     from dataclasses import replace
 
+    from ropelab.io import atomic_write_text
     from ropelab.real.evaluate import corpus_documents, use_rope
     from ropelab.real.extend import measure, method_config
 
@@ -221,12 +227,19 @@ def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: Finet
         use_rope(model, method_config(rope, method, trained, settings.target))
         checks, losses = {}, []
         for steps in dict.fromkeys(s for s in (k1, tuning.steps) if s > 0):
-            losses = finetune(model, documents, replace(tuning, steps=steps), method=method,
-                              checkpoint=checkpoints / f"{method}.pt",
+            done = checkpoints / f"{method}-step{steps}.json"  # the measurement at this step, kept for a rerun
+            if done.is_file() and steps < tuning.steps:
+                checks[steps] = json.loads(done.read_text())
+                continue
+            losses = finetune(model, documents, replace(tuning, steps=steps), method=method, checkpoint=checkpoints / f"{method}.pt",
                               tick=lambda step, loss: tick(f"{method}+pose: step {step}/{tuning.steps}, loss {loss:.3f}",
                                                            ("train", tuning.window)))
+            if done.is_file():
+                checks[steps] = json.loads(done.read_text())
+                continue
             grid = settings if steps == tuning.steps else replace(settings, passkey_lengths=())
             checks[steps] = measure(model, tokenizer, rope, trained, replace(grid, methods=(method,)), tick=tick)["methods"][method]
+            atomic_write_text(done, json.dumps(checks[steps]))
         out["methods"][method] = {"losses": losses, "checks": checks}
         out["weights"][method] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.load_state_dict(original)

@@ -55,9 +55,15 @@ def write_model_folder(model, tokenizer, config_dict: dict, folder: str | os.Pat
     target = check_output_folder(folder, force)
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    # a model read from GGUF carries transformers' GGUF quantizer, which refuses to save, although its
+    # weights are already dequantized to plain tensors: save them as what they are
+    quantizer = getattr(model, "hf_quantizer", None)
     try:
+        if quantizer is not None and type(quantizer).__name__ == "GgufHfQuantizer":
+            model.hf_quantizer = None
         # ropelab's patch holds no weights, so the state dict is the model's own
         model.save_pretrained(scratch, safe_serialization=True)
+        model.hf_quantizer = quantizer
         (scratch / "config.json").write_text(json.dumps(config_dict, indent=2))
         tokenizer.save_pretrained(scratch)
         if getattr(model, "generation_config", None) is not None:
@@ -69,5 +75,6 @@ def write_model_folder(model, tokenizer, config_dict: dict, folder: str | os.Pat
                 shutil.rmtree(destination)
             os.replace(item, destination)
     finally:
+        model.hf_quantizer = quantizer
         shutil.rmtree(scratch, ignore_errors=True)
     return target
