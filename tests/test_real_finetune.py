@@ -60,6 +60,29 @@ def test_pose_window_needs_a_document_longer_than_the_window():
         pose_window(torch.arange(64), 64, 256, torch.Generator())
 
 
+def test_the_skip_reaches_the_rotary_and_the_second_chunk_still_sees_the_first(folder):
+    """The model sees the window's position ids (a skip changes the second chunk's logits: the relative
+    distances changed) and one causal sequence (not two packed ones: the first chunk's tokens matter)."""
+    from ropelab.real.finetune import PoseWindow
+
+    model = load_model(str(folder)).model
+    use_rope(model, method_config(load_model(str(folder)).rope, "linear", T, N))
+    inputs = torch.randint(0, model.config.vocab_size, (32,), generator=torch.Generator().manual_seed(1))
+    near, far = torch.arange(32), torch.arange(32)
+    far[16:] += 150
+
+    def logits(ids, positions):
+        with torch.no_grad():
+            return model(input_ids=ids[None], position_ids=positions[None]).logits[0, 16:]
+
+    assert (logits(inputs, near) - logits(inputs, far)).abs().max() > 1e-4
+    changed = inputs.clone()
+    changed[:8] = (changed[:8] + 1) % model.config.vocab_size
+    assert (logits(inputs, far) - logits(changed, far)).abs().max() > 1e-4
+    loss = window_loss(model, PoseWindow(inputs, far, inputs.roll(-1)))
+    assert loss.ndim == 0 and torch.isfinite(loss)
+
+
 # ---------------------------------------------------------------- fine-tune: learns, resumes exactly
 def test_finetune_lowers_the_loss_and_an_interrupted_run_resumes_to_the_same_weights(folder, tmp_path):
     base = load_model(str(folder))

@@ -19,8 +19,9 @@ from ropelab.errors import RealModelError
 
 __all__ = ["register", "demo", "run_extend"]
 
-# PoSE defaults sized by benchmarks/real_speed.py to about 10 minutes per method on 2 cores
-DEFAULT_FINETUNE_STEPS = 100
+# PoSE defaults: about 8 minutes per method on 2 cores (benchmarks/real_speed.py: a 2048-token step takes
+# 12.9 s under bfloat16 autocast, so a 1024-token one about 6 s), 16 minutes for PI and YaRN together
+DEFAULT_FINETUNE_STEPS = 80
 DEFAULT_FINETUNE_WINDOW = 1024
 
 
