@@ -16,7 +16,6 @@ the result is printed and kept as ``handover_check.json``.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -55,8 +54,10 @@ def run(argv: list[str]) -> int:
     if code != 0:
         return code
     TARGET.mkdir(parents=True, exist_ok=True)
-    for name in KEEP:
-        shutil.copy2(scratch / name, TARGET / name)
+    folder = argv[argv.index("--write-config") + 1] if "--write-config" in argv else None
+    for name in KEEP:  # a committed result names no folder of this machine: the hand-over folder becomes DIR
+        text = (scratch / name).read_text()
+        (TARGET / name).write_text(text.replace(folder, "DIR") if folder else text)
     print(f"saved {', '.join(KEEP)} in {TARGET}")
     results = json.loads((scratch / "results.json").read_text())
     if check and results.get("handover"):
