@@ -6,14 +6,13 @@
   of positions, so full-vocabulary float32 logits are never held for the whole sequence
   (16k tokens x 49k vocab would be ~3 GB).
 - :func:`passkey_tokens` is the lab's passkey protocol (:func:`ropelab.lab.data.passkey_example`)
-  measured in the model's tokens; :func:`passkey_hits` decides greedy exact match of the digits
+  measured in the model's tokens; :func:`single_key_hit` decides greedy exact match of the digits
   with one teacher-forced forward, as the lab does.
 """
 
 from __future__ import annotations
 
 import math
-import random
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +30,6 @@ __all__ = [
     "segment_perplexities",
     "corpus_documents",
     "passkey_tokens",
-    "passkey_hits",
     "single_key_hit",
     "LOSS_CHUNK",
 ]
@@ -174,9 +172,3 @@ def single_key_hit(model, tokenizer, total_tokens: int, depth: float, key: int) 
     with torch.inference_mode():
         hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0, -answer:]
         return torch.equal(head(hidden).argmax(-1), ids[-answer:])
-
-
-def passkey_hits(model, tokenizer, total_tokens: int, depth: float, keys: int, seed: int = 0) -> float:
-    """Fraction of ``keys`` random five-digit keys that :func:`single_key_hit` retrieves."""
-    rng = random.Random(seed * 7919 + total_tokens * 31 + round(depth * 1000))
-    return sum(single_key_hit(model, tokenizer, total_tokens, depth, rng.randint(10000, 99999)) for _ in range(keys)) / keys

@@ -1,7 +1,7 @@
 """Passkey retrieval on a real model, many cells per long forward: one haystack, named keys, a KV cache.
 
 The single-key protocol (Mohtashami & Jaggi 2023, "Landmark Attention", arXiv 2305.16300, sec. 4.2;
-:func:`ropelab.real.evaluate.passkey_hits`) costs one forward of ``L`` tokens per (length, depth,
+:func:`ropelab.real.evaluate.single_key_hit`) costs one forward of ``L`` tokens per (length, depth,
 key). Here one haystack serves the whole grid of lengths x depths for one trial:
 
 - the filler text carries one named key per distinct needle offset (RULER's multi-key needle,
@@ -10,7 +10,7 @@ key). Here one haystack serves the whole grid of lengths x depths for one trial:
   answer); cells whose needles would land within ``MERGE`` tokens share one;
 - the haystack is prefilled once, in causal order, into a KV cache. At each ``H_L`` (ascending) every
   cell of length ``L`` asks for its key's name on the cache: question + answer tokens teacher-forced,
-  greedy exact match of the answer (as :func:`~ropelab.real.evaluate.passkey_hits`), then the cache
+  greedy exact match of the answer (as :func:`~ropelab.real.evaluate.single_key_hit`), then the cache
   is cropped back to ``H_L`` and the prefill goes on. A causal model's prefix of ``H_L`` tokens is
   exactly the haystack of length ``L``, so the long forward is paid once per trial.
 
