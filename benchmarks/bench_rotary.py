@@ -413,7 +413,7 @@ def _flashinfer(case: Case):
     try:
         import flashinfer.rope
     except ImportError as err:
-        raise Skip(f"flashinfer does not import ({err}); its wheel JIT-compiles CUDA at first use and is not carried")
+        raise Skip(f"flashinfer does not import ({err}); its wheel JIT-compiles CUDA at first use and is not carried") from None
     pos_ids = case.positions.expand(case.batch, case.seq).reshape(-1).to(torch.int32)
     theta = float(case.cfg.base)
 

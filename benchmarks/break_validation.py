@@ -383,7 +383,7 @@ def main(argv: list[str]) -> int:
     if args.measure_only:
         return 0
     records = []
-    for name, base, length in lab_names:
+    for name, _base, _length in lab_names:
         path = out / "cases" / "lab" / f"{name}.json"
         if path.is_file():
             record = json.loads(path.read_text())

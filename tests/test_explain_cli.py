@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from ropelab import RopeConfig
-from ropelab.explain.cards import card_summary, compare_rows, labelled_cards, summary_rows, verdict
 from ropelab.cli import main
+from ropelab.explain.cards import card_summary, compare_rows, labelled_cards, summary_rows, verdict
 from ropelab.presets import preset
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from ropelab import RopeConfig, rope_frequencies
+from ropelab.errors import RopeConfigError
+from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.lab import LabError
 from ropelab.lab.data import passkey_example
 from ropelab.lab.evaluate import evaluation_lengths, loss_per_position, passkey_accuracy, perplexity
-from ropelab.errors import RopeConfigError
-from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.lab.extend import extend_model
 from ropelab.lab.model import DecoderLM, ModelConfig
 from ropelab.lab.report import check_claims

@@ -10,7 +10,7 @@ import torch
 from ropelab.cli import main
 from ropelab.lab import LabError
 from ropelab.lab.report import check_task_claims, mean_reciprocal_rank, normalise, write_tasks_report
-from ropelab.lab.synthetic import TaskSettings, accuracy_at, run_tasks
+from ropelab.lab.synthetic import TaskSettings, run_tasks
 from ropelab.lab.tasks import IGNORE, copy_batch, recall_batch, task_batch, vocab_size
 
 

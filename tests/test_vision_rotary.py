@@ -21,8 +21,14 @@ import transformers
 from ropelab import RopeConfig, preset, rope_cos_sin, rope_frequencies, rotate
 from ropelab.errors import PatchError, RopeConfigError
 from ropelab.explain.cards import axes_rows
-from ropelab.integrations.hf import (HFChannelTableAdapter, HFComplexRotaryAdapter, HFFixedGridAdapter,
-                                     HFRotaryAdapter, patch, unpatch)
+from ropelab.integrations.hf import (
+    HFChannelTableAdapter,
+    HFComplexRotaryAdapter,
+    HFFixedGridAdapter,
+    HFRotaryAdapter,
+    patch,
+    unpatch,
+)
 from ropelab.reference import apply_rotary_reference, pairs_to_channels
 from ropelab.rotary import rope_angles
 

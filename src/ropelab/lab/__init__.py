@@ -7,5 +7,4 @@ Modules, in the order data flows: :mod:`~ropelab.lab.data` (corpora, passkey pro
 
 from ropelab.errors import LabError
 
-
 __all__ = ["LabError"]

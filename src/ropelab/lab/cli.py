@@ -89,9 +89,9 @@ def _eval(args) -> None:
 
 
 def _extend(args) -> None:
+    from ropelab.extension import EXTENSION_METHODS
     from ropelab.lab.data import load_corpus
     from ropelab.lab.experiment import DEFAULT
-    from ropelab.extension import EXTENSION_METHODS
     from ropelab.lab.extend import run_extension
     from ropelab.lab.report import normalise
     from ropelab.lab.train import load_checkpoint

@@ -538,8 +538,14 @@ def _depth_table(results: dict) -> str:
 
 
 def _papers_tables(results: dict) -> str:
-    from ropelab.lab.literature import (KAZEMNEJAD_FIGURE_1, KAZEMNEJAD_OURS, KAZEMNEJAD_SOURCE, MAMBA_OURS, MAMBA_SOURCE,
-                                        MAMBA_TABLE_11)
+    from ropelab.lab.literature import (
+        KAZEMNEJAD_FIGURE_1,
+        KAZEMNEJAD_OURS,
+        KAZEMNEJAD_SOURCE,
+        MAMBA_OURS,
+        MAMBA_SOURCE,
+        MAMBA_TABLE_11,
+    )
 
     L = results["settings"]["length"]
     stats = task_stats(results)

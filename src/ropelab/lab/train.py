@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -143,7 +143,7 @@ def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None,
 
 
 
-def checkpoint_matches(path: str | os.PathLike, model_cfg, train_cfg: "TrainConfig") -> bool:
+def checkpoint_matches(path: str | os.PathLike, model_cfg, train_cfg: TrainConfig) -> bool:
     """True if ``path`` holds a checkpoint of this very run (same model and training settings), to
     continue or reuse; a missing, unreadable or other run's checkpoint gives False (a fresh run
     overwrites it)."""
@@ -370,7 +370,14 @@ class _ProgressBar:
 
     def __init__(self, description: str, total: int, start: int, tokens_per_step: int):
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True)
         self.description, self.total, self.start, self.tokens_per_step = description, total, start, tokens_per_step

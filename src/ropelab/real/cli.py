@@ -118,9 +118,7 @@ def _extend(args) -> None:
 
 
 def _settings(args, trained: int):
-    from ropelab.real.extend import Settings, check_methods
-
-    from ropelab.real.extend import METHODS
+    from ropelab.real.extend import METHODS, Settings, check_methods
 
     target = args.target or 2 * trained
     methods = check_methods(METHODS if tuple(args.methods) == ("all",) else args.methods)

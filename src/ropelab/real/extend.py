@@ -46,8 +46,8 @@ from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError
 from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.real.evaluate import bin_losses, corpus_documents, precision, segment_perplexities, token_losses, use_rope
-from ropelab.real.passkey import grid, passkey_records
 from ropelab.real.load import LayerTypeExtension
+from ropelab.real.passkey import grid, passkey_records
 
 __all__ = [
     "METHODS",
@@ -235,7 +235,7 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
         if settings.passkey_lengths and settings.passkey_keys:
             with precision(model, settings.dtype):
                 records = passkey_records(model, tokenizer, settings.passkey_lengths, settings.passkey_depths, settings.passkey_keys,
-                                          settings.seed, tick=lambda label: tick(f"{method}: {label}", ("passkey", None)))
+                                          settings.seed, tick=lambda label, method=method: tick(f"{method}: {label}", ("passkey", None)))
         hf = cfg.to_hf()  # both forms carry max_position_embeddings top-level, when set
         results[method] = {
             "rope_parameters": hf["rope_parameters"],

@@ -232,7 +232,7 @@ def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: Finet
                 checks[steps] = json.loads(done.read_text())
                 continue
             losses = finetune(model, documents, replace(tuning, steps=steps), method=method, checkpoint=checkpoints / f"{method}.pt",
-                              tick=lambda step, loss: tick(f"{method}+pose: step {step}/{tuning.steps}, loss {loss:.3f}",
+                              tick=lambda step, loss, method=method: tick(f"{method}+pose: step {step}/{tuning.steps}, loss {loss:.3f}",
                                                            ("train", tuning.window)))
             if done.is_file():
                 checks[steps] = json.loads(done.read_text())

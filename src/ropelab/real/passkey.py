@@ -55,7 +55,7 @@ def plan_needles(tokenizer, lengths, depths, rng: random.Random) -> tuple[list[N
     """One trial's needles (sorted by offset) and the reserve ``Q``."""
     reserve = _reserve(tokenizer)
     size = len(_tokens(tokenizer, " " + PASSKEY_NAMED_KEY.format(name=max(PASSKEY_NAMES, key=len), key=99999))) + 8
-    wanted = sorted(((round(d * (L - reserve - size)), L, d) for L in lengths for d in depths))
+    wanted = sorted((round(d * (L - reserve - size)), L, d) for L in lengths for d in depths)
     needles: list[Needle] = []
     for offset, L, d in wanted:
         if not needles or offset - needles[-1].offset >= MERGE:

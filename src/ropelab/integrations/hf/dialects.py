@@ -22,7 +22,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ropelab.config import ALL_LAYERS, AXIAL_ROPE_TYPE, _SCALING_KEYS, LayerTypeRope, RopeConfig, _fail
+from ropelab.config import _SCALING_KEYS, ALL_LAYERS, AXIAL_ROPE_TYPE, LayerTypeRope, RopeConfig, _fail
 from ropelab.errors import RopeConfigError
 
 __all__ = ["read_rope"]
