@@ -50,15 +50,19 @@ def kernel_cos_sin(positions: torch.Tensor, cfg: ropelab.RopeConfig):
     x = torch.zeros(1, 1, positions.numel(), HEAD_DIM, device=device)
     x[..., :half] = 1.0
     out, _ = rotate_qk_fused(x, x[:, :0], positions.to(device), cfg)
-    return out[0, 0, :, :half].cpu(), out[0, 0, :, half:2 * half].cpu()
+    return out[0, 0, :, :half].cpu(), out[0, 0, :, half : 2 * half].cpu()
 
 
 def transformers_cos_sin(positions: torch.Tensor, cfg: ropelab.RopeConfig):
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    config = LlamaConfig(hidden_size=2 * HEAD_DIM, num_attention_heads=2, head_dim=HEAD_DIM,
-                         rope_parameters={"rope_type": "default", "rope_theta": cfg.base})
+    config = LlamaConfig(
+        hidden_size=2 * HEAD_DIM,
+        num_attention_heads=2,
+        head_dim=HEAD_DIM,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.base},
+    )
     x = torch.zeros(1, dtype=torch.float32)
     cos, sin = LlamaRotaryEmbedding(config)(x, positions.unsqueeze(0))
     half = HEAD_DIM // 2

@@ -124,8 +124,9 @@ METHODS = (
     "ropelab-uncached",
 )
 # What `make bench` (CPU) runs by default: the peers that need CUDA or compile per shape stay opt-in.
-DEFAULT_METHODS = tuple(m for m in METHODS if m not in ("transformers-compile", "flash-attn", "flashinfer",
-                                                       "ropelab-fused-inplace"))
+DEFAULT_METHODS = tuple(
+    m for m in METHODS if m not in ("transformers-compile", "flash-attn", "flashinfer", "ropelab-fused-inplace")
+)
 E2E_METHODS = ("transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
 FORWARD_ONLY = ("flashinfer", "ropelab-fused-inplace")  # no autograd (flashinfer) or in place on the inputs
 COMPILED = ("transformers-compile", "ropelab-compile")
@@ -134,17 +135,48 @@ COMPILED = ("transformers-compile", "ropelab-compile")
 IN_PLACE = ("liger", "ropelab-fused-inplace")
 DECODE_OFFSETS = (1000, 100_000, 1_000_000)
 DECODE_BATCHES = (1, 32)
-DECODE_METHODS = ("clone", "transformers", "ropelab-eager", "transformers-e2e", "ropelab", "ropelab-step", "ropelab-uncached")
+DECODE_METHODS = (
+    "clone",
+    "transformers",
+    "ropelab-eager",
+    "transformers-e2e",
+    "ropelab",
+    "ropelab-step",
+    "ropelab-uncached",
+)
 
 # The GPU run of the issue: the seq most telling for the targets first, so a budget cut loses the least.
 GPU_SUITE_SEQ = (16384, 65536, 4096, 512, 1)
 GPU_SUITE_METHODS = (
-    "clone", "transformers", "transformers-compile", "liger", "flash-attn", "flashinfer", "lucidrains",
-    "ropelab-eager", "ropelab-fused", "ropelab-fused-nocache", "ropelab-fused-inplace", "transformers-e2e", "ropelab",
+    "clone",
+    "transformers",
+    "transformers-compile",
+    "liger",
+    "flash-attn",
+    "flashinfer",
+    "lucidrains",
+    "ropelab-eager",
+    "ropelab-fused",
+    "ropelab-fused-nocache",
+    "ropelab-fused-inplace",
+    "transformers-e2e",
+    "ropelab",
 )  # ropelab-compile opt-in (--methods): 8 more compilations (2 layouts x grad or not x seq 1 or not)
-FUSED = ("ropelab-fused", "ropelab-fused-nocache", "ropelab-fused-inplace", "ropelab", "ropelab-eager")  # kernel paths on CUDA
-PEERS = {"liger": "liger", "flash-attn": "flash", "flashinfer": "flashinfer", "transformers-compile": "hf-compile",
-         "transformers": "hf", "transformers-e2e": "hf-e2e"}  # name: column label
+FUSED = (
+    "ropelab-fused",
+    "ropelab-fused-nocache",
+    "ropelab-fused-inplace",
+    "ropelab",
+    "ropelab-eager",
+)  # kernel paths on CUDA
+PEERS = {
+    "liger": "liger",
+    "flash-attn": "flash",
+    "flashinfer": "flashinfer",
+    "transformers-compile": "hf-compile",
+    "transformers": "hf",
+    "transformers-e2e": "hf-e2e",
+}  # name: column label
 METHOD_LAYOUT = {"lucidrains": "interleaved"}  # rotate_queries_or_keys pairs channels (2i, 2i + 1)
 TARGET_SEQ, TARGET_FWD, TARGET_FWD_BWD = 16384, 0.90, 0.80
 REL_ERR_LIMIT = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 2e-2}
@@ -197,8 +229,14 @@ class Row:
     spread: float | None = None  # (p90 - p10) / median of the samples
 
 
-def make_case(seq: int, dtype: torch.dtype, device: torch.device, batch: int = BATCH, offset: int | None = None,
-              layout: str = "bhsd") -> Case:
+def make_case(
+    seq: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    batch: int = BATCH,
+    offset: int | None = None,
+    layout: str = "bhsd",
+) -> Case:
     """Prefill (``offset`` None): positions ``arange(S)``. Decode: positions ``[B, S]``, row ``b``
     starting at ``offset - 31 b``. Random inputs are drawn on the device itself."""
     gen = torch.Generator(device=device).manual_seed(seq + batch + (offset or 0))
@@ -213,8 +251,20 @@ def make_case(seq: int, dtype: torch.dtype, device: torch.device, batch: int = B
     else:
         starts = offset - 31 * torch.arange(batch)
         positions = (starts[:, None] + torch.arange(seq)).to(device)
-    return Case(seq, dtype, device, rand(Q_HEADS), rand(KV_HEADS), rand(Q_HEADS), rand(KV_HEADS),
-                positions, ropelab.RopeConfig(head_dim=HEAD_DIM, base=10000.0), batch, offset or 0, layout)
+    return Case(
+        seq,
+        dtype,
+        device,
+        rand(Q_HEADS),
+        rand(KV_HEADS),
+        rand(Q_HEADS),
+        rand(KV_HEADS),
+        positions,
+        ropelab.RopeConfig(head_dim=HEAD_DIM, base=10000.0),
+        batch,
+        offset or 0,
+        layout,
+    )
 
 
 # --- the methods: each builder takes a Case and returns fn(q, k) -> (q_rot, k_rot), or raises Skip -----
@@ -233,8 +283,13 @@ def _hf_rotary(case: Case):
     from transformers import LlamaConfig
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
-    config = LlamaConfig(hidden_size=Q_HEADS * HEAD_DIM, num_attention_heads=Q_HEADS, num_key_value_heads=KV_HEADS,
-                         head_dim=HEAD_DIM, max_position_embeddings=max(case.seq, 4096))
+    config = LlamaConfig(
+        hidden_size=Q_HEADS * HEAD_DIM,
+        num_attention_heads=Q_HEADS,
+        num_key_value_heads=KV_HEADS,
+        head_dim=HEAD_DIM,
+        max_position_embeddings=max(case.seq, 4096),
+    )
     position_ids = case.positions if case.positions.dim() == 2 else case.positions.unsqueeze(0)
     return LlamaRotaryEmbedding(config).to(case.device), position_ids
 
@@ -337,6 +392,7 @@ def _liger_rope_function():
     every op) fails on this triton, its ``rope.py`` alone (it imports only torch and triton)."""
     try:
         from liger_kernel.ops.rope import LigerRopeFunction
+
         return LigerRopeFunction
     except ImportError as err:
         if importlib.util.find_spec("liger_kernel") is None:
@@ -345,8 +401,11 @@ def _liger_rope_function():
     except Exception as err:  # noqa: BLE001
         failure = err
     path = Path(importlib.util.find_spec("liger_kernel").submodule_search_locations[0]) / "ops" / "rope.py"
-    print(f"  liger: the package import failed ({type(failure).__name__}: {failure}); loading {path} alone",
-          file=sys.stderr, flush=True)
+    print(
+        f"  liger: the package import failed ({type(failure).__name__}: {failure}); loading {path} alone",
+        file=sys.stderr,
+        flush=True,
+    )
     return _load_file("liger_rope_alone", path).LigerRopeFunction
 
 
@@ -366,13 +425,16 @@ def _flash_apply_rotary() -> Callable:
     ``flash_attn/ops/triton/rotary.py`` copied out of its sdist (``--flash-rotary``)."""
     try:
         from flash_attn.ops.triton.rotary import apply_rotary as flash_apply
+
         return flash_apply
     except ImportError:
         pass
     path = FLASH_ROTARY_FILE
     if path is None or not path.is_file():
-        raise Skip(f"flash-attn is not installed and {path} is missing (copy flash_attn/ops/triton/rotary.py "
-                   "out of the flash-attn sdist there)")
+        raise Skip(
+            f"flash-attn is not installed and {path} is missing (copy flash_attn/ops/triton/rotary.py "
+            "out of the flash-attn sdist there)"
+        )
     return _load_file("flash_attn_triton_rotary", path).apply_rotary
 
 
@@ -413,7 +475,9 @@ def _flashinfer(case: Case):
     try:
         import flashinfer.rope
     except ImportError as err:
-        raise Skip(f"flashinfer does not import ({err}); its wheel JIT-compiles CUDA at first use and is not carried") from None
+        raise Skip(
+            f"flashinfer does not import ({err}); its wheel JIT-compiles CUDA at first use and is not carried"
+        ) from None
     pos_ids = case.positions.expand(case.batch, case.seq).reshape(-1).to(torch.int32)
     theta = float(case.cfg.base)
 
@@ -440,8 +504,9 @@ def _ropelab_eager(case: Case):
 def _ropelab_compile(case: Case):
     """One compiled callable per dtype (and decode vs prefill), so no case evicts another's graphs."""
     cos, sin = _tables(case)
-    fn = _compiled(("ropelab", case.dtype, case.seq == 1),
-                   lambda q, k, c, s: (apply_rotary(q, c, s), apply_rotary(k, c, s)))
+    fn = _compiled(
+        ("ropelab", case.dtype, case.seq == 1), lambda q, k, c, s: (apply_rotary(q, c, s), apply_rotary(k, c, s))
+    )
     return lambda q, k: fn(q, k, cos, sin)
 
 
@@ -547,8 +612,9 @@ def _timed(call: Callable, device: torch.device, flush: torch.Tensor | None) -> 
     return seconds
 
 
-def time_round_robin(calls: dict[str, Callable], device: torch.device, reps: int, warmup: int,
-                     flush: torch.Tensor | None = None) -> dict[str, list[float]]:
+def time_round_robin(
+    calls: dict[str, Callable], device: torch.device, reps: int, warmup: int, flush: torch.Tensor | None = None
+) -> dict[str, list[float]]:
     """Seconds of every call, ``reps`` samples each; every repetition runs each call once, in turn."""
     for call in calls.values():
         for _ in range(warmup):
@@ -653,8 +719,16 @@ def _private_inputs(case: Case) -> Case:
     return replace(case, q=case.q.clone(), k=case.k.clone(), grad_q=case.grad_q.clone(), grad_k=case.grad_k.clone())
 
 
-def run_case(case: Case, names: list[str], passes: list[str], reps: int, warmup: int, peak: bool,
-             flush: torch.Tensor | None = None, check: bool = True) -> list[Row]:
+def run_case(
+    case: Case,
+    names: list[str],
+    passes: list[str],
+    reps: int,
+    warmup: int,
+    peak: bool,
+    flush: torch.Tensor | None = None,
+    check: bool = True,
+) -> list[Row]:
     methods = build_methods(case, names)
     rows = []
     for pass_ in passes:
@@ -675,17 +749,30 @@ def run_case(case: Case, names: list[str], passes: list[str], reps: int, warmup:
                 continue
             limit = REL_ERR_LIMIT[case.dtype]
             if errors[name] is not None and not errors[name] <= limit:
-                print(f"  WARNING {name} {pass_} seq {case.seq} offset {case.offset:.0e} {case.layout} {_dtype_name(case.dtype)}: "
-                      f"rel_err {errors[name]:.2e} > {limit:.0e} (against exact float64 angles)",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  WARNING {name} {pass_} seq {case.seq} offset {case.offset:.0e} {case.layout} {_dtype_name(case.dtype)}: "
+                    f"rel_err {errors[name]:.2e} > {limit:.0e} (against exact float64 angles)",
+                    file=sys.stderr,
+                    flush=True,
+                )
             calls[name] = call
         samples = time_round_robin(calls, case.device, reps, warmup, flush)
         times = {name: statistics.median(ts) for name, ts in samples.items()}
         moved = 2 * case.qk_bytes * (2 if backward else 1)
         for name, seconds in times.items():
-            row = Row(case.seq, case.batch, case.offset, _dtype_name(case.dtype), pass_, name, seconds * 1e3,
-                      moved / seconds / 1e9, qk_layout=case.layout, rel_err=errors.get(name),
-                      spread=_spread(samples[name]))
+            row = Row(
+                case.seq,
+                case.batch,
+                case.offset,
+                _dtype_name(case.dtype),
+                pass_,
+                name,
+                seconds * 1e3,
+                moved / seconds / 1e9,
+                qk_layout=case.layout,
+                rel_err=errors.get(name),
+                spread=_spread(samples[name]),
+            )
             row.frac_clone = times["clone"] / seconds
             baseline = "transformers-e2e" if name in E2E_METHODS else "transformers"
             if baseline in times:
@@ -705,8 +792,10 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def format_table(rows: list[Row]) -> str:
-    header = (f"{'seq':>6} {'batch':>5} {'offset':>7} {'qk':>4} {'dtype':>5} {'pass':>8} {'method':<22} {'ms':>9} "
-              f"{'GB/s':>7} {'x clone':>7} {'x hf':>7} {'peak/qk':>7} {'rel_err':>8} {'spread':>6}")
+    header = (
+        f"{'seq':>6} {'batch':>5} {'offset':>7} {'qk':>4} {'dtype':>5} {'pass':>8} {'method':<22} {'ms':>9} "
+        f"{'GB/s':>7} {'x clone':>7} {'x hf':>7} {'peak/qk':>7} {'rel_err':>8} {'spread':>6}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
@@ -731,34 +820,59 @@ def summarize(rows: list[Row]) -> dict:
             mine = by_method.get(name)
             if mine is None:
                 continue
-            entry = {"qk_layout": layout, "dtype": dtype, "pass": pass_, "seq": seq, "method": name,
-                     "ms": mine.median_ms, "gbps": mine.gbps, "clone_gbps": clone.gbps if clone else None,
-                     "frac_clone": mine.frac_clone,
-                     "x_peer": {p: by_method[p].median_ms / mine.median_ms for p in PEERS if p in by_method}}
+            entry = {
+                "qk_layout": layout,
+                "dtype": dtype,
+                "pass": pass_,
+                "seq": seq,
+                "method": name,
+                "ms": mine.median_ms,
+                "gbps": mine.gbps,
+                "clone_gbps": clone.gbps if clone else None,
+                "frac_clone": mine.frac_clone,
+                "x_peer": {p: by_method[p].median_ms / mine.median_ms for p in PEERS if p in by_method},
+            }
             table.append(entry)
             if name != "ropelab-fused":
                 continue
             if seq == TARGET_SEQ:
                 need = TARGET_FWD if pass_ == "fwd" else TARGET_FWD_BWD
-                targets.append({"what": f"{layout} {dtype} {pass_} seq {seq}: >= {need:.0%} of clone's bandwidth",
-                                "value": mine.frac_clone, "ok": mine.frac_clone >= need})
+                targets.append(
+                    {
+                        "what": f"{layout} {dtype} {pass_} seq {seq}: >= {need:.0%} of clone's bandwidth",
+                        "value": mine.frac_clone,
+                        "ok": mine.frac_clone >= need,
+                    }
+                )
             if "liger" in by_method:
                 ratio = entry["x_peer"]["liger"]
-                targets.append({"what": f"{layout} {dtype} {pass_} seq {seq}: at least as fast as liger",
-                                "value": ratio, "ok": ratio >= 1.0})
+                targets.append(
+                    {
+                        "what": f"{layout} {dtype} {pass_} seq {seq}: at least as fast as liger",
+                        "value": ratio,
+                        "ok": ratio >= 1.0,
+                    }
+                )
     return {"table": table, "targets": targets}
 
 
 def format_summary(summary: dict) -> str:
     peers = [p for p in PEERS if any(p in e["x_peer"] for e in summary["table"])]
-    head = f"{'qk':>4} {'dtype':>5} {'pass':>7} {'seq':>6} {'method':<22} {'ms':>8} {'GB/s':>7} {'clone':>7} {'x clone':>7} " + " ".join(
-        f"{'x ' + PEERS[p]:>12}" for p in peers)
-    lines = ["# ropelab against clone and each peer (peer ms / ropelab ms: above 1 = ropelab faster)", head, "-" * len(head)]
+    head = (
+        f"{'qk':>4} {'dtype':>5} {'pass':>7} {'seq':>6} {'method':<22} {'ms':>8} {'GB/s':>7} {'clone':>7} {'x clone':>7} "
+        + " ".join(f"{'x ' + PEERS[p]:>12}" for p in peers)
+    )
+    lines = [
+        "# ropelab against clone and each peer (peer ms / ropelab ms: above 1 = ropelab faster)",
+        head,
+        "-" * len(head),
+    ]
     for e in summary["table"]:
         lines.append(
             f"{e['qk_layout']:>4} {e['dtype']:>5} {e['pass']:>7} {e['seq']:>6} {e['method']:<22} {e['ms']:>8.4f} {e['gbps']:>7.0f} "
             f"{_fmt(e['clone_gbps'], '7.0f')} {_fmt(e['frac_clone'], '7.2f')} "
-            + " ".join(f"{_fmt(e['x_peer'].get(p), '12.2f')}" for p in peers))
+            + " ".join(f"{_fmt(e['x_peer'].get(p), '12.2f')}" for p in peers)
+        )
     lines.append("# targets (ropelab-fused)")
     for t in summary["targets"]:
         lines.append(f"  {'PASS' if t['ok'] else 'MISS'} {t['what']}: {t['value']:.2f}")
@@ -800,30 +914,61 @@ def keep_freed_memory_mapped() -> bool:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seq", type=int, nargs="+", default=None, help="default 1 512 4096 16384 (--gpu-suite: up to 65536)")
-    p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=None, help="default fp32 bf16 (--gpu-suite: bf16)")
+    p.add_argument(
+        "--seq", type=int, nargs="+", default=None, help="default 1 512 4096 16384 (--gpu-suite: up to 65536)"
+    )
+    p.add_argument(
+        "--dtype", nargs="+", choices=sorted(DTYPES), default=None, help="default fp32 bf16 (--gpu-suite: bf16)"
+    )
     p.add_argument("--methods", nargs="+", choices=METHODS, default=None)
-    p.add_argument("--qk-layout", nargs="+", choices=QK_LAYOUTS, default=None,
-                   help="q/k memory: bhsd contiguous (default) or bshd viewed as bhsd (--gpu-suite: both)")
+    p.add_argument(
+        "--qk-layout",
+        nargs="+",
+        choices=QK_LAYOUTS,
+        default=None,
+        help="q/k memory: bhsd contiguous (default) or bshd viewed as bhsd (--gpu-suite: both)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--gpu-suite", action="store_true",
-                   help="the GPU run: bf16, seq 1..65536, both q/k layouts, all peers, L2 flushed, no decode")
+    p.add_argument(
+        "--gpu-suite",
+        action="store_true",
+        help="the GPU run: bf16, seq 1..65536, both q/k layouts, all peers, L2 flushed, no decode",
+    )
     p.add_argument("--no-backward", action="store_true", help="forward only")
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile methods (their first call compiles)")
-    p.add_argument("--reps", type=int, default=None, help="timed repetitions (default 25 on CPU, 100 on CUDA, 30 --gpu-suite)")
+    p.add_argument(
+        "--no-compile", action="store_true", help="skip the torch.compile methods (their first call compiles)"
+    )
+    p.add_argument(
+        "--reps", type=int, default=None, help="timed repetitions (default 25 on CPU, 100 on CUDA, 30 --gpu-suite)"
+    )
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="5 repetitions, 1 warm-up")
     p.add_argument("--no-peak-memory", action="store_true")
-    p.add_argument("--no-check", action="store_true", help="skip the one-off check of each method against the reference")
-    p.add_argument("--flush-l2", action="store_true", help="CUDA: write 256 MiB before each timed call (on with --gpu-suite)")
-    p.add_argument("--budget-s", type=float, default=None,
-                   help="after this many seconds skip the compiled methods of new shapes, after 1.4x of it the shapes "
-                        "themselves (--gpu-suite default 150)")
-    p.add_argument("--flash-rotary", type=Path, default=Path(__file__).resolve().parents[1] / ".whl" / "flash_attn_rotary.py",
-                   help="flash-attn's flash_attn/ops/triton/rotary.py, used when flash-attn is not installed")
+    p.add_argument(
+        "--no-check", action="store_true", help="skip the one-off check of each method against the reference"
+    )
+    p.add_argument(
+        "--flush-l2", action="store_true", help="CUDA: write 256 MiB before each timed call (on with --gpu-suite)"
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help="after this many seconds skip the compiled methods of new shapes, after 1.4x of it the shapes "
+        "themselves (--gpu-suite default 150)",
+    )
+    p.add_argument(
+        "--flash-rotary",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".whl" / "flash_attn_rotary.py",
+        help="flash-attn's flash_attn/ops/triton/rotary.py, used when flash-attn is not installed",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--warm-heap", action="store_true",
-                   help="CPU: raise glibc's mmap threshold so outputs reuse warm memory (see keep_freed_memory_mapped)")
+    p.add_argument(
+        "--warm-heap",
+        action="store_true",
+        help="CPU: raise glibc's mmap threshold so outputs reuse warm memory (see keep_freed_memory_mapped)",
+    )
     p.add_argument("--no-decode", action="store_true", help="skip the decode shapes (seq 1 at KV offsets)")
     p.add_argument("--decode-only", action="store_true", help="only the decode shapes")
     p.add_argument("--json", type=Path, default=None, help="default benchmarks/results/rotary_<device>.json")
@@ -845,8 +990,11 @@ def _save(out: Path, env: dict, rows: list[Row], summary: dict, cache: dict | No
     """Write the results JSON atomically."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"env": env, "rows": [asdict(r) for r in rows], "cache_bytes": cache or {},
-                               "summary": summary}, indent=1))
+    tmp.write_text(
+        json.dumps(
+            {"env": env, "rows": [asdict(r) for r in rows], "cache_bytes": cache or {}, "summary": summary}, indent=1
+        )
+    )
     os.replace(tmp, out)
 
 
@@ -854,8 +1002,15 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for name in ("torch", "triton", "transformers", "liger-kernel", "rotary-embedding-torch", "flash-attn",
-                 "flashinfer-python"):
+    for name in (
+        "torch",
+        "triton",
+        "transformers",
+        "liger-kernel",
+        "rotary-embedding-torch",
+        "flash-attn",
+        "flashinfer-python",
+    ):
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -878,13 +1033,21 @@ def main(argv=None) -> int:
     if any(m in COMPILED for m in names):
         _raise_recompile_limit()
     passes = ["fwd"] if args.no_backward else ["fwd", "fwd+bwd"]
-    flush = torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=device) if args.flush_l2 and device.type == "cuda" else None
+    flush = (
+        torch.empty(FLUSH_BYTES, dtype=torch.uint8, device=device) if args.flush_l2 and device.type == "cuda" else None
+    )
     env = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "versions": _versions(),
-        "shape": f"q [{BATCH},{Q_HEADS},S,{HEAD_DIM}], k [{BATCH},{KV_HEADS},S,{HEAD_DIM}]", "reps": reps,
-        "qk_layouts": args.qk_layout, "l2_flush_bytes": FLUSH_BYTES if flush is not None else 0,
+        "shape": f"q [{BATCH},{Q_HEADS},S,{HEAD_DIM}], k [{BATCH},{KV_HEADS},S,{HEAD_DIM}]",
+        "reps": reps,
+        "qk_layouts": args.qk_layout,
+        "l2_flush_bytes": FLUSH_BYTES if flush is not None else 0,
         "timer": "CUDA events, synchronized before each call" if device.type == "cuda" else "perf_counter",
         "bytes_moved": "q and k read + written once (forward+backward: the gradients too); cos/sin not counted",
         "allocator": "glibc heap, freed memory kept (mallopt)" if warm_heap else "default",
@@ -892,13 +1055,24 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         env["sm_count"], env["capability"] = props.multi_processor_count, f"{props.major}.{props.minor}"
-    print(f"# RoPE benchmark on {device.type} ({env['device']}), {env['versions']}, {env['threads']} threads; "
-          f"{env['shape']}; median of {reps}; q/k layouts {args.qk_layout}; L2 flush {bool(flush is not None)}; "
-          f"allocator: {env['allocator']}", flush=True)
+    print(
+        f"# RoPE benchmark on {device.type} ({env['device']}), {env['versions']}, {env['threads']} threads; "
+        f"{env['shape']}; median of {reps}; q/k layouts {args.qk_layout}; L2 flush {bool(flush is not None)}; "
+        f"allocator: {env['allocator']}",
+        flush=True,
+    )
     out = args.json or Path(__file__).parent / "results" / f"rotary_{device.type}.json"
     rows: list[Row] = []
-    cases = [] if args.decode_only else [(seq, dtype_name, BATCH, None, layout) for dtype_name in args.dtype
-                                         for seq in args.seq for layout in args.qk_layout]
+    cases = (
+        []
+        if args.decode_only
+        else [
+            (seq, dtype_name, BATCH, None, layout)
+            for dtype_name in args.dtype
+            for seq in args.seq
+            for layout in args.qk_layout
+        ]
+    )
     if not args.no_decode:
         cases += [(1, "fp32", batch, offset, "bhsd") for batch in DECODE_BATCHES for offset in DECODE_OFFSETS]
     skipped_cases = []
@@ -907,8 +1081,11 @@ def main(argv=None) -> int:
         case_names = names
         if args.budget_s is not None and elapsed > 1.4 * args.budget_s:
             skipped_cases.append(f"seq {seq} {layout} {dtype_name}")
-            print(f"  skip seq {seq} {layout} {dtype_name}: {elapsed:.0f} s spent, budget {args.budget_s:.0f} s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  skip seq {seq} {layout} {dtype_name}: {elapsed:.0f} s spent, budget {args.budget_s:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
             continue
         if args.budget_s is not None and elapsed > args.budget_s:
             case_names = [m for m in names if m not in COMPILED]
@@ -920,8 +1097,16 @@ def main(argv=None) -> int:
         else:
             case_names = [m for m in case_names if m in DECODE_METHODS]
         case_passes = passes if offset is None else ["fwd"]
-        case_rows = run_case(case, case_names, case_passes, reps, warmup, peak=not args.no_peak_memory, flush=flush,
-                             check=not args.no_check)
+        case_rows = run_case(
+            case,
+            case_names,
+            case_passes,
+            reps,
+            warmup,
+            peak=not args.no_peak_memory,
+            flush=flush,
+            check=not args.no_check,
+        )
         print(format_table(case_rows).split("\n", 2)[-1] if rows else format_table(case_rows), flush=True)
         rows.extend(case_rows)
         _save(out, {**env, "partial": True}, rows, {})  # what is done survives a timeout

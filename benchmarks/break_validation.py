@@ -43,8 +43,14 @@ LAB_MULTIPLE = 8
 LAB_DOCUMENTS, LAB_WINDOWS = 3, 40  # documents of 40 windows of 8L bytes each (12 at first: too noisy per document)
 # Scalings too small for 2T (issue 18's examples): x1.25 and x1.5 stretch the trained range to 1.25T
 # and 1.5T, so each is expected to break between T and 2T.
-REAL_CASES = {"as-is": ("extrapolate", 1.0), "linear-1.25": ("linear", 1.25), "linear-1.5": ("linear", 1.5),
-              "yarn-1.25": ("yarn", 1.25), "yarn-1.5": ("yarn", 1.5), "ntk-1.25": ("ntk", 1.25)}
+REAL_CASES = {
+    "as-is": ("extrapolate", 1.0),
+    "linear-1.25": ("linear", 1.25),
+    "linear-1.5": ("linear", 1.5),
+    "yarn-1.25": ("yarn", 1.25),
+    "yarn-1.5": ("yarn", 1.5),
+    "ntk-1.25": ("ntk", 1.25),
+}
 REAL_DOCUMENTS = 3
 # Documents of 2T tokens: a 16k-token forward in bfloat16 takes about 70 s on 2 idle cores
 # (benchmarks/real_speed.py), so 6 cases x 3 documents take about 21 minutes.
@@ -66,24 +72,39 @@ def _breaks(curves: list[list[float]], width: int, trained: int) -> dict:
 
     mean = [sum(c[i] for c in curves) / len(curves) for i in range(len(curves[0]))]
     measured, reference = one(mean)
-    return {"measured": measured, "per_document": [one(c)[0] for c in curves], "in_context_loss": reference, "bins": mean}
+    return {
+        "measured": measured,
+        "per_document": [one(c)[0] for c in curves],
+        "in_context_loss": reference,
+        "bins": mean,
+    }
 
 
 # ----------------------------------------------------------------------------- lab
 def _lab_settings(base: float, length: int):
     from ropelab.lab.experiment import DEFAULT
 
-    return DEFAULT.override(model=dict(max_positions=length, num_layers=2, dim=128, num_heads=4),
-                            train=dict(steps=600, batch_size=32, warmup_steps=50, checkpoint_every=200, lr=3e-3),
-                            rope_base=base, eval_tokens=LAB_DOCUMENTS * LAB_WINDOWS * LAB_MULTIPLE * length, encodings=("rope",))
+    return DEFAULT.override(
+        model=dict(max_positions=length, num_layers=2, dim=128, num_heads=4),
+        train=dict(steps=600, batch_size=32, warmup_steps=50, checkpoint_every=200, lr=3e-3),
+        rope_base=base,
+        eval_tokens=LAB_DOCUMENTS * LAB_WINDOWS * LAB_MULTIPLE * length,
+        encodings=("rope",),
+    )
 
 
 def _lab_model(base: float, length: int, out: Path, corpus):
     from ropelab.lab.train import train
 
     settings = _lab_settings(base, length)
-    run = train(settings.model_config("rope"), settings.train, corpus=corpus,
-                checkpoint=WORK / f"lab-L{length}-base{base:g}.pt", resume=True, progress=False)
+    run = train(
+        settings.model_config("rope"),
+        settings.train,
+        corpus=corpus,
+        checkpoint=WORK / f"lab-L{length}-base{base:g}.pt",
+        resume=True,
+        progress=False,
+    )
     return run, settings.rope_config()
 
 
@@ -100,10 +121,22 @@ def _lab_measure(name: str, base: float, length: int, out: Path, corpus, log) ->
         losses = loss_per_position(run.model.eval(), corpus.val[doc * span : (doc + 1) * span + 1], N, span)
         curves.append([sum(losses[i : i + width]) / len(losses[i : i + width]) for i in range(0, N, width)])
     measured = _breaks(curves, width, length)
-    log(f"{name}: trained in {run.seconds:.0f}s, final loss {run.final_loss:.3f}; measured {measured['measured']} {measured['per_document']}")
-    return {"case": name, "split": "lab", "trained_length": length, "target": N, "base": base, "method": "as-is",
-            "bin_width": width, **measured, "curves": curves, "seconds": time.perf_counter() - started,
-            "final_train_loss": run.final_loss}
+    log(
+        f"{name}: trained in {run.seconds:.0f}s, final loss {run.final_loss:.3f}; measured {measured['measured']} {measured['per_document']}"
+    )
+    return {
+        "case": name,
+        "split": "lab",
+        "trained_length": length,
+        "target": N,
+        "base": base,
+        "method": "as-is",
+        "bin_width": width,
+        **measured,
+        "curves": curves,
+        "seconds": time.perf_counter() - started,
+        "final_train_loss": run.final_loss,
+    }
 
 
 def _lab_predict(record: dict, out: Path, corpus) -> dict:
@@ -122,7 +155,12 @@ def _real_measure(names: list[str], out: Path, log) -> None:
     from ropelab.real.evaluate import bin_losses, corpus_documents, token_losses, use_rope
     from ropelab.real.load import load_model
 
-    todo = [(n, i) for n in names for i in range(REAL_DOCUMENTS) if not (out / "cases" / "real" / f"{n}-doc{i}.json").is_file()]
+    todo = [
+        (n, i)
+        for n in names
+        for i in range(REAL_DOCUMENTS)
+        if not (out / "cases" / "real" / f"{n}-doc{i}.json").is_file()
+    ]
     if not todo:
         return
     loaded = load_model(None)
@@ -134,9 +172,18 @@ def _real_measure(names: list[str], out: Path, log) -> None:
         use_rope(model, extension_config(loaded.rope, REAL_CASES[name][0], T, REAL_CASES[name][1]))
         with torch.inference_mode():
             bins = bin_losses(token_losses(model, docs[i]).float(), 256)
-        atomic_write_text(out / "cases" / "real" / f"{name}-doc{i}.json",
-                          json.dumps({"case": name, "document": i, "bins": bins, "seconds": time.perf_counter() - began,
-                                      "documents_source": source}))
+        atomic_write_text(
+            out / "cases" / "real" / f"{name}-doc{i}.json",
+            json.dumps(
+                {
+                    "case": name,
+                    "document": i,
+                    "bins": bins,
+                    "seconds": time.perf_counter() - began,
+                    "documents_source": source,
+                }
+            ),
+        )
         log(f"  {name}: document {i + 1}/{REAL_DOCUMENTS} in {time.perf_counter() - began:.0f}s")
 
 
@@ -146,7 +193,9 @@ def _real_records(names: list[str], out: Path, log) -> list[dict]:
     from ropelab.real.load import load_model
     from ropelab.real.predict import predict_real
 
-    ready = [n for n in names if all((out / "cases" / "real" / f"{n}-doc{i}.json").is_file() for i in range(REAL_DOCUMENTS))]
+    ready = [
+        n for n in names if all((out / "cases" / "real" / f"{n}-doc{i}.json").is_file() for i in range(REAL_DOCUMENTS))
+    ]
     if not ready:
         return []
     loaded = load_model(None)
@@ -160,10 +209,21 @@ def _real_records(names: list[str], out: Path, log) -> list[dict]:
     records = []
     for name in ready:
         docs = [json.loads((out / "cases" / "real" / f"{name}-doc{i}.json").read_text()) for i in range(REAL_DOCUMENTS)]
-        records.append({"case": f"smollm2-{name}", "split": "real", "trained_length": T, "target": N,
-                        "method": REAL_CASES[name][0], "factor": REAL_CASES[name][1], "bin_width": 256,
-                        **_breaks([d["bins"] for d in docs], 256, T), "prediction": predictions[name].to_dict(),
-                        "predict_seconds": seconds, "measure_seconds": sum(d["seconds"] for d in docs)})
+        records.append(
+            {
+                "case": f"smollm2-{name}",
+                "split": "real",
+                "trained_length": T,
+                "target": N,
+                "method": REAL_CASES[name][0],
+                "factor": REAL_CASES[name][1],
+                "bin_width": 256,
+                **_breaks([d["bins"] for d in docs], 256, T),
+                "prediction": predictions[name].to_dict(),
+                "predict_seconds": seconds,
+                "measure_seconds": sum(d["seconds"] for d in docs),
+            }
+        )
     return records
 
 
@@ -191,10 +251,16 @@ def score(records: list[dict]) -> dict:
         right = [is_right(r["prediction"][key], r) for r in records]
         out[rule] = {"mean_abs_rel_error": sum(errors) / len(errors), "right": sum(right), "cases": len(records)}
     for rule in ("a", "b"):  # the cases rule a / b misses by more than 15%: rule c's error there
-        miss = [r for r in records if relative_error(r["prediction"][rules[rule]], r["measured"], r["target"]) > TOLERANCE]
+        miss = [
+            r for r in records if relative_error(r["prediction"][rules[rule]], r["measured"], r["target"]) > TOLERANCE
+        ]
         if miss:
-            theirs = sum(relative_error(r["prediction"][rules[rule]], r["measured"], r["target"]) for r in miss) / len(miss)
-            ours = sum(relative_error(r["prediction"]["position"], r["measured"], r["target"]) for r in miss) / len(miss)
+            theirs = sum(relative_error(r["prediction"][rules[rule]], r["measured"], r["target"]) for r in miss) / len(
+                miss
+            )
+            ours = sum(relative_error(r["prediction"]["position"], r["measured"], r["target"]) for r in miss) / len(
+                miss
+            )
             out[f"c_on_{rule}_misses"] = {"cases": len(miss), "theirs": theirs, "ours": ours}
     return out
 
@@ -204,8 +270,14 @@ def calibrate(records: list[dict]) -> dict:
     stored curves; run on the lab split only), and that error. Ties go to the larger thresholds."""
     from ropelab.analysis.breaks import combine
 
-    curves = [(torch.tensor(r["prediction"]["distances"]), torch.tensor(r["prediction"]["excess"]),
-               torch.tensor(r["prediction"]["far_mass"])) for r in records]
+    curves = [
+        (
+            torch.tensor(r["prediction"]["distances"]),
+            torch.tensor(r["prediction"]["excess"]),
+            torch.tensor(r["prediction"]["far_mass"]),
+        )
+        for r in records
+    ]
     best = None
     for tau in [round(0.005 * 1.25**i, 4) for i in range(30)] + [math.inf]:
         for phi in [round(0.1 + 0.025 * i, 3) for i in range(29)]:
@@ -216,7 +288,12 @@ def calibrate(records: list[dict]) -> dict:
             key = (sum(errors) / len(errors), -tau, -phi)
             if best is None or key < best[0]:
                 best = (key, tau, phi)
-    return {"tau": None if math.isinf(best[1]) else best[1], "phi": best[2], "mean_abs_rel_error": best[0][0], "cases": [r["case"] for r in records]}
+    return {
+        "tau": None if math.isinf(best[1]) else best[1],
+        "phi": best[2],
+        "mean_abs_rel_error": best[0][0],
+        "cases": [r["case"] for r in records],
+    }
 
 
 def measured_slope(record: dict) -> float | None:
@@ -256,44 +333,76 @@ def _fmt(value, end) -> str:
 
 
 def write_table(records: list[dict], out: Path, header: list[str] = ()) -> str:
-    as_is = {(r["split"], r["trained_length"]): r["in_context_loss"] for r in records if r["method"] in ("as-is", "extrapolate")}
-    lines = [*header, "| case | split | N | measured (per-doc) | in-ctx loss (cost vs as-is) | (a) first unseen angle | (b) Liu T_extra "
-             "| (c) predictor | err (a) | err (b) | err (c) | (c) right | rise after break: measured (nats/T) | predicted excess slope |",
-             "|" + "---|" * 14]
+    as_is = {
+        (r["split"], r["trained_length"]): r["in_context_loss"]
+        for r in records
+        if r["method"] in ("as-is", "extrapolate")
+    }
+    lines = [
+        *header,
+        "| case | split | N | measured (per-doc) | in-ctx loss (cost vs as-is) | (a) first unseen angle | (b) Liu T_extra "
+        "| (c) predictor | err (a) | err (b) | err (c) | (c) right | rise after break: measured (nats/T) | predicted excess slope |",
+        "|" + "---|" * 14,
+    ]
     for r in records:
         p, N = r["prediction"], r["target"]
         docs = ", ".join(_fmt(b, N) for b in r["per_document"])
-        errs = [relative_error(p[k], r["measured"], N) for k in ("first_unseen_angle", "extrapolation_bound", "position")]
+        errs = [
+            relative_error(p[k], r["measured"], N) for k in ("first_unseen_angle", "extrapolation_bound", "position")
+        ]
         reference = as_is.get((r["split"], r["trained_length"]), r["in_context_loss"])
-        lines.append(f"| {r['case']} | {r['split']} | {N} | {_fmt(r['measured'], N)} ({docs}) | "
-                     f"{r['in_context_loss']:.3f} ({r['in_context_loss'] - reference:+.3f}) | "
-                     f"{_fmt(p['first_unseen_angle'], N)} | {_fmt(p['extrapolation_bound'], N)} | {_fmt(p['position'], N)} | "
-                     + " | ".join(f"{e:.0%}" for e in errs) + f" | {'yes' if is_right(p['position'], r) else 'NO'} | "
-                     + " | ".join("-" if v is None else f"{v:.2f}" for v in (measured_slope(r), p.get("slope_per_T"))) + " |")
+        lines.append(
+            f"| {r['case']} | {r['split']} | {N} | {_fmt(r['measured'], N)} ({docs}) | "
+            f"{r['in_context_loss']:.3f} ({r['in_context_loss'] - reference:+.3f}) | "
+            f"{_fmt(p['first_unseen_angle'], N)} | {_fmt(p['extrapolation_bound'], N)} | {_fmt(p['position'], N)} | "
+            + " | ".join(f"{e:.0%}" for e in errs)
+            + f" | {'yes' if is_right(p['position'], r) else 'NO'} | "
+            + " | ".join("-" if v is None else f"{v:.2f}" for v in (measured_slope(r), p.get("slope_per_T")))
+            + " |"
+        )
     lines.append("")
     rhos = []
     for split in ("lab", "real", "all"):
-        steep = [(measured_slope(r), r["prediction"].get("slope_per_T")) for r in records if split == "all" or r["split"] == split]
+        steep = [
+            (measured_slope(r), r["prediction"].get("slope_per_T"))
+            for r in records
+            if split == "all" or r["split"] == split
+        ]
         steep = [(m, q) for m, q in steep if m is not None and q is not None]
         rho = rank_correlation(steep)
         rhos.append(f"{split} {'n/a' if rho is None else f'{rho:+.2f}'} ({len(steep)} cases)")
-    lines.append("- steepness: Spearman's rho between the measured rise after the break and the predicted excess slope, over the "
-                 f"cases with both: {'; '.join(rhos)} (a check of the hypothesis, nothing is calibrated on it; 'all' mixes "
-                 "the splits' scales)")
+    lines.append(
+        "- steepness: Spearman's rho between the measured rise after the break and the predicted excess slope, over the "
+        f"cases with both: {'; '.join(rhos)} (a check of the hypothesis, nothing is calibrated on it; 'all' mixes "
+        "the splits' scales)"
+    )
     for split in ("lab", "real", "all"):
         chosen = [r for r in records if split == "all" or r["split"] == split]
         if not chosen:
             continue
         s = score(chosen)
-        lines.append(f"- {split} ({len(chosen)} cases): mean |rel err| (a) {s['a']['mean_abs_rel_error']:.1%}, "
-                     f"(b) {s['b']['mean_abs_rel_error']:.1%}, (c) {s['c']['mean_abs_rel_error']:.1%}; right (c) "
-                     f"{s['c']['right']}/{len(chosen)}, (a) {s['a']['right']}, (b) {s['b']['right']}"
-                     + "".join(f"; where ({k[5]}) misses by >15% ({v['cases']} cases): theirs {v['theirs']:.1%}, (c) {v['ours']:.1%}"
-                               for k, v in s.items() if k.startswith("c_on")))
+        lines.append(
+            f"- {split} ({len(chosen)} cases): mean |rel err| (a) {s['a']['mean_abs_rel_error']:.1%}, "
+            f"(b) {s['b']['mean_abs_rel_error']:.1%}, (c) {s['c']['mean_abs_rel_error']:.1%}; right (c) "
+            f"{s['c']['right']}/{len(chosen)}, (a) {s['a']['right']}, (b) {s['b']['right']}"
+            + "".join(
+                f"; where ({k[5]}) misses by >15% ({v['cases']} cases): theirs {v['theirs']:.1%}, (c) {v['ours']:.1%}"
+                for k, v in s.items()
+                if k.startswith("c_on")
+            )
+        )
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "table.md", text)
-    atomic_write_text(out / "table.json", json.dumps({"records": [{k: v for k, v in r.items() if k not in ("bins", "curves")} for r in records],
-                                                      "score": score(records)}, indent=1))
+    atomic_write_text(
+        out / "table.json",
+        json.dumps(
+            {
+                "records": [{k: v for k, v in r.items() if k not in ("bins", "curves")} for r in records],
+                "score": score(records),
+            },
+            indent=1,
+        ),
+    )
     return text
 
 
@@ -310,26 +419,40 @@ def write_figures(records: list[dict], out: Path) -> None:
         for ax, L in zip(axes[0], lengths):
             for r in sorted((r for r in lab if r["trained_length"] == L), key=lambda r: r["base"]):
                 group = 4  # plotted in bins of L/4 (measured in bins of L/16)
-                bins = [sum(r["bins"][i : i + group]) / len(r["bins"][i : i + group]) for i in range(0, len(r["bins"]), group)]
+                bins = [
+                    sum(r["bins"][i : i + group]) / len(r["bins"][i : i + group])
+                    for i in range(0, len(r["bins"]), group)
+                ]
                 x = [(i + 0.5) * group * r["bin_width"] / L for i in range(len(bins))]
-                line, = ax.plot(x, bins, label=f"base {r['base']:g}")
+                (line,) = ax.plot(x, bins, label=f"base {r['base']:g}")
                 if r["measured"] is not None:
                     ax.axvline(r["measured"] / L, color=line.get_color(), ls="--", lw=0.8)
             ax.axvline(1, color="grey", ls=":")
-            ax.set(xlabel="position / L (dashed: measured break)", ylabel="loss (nats/byte), mean of 3 documents",
-                   title=f"lab RoPE models, L = {L}: loss vs position")
+            ax.set(
+                xlabel="position / L (dashed: measured break)",
+                ylabel="loss (nats/byte), mean of 3 documents",
+                title=f"lab RoPE models, L = {L}: loss vs position",
+            )
             ax.legend()
         _save_png(fig, out / "lab_loss_vs_position.png")
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    for rule, key, marker in (("(a) first unseen angle", "first_unseen_angle", "x"), ("(b) Liu T_extra", "extrapolation_bound", "+"),
-                              ("(c) predictor", "position", "o")):
+    for rule, key, marker in (
+        ("(a) first unseen angle", "first_unseen_angle", "x"),
+        ("(b) Liu T_extra", "extrapolation_bound", "+"),
+        ("(c) predictor", "position", "o"),
+    ):
         xs = [(r["measured"] or r["target"]) / r["trained_length"] for r in records]
         ys = [(r["prediction"][key] or r["target"]) / r["trained_length"] for r in records]
         ax.scatter(xs, ys, marker=marker, label=rule)
     top = max(r["target"] / r["trained_length"] for r in records)
     ax.plot([1, top], [1, top], color="grey", lw=1)
-    ax.set(xlabel="measured break / T (none: N/T)", ylabel="predicted break / T", xscale="log", yscale="log",
-           title="Break: predicted vs measured")
+    ax.set(
+        xlabel="measured break / T (none: N/T)",
+        ylabel="predicted break / T",
+        xscale="log",
+        yscale="log",
+        title="Break: predicted vs measured",
+    )
     ax.legend()
     _save_png(fig, out / "predicted_vs_measured.png")
 
@@ -357,8 +480,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--real-cases", default=",".join(REAL_CASES))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", default=str(WORK), help="folder for the lab checkpoints (resumable)")
-    parser.add_argument("--measure-only", action="store_true", help="measure (cached) and stop: no predictions, no table")
-    parser.add_argument("--calibrate-only", action="store_true", help="predict the lab cases, fit (tau, phi) on them, stop")
+    parser.add_argument(
+        "--measure-only", action="store_true", help="measure (cached) and stop: no predictions, no table"
+    )
+    parser.add_argument(
+        "--calibrate-only", action="store_true", help="predict the lab cases, fit (tau, phi) on them, stop"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     WORK = Path(args.work)
@@ -395,22 +522,31 @@ def main(argv: list[str]) -> int:
     if lab_records:
         fit = calibrate(lab_records)
         atomic_write_text(out / "calibration.json", json.dumps(fit, indent=1))
-        log(f"calibration on the lab split only: tau {fit['tau'] or 'inf'}, phi {fit['phi']} (lab mean |rel err| "
-            f"{fit['mean_abs_rel_error']:.1%}); the library uses EXCESS_THRESHOLD / FAR_MASS_THRESHOLD")
+        log(
+            f"calibration on the lab split only: tau {fit['tau'] or 'inf'}, phi {fit['phi']} (lab mean |rel err| "
+            f"{fit['mean_abs_rel_error']:.1%}); the library uses EXCESS_THRESHOLD / FAR_MASS_THRESHOLD"
+        )
     if args.calibrate_only:
         return 0
     records += _real_records(real_names, out, log)
     if records:
         real = [r for r in records if r["split"] == "real"]
-        header = ["# Break validation (issue 18)", "",
-                  "Measured break: per case, the first bin at or after T whose loss smoothed over 4 bins, and the next bin's, exceed "
-                  f"the case's own in-context loss (mean over [T/2, T)) by {MARGIN} nats; on the mean of 3 documents, each "
-                  "document's own break in brackets. Right: within 15% of the measured break or inside the per-document range; "
-                  "'none<=N' counts as N in errors. (c) decides on the far attention mass, phi = "
-                  f"{records[0]['prediction'].get('far_threshold')}, calibrated on the lab split only (calibration.json); "
-                  "the SmolLM2 split is scored, never fitted.", "",
-                  f"Rebuild: `make break-validation` (or `python benchmarks/break_validation.py`; cached cases are skipped). "
-                  f"Real predictor: {real[0]['predict_seconds']:.0f} s for {len(real)} cases." if real else "", ""]
+        header = [
+            "# Break validation (issue 18)",
+            "",
+            "Measured break: per case, the first bin at or after T whose loss smoothed over 4 bins, and the next bin's, exceed "
+            f"the case's own in-context loss (mean over [T/2, T)) by {MARGIN} nats; on the mean of 3 documents, each "
+            "document's own break in brackets. Right: within 15% of the measured break or inside the per-document range; "
+            "'none<=N' counts as N in errors. (c) decides on the far attention mass, phi = "
+            f"{records[0]['prediction'].get('far_threshold')}, calibrated on the lab split only (calibration.json); "
+            "the SmolLM2 split is scored, never fitted.",
+            "",
+            f"Rebuild: `make break-validation` (or `python benchmarks/break_validation.py`; cached cases are skipped). "
+            f"Real predictor: {real[0]['predict_seconds']:.0f} s for {len(real)} cases."
+            if real
+            else "",
+            "",
+        ]
         print(write_table(records, out, header))
         write_figures(records, out)
     log("done")

@@ -71,18 +71,38 @@ def main() -> None:
     for encoding in args.encodings.split(","):
         for row in args.rows.split(","):
             knobs = dict(ROWS[row])
-            settings = TASKS_DEFAULT.override(model=knobs.pop("model", None), encodings=(encoding,), seeds=args.seed_count,
-                                              multiples=(1, 2, 4, 8, 16), zero_shot=(), **knobs)
+            settings = TASKS_DEFAULT.override(
+                model=knobs.pop("model", None),
+                encodings=(encoding,),
+                seeds=args.seed_count,
+                multiples=(1, 2, 4, 8, 16),
+                zero_shot=(),
+                **knobs,
+            )
             wall, cpu = time.perf_counter(), _cpu()
             with tempfile.TemporaryDirectory() as out:
                 runs = run_tasks(settings, out, progress=False, log=lambda line: None)["runs"][encoding]
-            accuracy = {m: sum(r["accuracy"][m * settings.length] for r in runs.values()) / len(runs) for m in settings.multiples}
+            accuracy = {
+                m: sum(r["accuracy"][m * settings.length] for r in runs.values()) / len(runs)
+                for m in settings.multiples
+            }
             steps = [r["train"]["steps"] for r in runs.values()]
-            results.append({"encoding": encoding, "row": row, "steps": steps, "accuracy": accuracy,
-                            "wall_seconds": time.perf_counter() - wall, "cpu_seconds": _cpu() - cpu})
+            results.append(
+                {
+                    "encoding": encoding,
+                    "row": row,
+                    "steps": steps,
+                    "accuracy": accuracy,
+                    "wall_seconds": time.perf_counter() - wall,
+                    "cpu_seconds": _cpu() - cpu,
+                }
+            )
             cells = "  ".join(f"{m}L {a:.2f}" for m, a in accuracy.items())
-            print(f"{encoding:>6} {row:<28} steps {steps}  {cells}  ({results[-1]['wall_seconds']:.0f} s wall, "
-                  f"{results[-1]['cpu_seconds']:.0f} s CPU)", flush=True)
+            print(
+                f"{encoding:>6} {row:<28} steps {steps}  {cells}  ({results[-1]['wall_seconds']:.0f} s wall, "
+                f"{results[-1]['cpu_seconds']:.0f} s CPU)",
+                flush=True,
+            )
             atomic_write_bytes(args.out, json.dumps(results, indent=1).encode())
 
 

@@ -44,25 +44,40 @@ def main(argv=None) -> int:
     T = loaded.trained_length
     use_rope(loaded.model, method_config(loaded.rope, args.method, T, 2 * T))
     with precision(loaded.model, "bfloat16"):
-        records = passkey_records(loaded.model, loaded.tokenizer, args.lengths, (0.0, 0.25, 0.5, 0.75, 1.0), args.trials, seed=1)
+        records = passkey_records(
+            loaded.model, loaded.tokenizer, args.lengths, (0.0, 0.25, 0.5, 0.75, 1.0), args.trials, seed=1
+        )
         named_seconds = time.perf_counter() - started
         checked = agreement(loaded.model, loaded.tokenizer, records)
     same = [r["hit"] == r["single"] for r in checked]
     by_length = {}
     for r, ok in zip(checked, same):
         by_length.setdefault(r["length"], []).append(ok)
-    lines = ["# Named keys on a KV cache vs the single-key prompt (issue 19)", "",
-             f"`python benchmarks/passkey_agreement.py --lengths {','.join(map(str, args.lengths))} --trials {args.trials} "
-             f"--method {args.method}`: SmolLM2-135M (T = {T}), RoPE {args.method}, bfloat16 autocast; "
-             f"{len(checked)} prompts; named-key grid {named_seconds:.0f} s, total {time.perf_counter() - started:.0f} s.", "",
-             f"**Agreement: {sum(same)}/{len(same)}** (" + ", ".join(f"length {L}: {sum(v)}/{len(v)}" for L, v in by_length.items()) + ")",
-             "", "| trial | length | depth | key | named-key protocol | single-key prompt | same |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Named keys on a KV cache vs the single-key prompt (issue 19)",
+        "",
+        f"`python benchmarks/passkey_agreement.py --lengths {','.join(map(str, args.lengths))} --trials {args.trials} "
+        f"--method {args.method}`: SmolLM2-135M (T = {T}), RoPE {args.method}, bfloat16 autocast; "
+        f"{len(checked)} prompts; named-key grid {named_seconds:.0f} s, total {time.perf_counter() - started:.0f} s.",
+        "",
+        f"**Agreement: {sum(same)}/{len(same)}** ("
+        + ", ".join(f"length {L}: {sum(v)}/{len(v)}" for L, v in by_length.items())
+        + ")",
+        "",
+        "| trial | length | depth | key | named-key protocol | single-key prompt | same |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r, ok in zip(checked, same):
-        lines.append(f"| {r['trial']} | {r['length']} | {r['depth']:g} | {r['key']} | {'hit' if r['hit'] else 'miss'} | "
-                     f"{'hit' if r['single'] else 'miss'} | {'yes' if ok else 'NO'} |")
+        lines.append(
+            f"| {r['trial']} | {r['length']} | {r['depth']:g} | {r['key']} | {'hit' if r['hit'] else 'miss'} | "
+            f"{'hit' if r['single'] else 'miss'} | {'yes' if ok else 'NO'} |"
+        )
     out = Path(args.out)
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
-    atomic_write_text(out / "results.json", json.dumps({"method": args.method, "records": checked, "agreement": sum(same) / len(same)}, indent=1))
+    atomic_write_text(
+        out / "results.json",
+        json.dumps({"method": args.method, "records": checked, "agreement": sum(same) / len(same)}, indent=1),
+    )
     print("\n".join(lines))
     return 0
 

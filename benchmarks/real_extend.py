@@ -42,8 +42,12 @@ def check_handover(folder: Path, results: dict) -> dict:
     ids = corpus_documents(ours.tokenizer, 1024, 1)[0][0][None, :-1]
     with torch.inference_mode():
         difference = (plain(ids).logits - ours.model(ids).logits).abs().max().item()
-    return {"method": results["handover"]["method"], "tokens": ids.shape[1], "max_abs_logit_difference": difference,
-            "within_1e-4": difference <= 1e-4}
+    return {
+        "method": results["handover"]["method"],
+        "tokens": ids.shape[1],
+        "max_abs_logit_difference": difference,
+        "within_1e-4": difference <= 1e-4,
+    }
 
 
 def run(argv: list[str]) -> int:

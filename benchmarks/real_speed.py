@@ -89,7 +89,9 @@ def time_step(model, doc: torch.Tensor, window: int, target: int, autocast: bool
     if lora:
         from peft import LoraConfig, get_peft_model
 
-        trainable = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+        trainable = get_peft_model(
+            model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+        )
     params = [p for p in trainable.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=2e-5, weight_decay=0.0)
     generator = torch.Generator().manual_seed(0)
@@ -137,12 +139,18 @@ def main(argv=None) -> int:
         ("bfloat16 autocast, sdpa, 1 thread", doc, torch.float32, "sdpa", "default", 1, False, True),
     ]
     if not args.skip_compile:
-        variants.append(("bfloat16 autocast, sdpa, torch.compile", doc, torch.float32, "sdpa", "default", 2, True, True))
+        variants.append(
+            ("bfloat16 autocast, sdpa, torch.compile", doc, torch.float32, "sdpa", "default", 2, True, True)
+        )
     for dtype, autocast in ((torch.float32, False), (torch.float32, True)):  # attention backends on a shorter input
         kind = "bfloat16 autocast" if autocast else "float32"
-        variants += [(f"{kind}, sdpa {backend}, {args.backend_length} tokens", short, dtype, "sdpa", backend, 2, False, autocast)
-                     for backend in ("default", "flash", "math")]
-        variants.append((f"{kind}, eager, {args.backend_length} tokens", short, dtype, "eager", "default", 2, False, autocast))
+        variants += [
+            (f"{kind}, sdpa {backend}, {args.backend_length} tokens", short, dtype, "sdpa", backend, 2, False, autocast)
+            for backend in ("default", "flash", "math")
+        ]
+        variants.append(
+            (f"{kind}, eager, {args.backend_length} tokens", short, dtype, "eager", "default", 2, False, autocast)
+        )
     forward_rows = []
     for label, ids, dtype, attention, backend, threads, compiled, autocast in variants:
         model.to(dtype)
@@ -159,14 +167,20 @@ def main(argv=None) -> int:
     model.to(torch.float32)
     model.set_attn_implementation("sdpa")
     for row in forward_rows:  # against float32 sdpa on the same input
-        reference = next(r for r in forward_rows if r["tokens"] == row["tokens"] and r["variant"].startswith("float32, sdpa"))
+        reference = next(
+            r for r in forward_rows if r["tokens"] == row["tokens"] and r["variant"].startswith("float32, sdpa")
+        )
         row["speedup"] = reference["seconds"] / row["seconds"]
         row["ppl_ratio"] = row["ppl"] / reference["ppl"]
         row["usable"] = abs(row["ppl_ratio"] - 1) <= 0.01
 
     step_rows = []
-    for label, autocast, lora in (("float32", False, False), ("bfloat16 autocast, float32 master", True, False),
-                                  ("LoRA r=8, float32", False, True), ("LoRA r=8, bfloat16 autocast", True, True)):
+    for label, autocast, lora in (
+        ("float32", False, False),
+        ("bfloat16 autocast, float32 master", True, False),
+        ("LoRA r=8, float32", False, True),
+        ("LoRA r=8, bfloat16 autocast", True, True),
+    ):
         try:
             row = {"variant": label, **time_step(model, doc, args.window, 2 * T, autocast, lora)}
         except ImportError as error:
@@ -178,22 +192,32 @@ def main(argv=None) -> int:
         row["speedup"] = step_rows[0]["seconds"] / row["seconds"]
 
     lines = [
-        "# Real-model speed on this CPU (issue 19)", "",
+        "# Real-model speed on this CPU (issue 19)",
+        "",
         f"SmolLM2-135M, one stdlib document, `python benchmarks/real_speed.py --length {args.length} --window {args.window}`; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Measured matmul peak: float32 "
         f"{peaks['float32']:.0f} GFLOP/s, bfloat16 {peaks['bfloat16']:.0f} GFLOP/s. A forward of {args.length} tokens "
         f"is {forward_flops(config, args.length) / 1e12:.2f} TFLOP of matmuls. Speed-up and perplexity ratio are against "
-        "float32 sdpa on the same tokens.", "",
-        "## Forward", "",
+        "float32 sdpa on the same tokens.",
+        "",
+        "## Forward",
+        "",
         "| variant | tokens | seconds | tokens/s | speed-up | GFLOP/s (of peak) | perplexity | ratio | within 1% |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in forward_rows:
         extra = f" (+{r['compile_seconds']:.0f} s compile)" if r["compile_seconds"] else ""
-        lines.append(f"| {r['variant']} | {r['tokens']} | {r['seconds']:.1f}{extra} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x | "
-                     f"{r['gflops']:.0f} ({r['of_peak']:.0%}) | {r['ppl']:.4f} | {r['ppl_ratio']:.4f} | {'yes' if r['usable'] else 'NO'} |")
-    lines += ["", f"## Fine-tune step (PoSE window of {args.window} tokens, positions over [0, {2 * T}))", "",
-              "| variant | seconds per step | speed-up | trainable parameters |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['variant']} | {r['tokens']} | {r['seconds']:.1f}{extra} | {r['tokens_per_s']:.0f} | {r['speedup']:.2f}x | "
+            f"{r['gflops']:.0f} ({r['of_peak']:.0%}) | {r['ppl']:.4f} | {r['ppl_ratio']:.4f} | {'yes' if r['usable'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        f"## Fine-tune step (PoSE window of {args.window} tokens, positions over [0, {2 * T}))",
+        "",
+        "| variant | seconds per step | speed-up | trainable parameters |",
+        "|---|---|---|---|",
+    ]
     for r in step_rows:
         lines.append(f"| {r['variant']} | {r['seconds']:.1f} | {r['speedup']:.2f}x | {r['trainable_parameters']:,} |")
     out = Path(args.out)
@@ -201,8 +225,19 @@ def main(argv=None) -> int:
     from ropelab.io import atomic_write_text
 
     atomic_write_text(out / "table.md", "\n".join(lines) + "\n")
-    atomic_write_text(out / "results.json", json.dumps({"peaks_gflops": peaks, "length": args.length, "window": args.window,
-                                                         "forward": forward_rows, "step": step_rows}, indent=2))
+    atomic_write_text(
+        out / "results.json",
+        json.dumps(
+            {
+                "peaks_gflops": peaks,
+                "length": args.length,
+                "window": args.window,
+                "forward": forward_rows,
+                "step": step_rows,
+            },
+            indent=2,
+        ),
+    )
     print("\n".join(lines))
     return 0
 

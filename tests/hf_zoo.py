@@ -63,8 +63,16 @@ TOLERANCE = 1e-4
 MOVED = 1e-3  # a changed rotation must move the output by more than this (relative to its scale)
 SHRINK_STD = hf_zoo_configs.SHRINK["initializer_range"]
 FAILING = ("mismatch", "patched forward fails", "patch crashed")
-ORDER = ("identical", "not exercised", "tables only", "mismatch", "patched forward fails", "refused",
-         "patch crashed", "not buildable")
+ORDER = (
+    "identical",
+    "not exercised",
+    "tables only",
+    "mismatch",
+    "patched forward fails",
+    "refused",
+    "patch crashed",
+    "not buildable",
+)
 TOWERS = ("text", "vision", "audio", "protein")
 _TEXT = re.compile(r"language_model|text_model|text_encoder")
 _VISION = re.compile(r"vision|visual|image|patch_positional|pixel", re.IGNORECASE)
@@ -88,25 +96,38 @@ TOWER_ONLY: dict[str, str] = {"gemma3n": "text_config"}
 EXEMPT_ROTARY: dict[str, dict[str, str]] = {
     "granite_swa": {"rotary_emb": "built by the parent class and unused: rotary_embs hold the per-layer bases"},
     "granitemoe_swa": {"rotary_emb": "built by the parent class and unused: rotary_embs hold the per-layer bases"},
-    "idefics": {"gated_cross_attn_layers.*.cross_attn.rotary_emb":
-                "built in every attention layer, applied only in self-attention"},
-    "neucodec": {"acoustic_decoder.rotary_emb":
-                 "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"},
-    "xcodec2": {"acoustic_decoder.rotary_emb":
-                "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"},
-    "csm": {"codec_model.decoder.decoder_transformer.rotary_emb":
-            "the codec decodes audio only in generate(); the mimi family exercises it"},
-    "blt": {"patcher.rotary_emb": "the patcher's entropies reach the output only as discrete patch boundaries, "
-                                  "which need not move when its rotation does"},
+    "idefics": {
+        "gated_cross_attn_layers.*.cross_attn.rotary_emb": "built in every attention layer, applied only in self-attention"
+    },
+    "neucodec": {
+        "acoustic_decoder.rotary_emb": "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"
+    },
+    "xcodec2": {
+        "acoustic_decoder.rotary_emb": "rotates by head index, the same angle for q and k at every step, so it cancels in q.k"
+    },
+    "csm": {
+        "codec_model.decoder.decoder_transformer.rotary_emb": "the codec decodes audio only in generate(); the mimi family exercises it"
+    },
+    "blt": {
+        "patcher.rotary_emb": "the patcher's entropies reach the output only as discrete patch boundaries, "
+        "which need not move when its rotation does"
+    },
     # PE Audio-Video's forward runs its joint audio-video encoder; its audio and video sub-models (the
     # pe_audio and pe_video families, which exercise them) run only in get_audio_embeds / get_video_embeds.
-    **{"pe_audio_video": {f"{model}.{part}.rotary_emb": "a contrastive sub-model that forward() does not run; "
-                                                        f"the {family} family exercises it"
-                          for model, family, parts in (("audio_model", "pe_audio", ("text_model", "audio_encoder")),
-                                                       ("video_model", "pe_video", ("text_model", "video_encoder")))
-                          for part in parts}},
-    "nemotron3_5_transcribe": {"word_timestamp_encoder.rotary_emb":
-                               "runs only in get_word_timestamp_hidden_states(), not in forward()"},
+    **{
+        "pe_audio_video": {
+            f"{model}.{part}.rotary_emb": "a contrastive sub-model that forward() does not run; "
+            f"the {family} family exercises it"
+            for model, family, parts in (
+                ("audio_model", "pe_audio", ("text_model", "audio_encoder")),
+                ("video_model", "pe_video", ("text_model", "video_encoder")),
+            )
+            for part in parts
+        }
+    },
+    "nemotron3_5_transcribe": {
+        "word_timestamp_encoder.rotary_emb": "runs only in get_word_timestamp_hidden_states(), not in forward()"
+    },
 }
 
 # Towers the path and class name do not tell.
@@ -114,12 +135,17 @@ TOWER_OF: dict[str, dict[str, str]] = {
     "eomt_dinov3": {"rope_embeddings": "vision"},  # DINOv3 ViT backbone of a segmenter
     "musicflamingo": {"pos_emb": "audio"},  # rotary time embedding of the audio features
     "pe_video": {"video_encoder.rotary_emb": "vision"},  # over video frames
-    "pe_audio_video": {"audio_video_encoder.embedder.video_encoder.rotary_emb": "vision",
-                       "audio_video_encoder.rotary_emb": "audio"},  # the joint encoder, audio first
+    "pe_audio_video": {
+        "audio_video_encoder.embedder.video_encoder.rotary_emb": "vision",
+        "audio_video_encoder.rotary_emb": "audio",
+    },  # the joint encoder, audio first
     "evolla": {"protein_encoder.model.rotary_embeddings": "protein"},  # SaProt protein encoder
     "efficientloftr": {"rotary_emb": "vision"},  # 2D rotation of the coarse image features
-    "esmfold2": {"input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
-                 "structure_head.atom_encoder.rotary_emb": "protein", "esmc.rotary_emb": "protein"},
+    "esmfold2": {
+        "input_embedder.atom_encoder.rotary_emb": "protein",  # 3D rotation of atom coordinates
+        "structure_head.atom_encoder.rotary_emb": "protein",
+        "esmc.rotary_emb": "protein",
+    },
     "dinov3_vit": {"rope_embeddings": "vision"},  # patch-centre RoPE of a ViT
     "sapiens2": {"rope_embeddings": "vision"},
 }
@@ -177,8 +203,9 @@ def _wake_zero_parameters(model) -> None:
     Large 4's learned frequency scales, transformers >= 5.25): they would change the rotation itself,
     which patch refuses (tests/test_hf_models.py checks that refusal)."""
     generator = torch.Generator().manual_seed(0)
-    rotary = tuple(f"{name}." for name, module in model.named_modules()
-                   if hf.ROTARY_CLASS_NAME.fullmatch(type(module).__name__))
+    rotary = tuple(
+        f"{name}." for name, module in model.named_modules() if hf.ROTARY_CLASS_NAME.fullmatch(type(module).__name__)
+    )
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith("bias") or not parameter.is_floating_point() or parameter.any() or name.startswith(rotary):
@@ -276,8 +303,13 @@ def double_angles(output, kind: str | None = None):
     complex ``freqs_cis`` squared, a real angle table doubled. ``None`` for an output of another kind."""
     if kind == "stacked" and isinstance(output, torch.Tensor) and output.shape[:1] == (2,):
         return torch.stack(double_angles((output[0], output[1])))
-    if isinstance(output, tuple) and len(output) == 2 and all(isinstance(t, torch.Tensor) for t in output) \
-            and output[0].shape == output[1].shape and not output[0].is_complex():
+    if (
+        isinstance(output, tuple)
+        and len(output) == 2
+        and all(isinstance(t, torch.Tensor) for t in output)
+        and output[0].shape == output[1].shape
+        and not output[0].is_complex()
+    ):
         cos, sin = output
         return cos * cos - sin * sin, 2 * sin * cos
     if isinstance(output, torch.Tensor) and output.is_complex():
@@ -347,8 +379,7 @@ def _perturb(model) -> int:
     for module in model.modules():
         if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
             cfg = RopeConfig.from_hf(model.config).replace(base=2.0)
-            module.embed_positions = _exact_sin_cos_table(cfg, module.embed_positions.shape[0],
-                                                          module.embed_positions)
+            module.embed_positions = _exact_sin_cos_table(cfg, module.embed_positions.shape[0], module.embed_positions)
             changed += 1
             continue
         names = [name for name, value in vars(module).items() if not name.startswith("_") and _holds_rope(value)]
@@ -420,8 +451,10 @@ def sweep_one(family: str) -> Result:
         return done("mismatch", f"output shapes {[tuple(t.shape) for t in got]} != {[tuple(t.shape) for t in want]}")
     if not error <= TOLERANCE:
         return done("mismatch", f"max error {error:.2e} > {TOLERANCE:g}")
-    exempt_note = "".join(f"; {where} is exempt: {why}"
-                         for where, why in dict.fromkeys((_collapse([n]), why) for n, why in exempt_names.items()))
+    exempt_note = "".join(
+        f"; {where} is exempt: {why}"
+        for where, why in dict.fromkeys((_collapse([n]), why) for n, why in exempt_names.items())
+    )
     missed_after = _unreached(model, inputs, want, checked)
     if missed_after:
         why = next(iter(missed_after.values()))
@@ -429,13 +462,19 @@ def sweep_one(family: str) -> Result:
     if not _perturb(model) and checked:
         # No RopeConfig to rebase (a replacement that keeps its RoPE elsewhere): the per-module
         # check above is the evidence.
-        return done("identical", f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
-                                 f"no RopeConfig found to rebase{exempt_note}")
+        return done(
+            "identical",
+            f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
+            f"no RopeConfig found to rebase{exempt_note}",
+        )
     moved = _distance(_run(model, inputs), want)
     if not moved > MOVED:
         return done("not exercised", f"another base moves the output by only {moved:.1e}{exempt_note}")
-    return done("identical", f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
-                             f"another base moves it {moved:.1e}{exempt_note}")
+    return done(
+        "identical",
+        f"error {error:.1e}; each of {len(checked)} rotary modules moves it; "
+        f"another base moves it {moved:.1e}{exempt_note}",
+    )
 
 
 def sweep(families: list[str] | None = None) -> list[Result]:
@@ -459,9 +498,12 @@ def table(results: list[Result], seconds: float | None = None) -> str:
     lines += [summary + (f" (sweep: {seconds:.0f} s)" if seconds is not None else ""), ""]
     buildable = [r for r in results if r.outcome != "not buildable"]
     identical = sum(r.outcome == "identical" for r in buildable)
-    lines += [f"Identical: {identical} of {len(buildable)} buildable families ({100 * identical / max(1, len(buildable)):.0f}%). "
-              "Towers exercised: the towers (text, vision, audio, protein) whose rotary module, turned twice as "
-              "far, moves the output of the unpatched model on the sweep's inputs.", ""]
+    lines += [
+        f"Identical: {identical} of {len(buildable)} buildable families ({100 * identical / max(1, len(buildable)):.0f}%). "
+        "Towers exercised: the towers (text, vision, audio, protein) whose rotary module, turned twice as "
+        "far, moves the output of the unpatched model on the sweep's inputs.",
+        "",
+    ]
     lines += remains(results)
     lines += ["## All families", "", "| family | outcome | towers exercised | detail | s |", "|---|---|---|---|---|"]
     rank = {outcome: i for i, outcome in enumerate(ORDER)}
@@ -474,12 +516,19 @@ def table(results: list[Result], seconds: float | None = None) -> str:
 CAUSES: tuple[tuple[str, str, str], ...] = (
     ("refused", r"complex freqs_cis", "complex freqs_cis: the attention multiplies by complex numbers"),
     ("refused", r"RoPE inside attention", "RoPE inside attention, no module to replace"),
-    ("refused", r"calling it as forward\(x, position_ids\) fails",
-     "rotary module with another call signature (not forward(x, position_ids) -> (cos, sin))"),
+    (
+        "refused",
+        r"calling it as forward\(x, position_ids\) fails",
+        "rotary module with another call signature (not forward(x, position_ids) -> (cos, sin))",
+    ),
     ("refused", r"head_dim=None is invalid", "rotary module whose config gives no head size ropelab can read"),
     ("refused", r"partial_rotary_factor=\d", "partial_rotary_factor above 1"),
     ("refused", r"", "other refusals"),
-    ("not buildable", r"requires the (\w+) library", "needs timm, which needs torchvision (its PyPI wheel does not load with CPU torch)"),
+    (
+        "not buildable",
+        r"requires the (\w+) library",
+        "needs timm, which needs torchvision (its PyPI wheel does not load with CPU torch)",
+    ),
     ("not buildable", r"", "other build failures"),
     ("tables only", r"missing \d+ required positional arguments", "forward needs inputs the sweep does not build"),
     ("tables only", r"", "forward fails on the sweep's inputs"),
@@ -508,11 +557,15 @@ def remains(results: list[Result]) -> list[str]:
         lines.append(f"- **{why}** ({outcome}, {len(members)}): {names}")
     missed = sorted(r.family for r in results if r.missed and r.outcome != "not exercised")
     if missed:
-        lines.append(f"- **inputs that miss a rotary module** (before patch; see the detail column): {', '.join(missed)}")
+        lines.append(
+            f"- **inputs that miss a rotary module** (before patch; see the detail column): {', '.join(missed)}"
+        )
     not_run = sorted(r.family for r in results if "forward not run" in r.detail)
     if not_run:
-        lines.append(f"- **forward not run by the sweep** (its inputs are not built; see the detail column): "
-                     f"{', '.join(not_run)}")
+        lines.append(
+            f"- **forward not run by the sweep** (its inputs are not built; see the detail column): "
+            f"{', '.join(not_run)}"
+        )
     return lines + [""]
 
 
@@ -527,7 +580,7 @@ def read_table(text: str) -> tuple[str, dict[str, str]]:
     title = _TITLE.match(lines[0]) if lines else None
     if title is None:
         raise ValueError("not a zoo table: its first line does not name the transformers version")
-    rows = (_ROW.match(line) for line in lines[lines.index("## All families"):])
+    rows = (_ROW.match(line) for line in lines[lines.index("## All families") :])
     return title.group(1), {row.group(1): row.group(2) for row in rows if row and row.group(1) != "family"}
 
 

@@ -29,23 +29,65 @@ from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
 
 # Pass 1: every key a config class has from this table is set to the small value.
 SHRINK = {
-    "hidden_size": 64, "d_model": 64, "n_embd": 64, "dim": 64, "embed_dim": 64, "model_dim": 64,
-    "num_attention_heads": 4, "n_head": 4, "num_heads": 4, "n_heads": 4,
-    "encoder_attention_heads": 4, "decoder_attention_heads": 4, "encoder_num_attention_heads": 4,
-    "decoder_num_attention_heads": 4, "encoder_num_key_value_heads": 4, "decoder_num_key_value_heads": 4,
-    "num_key_value_heads": 4, "n_kv_heads": 4, "num_kv_heads": 4, "multi_query_group_num": 4,
-    "head_dim": 16, "kv_channels": 16,
-    "intermediate_size": 64, "ffn_dim": 64, "d_ff": 64, "n_inner": 64, "encoder_ffn_dim": 64,
-    "decoder_ffn_dim": 64, "ffn_hidden_size": 64, "moe_intermediate_size": 32,
-    "shared_expert_intermediate_size": 32, "expert_intermediate_size": 32, "intermediate_size_mlp": 64,
-    "num_hidden_layers": 2, "n_layer": 2, "num_layers": 2, "n_layers": 2, "encoder_layers": 2,
-    "decoder_layers": 2, "depth": 2,
+    "hidden_size": 64,
+    "d_model": 64,
+    "n_embd": 64,
+    "dim": 64,
+    "embed_dim": 64,
+    "model_dim": 64,
+    "num_attention_heads": 4,
+    "n_head": 4,
+    "num_heads": 4,
+    "n_heads": 4,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_num_attention_heads": 4,
+    "decoder_num_attention_heads": 4,
+    "encoder_num_key_value_heads": 4,
+    "decoder_num_key_value_heads": 4,
+    "num_key_value_heads": 4,
+    "n_kv_heads": 4,
+    "num_kv_heads": 4,
+    "multi_query_group_num": 4,
+    "head_dim": 16,
+    "kv_channels": 16,
+    "intermediate_size": 64,
+    "ffn_dim": 64,
+    "d_ff": 64,
+    "n_inner": 64,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "ffn_hidden_size": 64,
+    "moe_intermediate_size": 32,
+    "shared_expert_intermediate_size": 32,
+    "expert_intermediate_size": 32,
+    "intermediate_size_mlp": 64,
+    "num_hidden_layers": 2,
+    "n_layer": 2,
+    "num_layers": 2,
+    "n_layers": 2,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "depth": 2,
     "initializer_range": 0.2,  # sharper attention than the default 0.02, so that positions matter
-    "vocab_size": 256, "vocab_size_per_layer_input": 256, "hidden_size_per_layer_input": 16,
+    "vocab_size": 256,
+    "vocab_size_per_layer_input": 256,
+    "hidden_size_per_layer_input": 16,
     "encoder_hash_byte_group_vocab": 256,
-    "num_experts": 4, "num_local_experts": 4, "n_routed_experts": 4, "moe_num_experts": 4,
-    "num_experts_per_tok": 2, "moe_topk": 2, "n_group": 1, "topk_group": 1, "n_shared_experts": 1,
-    "kv_lora_rank": 16, "q_lora_rank": 32, "qk_rope_head_dim": 16, "qk_nope_head_dim": 16, "v_head_dim": 16,
+    "num_experts": 4,
+    "num_local_experts": 4,
+    "n_routed_experts": 4,
+    "moe_num_experts": 4,
+    "num_experts_per_tok": 2,
+    "moe_topk": 2,
+    "n_group": 1,
+    "topk_group": 1,
+    "n_shared_experts": 1,
+    "kv_lora_rank": 16,
+    "q_lora_rank": 32,
+    "qk_rope_head_dim": 16,
+    "qk_nope_head_dim": 16,
+    "v_head_dim": 16,
 }
 WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "model_dim")
 _WIDTH_LIKE = re.compile(r"hidden|_dim$|_dims$|_groups$|(input|output|in|out|embed)_size$")
@@ -55,31 +97,38 @@ _TOKEN_ID = re.compile(r"token_(id|index|ids)$")
 _LAYER_LISTS = ("layer_types", "mlp_layer_types", "block_types", "layers_block_type")
 _DEPTH = 3  # sub-configs of sub-configs of sub-configs (an audio tower's diarization model's encoder)
 
+
 def _default(dotted: str):
     """An override that copies a value of the family's default config (``rope_parameters.rope_theta``)."""
+
     def read(default):
         value = default
         for part in dotted.split("."):
             value = value[part] if isinstance(value, dict) else getattr(value, part)
         return value
+
     return read
 
 
 def _per_layer_type(text: str, *layer_types: str, sections: list[int] | None = None):
     """``rope_parameters`` as a per-layer-type dict (the form the modeling file indexes), built from
     the config class's ``default_theta``, with M-RoPE sections when its module reads them."""
+
     def read(default):
         flat = {"rope_type": "default", "rope_theta": type(getattr(default, text)).default_theta}
         if sections:
             flat["mrope_section"] = sections
         return {layer_type: dict(flat) for layer_type in layer_types}
+
     return read
 
 
 def _rope_with(text: str, **extra):
     """The default ``rope_parameters`` of the sub-config ``text``, with ``extra`` keys."""
+
     def read(default):
         return {**getattr(default, text).rope_parameters, **extra}
+
     return read
 
 
@@ -93,20 +142,29 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "wav2vec2_conformer": {"position_embeddings_type": "rotary"},
     "wav2vec2_bert": {"position_embeddings_type": "rotary"},
     # its speech encoder's sizes have keys of their own, which the generic shrink does not know
-    "seamless_m4t": {"position_embeddings_type": "rotary", "speech_encoder_layers": 2,
-                     "speech_encoder_attention_heads": 4, "speech_encoder_intermediate_size": 64},
+    "seamless_m4t": {
+        "position_embeddings_type": "rotary",
+        "speech_encoder_layers": 2,
+        "speech_encoder_attention_heads": 4,
+        "speech_encoder_intermediate_size": 64,
+    },
     # One layer of each kind, where the default config has none of a kind or leaves the list empty
     # (the checkpoints' config.json fill it); the kinds are the strings the modeling file tests for.
     "bamba": {"attn_layer_indices": [1]},  # default: no attention layer at all
     "lfm2_moe": {"layer_types": ["conv", "full_attention"]},
-    "molmo2": {"adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
-               "text_config.rope_scaling_layers": [0]},  # layer 0 scaled RoPE, layer 1 unscaled
+    "molmo2": {
+        "adapter_config.vision_feature_layer": [-1, -2],  # indices into the 2 vision layers
+        "text_config.rope_scaling_layers": [0],
+    },  # layer 0 scaled RoPE, layer 1 unscaled
     # Gemma 3n (text tower, see hf_zoo.TOWER_ONLY): one sliding and one full layer twice, none sharing
     # another's KV cache (the shrunk layer count leaves the default sharing without a source layer)
     # and no activation sparsity (its default pattern has one entry per default layer).
-    "gemma3n": {"text_config.num_hidden_layers": 4, "text_config.num_kv_shared_layers": 0,
-                "text_config.layer_types": ["sliding_attention", "full_attention"] * 2,
-                "text_config.activation_sparsity_pattern": [0.0] * 4},
+    "gemma3n": {
+        "text_config.num_hidden_layers": 4,
+        "text_config.num_kv_shared_layers": 0,
+        "text_config.layer_types": ["sliding_attention", "full_attention"] * 2,
+        "text_config.activation_sparsity_pattern": [0.0] * 4,
+    },
     # PE Video's frame classifier is a timm model, and timm needs torchvision, whose PyPI wheel is built
     # for CUDA torch and does not load with the CPU build. Its encoder reads only the classifier's
     # logits (num_labels wide), one vector per frame, before the rotary frame encoder: a tiny ViT
@@ -122,66 +180,115 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     # CLVP rotates max(projection_dim // (2 * heads), 32) channels: 2 heads of 32 (projection_dim 64).
     "clvp": {"text_config.num_attention_heads": 2, "speech_config.num_attention_heads": 2},
     # V-JEPA 2: a clip of 4 frames of 32 x 32 pixels (2 x 2 x 2 tubelets), a small predictor.
-    "vjepa2": {"crop_size": 32, "frames_per_clip": 4, "pred_hidden_size": 64, "pred_num_attention_heads": 4,
-               "pred_num_hidden_layers": 2},
+    "vjepa2": {
+        "crop_size": 32,
+        "frames_per_clip": 4,
+        "pred_hidden_size": 64,
+        "pred_num_attention_heads": 4,
+        "pred_num_hidden_layers": 2,
+    },
     # Fields the modeling file needs and the default config leaves out (None, or not declared).
     "chameleon": {"vocabulary_map": {"<image>": 255}},  # from the tokenizer in the checkpoints
     "emu3": {"vocabulary_map": {"<image>": 255, "<|extra_200|>": 254}},
-    "dbrx": {"attn_config.rope_theta": _default("rope_parameters.rope_theta"),
-             "attn_config.clip_qkv": 1e4},  # the forward clamps q, k, v unconditionally: a bound that never bites
+    "dbrx": {
+        "attn_config.rope_theta": _default("rope_parameters.rope_theta"),
+        "attn_config.clip_qkv": 1e4,
+    },  # the forward clamps q, k, v unconditionally: a bound that never bites
     "moonshine_streaming": {"num_key_value_heads": 4},
     # PI0.5: 4 x 4 patches per camera image (16 image tokens) and a chunk of 8 actions instead of 50.
     "pi05": {"vlm_config.vision_config.image_size": 64, "chunk_size": 8},
     # Kolibri 1.1's indexer scores with at most the query heads of key head 0 (1 of the shrunk 4 / 4); a pool,
     # blocks and windows small enough that a dozen tokens go through the sparse selection, not around it.
-    "kolibri1_1": {"index_num_heads": 1, "index_topk": 2, "index_pool_size": 8, "index_compression": 2,
-                   "index_num_local_tokens": 2, "index_num_sink_tokens": 1, "sliding_window": 4},
+    "kolibri1_1": {
+        "index_num_heads": 1,
+        "index_topk": 2,
+        "index_pool_size": 8,
+        "index_compression": 2,
+        "index_num_local_tokens": 2,
+        "index_num_sink_tokens": 1,
+        "sliding_window": 4,
+    },
     # Apertus 1.5's vocabulary holds the text ids, then the visual codes, then the audio codes (its validator
     # ties the offsets to the codebooks): both code ranges above the random text ids, inside the small vocabulary.
-    "apertus1p5": {"image_token_offset": 128, "vision_config.codebook_size": 64,
-                   "audio_token_offset": 192, "audio_config.codebook_size": 64},
+    "apertus1p5": {
+        "image_token_offset": 128,
+        "vision_config.codebook_size": 64,
+        "audio_token_offset": 192,
+        "audio_config.codebook_size": 64,
+    },
     # Dory runs n_input_layers, then the recurrent section n_recurrent_loops times, then n_output_layers
     # (8, the rest and 8 by default): one layer in each section, the two layer kinds among them.
-    "dory": {"num_hidden_layers": 3, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
-             "n_input_layers": 1, "n_recurrent_layers": 1, "n_output_layers": 1},
-    "diffusion_gemma": {"text_config.num_experts": 4, "text_config.top_k_experts": 2,  # every layer routes
-                        "text_config.moe_intermediate_size": 32},
-    "granite4_vision": {"deepstack_layer_map": [[-1, 0]], "spatial_target_layers": [0, 1, 0, 1],
-                        "downsample_rate": "1/4"},  # a rate its docstring gives as an example
-    "qwen4_exp": {"text_config.indexer_n_heads": 4, "text_config.indexer_kv_heads": 1,  # the QSA indexer
-                  "text_config.indexer_head_dim": 16, "text_config.indexer_budget": 8,
-                  "text_config.indexer_compress_ratio": 4},
-    "step3p7": {"text_config.sliding_window": 8,  # sliding layers with no window
-                "vision_config.image_size": 112, "vision_config.max_position_embeddings": 64},  # 8 x 8 patches
+    "dory": {
+        "num_hidden_layers": 3,
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+        "n_input_layers": 1,
+        "n_recurrent_layers": 1,
+        "n_output_layers": 1,
+    },
+    "diffusion_gemma": {
+        "text_config.num_experts": 4,
+        "text_config.top_k_experts": 2,  # every layer routes
+        "text_config.moe_intermediate_size": 32,
+    },
+    "granite4_vision": {
+        "deepstack_layer_map": [[-1, 0]],
+        "spatial_target_layers": [0, 1, 0, 1],
+        "downsample_rate": "1/4",
+    },  # a rate its docstring gives as an example
+    "qwen4_exp": {
+        "text_config.indexer_n_heads": 4,
+        "text_config.indexer_kv_heads": 1,  # the QSA indexer
+        "text_config.indexer_head_dim": 16,
+        "text_config.indexer_budget": 8,
+        "text_config.indexer_compress_ratio": 4,
+    },
+    "step3p7": {
+        "text_config.sliding_window": 8,  # sliding layers with no window
+        "vision_config.image_size": 112,
+        "vision_config.max_position_embeddings": 64,
+    },  # 8 x 8 patches
     # The rotary module indexes rope_parameters by layer type and reads M-RoPE sections, which the
     # default config leaves empty (its fallback [24, 20, 20] is for a 128-wide head).
-    "cohere_compass": {"text_config.rope_parameters": _per_layer_type("text_config", "full_attention", sections=[3, 2, 3])},
+    "cohere_compass": {
+        "text_config.rope_parameters": _per_layer_type("text_config", "full_attention", sections=[3, 2, 3])
+    },
     # Image positions need M-RoPE axes, which the default config leaves out; 4 axes (position,
     # width, height, image index), as its docstring describes, over the 8 pairs of the small head.
     "hunyuan_vl": {"text_config.rope_parameters": _rope_with("text_config", mrope_section=[2, 2, 2, 2])},
     # Sizes tied to others in ways the generic passes do not see.
-    "efficientloftr": {"out_features": [16, 16, 32, 64],  # hidden_size is the last entry
-                       # its 2D table is hidden_size / 2 wide: partial_rotary_factor=4 of a head of hidden_size / 8
-                       "num_attention_heads": 8, "num_key_value_heads": 8,
-                       # One RepVGG block per stage instead of 1, 2, 4, 14: each random block (batch-norm
-                       # weights ~ N(0, 0.2)) shrinks the features about 5x, so after 21 the coarse features
-                       # are ~1e-5, below the LayerNorm eps, the attention is uniform and no rotation shows.
-                       "stage_num_blocks": [1, 1, 1, 1]},
+    "efficientloftr": {
+        "out_features": [16, 16, 32, 64],  # hidden_size is the last entry
+        # its 2D table is hidden_size / 2 wide: partial_rotary_factor=4 of a head of hidden_size / 8
+        "num_attention_heads": 8,
+        "num_key_value_heads": 8,
+        # One RepVGG block per stage instead of 1, 2, 4, 14: each random block (batch-norm
+        # weights ~ N(0, 0.2)) shrinks the features about 5x, so after 21 the coarse features
+        # are ~1e-5, below the LayerNorm eps, the attention is uniform and no rotation shows.
+        "stage_num_blocks": [1, 1, 1, 1],
+    },
     "ernie4_5_vl_moe": {"text_config.moe_intermediate_size": [32, 32]},  # text and vision experts
-    "esmfold2": {"atom_encoder.head_dim": 32,  # the 3D rotation packs 3 x 2 spatial and 10 id pairs
-                 "structure_head.diffusion_module.atom_encoder.head_dim": 32,
-                 "single_inputs_size": SHRINK["hidden_size"] + 2 * 33 + 1},  # atom width + 2 x num_res_types + 1
-    "llama4": {"vision_config.intermediate_size": 4 * SHRINK["hidden_size"],  # what the pixel shuffle makes
-               "vision_config.projector_input_dim": SHRINK["hidden_size"],
-               "vision_config.projector_output_dim": SHRINK["hidden_size"],
-               "vision_config.vision_output_dim": SHRINK["hidden_size"],
-               "vision_config.image_size": 112},  # 8 x 8 patches
-    "mimo_v2_flash": {"num_key_value_heads": 2,  # sliding layers double it; it must divide the heads
-                      "head_dim": 48},  # 48 x 0.334: 16 rotated channels
+    "esmfold2": {
+        "atom_encoder.head_dim": 32,  # the 3D rotation packs 3 x 2 spatial and 10 id pairs
+        "structure_head.diffusion_module.atom_encoder.head_dim": 32,
+        "single_inputs_size": SHRINK["hidden_size"] + 2 * 33 + 1,
+    },  # atom width + 2 x num_res_types + 1
+    "llama4": {
+        "vision_config.intermediate_size": 4 * SHRINK["hidden_size"],  # what the pixel shuffle makes
+        "vision_config.projector_input_dim": SHRINK["hidden_size"],
+        "vision_config.projector_output_dim": SHRINK["hidden_size"],
+        "vision_config.vision_output_dim": SHRINK["hidden_size"],
+        "vision_config.image_size": 112,
+    },  # 8 x 8 patches
+    "mimo_v2_flash": {
+        "num_key_value_heads": 2,  # sliding layers double it; it must divide the heads
+        "head_dim": 48,
+    },  # 48 x 0.334: 16 rotated channels
     "mistral4": {"head_dim": 2 * SHRINK["qk_rope_head_dim"]},  # qk_nope_head_dim + qk_rope_head_dim
     "muse_glimmer": {"out_hidden_size": 4 * SHRINK["hidden_size"]},  # vision width x the 2 x 2 merge
-    "muse_spark": {"out_hidden_size": 4 * SHRINK["hidden_size"],
-                   "audio_config.num_hidden_layers": 4},  # one per stage of the audio pyramid
+    "muse_spark": {
+        "out_hidden_size": 4 * SHRINK["hidden_size"],
+        "audio_config.num_hidden_layers": 4,
+    },  # one per stage of the audio pyramid
     "zaya": {"num_experts_per_tok": 1},  # the only value its validator accepts
     "csm": {"codec_config.codebook_size": 128},  # audio codes index the (small) audio vocabulary
     # The quantizer projects the concatenated semantic and acoustic features (twice the width).
@@ -189,34 +296,51 @@ CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
     "xcodec2": {"quantization_dim": 2 * SHRINK["hidden_size"], "encoder_hidden_size": 2},
     # Smaller inputs, and convolutional codecs that start narrow (they double their channels at each
     # downsampling), so the sweep stays fast.
-    "deepseek_ocr2": {"text_config.mlp_layer_types": ["dense", "sparse"],  # empty by default
-                      "vision_config.sam_config.image_size": 256,  # 16 x 16 patches, 16 image tokens
-                      # the SAM neck ends at the width of the vision encoder that follows it
-                      "vision_config.sam_config.downsample_channels": [32, SHRINK["hidden_size"]]},
+    "deepseek_ocr2": {
+        "text_config.mlp_layer_types": ["dense", "sparse"],  # empty by default
+        "vision_config.sam_config.image_size": 256,  # 16 x 16 patches, 16 image tokens
+        # the SAM neck ends at the width of the vision encoder that follows it
+        "vision_config.sam_config.downsample_channels": [32, SHRINK["hidden_size"]],
+    },
     "mimi": {"num_filters": 8},
     "pocket_tts_audio_tokenizer": {"num_filters": 8},
     "musicflamingo": {"audio_config.max_source_positions": 32},  # Whisper-style: 2 x 32 feature frames
-    "sam3": {"vision_config.backbone_config.image_size": 168,  # 12 x 12 patches instead of 72 x 72
-             "vision_config.backbone_config.window_size": 6,
-             "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]]},
+    "sam3": {
+        "vision_config.backbone_config.image_size": 168,  # 12 x 12 patches instead of 72 x 72
+        "vision_config.backbone_config.window_size": 6,
+        "vision_config.backbone_feature_sizes": [[48, 48], [24, 24], [12, 12]],
+    },
     # The SAM 2 video family's memory attention (run alone, see hf_zoo_inputs.RUNNERS): a 6 x 4 feature
     # grid instead of 64 x 64 (rows and columns of different lengths), and 2 heads of a width halved by
     # the downsample rate, so the head size is 64 // (2 * 2) = 16 by the family's own formula.
-    "sam2_video": {"memory_attention_rope_feat_sizes": [6, 4], "memory_attention_num_attention_heads": 2,
-                   "memory_attention_downsample_rate": 2},
-    "edgetam_video": {"memory_attention_rope_feat_sizes": [6, 4], "memory_attention_num_attention_heads": 2,
-                      "memory_attention_downsample_rate": 2,
-                      "memory_attention_rope_k_sizes": [3, 2]},  # the memory frames' grid, 16 x 16 by default
+    "sam2_video": {
+        "memory_attention_rope_feat_sizes": [6, 4],
+        "memory_attention_num_attention_heads": 2,
+        "memory_attention_downsample_rate": 2,
+    },
+    "edgetam_video": {
+        "memory_attention_rope_feat_sizes": [6, 4],
+        "memory_attention_num_attention_heads": 2,
+        "memory_attention_downsample_rate": 2,
+        "memory_attention_rope_k_sizes": [3, 2],
+    },  # the memory frames' grid, 16 x 16 by default
     # Its image_size sets the feature grids (12 x 12 patches of its SAM 3 ViT, as in "sam3") and the memory
     # attention's grid with them (12 x 12).
-    "sam3_tracker_video": {"image_size": 168, "vision_config.backbone_config.image_size": 168,
-                           "vision_config.backbone_config.window_size": 6,
-                           "memory_attention_num_attention_heads": 2, "memory_attention_downsample_rate": 2},
+    "sam3_tracker_video": {
+        "image_size": 168,
+        "vision_config.backbone_config.image_size": 168,
+        "vision_config.backbone_config.window_size": 6,
+        "memory_attention_num_attention_heads": 2,
+        "memory_attention_downsample_rate": 2,
+    },
     # Compressed attention emits one entry per compress_rate tokens (4 and 128 by default): a dozen
     # tokens must fill windows of both kinds, outside a sliding window short enough for the indexer
     # to have entries to choose among.
-    "deepseek_v4": {"compress_rates": {"compressed_sparse_attention": 2, "heavily_compressed_attention": 4},
-                    "index_topk": 2, "sliding_window": 4},
+    "deepseek_v4": {
+        "compress_rates": {"compressed_sparse_attention": 2, "heavily_compressed_attention": 4},
+        "index_topk": 2,
+        "sliding_window": 4,
+    },
 }
 
 
@@ -226,8 +350,11 @@ def model_type(family: str) -> str | None:
     candidates = []
     for name, class_name in CONFIG_MAPPING_NAMES.items():
         cls = getattr(module, class_name, None)
-        if cls is not None and cls.__module__.startswith(f"transformers.models.{family}.") \
-                and name in MODEL_MAPPING_NAMES:
+        if (
+            cls is not None
+            and cls.__module__.startswith(f"transformers.models.{family}.")
+            and name in MODEL_MAPPING_NAMES
+        ):
             candidates.append(name)
     if not candidates:
         return None
@@ -333,14 +460,20 @@ def _fit_mrope_kwargs(default, kwargs: dict) -> None:
     if not head_dim:
         return
     partial = rope.get("partial_rotary_factor") or vars(default).get("partial_rotary_factor") or 1.0
-    kwargs["rope_parameters"] = {**rope, "mrope_section": rescale_sections(rope["mrope_section"], int(head_dim * partial) // 2)}
+    kwargs["rope_parameters"] = {
+        **rope,
+        "mrope_section": rescale_sections(rope["mrope_section"], int(head_dim * partial) // 2),
+    }
 
 
 def _shrink(default, depth: int, widths: dict[int, int], tokens: dict[int, int]) -> dict:
     """Pass 1 and 3 for one config and (recursively) its sub-configs; records shrunk widths."""
     cls = type(default)
-    kwargs = {key: value for key, value in SHRINK.items()
-              if _has(default, key) and _settable(cls, key) and not _switched_off(default, key)}
+    kwargs = {
+        key: value
+        for key, value in SHRINK.items()
+        if _has(default, key) and _settable(cls, key) and not _switched_off(default, key)
+    }
     if depth and not _has(default, "initializer_range"):
         # A tower whose config has no initializer_range is initialised at 0.02 (transformers' fallback):
         # near-uniform attention, where a change of rotation hardly shows. Give it the same sharper init.
@@ -372,15 +505,28 @@ def _match_widths(default, kwargs: dict, widths: dict[int, int], depth: int) -> 
             _match_widths(value, kwargs[key], widths, depth + 1)
         elif key in _TEXT_WIDTH_KEYS and depth > 0 and isinstance(value, int) and _settable(cls, key):
             kwargs[key] = SHRINK["hidden_size"]
-        elif key not in kwargs and _WIDTH_LIKE.search(key) and isinstance(value, int) \
-                and not isinstance(value, bool) and value in widths and _settable(cls, key):
+        elif (
+            key not in kwargs
+            and _WIDTH_LIKE.search(key)
+            and isinstance(value, int)
+            and not isinstance(value, bool)
+            and value in widths
+            and _settable(cls, key)
+        ):
             kwargs[key] = widths[value]
 
 
 def _frame_classifier():
     """A tiny image classifier config (ViT, 32 x 32 pixels, 16 labels) for the PE Video encoders."""
-    return transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                                  image_size=32, patch_size=16, num_labels=16)
+    return transformers.ViTConfig(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=16,
+        num_labels=16,
+    )
 
 
 def _apply_overrides(kwargs: dict, overrides: dict[str, Any], default) -> None:

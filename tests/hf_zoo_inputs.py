@@ -76,8 +76,9 @@ def _lookup(config, *keys: str):
 
 
 def make(spec: Tensor, config, seed: int = 0) -> torch.Tensor:
-    shape = tuple(config_value(config, s) if isinstance(s, str) else s(config) if callable(s) else s
-                  for s in spec.shape)
+    shape = tuple(
+        config_value(config, s) if isinstance(s, str) else s(config) if callable(s) else s for s in spec.shape
+    )
     generator = torch.Generator().manual_seed(seed)
     if spec.kind == "ids":
         return torch.randint(*_TEXT_IDS, shape, generator=generator)
@@ -205,7 +206,9 @@ def whole_image(model, inputs: dict) -> None:
     image_inputs = {k: v for k, v in inputs.items() if k in accepted and (k == "pixel_values" or "image" in k)}
     with torch.no_grad():
         features = model.get_image_features(**image_inputs)
-    inputs["input_ids"] = _image_in_text(config, inputs["input_ids"], _count(features, config.get_text_config().hidden_size))
+    inputs["input_ids"] = _image_in_text(
+        config, inputs["input_ids"], _count(features, config.get_text_config().hidden_size)
+    )
 
 
 def _count(features, width: int) -> int:
@@ -223,7 +226,7 @@ def positioned_patches(model, inputs: dict) -> None:
     config = model.config
     vision = _vision(config)
     side = 2 * vision.pooling_kernel_size
-    width = 3 * vision.patch_size ** 2
+    width = 3 * vision.patch_size**2
     inputs["pixel_values"] = torch.rand(1, side * side, width, generator=torch.Generator().manual_seed(1))
     ys, xs = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
     inputs["image_position_ids"] = torch.stack([xs.flatten(), ys.flatten()], dim=-1)[None]
@@ -322,8 +325,12 @@ def _image_in_text(config, ids: torch.Tensor, count: int) -> torch.Tensor:
     parts = [ids[:, :2]]
     start = _first(config, "vision_start_token_id", "image_start_token_id")
     end = _first(config, "vision_end_token_id", "image_end_token_id")
-    parts += [torch.tensor([[start]]) if start is not None else ids[:, :0], image,
-              torch.tensor([[end]]) if end is not None else ids[:, :0], ids[:, 2:]]
+    parts += [
+        torch.tensor([[start]]) if start is not None else ids[:, :0],
+        image,
+        torch.tensor([[end]]) if end is not None else ids[:, :0],
+        ids[:, 2:],
+    ]
     return torch.cat(parts, dim=1)
 
 
@@ -364,8 +371,14 @@ def memory_attention(model):
     current = [torch.randn(width * height, 1, config.memory_attention_hidden_size, generator=generator) for _ in "fp"]
     memory = [torch.randn(frames * frame + pointers, 1, memory_width, generator=generator) for _ in "fp"]
     extra = {} if k_sizes is None else {"num_spatial_memory_tokens": frames}
-    return attention(current_vision_features=current[0], current_vision_position_embeddings=current[1], memory=memory[0],
-                     memory_posision_embeddings=memory[1], num_object_pointer_tokens=pointers, **extra)
+    return attention(
+        current_vision_features=current[0],
+        current_vision_position_embeddings=current[1],
+        memory=memory[0],
+        memory_posision_embeddings=memory[1],
+        num_object_pointer_tokens=pointers,
+        **extra,
+    )
 
 
 @runner
@@ -392,16 +405,21 @@ def atom_encoders(model):
     elements = torch.randint(1, config.max_atomic_number, (1, atoms), generator=generator)
     names = torch.randint(0, config.char_vocab_size, (1, atoms, config.max_chars), generator=generator)
     atom_inputs = EsmFold2AtomInputs(
-        ref_pos=3.0 * torch.randn(1, atoms, 3, generator=generator), ref_charge=torch.zeros(1, atoms),
+        ref_pos=3.0 * torch.randn(1, atoms, 3, generator=generator),
+        ref_charge=torch.zeros(1, atoms),
         atom_attention_mask=torch.ones(1, atoms, dtype=torch.bool),
         ref_element=torch.nn.functional.one_hot(elements, config.max_atomic_number).float(),
         ref_atom_name_chars=torch.nn.functional.one_hot(names, config.char_vocab_size).float(),
-        ref_space_uid=owner, atom_to_token=owner)
+        ref_space_uid=owner,
+        atom_to_token=owner,
+    )
     outputs = []
     for encoder in (m for m in model.modules() if isinstance(m, EsmFold2AtomEncoder)):
         embeds, position_embeddings = encoder.embed_atoms(atom_inputs)
         mask = encoder.build_attention_mask(atom_inputs.atom_attention_mask, embeds)
-        outputs.append(encoder(embeds, embeds, mask, position_embeddings, atom_inputs.atom_attention_mask, owner, tokens))
+        outputs.append(
+            encoder(embeds, embeds, mask, position_embeddings, atom_inputs.atom_attention_mask, owner, tokens)
+        )
     return tuple(outputs)
 
 
@@ -423,11 +441,34 @@ GENERIC: dict[str, Tensor] = {
 FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # ---- vision towers with a rotary embedding
     # Qwen2-VL style patch grids, flattened or as small images
-    **{family: {"recipe": "patch_grid_image"} for family in (
-        "cohere_compass", "ernie4_5_vl_moe", "exaone4_5", "glm4v", "glm4v_moe", "glm5_next", "glm_ocr", "lfm3_vl",
-        "llava_onevision1_5", "ovis2_5",
-        "minimax_m3_vl", "muse_glimmer", "muse_spark", "qwen2_5_omni", "qwen2_5_vl", "qwen2_vl", "qwen3_5",
-        "qwen3_5_moe", "qwen3_omni_moe", "qwen3_vl", "qwen3_vl_moe", "qwen4_exp", "video_llama_3")},
+    **{
+        family: {"recipe": "patch_grid_image"}
+        for family in (
+            "cohere_compass",
+            "ernie4_5_vl_moe",
+            "exaone4_5",
+            "glm4v",
+            "glm4v_moe",
+            "glm5_next",
+            "glm_ocr",
+            "lfm3_vl",
+            "llava_onevision1_5",
+            "ovis2_5",
+            "minimax_m3_vl",
+            "muse_glimmer",
+            "muse_spark",
+            "qwen2_5_omni",
+            "qwen2_5_vl",
+            "qwen2_vl",
+            "qwen3_5",
+            "qwen3_5_moe",
+            "qwen3_omni_moe",
+            "qwen3_vl",
+            "qwen3_vl_moe",
+            "qwen4_exp",
+            "video_llama_3",
+        )
+    },
     **{family: {"recipe": "patch_grid_image_chw"} for family in ("kimi_k25", "paddleocr_vl")},
     "hunyuan_vl": {"recipe": "patch_grid_image_rows"},
     "hy_v4_vl": {"recipe": "patch_grid_image_row_ends"},  # HYV4VLModel.get_image_features: a newline per merged row
@@ -437,14 +478,18 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "neomme": {"recipe": "document_page_and_text"},
     **{family: {"recipe": "whole_image"} for family in ("deepseek_ocr2", "llama4", "mistral_large4", "step3p7")},
     # a vision tower alone, any image size: 8 x 8 patches
-    "pixtral": {"pixel_values": Tensor("randn", (1, "num_channels", lambda c: 8 * c.patch_size, lambda c: 8 * c.patch_size)),
-                "image_sizes": lambda c: torch.tensor([[8 * c.patch_size, 8 * c.patch_size]])},
+    "pixtral": {
+        "pixel_values": Tensor("randn", (1, "num_channels", lambda c: 8 * c.patch_size, lambda c: 8 * c.patch_size)),
+        "image_sizes": lambda c: torch.tensor([[8 * c.patch_size, 8 * c.patch_size]]),
+    },
     # a pair of images to match, [B, 2, C, H, W]: 16 x 12 coarse features after the 8x downsampling,
     # 4 x 3 attention tokens after the 4 x 4 aggregation (more rows than columns: a transposed grid shows)
     "efficientloftr": {"pixel_values": Tensor("randn", (1, 2, 3, 128, 96))},
     # one image per text position may attend to it: pixels [B, images, C, H, W], mask [B, S, images]
-    "idefics": {"pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
-                "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1))},
+    "idefics": {
+        "pixel_values": Tensor("randn", (1, 1, "num_channels", "image_size", "image_size")),
+        "image_attention_mask": Tensor("ones", (1, INPUT_LENGTH, 1)),
+    },
     # ---- audio towers with a rotary embedding
     # audio features in place of audio tokens in the text
     "dots3_note": {"recipe": ("patch_grid_image", "audio_in_text")},
@@ -456,24 +501,32 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     "voxtral_realtime": {"input_features": Tensor("randn", (1, "num_mel_bins", 8 * INPUT_LENGTH))},
     # conformer speech encoders: stacked filter-bank frames [B, frames, 2 x 80 mel] (speech only: no text ids)
     "wav2vec2_bert": {"input_features": Tensor("randn", (1, _AUDIO_FRAMES, "feature_projection_input_dim"))},
-    "seamless_m4t": {"input_ids": None,
-                     "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "feature_projection_input_dim"))},
+    "seamless_m4t": {
+        "input_ids": None,
+        "input_features": Tensor("randn", (1, _AUDIO_FRAMES, "feature_projection_input_dim")),
+    },
     # CLVP: text and the mel spectrogram [B, mel, frames] that conditions its speech decoder
     "clvp": {"input_features": Tensor("randn", (1, "decoder_config.feature_size", 32))},
     # text and audio embedded side by side (contrastive)
     "pe_audio": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     # video frames [B, frames, C, H, W] for the tiny frame classifier (hf_zoo_configs._frame_classifier)
     "pe_video": {"pixel_values_videos": Tensor("randn", (1, INPUT_LENGTH, 3, 32, 32))},
-    "pe_audio_video": {"input_values": Tensor("randn", (1, 1, _SAMPLES)),
-                       "pixel_values_videos": Tensor("randn", (1, INPUT_LENGTH, 3, 32, 32))},
+    "pe_audio_video": {
+        "input_values": Tensor("randn", (1, 1, _SAMPLES)),
+        "pixel_values_videos": Tensor("randn", (1, INPUT_LENGTH, 3, 32, 32)),
+    },
     # codecs take [B, channels, samples]
     "mimi": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     "pocket_tts_audio_tokenizer": {"input_values": Tensor("randn", (1, 1, _SAMPLES))},
     # acoustic waveform at 16 kHz and the semantic encoder's stacked features [B, frames, 2 x 80 mel]
-    "neucodec": {"input_values": Tensor("randn", (1, 1, 16_000)),
-                 "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim"))},
-    "xcodec2": {"input_values": Tensor("randn", (1, 1, 16_000)),
-                "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim"))},
+    "neucodec": {
+        "input_values": Tensor("randn", (1, 1, 16_000)),
+        "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim")),
+    },
+    "xcodec2": {
+        "input_values": Tensor("randn", (1, 1, 16_000)),
+        "input_features": Tensor("randn", (1, 50, "semantic_model_config.feature_projection_input_dim")),
+    },
     # text plus one token per audio codebook at every position: [B, S, 1 + num_codebooks]
     "kyutai_speech_to_text": {"input_ids": Tensor("ids", (1, INPUT_LENGTH, lambda c: c.num_codebooks + 1))},
     # audio codes of every channel at every position, [B, S, num_channels] (the 2-D form
@@ -489,11 +542,15 @@ FAMILY_INPUTS: dict[str, dict[str, Any]] = {
     # a vision-language prefix (the VLM's RoPE), then a chunk of actions after it (the action expert's)
     "pi05": {"recipe": "camera_prefix_and_action_chunk", "kwargs": ("timestep_embeds",)},
     # a protein sequence beside the text, read by cross-attention
-    "evolla": {"protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)), "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH))},
+    "evolla": {
+        "protein_input_ids": Tensor("ids", (1, INPUT_LENGTH)),
+        "protein_attention_mask": Tensor("ones", (1, INPUT_LENGTH)),
+    },
     # a draft block of noise embeddings after the target model's hidden states of the accepted tokens
     "muse_glimmer_assistant": {
         "noise_embeds": Tensor("randn", (1, "block_size", "hidden_size")),
-        "context_hidden_states": Tensor("randn", (1, INPUT_LENGTH, lambda c: c.hidden_size * len(c.target_layer_ids)))},
+        "context_hidden_states": Tensor("randn", (1, INPUT_LENGTH, lambda c: c.hidden_size * len(c.target_layer_ids))),
+    },
     # the compressors keep their windows in the cache: without one they do not run
     "deepseek_v4": {"use_cache": True},
 }

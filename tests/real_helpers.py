@@ -13,8 +13,12 @@ def byte_tokenizer(folder: Path):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(["def f(x):\n    return x + 1\n", "The grass is green. The sky is blue. The pass key is 12345."] * 20, trainer)
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(
+        ["def f(x):\n    return x + 1\n", "The grass is green. The sky is blue. The pass key is 12345."] * 20, trainer
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>")
     fast.save_pretrained(folder)
     return fast
@@ -27,15 +31,24 @@ def tiny_llama(folder: Path, max_positions: int = 64, rope_theta: float = 100.0,
 
     tokenizer = byte_tokenizer(folder)
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
-                         rope_parameters={"rope_type": "default", "rope_theta": rope_theta}, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        rope_parameters={"rope_type": "default", "rope_theta": rope_theta},
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
 
-def tiny_gemma3(folder: Path, max_positions: int = 64, window: int = 16, full_attention: dict | None = None,
-                seed: int = 0) -> Path:
+def tiny_gemma3(
+    folder: Path, max_positions: int = 64, window: int = 16, full_attention: dict | None = None, seed: int = 0
+) -> Path:
     """A random 2-layer Gemma 3 text model (head_dim 16), a sliding-window layer of ``window`` positions
     (base 1e4) then a full-attention one (``full_attention``'s rope parameters, default base 1e6), trained
     at ``max_positions``, saved with its tokenizer."""
@@ -44,12 +57,25 @@ def tiny_gemma3(folder: Path, max_positions: int = 64, window: int = 16, full_at
 
     tokenizer = byte_tokenizer(folder)
     torch.manual_seed(seed)
-    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
-            "full_attention": full_attention or {"rope_type": "default", "rope_theta": 1_000_000.0}}
-    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=max_positions,
-                              sliding_window=window, layer_types=["sliding_attention", "full_attention"],
-                              rope_parameters=rope, initializer_range=0.2, tie_word_embeddings=False)
+    rope = {
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+        "full_attention": full_attention or {"rope_type": "default", "rope_theta": 1_000_000.0},
+    }
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=max_positions,
+        sliding_window=window,
+        layer_types=["sliding_attention", "full_attention"],
+        rope_parameters=rope,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+    )
     Gemma3ForCausalLM(config).save_pretrained(folder)
     return folder
 

@@ -221,6 +221,8 @@ def test_analysis_imports_no_presentation():
     import sys
 
     code = "import sys, ropelab.analysis; print(' '.join(sorted(sys.modules)))"
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
     forbidden = {"rich", "matplotlib", "ropelab.plots", "ropelab.cli", "ropelab.explain", "ropelab.lab"}
     assert not forbidden & loaded

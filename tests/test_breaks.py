@@ -83,7 +83,9 @@ def test_predict_break_on_a_tiny_random_lab_model_in_seconds():
     torch.manual_seed(0)
     L = 32
     cfg = RopeConfig(head_dim=16, base=1e6, max_position_embeddings=L)
-    model = DecoderLM(ModelConfig(max_positions=L, num_layers=1, dim=32, num_heads=2, encoding_options={"rope": cfg.to_hf()}))
+    model = DecoderLM(
+        ModelConfig(max_positions=L, num_layers=1, dim=32, num_heads=2, encoding_options={"rope": cfg.to_hf()})
+    )
     windows = torch.randint(0, 256, (4, L))
     out = predict_lab(model, windows, cfg, {"as-is": cfg, "linear-4": extension_config(cfg, "linear", L, 4.0)}, 8 * L)
     asis, linear = out["as-is"], out["linear-4"]
@@ -113,4 +115,6 @@ def test_far_mass_is_the_unseen_share_for_flat_attention():
     p = predict_break([(q, q.clone())], cfg, cfg, 64, 256)
     d, f = torch.tensor(p.distances), torch.tensor(p.far_mass)
     assert torch.allclose(f, (d + 1 - 64).double().float() / (d + 1).float(), atol=0.02)
-    assert p.mechanism == "far mass" and 64 / (1 - p.far_threshold) - 16 <= p.position <= 64 / (1 - p.far_threshold) + 16
+    assert (
+        p.mechanism == "far mass" and 64 / (1 - p.far_threshold) - 16 <= p.position <= 64 / (1 - p.far_threshold) + 16
+    )

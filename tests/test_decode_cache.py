@@ -27,14 +27,28 @@ CONFIGS = {
     "default": RopeConfig(head_dim=32, base=10000.0),
     "partial": RopeConfig(head_dim=32, rotary_dim=24, base=500000.0),
     "linear": RopeConfig(head_dim=32, rope_type="linear", factor=4.0),
-    "yarn": RopeConfig(head_dim=32, rope_type="yarn", factor=8.0, original_max_position_embeddings=64,
-                       max_position_embeddings=512),
-    "llama3": RopeConfig(head_dim=32, base=500000.0, rope_type="llama3", factor=8.0, low_freq_factor=1.0,
-                         high_freq_factor=4.0, original_max_position_embeddings=64, max_position_embeddings=512),
+    "yarn": RopeConfig(
+        head_dim=32, rope_type="yarn", factor=8.0, original_max_position_embeddings=64, max_position_embeddings=512
+    ),
+    "llama3": RopeConfig(
+        head_dim=32,
+        base=500000.0,
+        rope_type="llama3",
+        factor=8.0,
+        low_freq_factor=1.0,
+        high_freq_factor=4.0,
+        original_max_position_embeddings=64,
+        max_position_embeddings=512,
+    ),
     "dynamic": RopeConfig(head_dim=32, rope_type="dynamic", factor=4.0, max_position_embeddings=64),
-    "longrope": RopeConfig(head_dim=32, rope_type="longrope", original_max_position_embeddings=64,
-                           max_position_embeddings=256, short_factor=tuple(1.0 + 0.1 * i for i in range(16)),
-                           long_factor=tuple(2.0 + 0.5 * i for i in range(16))),
+    "longrope": RopeConfig(
+        head_dim=32,
+        rope_type="longrope",
+        original_max_position_embeddings=64,
+        max_position_embeddings=256,
+        short_factor=tuple(1.0 + 0.1 * i for i in range(16)),
+        long_factor=tuple(2.0 + 0.5 * i for i in range(16)),
+    ),
 }
 
 

@@ -79,7 +79,9 @@ def test_t5_bucket_boundaries():
 def test_t5_buckets_match_transformers_unidirectional():
     t5 = pytest.importorskip("transformers.models.t5.modeling_t5")
     relative = -torch.arange(0, 3000)  # memory - query for keys in the past
-    reference = t5.T5Attention._relative_position_bucket(relative, bidirectional=False, num_buckets=32, max_distance=128)
+    reference = t5.T5Attention._relative_position_bucket(
+        relative, bidirectional=False, num_buckets=32, max_distance=128
+    )
     assert torch.equal(t5_causal_bucket(torch.arange(0, 3000)), reference)
 
 
@@ -95,7 +97,10 @@ def _scores(enc: PositionEncoding, q, k, pos_q, pos_k):
 def test_rope_scores_are_shift_invariant(m, n, shift):
     enc = build_encoding("rope", dim=32, num_heads=2, max_positions=64)
     generator = torch.Generator().manual_seed(0)
-    q, k = torch.randn(1, 2, 16, generator=generator, dtype=torch.float64), torch.randn(1, 2, 16, generator=generator, dtype=torch.float64)
+    q, k = (
+        torch.randn(1, 2, 16, generator=generator, dtype=torch.float64),
+        torch.randn(1, 2, 16, generator=generator, dtype=torch.float64),
+    )
     torch.testing.assert_close(_scores(enc, q, k, m, n), _scores(enc, q, k, m + shift, n + shift), rtol=1e-9, atol=1e-9)
 
 
@@ -151,7 +156,9 @@ def test_unknown_encoding_names_the_accepted_values():
 
 
 def test_unknown_option_names_the_option_and_the_accepted_ones():
-    with pytest.raises(EncodingError, match="option clmap=True is unknown for encoding='learned': expected one of clamp"):
+    with pytest.raises(
+        EncodingError, match="option clmap=True is unknown for encoding='learned': expected one of clamp"
+    ):
         build_encoding("learned", dim=8, num_heads=2, max_positions=8, clmap=True)
     with pytest.raises(EncodingError, match="option rope=None is unknown for encoding='alibi': expected no options"):
         build_encoding("alibi", dim=8, num_heads=2, max_positions=8, rope=None)

@@ -95,7 +95,9 @@ def test_tour_writes_fourteen_figures_and_html(tmp_path):
     assert "llama-2-7b" in explorer and "<script" in explorer
 
 
-@pytest.mark.parametrize("command", [("explain", "llama-2-7b", "--plot", "{file}/fig.png"), ("tour", "--out", "{file}/tour")])
+@pytest.mark.parametrize(
+    "command", [("explain", "llama-2-7b", "--plot", "{file}/fig.png"), ("tour", "--out", "{file}/tour")]
+)
 def test_output_path_inside_a_file_exits_2_with_one_line(tmp_path, capsys, command):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -106,12 +108,19 @@ def test_output_path_inside_a_file_exits_2_with_one_line(tmp_path, capsys, comma
 
 
 # ---------------------------------------------------------------- per-layer-type models and p-RoPE
-GEMMA4_TEXT = {"model_type": "gemma4_text", "head_dim": 256, "global_head_dim": 512, "hidden_size": 2560,
-               "num_attention_heads": 8, "max_position_embeddings": 131072,
-               "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
-               "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
-                                   "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
-                                                      "rope_theta": 1000000.0}}}  # transformers' Gemma4TextConfig defaults
+GEMMA4_TEXT = {
+    "model_type": "gemma4_text",
+    "head_dim": 256,
+    "global_head_dim": 512,
+    "hidden_size": 2560,
+    "num_attention_heads": 8,
+    "max_position_embeddings": 131072,
+    "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    "rope_parameters": {
+        "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+        "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25, "rope_theta": 1000000.0},
+    },
+}  # transformers' Gemma4TextConfig defaults
 
 
 @pytest.fixture
@@ -146,10 +155,19 @@ def test_a_linear_card_says_its_trained_length_is_assumed():
 
 def test_explain_nope_layer_type_says_it_has_no_rope(tmp_path, capsys, wide):
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"head_dim": 64, "max_position_embeddings": 4096,
-                                "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
-                                "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
-                                                    "full_attention": None}}))
+    path.write_text(
+        json.dumps(
+            {
+                "head_dim": 64,
+                "max_position_embeddings": 4096,
+                "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+                "rope_parameters": {
+                    "sliding_attention": {"rope_type": "default", "rope_theta": 1e4},
+                    "full_attention": None,
+                },
+            }
+        )
+    )
     assert main(["explain", str(path)]) == 0
     out = _flat(capsys.readouterr().out)
     assert "full_attention layers: 1 (1 of 3 layers): no RoPE (NoPE)" in out
@@ -195,13 +213,22 @@ def test_unknown_layer_type_exits_2_naming_it():
 
 def test_axial_card_names_the_pairs_its_axial_pairs_leave_over():
     # 3 slots of 2 pairs out of 16: pairs 6..15 get frequency 0, as p-RoPE's frozen pairs do
-    cfg = RopeConfig(head_dim=32, rope_type="axial", axial_pairs=(2, 2, 2), axial_order=(0, 1, 2),
-                     axial_frequencies="repeated", base=100.0, max_position_embeddings=4096)
+    cfg = RopeConfig(
+        head_dim=32,
+        rope_type="axial",
+        axial_pairs=(2, 2, 2),
+        axial_order=(0, 1, 2),
+        axial_frequencies="repeated",
+        base=100.0,
+        max_position_embeddings=4096,
+    )
     summary = card_summary(cfg, 64)
     rows = dict(summary_rows(summary))
     assert summary.frozen_pairs == 10 and summary.critical_dimension == 12  # capped at the 6 pairs that turn
     assert rows["head_dim / rotary_dim"] == "32 / 32 (6 of 16 pairs turn)"
-    assert rows["pairs that never rotate"] == "pairs 6..15 (channels 6..15 and 22..31) have frequency 0 and never rotate"
+    assert (
+        rows["pairs that never rotate"] == "pairs 6..15 (channels 6..15 and 22..31) have frequency 0 and never rotate"
+    )
     assert rows["column axis"] == "12 pairs: 4-15; wavelengths 6.283 .. 62.83 positions (10 never turn)"
     assert "inf" not in " ".join(rows.values())
     text = verdict(summary)

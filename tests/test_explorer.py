@@ -37,19 +37,32 @@ from ropelab.presets import preset, preset_configs
 # The preset cards on the page: every preset, one card per layer type for per-layer-type ones
 # (gemma-3-12b-it:sliding_attention, ...), for the rope types the page computes (multi-axis cards:
 # through their one-axis view).
-PAGE_CARDS = [name for name, cfg in preset_configs().items()
-              if explorer.one_axis_view(cfg)[0].rope_type in explorer.PAGE_ROPE_TYPES]
+PAGE_CARDS = [
+    name
+    for name, cfg in preset_configs().items()
+    if explorer.one_axis_view(cfg)[0].rope_type in explorer.PAGE_ROPE_TYPES
+]
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 REL = 1e-9  # the page computes in float64; only pow/cos/sin may differ by an ulp
 
 
 def _chromium() -> str | None:
-    for candidate in (os.environ.get("ROPELAB_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("ROPELAB_CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
     return None
@@ -112,6 +125,7 @@ def _set(page, settings):
 
 # ---------------------------------------------------------------- the library's side of each setting
 
+
 def _configs(s: dict) -> tuple[RopeConfig, RopeConfig]:
     """The trained and the target RopeConfig a page setting stands for (written independently of the JS)."""
     rotary_dim = max(2, 2 * math.floor(s["head_dim"] * s["rotary_fraction"] / 2 + 1e-9))
@@ -127,17 +141,34 @@ def _configs(s: dict) -> tuple[RopeConfig, RopeConfig]:
     if method == "dynamic":
         return trained, RopeConfig(**head, rope_type="dynamic", factor=factor, max_position_embeddings=s["T"])
     if method == "yarn":
-        return trained, RopeConfig(**scaled, rope_type="yarn", original_max_position_embeddings=s["T"],
-                                   beta_fast=s["beta_fast"], beta_slow=s["beta_slow"], mscale=s["mscale"] or None,
-                                   mscale_all_dim=s["mscale_all_dim"] or None, truncate=s["truncate"],
-                                   attention_factor=s["attention_factor"])
+        return trained, RopeConfig(
+            **scaled,
+            rope_type="yarn",
+            original_max_position_embeddings=s["T"],
+            beta_fast=s["beta_fast"],
+            beta_slow=s["beta_slow"],
+            mscale=s["mscale"] or None,
+            mscale_all_dim=s["mscale_all_dim"] or None,
+            truncate=s["truncate"],
+            attention_factor=s["attention_factor"],
+        )
     if method == "llama3":
-        return trained, RopeConfig(**scaled, rope_type="llama3", original_max_position_embeddings=s["T"],
-                                   low_freq_factor=s["low_freq_factor"], high_freq_factor=s["high_freq_factor"])
+        return trained, RopeConfig(
+            **scaled,
+            rope_type="llama3",
+            original_max_position_embeddings=s["T"],
+            low_freq_factor=s["low_freq_factor"],
+            high_freq_factor=s["high_freq_factor"],
+        )
     source = preset(s["longrope_from"])
-    return trained, RopeConfig(**scaled, rope_type="longrope", original_max_position_embeddings=s["T"],
-                               short_factor=source.short_factor, long_factor=source.long_factor,
-                               attention_factor=s["attention_factor"])
+    return trained, RopeConfig(
+        **scaled,
+        rope_type="longrope",
+        original_max_position_embeddings=s["T"],
+        short_factor=source.short_factor,
+        long_factor=source.long_factor,
+        attention_factor=s["attention_factor"],
+    )
 
 
 def _close(page_values, library_values, scale=None):
@@ -163,8 +194,15 @@ def _check_against_library(st: dict) -> None:
     _close(st["inv_freq_trained"], rope_frequencies(trained, T)[0])
     _close(st["wavelengths"], pair_wavelengths(target, N))
     _close(st["wavelengths_trained"], pair_wavelengths(trained, T))
-    if s["method"] != "longrope" and s["beta_fast"] == 32 and s["beta_slow"] == 1 and not s["mscale"] \
-            and s["attention_factor"] is None and s["truncate"] and (s["low_freq_factor"], s["high_freq_factor"]) == (1, 4):
+    if (
+        s["method"] != "longrope"
+        and s["beta_fast"] == 32
+        and s["beta_slow"] == 1
+        and not s["mscale"]
+        and s["attention_factor"] is None
+        and s["truncate"]
+        and (s["low_freq_factor"], s["high_freq_factor"]) == (1, 4)
+    ):
         # ropelab.extension, the one definition of "extend T by factor with method M", agrees too.
         method = "extrapolate" if s["method"] == "none" else s["method"]
         via_extension = extension_config(trained, method, T, st["factor"] or 1.0)
@@ -201,7 +239,9 @@ def _check_clock_and_layout(st: dict, target: RopeConfig) -> None:
     # Layout: rotate every basis vector by one position with the library; each rotated channel's
     # partner (the other nonzero output) must be the channel the page puts in the same pair.
     eye = torch.eye(D, dtype=torch.float64)[None, None]
-    turned = rotate(eye, torch.ones(D, dtype=torch.int64), target.replace(rope_type="default", attention_factor=None))[0, 0]
+    turned = rotate(eye, torch.ones(D, dtype=torch.int64), target.replace(rope_type="default", attention_factor=None))[
+        0, 0
+    ]
     moved = (turned != 0) & ~torch.eye(D, dtype=torch.bool)
     for channel, pair in enumerate(st["channel_pair"]):
         partners = moved[channel].nonzero().flatten().tolist()
@@ -234,7 +274,9 @@ def _check_sinusoidal(st: dict, target: RopeConfig) -> None:
     key = sinusoidal_table(positions + s["n"], R, s["base"])
     _close(st["sinus_score"], ((1 + query) * (1 + key)).sum(-1), scale=4 * R)
     relative = expected_score(target, torch.tensor([s["m"] - s["n"]]), seq_len=s["N"]).expected
-    _close(st["rope_score"], relative.expand(len(positions)), scale=2 * st["attention_factor"] ** 2 * R + target.head_dim)
+    _close(
+        st["rope_score"], relative.expand(len(positions)), scale=2 * st["attention_factor"] ** 2 * R + target.head_dim
+    )
 
 
 def _check_precision(st: dict, inv_freq: torch.Tensor) -> None:
@@ -246,7 +288,12 @@ def _check_precision(st: dict, inv_freq: torch.Tensor) -> None:
     # resolution at which the two sides can agree, plus that of the wrap (an ulp of pi, 2**-51).
     got = torch.tensor(st["f32_angle_error"], dtype=torch.float64)
     bad = (got - wrapped.abs().flatten()).abs() > 4 * exact.abs().flatten() * 2.0**-52 + 2 * 2.0**-51
-    assert not bad.any(), (st["settings"], bad.nonzero().flatten().tolist(), got[bad].tolist(), wrapped.flatten()[bad].tolist())
+    assert not bad.any(), (
+        st["settings"],
+        bad.nonzero().flatten().tolist(),
+        got[bad].tolist(),
+        wrapped.flatten()[bad].tolist(),
+    )
     cos_error = (torch.cos(exact).float().double() - torch.cos(exact)).abs().flatten()
     got = torch.tensor(st["ropelab_cos_error"], dtype=torch.float64)
     assert ((got - cos_error).abs() <= 4 * exact.abs().flatten() * 2.0**-52 + 1e-15).all()
@@ -270,7 +317,13 @@ SETTINGS = [{"preset": name} for name in PAGE_CARDS] + [
     {"head_dim": 100, "rotary_fraction": 0.3, "method": "linear"},  # rotary_dim 30 of 100
     {"head_dim": 64, "rotary_fraction": 1 / 32, "method": "ntk"},  # one pair: ntk falls back to linear
     {"method": "dynamic", "N": 20000},
-    {"head_dim": 96, "rotary_fraction": 1, "method": "longrope", "longrope_from": "phi-3-mini-128k-instruct", "N": 8192},
+    {
+        "head_dim": 96,
+        "rotary_fraction": 1,
+        "method": "longrope",
+        "longrope_from": "phi-3-mini-128k-instruct",
+        "N": 8192,
+    },
     {"N": 4096},  # seq_len = T: the short factors
     {"preset": "phi-3-mini-128k-instruct", "N": 4000},
     {"preset": "gpt-neox-20b", "method": "yarn", "N": 8192},
@@ -287,8 +340,10 @@ def _card_messages(settings: dict, st: dict) -> list[str]:
     name = settings.get("preset")
     if name is None or preset(name).trained_length is not None:
         return []
-    return [f"{name} gives no trained length (max_position_embeddings): T set to {st['settings']['T']}, "
-            "change it to the model's"]
+    return [
+        f"{name} gives no trained length (max_position_embeddings): T set to {st['settings']['T']}, "
+        "change it to the model's"
+    ]
 
 
 def test_page_matches_the_library_for_every_setting(page):
@@ -303,8 +358,19 @@ def test_page_matches_the_library_for_every_setting(page):
         covered.add(st["config"]["rope_type"])
         covered.add(st["settings"]["layout"])
         covered.add("partial" if st["rotary_dim"] < st["settings"]["head_dim"] else "full")
-    assert covered >= {"default", "linear", "ntk", "dynamic", "yarn", "llama3", "longrope",
-                       "half", "interleaved", "partial", "full"}
+    assert covered >= {
+        "default",
+        "linear",
+        "ntk",
+        "dynamic",
+        "yarn",
+        "llama3",
+        "longrope",
+        "half",
+        "interleaved",
+        "partial",
+        "full",
+    }
 
 
 def test_each_preset_is_the_library_preset(page):
@@ -312,7 +378,12 @@ def test_each_preset_is_the_library_preset(page):
         st = _set(page, {"preset": name})
         cfg, _ = explorer.one_axis_view(preset(name))  # multi-axis cards are drawn through their one-axis view
         s = st["settings"]
-        assert (s["head_dim"], st["rotary_dim"], s["base"], s["layout"]) == (cfg.head_dim, cfg.rotary_dim, cfg.base, cfg.layout)
+        assert (s["head_dim"], st["rotary_dim"], s["base"], s["layout"]) == (
+            cfg.head_dim,
+            cfg.rotary_dim,
+            cfg.base,
+            cfg.layout,
+        )
         if cfg.rope_type != "default":  # the card's own scaling, at its own lengths
             assert st["config"]["rope_type"] == cfg.rope_type
             _close(st["inv_freq"], rope_frequencies(cfg, s["N"])[0])
@@ -348,8 +419,9 @@ def test_multi_axis_cards_render_their_one_axis_view_with_a_note(browser, tmp_pa
         page = _open(browser, explorer.write_explorer(cfg, tmp_path / f"{name}.html"), log)
         st = page.evaluate("window.ropelab.state()")
         view, note = explorer.one_axis_view(cfg)
-        assert RopeConfig(**st["config"]).replace(max_position_embeddings=None) \
-            == view.replace(max_position_embeddings=None, source=None), name
+        assert RopeConfig(**st["config"]).replace(max_position_embeddings=None) == view.replace(
+            max_position_embeddings=None, source=None
+        ), name
         _close(st["inv_freq"], rope_frequencies(view)[0])
         assert note in page.inner_text("#card")
         assert [entry for entry in log if entry[0] in ("console.error", "console.warning", "pageerror")] == []
@@ -433,6 +505,7 @@ def test_out_of_range_values_are_clamped_or_refused_visibly(page):
 
 # ---------------------------------------------------------------- no browser needed
 
+
 def test_page_data_serialises_the_presets():
     data = json.loads(json.dumps(explorer.page_data(preset("gpt-j-6b").replace(base=20000.0))))
     names = [p["name"] for p in data["presets"]]
@@ -456,9 +529,17 @@ def test_cli_writes_one_self_contained_file(tmp_path, capsys):
     assert (tmp_path / "demo" / "explorer.html").exists()
 
 
-@pytest.mark.parametrize("argv", [["explore", "no-such-model"], ["explore", "missing/config.json"], ["explore", "BAD"],
-                                  ["explore", "llama-2-7b", "--out", "FOLDER"], ["explore", "gemma-3-12b-it"],
-                                  ["explore", "P-ROPE"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explore", "no-such-model"],
+        ["explore", "missing/config.json"],
+        ["explore", "BAD"],
+        ["explore", "llama-2-7b", "--out", "FOLDER"],
+        ["explore", "gemma-3-12b-it"],
+        ["explore", "P-ROPE"],
+    ],
+)
 def test_cli_bad_input_exits_2(tmp_path, capsys, argv):
     if argv[1] == "BAD":
         bad = tmp_path / "bad.json"

@@ -17,50 +17,88 @@ TINY = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_laye
 
 
 def _llama(rope_parameters, max_positions=32):
-    return transformers.LlamaConfig(**TINY, num_key_value_heads=2, max_position_embeddings=max_positions,
-                                    rope_parameters=rope_parameters)
+    return transformers.LlamaConfig(
+        **TINY, num_key_value_heads=2, max_position_embeddings=max_positions, rope_parameters=rope_parameters
+    )
 
 
 def _phi3_longrope():
     pairs = 8  # head_dim 16
     return transformers.Phi3Config(
-        **TINY, num_key_value_heads=2, max_position_embeddings=64, original_max_position_embeddings=16,
+        **TINY,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        original_max_position_embeddings=16,
         pad_token_id=0,
-        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
-                         "short_factor": [1.0 + 0.1 * i for i in range(pairs)],
-                         "long_factor": [1.0 + 2.0 * i for i in range(pairs)]},
+        rope_parameters={
+            "rope_type": "longrope",
+            "rope_theta": 10000.0,
+            "short_factor": [1.0 + 0.1 * i for i in range(pairs)],
+            "long_factor": [1.0 + 2.0 * i for i in range(pairs)],
+        },
     )
 
 
-LLAMA3 = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-          "high_freq_factor": 4.0, "original_max_position_embeddings": 8}
+LLAMA3 = {
+    "rope_type": "llama3",
+    "rope_theta": 500000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8,
+}
 CASES = {
     "llama-default": (lambda: _llama({"rope_type": "default", "rope_theta": 10000.0}), 24),
     "llama-linear": (lambda: _llama({"rope_type": "linear", "rope_theta": 10000.0, "factor": 4.0}), 24),
     "llama-dynamic-below": (lambda: _llama({"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 4.0}), 24),
     "llama-dynamic-above": (lambda: _llama({"rope_type": "dynamic", "rope_theta": 10000.0, "factor": 4.0}), 80),
-    "llama-yarn": (lambda: _llama({"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0,
-                                   "original_max_position_embeddings": 8}), 40),
+    "llama-yarn": (
+        lambda: _llama(
+            {"rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0, "original_max_position_embeddings": 8}
+        ),
+        40,
+    ),
     "llama-llama3": (lambda: _llama(LLAMA3, 64), 40),
     "phi3-longrope-below": (_phi3_longrope, 12),
     "phi3-longrope-above": (_phi3_longrope, 40),
-    "gpt-neox-partial-0.25": (lambda: transformers.GPTNeoXConfig(
-        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=64, partial_rotary_factor=0.25), 24),
-    "gptj-interleaved-partial": (lambda: transformers.GPTJConfig(
-        vocab_size=97, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=64), 24),
-    "qwen2": (lambda: transformers.Qwen2Config(**TINY, num_key_value_heads=2, max_position_embeddings=64,
-                                                rope_parameters={"rope_type": "default", "rope_theta": 1e6}), 24),
-    "gemma": (lambda: transformers.GemmaConfig(**TINY, num_key_value_heads=1, head_dim=32,
-                                                max_position_embeddings=64), 24),
+    "gpt-neox-partial-0.25": (
+        lambda: transformers.GPTNeoXConfig(
+            vocab_size=97,
+            hidden_size=64,
+            intermediate_size=96,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=64,
+            partial_rotary_factor=0.25,
+        ),
+        24,
+    ),
+    "gptj-interleaved-partial": (
+        lambda: transformers.GPTJConfig(vocab_size=97, n_embd=64, n_layer=2, n_head=4, rotary_dim=8, n_positions=64),
+        24,
+    ),
+    "qwen2": (
+        lambda: transformers.Qwen2Config(
+            **TINY,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+        ),
+        24,
+    ),
+    "gemma": (
+        lambda: transformers.GemmaConfig(**TINY, num_key_value_heads=1, head_dim=32, max_position_embeddings=64),
+        24,
+    ),
 }
 
 # Families beyond the required list, to catch a config convention ropelab reads differently.
 EXTRA_FAMILIES = {
     "mistral": lambda: transformers.MistralConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
     "phi-partial-0.5": lambda: transformers.PhiConfig(**TINY, max_position_embeddings=64, partial_rotary_factor=0.5),
-    "stablelm": lambda: transformers.StableLmConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64,
-                                                    partial_rotary_factor=0.25),
+    "stablelm": lambda: transformers.StableLmConfig(
+        **TINY, num_key_value_heads=2, max_position_embeddings=64, partial_rotary_factor=0.25
+    ),
     "qwen3": lambda: transformers.Qwen3Config(**TINY, num_key_value_heads=2, head_dim=24, max_position_embeddings=64),
     "olmo": lambda: transformers.OlmoConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
     "cohere-interleaved": lambda: transformers.CohereConfig(**TINY, num_key_value_heads=2, max_position_embeddings=64),
@@ -104,8 +142,11 @@ def test_patched_model_matches_more_families(name):
 def test_patch_changes_the_rope_and_unpatch_restores_it():
     model, patched, input_ids = _assert_patched_matches(CASES["llama-yarn"][0](), 40)
     # With a different RoPE forced in, the logits move: the patch really is in the forward path.
-    forced = patch(copy.deepcopy(model), RopeConfig(head_dim=16, base=10.0, original_max_position_embeddings=8,
-                                                   max_position_embeddings=32), verify=False)
+    forced = patch(
+        copy.deepcopy(model),
+        RopeConfig(head_dim=16, base=10.0, original_max_position_embeddings=8, max_position_embeddings=32),
+        verify=False,
+    )
     assert (_logits(forced, input_ids) - _logits(model, input_ids)).abs().max().item() > 1e-2
     restored = unpatch(patched)
     assert not any(isinstance(m, HFRotaryAdapter) for m in restored.modules())

@@ -69,16 +69,22 @@ def test_inputs_reach_every_rotary_module(results):
 
 @pytest.mark.slow
 def test_identical_families_name_their_towers(results):
-    nameless = [r.family for r in results.values() if r.outcome == "identical" and not r.towers
-                and "each of 0 rotary modules" not in r.detail]
+    nameless = [
+        r.family
+        for r in results.values()
+        if r.outcome == "identical" and not r.towers and "each of 0 rotary modules" not in r.detail
+    ]
     assert nameless == []
 
 
 @pytest.mark.slow
 def test_baseline_families_stay_identical(results):
     baseline = _baseline()
-    regressed = {family: (results[family].outcome, results[family].detail) if family in results else "not found"
-                 for family in baseline if family not in results or results[family].outcome != "identical"}
+    regressed = {
+        family: (results[family].outcome, results[family].detail) if family in results else "not found"
+        for family in baseline
+        if family not in results or results[family].outcome != "identical"
+    }
     assert regressed == {}
 
 
@@ -92,23 +98,30 @@ def _quiet_build(family):
 def test_committed_table_was_measured_on_the_pinned_transformers():
     """benchmarks/results/hf_zoo.md is the pinned run (constraints.txt); make test-latest writes hf_zoo_latest.md."""
     root = Path(__file__).resolve().parents[1]
-    pinned = next(line.split("==")[1] for line in (root / "constraints.txt").read_text().splitlines()
-                  if line.startswith("transformers=="))
+    pinned = next(
+        line.split("==")[1]
+        for line in (root / "constraints.txt").read_text().splitlines()
+        if line.startswith("transformers==")
+    )
     version, outcomes = hf_zoo.read_table((root / "benchmarks" / "results" / "hf_zoo.md").read_text())
     assert version == pinned
     assert set(_baseline()) <= {f for f, outcome in outcomes.items() if outcome == "identical"}
 
 
 def test_drift_lists_only_the_families_whose_outcome_changed():
-    pinned = hf_zoo.table([hf_zoo.Result("gptj", "identical"), hf_zoo.Result("llama", "identical"),
-                           hf_zoo.Result("gone", "refused")])
+    pinned = hf_zoo.table(
+        [hf_zoo.Result("gptj", "identical"), hf_zoo.Result("llama", "identical"), hf_zoo.Result("gone", "refused")]
+    )
     now = [hf_zoo.Result("gptj", "refused"), hf_zoo.Result("llama", "identical"), hf_zoo.Result("new", "identical")]
     lines = hf_zoo.drift(pinned, now)
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| family")]
     assert rows == ["| gone | refused | absent |", "| gptj | identical | refused |", "| new | absent | identical |"]
-    assert "Every family" in "\n".join(hf_zoo.drift(pinned, [hf_zoo.Result("gptj", "identical"),
-                                                            hf_zoo.Result("llama", "identical"),
-                                                            hf_zoo.Result("gone", "refused")]))
+    assert "Every family" in "\n".join(
+        hf_zoo.drift(
+            pinned,
+            [hf_zoo.Result("gptj", "identical"), hf_zoo.Result("llama", "identical"), hf_zoo.Result("gone", "refused")],
+        )
+    )
 
 
 def test_sweep_detects_a_rotation_that_is_not_exercised():
@@ -172,10 +185,12 @@ def test_module_sections_are_read_from_the_modeling_file():
 
 
 def test_remains_groups_refusals_by_cause():
-    made_up = [hf_zoo.Result("a", "refused", "PatchError: cannot patch XModel: RoPE inside attention, no module to replace"),
-               hf_zoo.Result("b", "refused", "PatchError: cannot patch rotary_emb: it returns complex freqs_cis (4, 8)"),
-               hf_zoo.Result("c", "not buildable", "ImportError: X requires the timm library"),
-               hf_zoo.Result("d", "identical", "error 1e-7")]
+    made_up = [
+        hf_zoo.Result("a", "refused", "PatchError: cannot patch XModel: RoPE inside attention, no module to replace"),
+        hf_zoo.Result("b", "refused", "PatchError: cannot patch rotary_emb: it returns complex freqs_cis (4, 8)"),
+        hf_zoo.Result("c", "not buildable", "ImportError: X requires the timm library"),
+        hf_zoo.Result("d", "identical", "error 1e-7"),
+    ]
     text = "\n".join(hf_zoo.remains(made_up))
     assert "RoPE inside attention" in text and "complex freqs_cis" in text and "timm" in text and ": d" not in text
     assert "(refused, 1): a" in text and "(refused, 1): b" in text  # two causes, one group each
@@ -260,7 +275,11 @@ def test_gemma4_proportional_full_attention_with_its_global_head():
     model, inputs = _quiet_build("gemma4")
     want, adapters = _identical_after_patch(model, inputs)
     full = adapters[0].cfg["full_attention"]
-    assert (full.rope_type, full.head_dim, full.rotated_pairs) == ("proportional", 512, 64)  # global_head_dim 512, p 0.25
+    assert (full.rope_type, full.head_dim, full.rotated_pairs) == (
+        "proportional",
+        512,
+        64,
+    )  # global_head_dim 512, p 0.25
     assert _moved(model, inputs, want, adapters, layer_type="full_attention", base=2.0) > hf_zoo.MOVED
 
 
@@ -331,9 +350,12 @@ def test_eomt_dinov3_refuses_training_mode_augmentation():
 def test_folded_position_axes_are_refused_by_name():
     model, _ = _quiet_build("neomme")  # one table from two position axes (M-RoPE style)
     rope = RopeConfig.by_layer_type(model.config)
-    one_axis = LayerTypeRope({name: cfg.replace(mrope_section=None, mrope_composition=None) for name, cfg in rope.items()},
-                             rope.layer_types)  # NeoMME read without its sections: one axis per pair
-    with pytest.raises(PatchError, match=r"rotary_emb \(NeoMMERotaryEmbedding, layer type .*folds several position axes"):
+    one_axis = LayerTypeRope(
+        {name: cfg.replace(mrope_section=None, mrope_composition=None) for name, cfg in rope.items()}, rope.layer_types
+    )  # NeoMME read without its sections: one axis per pair
+    with pytest.raises(
+        PatchError, match=r"rotary_emb \(NeoMMERotaryEmbedding, layer type .*folds several position axes"
+    ):
         patch(model, one_axis)
 
 
@@ -352,8 +374,10 @@ def test_neomme_page_and_text_are_identical_after_patch():
     for one, expected in zip((page_as_text, text, text_default), wants):
         torch.testing.assert_close(hf_zoo._run(model, one), expected, atol=1e-4, rtol=0)
     rope = adapters[0].cfg
-    assert {name: (cfg.mrope_section, cfg.mrope_composition) for name, cfg in rope.items()} == \
-        {"sliding_attention": ((4, 4), "interleaved"), "full_attention": ((1, 1), "interleaved")}
+    assert {name: (cfg.mrope_section, cfg.mrope_composition) for name, cfg in rope.items()} == {
+        "sliding_attention": ((4, 4), "interleaved"),
+        "full_attention": ((1, 1), "interleaved"),
+    }
     assert _moved(model, inputs, want, adapters, layer_type="sliding_attention", base=2.0) > hf_zoo.MOVED
     assert _moved(model, inputs, want, adapters, layer_type="full_attention", base=2.0) > hf_zoo.MOVED
     assert hf_zoo.served_towers(model, "rotary_emb", "neomme") == ("text", "vision")
@@ -370,8 +394,10 @@ def test_an_imposed_config_serves_every_layer_type():
     # A LayerTypeRope imposes one RoPE per layer type (e.g. context extension of the full-attention layers).
     model, inputs = _quiet_build("gemma3")
     rope = RopeConfig.by_layer_type(model.config.text_config)
-    stretched = LayerTypeRope(dict(rope.configs, full_attention=rope["full_attention"].replace(rope_type="linear", factor=64.0)),
-                              rope.layer_types)
+    stretched = LayerTypeRope(
+        dict(rope.configs, full_attention=rope["full_attention"].replace(rope_type="linear", factor=64.0)),
+        rope.layer_types,
+    )
     want = hf_zoo._run(model, inputs)
     patch(model, stretched, verify=False)
     assert model.language_model.rotary_emb.cfg is stretched
@@ -380,16 +406,30 @@ def test_an_imposed_config_serves_every_layer_type():
 
 # ---------------------------------------------------------------- config keys (no model needed)
 def test_ministral3_keys_outside_the_tables_are_accepted():
-    cfg = RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 4096,
-                              "rope_parameters": {"rope_type": "default", "rope_theta": 1e6,
-                                                  "llama_4_scaling_beta": 0.1, "max_position_embeddings": 4096}})
+    cfg = RopeConfig.from_hf(
+        {
+            "head_dim": 16,
+            "max_position_embeddings": 4096,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 1e6,
+                "llama_4_scaling_beta": 0.1,
+                "max_position_embeddings": 4096,
+            },
+        }
+    )
     assert cfg.base == 1e6 and cfg.max_position_embeddings == 4096
 
 
 def test_a_disagreeing_copy_of_max_position_embeddings_is_rejected():
     with pytest.raises(RopeConfigError, match="rope_parameters.max_position_embeddings"):
-        RopeConfig.from_hf({"head_dim": 16, "max_position_embeddings": 4096,
-                            "rope_parameters": {"rope_theta": 1e6, "max_position_embeddings": 8192}})
+        RopeConfig.from_hf(
+            {
+                "head_dim": 16,
+                "max_position_embeddings": 4096,
+                "rope_parameters": {"rope_theta": 1e6, "max_position_embeddings": 8192},
+            }
+        )
 
 
 def test_other_unknown_rope_keys_are_still_rejected():
@@ -413,7 +453,9 @@ def test_attribute_map_aliases_are_read_like_transformers_reads_them():
     kwargs = hf_zoo_configs.shrunk_kwargs(transformers.Zamba2Config)
     kwargs.pop("head_dim")
     config = transformers.Zamba2Config(**kwargs, use_mem_rope=True)
-    assert "head_dim" not in config.to_dict() and config.head_dim == 2 * config.hidden_size // config.num_attention_heads
+    assert (
+        "head_dim" not in config.to_dict() and config.head_dim == 2 * config.hidden_size // config.num_attention_heads
+    )
     assert RopeConfig.from_hf(config).head_dim == config.head_dim
     transformers.logging.set_verbosity_error()
     model = transformers.AutoModel.from_config(config, attn_implementation="eager").eval()

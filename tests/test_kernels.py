@@ -94,7 +94,7 @@ def test_forward_matches_torch(layout, dims, dtype, mode):
     got = _fused(q, k, pos, cfg, mode)
     for a, e, x in zip(got, expected, (q, k)):
         _close(a, e)
-        assert torch.equal(a[..., dims[1]:], x[..., dims[1]:])  # pass-through copied bit for bit
+        assert torch.equal(a[..., dims[1] :], x[..., dims[1] :])  # pass-through copied bit for bit
 
 
 @pytest.mark.parametrize("kind", ["shared", "offsets", "packed"])
@@ -169,8 +169,10 @@ def test_table_mode_matches_apply_rotary(layout, dtype):
     got = rotate_with_tables(q, cos, sin, layout)
     _close(got, apply_rotary_reference(q, cos, sin, layout))
     shared_cos, shared_sin = rope_cos_sin(_positions("shared"), cfg)  # [S, R/2] and 3-D x
-    _close(rotate_with_tables(q[0], shared_cos, shared_sin, layout),
-           apply_rotary_reference(q[0], shared_cos, shared_sin, layout))
+    _close(
+        rotate_with_tables(q[0], shared_cos, shared_sin, layout),
+        apply_rotary_reference(q[0], shared_cos, shared_sin, layout),
+    )
 
 
 def test_table_mode_declines_what_it_cannot_take():
@@ -203,8 +205,10 @@ def test_in_kernel_angles_exact_at_long_positions(base):
 # --- every cos/sin source at long positions, and the block configuration of real shapes ------------
 
 # With pytest-xdist's --dist loadgroup the 2**31 - 1 cases share one worker, so one process holds the 16 GiB cache.
-LONG_TOPS = [pytest.param(2**24, id="2^24"),
-             pytest.param(2**31 - 1, id="2^31-1", marks=pytest.mark.xdist_group("long_cache"))]
+LONG_TOPS = [
+    pytest.param(2**24, id="2^24"),
+    pytest.param(2**31 - 1, id="2^31-1", marks=pytest.mark.xdist_group("long_cache")),
+]
 LONG_DIMS = (6, 2)  # one pair, four channels copied: a cache of 2**31 rows is 16 GiB of float32
 
 
@@ -294,8 +298,10 @@ def test_block_configuration_of_real_shapes(layout, dtype, dims, mode):
     head_dim, rotary_dim = dims
     cfg = _cfg(head_dim, rotary_dim, layout)
     gen = torch.Generator().manual_seed(9)
-    q, k, gq, gk = (torch.randn(BIG_B, h, BIG_S, head_dim, generator=gen).to(DEVICE, dtype)
-                    for h in (BIG_HQ, BIG_HK, BIG_HQ, BIG_HK))
+    q, k, gq, gk = (
+        torch.randn(BIG_B, h, BIG_S, head_dim, generator=gen).to(DEVICE, dtype)
+        for h in (BIG_HQ, BIG_HK, BIG_HQ, BIG_HK)
+    )
     pos = (torch.arange(BIG_S) + torch.tensor([[0], [1000]])).to(DEVICE)
     cos, sin = rope_cos_sin(pos.cpu(), cfg)  # tables [B, 1, S, R/2]
     cos, sin = cos.unsqueeze(1).to(DEVICE), sin.unsqueeze(1).to(DEVICE)

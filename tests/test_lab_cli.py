@@ -28,8 +28,17 @@ def _untouched(out):
 
 def _checkpoint(path, encoding):
     model = DecoderLM(ModelConfig(encoding=encoding, **TINY))
-    save_checkpoint(path, {"format": "ropelab.lab.checkpoint/1", "model_config": model.cfg.to_dict(), "model": model.state_dict(),
-                           "train_config": {}, "step": 1, "losses": [1.0]})
+    save_checkpoint(
+        path,
+        {
+            "format": "ropelab.lab.checkpoint/1",
+            "model_config": model.cfg.to_dict(),
+            "model": model.state_dict(),
+            "train_config": {},
+            "step": 1,
+            "losses": [1.0],
+        },
+    )
     return str(path)
 
 
@@ -41,8 +50,11 @@ def _fails(argv, capsys, match):
 
 
 def test_unknown_encoding(results, capsys):
-    _fails(["lab", "run", "--quick", "--encodings", "rope,fancy", "--out", str(results)], capsys,
-           "encoding='fancy' is unknown: expected one of sinusoidal, learned")
+    _fails(
+        ["lab", "run", "--quick", "--encodings", "rope,fancy", "--out", str(results)],
+        capsys,
+        "encoding='fancy' is unknown: expected one of sinusoidal, learned",
+    )
     _untouched(results)
 
 
@@ -65,8 +77,11 @@ def test_missing_or_empty_text(results, tmp_path, capsys, kind):
 
 def test_checkpoint_from_another_encoding(results, tmp_path, capsys):
     path = _checkpoint(tmp_path / "alibi.pt", "alibi")
-    _fails(["lab", "eval", "--checkpoint", path, "--encoding", "rope", "--out", str(results)], capsys,
-           "trained with encoding='alibi', not encoding='rope'")
+    _fails(
+        ["lab", "eval", "--checkpoint", path, "--encoding", "rope", "--out", str(results)],
+        capsys,
+        "trained with encoding='alibi', not encoding='rope'",
+    )
     _fails(["lab", "extend", "--checkpoint", path, "--out", str(results)], capsys, "not encoding='rope'")
     _fails(["lab", "train", "--encoding", "rope", "--resume", "--out", path], capsys, "not encoding='rope'")
     _untouched(results)
@@ -75,5 +90,9 @@ def test_checkpoint_from_another_encoding(results, tmp_path, capsys):
 def test_corrupt_checkpoint(results, tmp_path, capsys):
     path = tmp_path / "corrupt.pt"
     path.write_bytes(b"\x80\x02 this is not a checkpoint")
-    _fails(["lab", "eval", "--checkpoint", str(path), "--out", str(results)], capsys, "corrupt or not a ropelab lab checkpoint")
+    _fails(
+        ["lab", "eval", "--checkpoint", str(path), "--out", str(results)],
+        capsys,
+        "corrupt or not a ropelab lab checkpoint",
+    )
     _untouched(results)

@@ -86,7 +86,9 @@ def test_passkey_format_exactly_as_specified():
 def test_passkey_depth_moves_the_key():
     positions = [passkey_example(600, d, 55555)[0].find(b"The pass key is 55555") for d in (0.0, 0.5, 1.0)]
     assert positions[0] == 0 and positions[0] < positions[1] < positions[2]
-    assert passkey_example(600, 1.0, 55555)[0].decode().endswith("is the pass key. What is the pass key? The pass key is")
+    assert (
+        passkey_example(600, 1.0, 55555)[0].decode().endswith("is the pass key. What is the pass key? The pass key is")
+    )
 
 
 def test_passkey_too_short_is_an_error():

@@ -45,7 +45,9 @@ def test_sliding_window_equals_nonoverlap_for_a_position_free_bigram_model():
     model = DecoderLM(ModelConfig(encoding="nope", num_layers=0, dim=16, num_heads=2, max_positions=16))
     stream = torch.randint(0, 256, (3000,), dtype=torch.uint8)
     # zero layers: the prediction depends on the current byte only, so context cannot matter
-    assert perplexity(model, stream, 64, 2048, sliding=True) == pytest.approx(perplexity(model, stream, 64, 2048), rel=1e-5)
+    assert perplexity(model, stream, 64, 2048, sliding=True) == pytest.approx(
+        perplexity(model, stream, 64, 2048), rel=1e-5
+    )
     assert len(loss_per_position(model, stream, 64, 2048)) == 64
 
 

@@ -47,9 +47,11 @@ def test_copy_targets_are_the_string_again():
 
 def _tiny(**fields) -> TaskSettings:
     base = TaskSettings()
-    return base.override(model=dict(max_positions=16, dim=32, num_heads=2), train=dict(steps=300, batch_size=64, lr=3e-3,
-                         warmup_steps=10, checkpoint_every=10**9), **{"encodings": ("rope",), "seeds": 1, "vocab": 4,
-                         "multiples": (1, 2), "eval_tokens": 512, **fields})
+    return base.override(
+        model=dict(max_positions=16, dim=32, num_heads=2),
+        train=dict(steps=300, batch_size=64, lr=3e-3, warmup_steps=10, checkpoint_every=10**9),
+        **{"encodings": ("rope",), "seeds": 1, "vocab": 4, "multiples": (1, 2), "eval_tokens": 512, **fields},
+    )
 
 
 def test_a_tiny_run_learns_and_the_report_section_is_written_atomically(tmp_path):
@@ -61,7 +63,12 @@ def test_a_tiny_run_learns_and_the_report_section_is_written_atomically(tmp_path
     assert results["runs"]["rope+linear"][0]["accuracy"][16] == at_l  # factor 1 changes nothing
     path = write_tasks_report(results, tmp_path)
     page = path.read_text()
-    assert "Retrieval from scratch" in page and "Mamba" in page and "Kazemnejad" in page and "data:image/png;base64" in page
+    assert (
+        "Retrieval from scratch" in page
+        and "Mamba" in page
+        and "Kazemnejad" in page
+        and "data:image/png;base64" in page
+    )
     stored = json.loads((tmp_path / "tasks.json").read_text())
     assert stored["claims"][0]["claim"].startswith("every encoding")
     assert not [p.name for p in tmp_path.rglob(".*tmp*")]  # no temporary left behind
@@ -77,11 +84,21 @@ def test_training_stops_at_the_validation_target_and_a_rerun_reuses_the_checkpoi
 
 
 def test_claims_and_rank_on_made_up_numbers():
-    runs = {name: {0: {"accuracy": {32: 1.0, 64: acc}, "by_depth": {32: [1.0], 64: [acc]}}}
-            for name, acc in dict(nope=0.9, t5=0.8, alibi=0.7, rope=0.3, sinusoidal=0.1).items()}
+    runs = {
+        name: {0: {"accuracy": {32: 1.0, 64: acc}, "by_depth": {32: [1.0], 64: [acc]}}}
+        for name, acc in dict(nope=0.9, t5=0.8, alibi=0.7, rope=0.3, sinusoidal=0.1).items()
+    }
     runs["rope+yarn"] = {0: {"accuracy": {32: 1.0, 64: 0.6}, "by_depth": {32: [1.0], 64: [0.6]}}}
-    results = normalise({"settings": {"length": 32, "encodings": ["nope", "t5", "alibi", "rope", "sinusoidal"],
-                                      "zero_shot": ["yarn"]}, "runs": runs})
+    results = normalise(
+        {
+            "settings": {
+                "length": 32,
+                "encodings": ["nope", "t5", "alibi", "rope", "sinusoidal"],
+                "zero_shot": ["yarn"],
+            },
+            "runs": runs,
+        }
+    )
     held = [c["held"] for c in check_task_claims(results)]
     assert held == [True, True, True]
     assert mean_reciprocal_rank(results, ["nope", "rope"]) == {"nope": 1.0, "rope": 0.5}
@@ -104,15 +121,18 @@ def untouched(tmp_path):
     assert [p.name for p in out.iterdir()] == ["tasks.json"]
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--task", "fancy"], "task='fancy' is unknown"),
-    (["--encodings", "rope,fancy"], "encoding='fancy' is unknown"),
-    (["--length", "0"], "--length 0 is invalid"),
-    (["--length", "-4"], "--length -4 is invalid"),
-    (["--length", "32", "--test-lengths", "16,32"], "expected test lengths >= L = 32"),
-    (["--vocab", "1"], "vocab=1 is too small"),
-    (["--seeds", "0"], "seeds=0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--task", "fancy"], "task='fancy' is unknown"),
+        (["--encodings", "rope,fancy"], "encoding='fancy' is unknown"),
+        (["--length", "0"], "--length 0 is invalid"),
+        (["--length", "-4"], "--length -4 is invalid"),
+        (["--length", "32", "--test-lengths", "16,32"], "expected test lengths >= L = 32"),
+        (["--vocab", "1"], "vocab=1 is too small"),
+        (["--seeds", "0"], "seeds=0 is invalid"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(untouched, capsys, argv, match):
     code = main(["lab", "tasks", "--quick", "--out", str(untouched), *argv])
     err = capsys.readouterr().err.strip()

@@ -33,9 +33,35 @@ def _corpus() -> Corpus:
 
 
 def _train_cmd(text, out, steps, *extra):
-    return [sys.executable, "-m", "ropelab.cli", "lab", "train", "--encoding", "rope", "--text", text, "--out", str(out),
-            "--length", "16", "--layers", "1", "--dim", "16", "--heads", "2", "--steps", str(steps), "--batch-size", "4",
-            "--checkpoint-every", "10", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "ropelab.cli",
+        "lab",
+        "train",
+        "--encoding",
+        "rope",
+        "--text",
+        text,
+        "--out",
+        str(out),
+        "--length",
+        "16",
+        "--layers",
+        "1",
+        "--dim",
+        "16",
+        "--heads",
+        "2",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "10",
+        "--quiet",
+        *extra,
+    ]
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor():
@@ -52,7 +78,9 @@ def test_resume_after_sigkill_gives_the_same_final_loss(tmp_path):
     reference = tmp_path / "reference.pt"
     subprocess.run(_train_cmd(text, reference, steps), check=True, capture_output=True)
     interrupted = tmp_path / "interrupted.pt"
-    process = subprocess.Popen(_train_cmd(text, interrupted, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_cmd(text, interrupted, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 120
     while not interrupted.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)
@@ -84,7 +112,9 @@ def _ddp_worker(rank, world, port, corpus, cfg_kwargs, queue):
 def test_two_process_gloo_ddp_matches_one_process():
     corpus = _corpus()
     cfg_kwargs = dict(steps=15, batch_size=8, lr=3e-3, warmup_steps=3, checkpoint_every=10**9)
-    single = train(ModelConfig(encoding="alibi", **TINY), TrainConfig(**cfg_kwargs), corpus=corpus, progress=False).losses
+    single = train(
+        ModelConfig(encoding="alibi", **TINY), TrainConfig(**cfg_kwargs), corpus=corpus, progress=False
+    ).losses
     context = mp.get_context("spawn")
     queue = context.SimpleQueue()
     mp.start_processes(_ddp_worker, args=(2, _free_port(), corpus, cfg_kwargs, queue), nprocs=2, start_method="spawn")
@@ -97,7 +127,9 @@ def test_two_process_gloo_ddp_matches_one_process():
 def test_checkpoint_is_atomic_and_errors_are_clear(tmp_path):
     model = DecoderLM(ModelConfig(encoding="t5", **TINY))
     path = tmp_path / "t5.pt"
-    save_checkpoint(path, {"format": "ropelab.lab.checkpoint/1", "model_config": model.cfg.to_dict(), "model": model.state_dict()})
+    save_checkpoint(
+        path, {"format": "ropelab.lab.checkpoint/1", "model_config": model.cfg.to_dict(), "model": model.state_dict()}
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["t5.pt"]  # no temporary left behind
     with pytest.raises(LabError, match="trained with encoding='t5', not encoding='rope'"):
         load_checkpoint(path, expect_encoding="rope")
@@ -111,8 +143,12 @@ def test_checkpoint_is_atomic_and_errors_are_clear(tmp_path):
 
 def test_training_lowers_the_loss_for_every_hook_kind():
     for encoding in ("sinusoidal", "t5", "xpos"):
-        run = train(ModelConfig(encoding=encoding, **TINY), TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=5),
-                    corpus=_corpus(), progress=False)
+        run = train(
+            ModelConfig(encoding=encoding, **TINY),
+            TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=5),
+            corpus=_corpus(),
+            progress=False,
+        )
         assert run.losses[-1] < run.losses[0] - 0.5
 
 

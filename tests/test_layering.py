@@ -50,8 +50,10 @@ def test_kernels_import_nothing_above_them():
     upward = {}
     for path in sorted((PACKAGE_ROOT / "kernels").rglob("*.py")):
         found = {
-            name for name in _imports(path)
-            if _within(name, "ropelab") and not _within(name, "ropelab.kernels")
+            name
+            for name in _imports(path)
+            if _within(name, "ropelab")
+            and not _within(name, "ropelab.kernels")
             and not any(_within(name, allowed) for allowed in KERNELS_MAY_IMPORT)
         }
         if found:
@@ -67,8 +69,12 @@ def test_the_walk_sees_the_core_importing_the_kernels():
 
 def test_only_the_jit_module_imports_triton_at_the_top():
     for path in sorted((PACKAGE_ROOT / "kernels").glob("*.py")):
-        top_level = {alias.name for node in ast.parse(path.read_text()).body
-                     if isinstance(node, ast.Import) for alias in node.names}
+        top_level = {
+            alias.name
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
         top_level |= {node.module for node in ast.parse(path.read_text()).body if isinstance(node, ast.ImportFrom)}
         assert ("triton" in top_level) == (path.name == "triton_rope.py"), path.name
 
@@ -100,7 +106,8 @@ def import_graph() -> dict[str, set[str]]:
     for path in paths:
         module = _module_name(path)
         graph[module] = {
-            name for name in _imports(path) & modules
+            name
+            for name in _imports(path) & modules
             if name != module and not _within(name, module) and not _within(module, name)
         }
     return graph
@@ -115,7 +122,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(module)
         for target in sorted(graph.get(module, ())):
             if target in stack:
-                return stack[stack.index(target):] + [target]
+                return stack[stack.index(target) :] + [target]
             if target not in done and (cycle := visit(target)):
                 return cycle
         stack.pop()
@@ -135,7 +142,11 @@ def test_find_cycle_finds_a_planted_circle():
 
 def test_the_package_has_no_import_circle():
     graph = import_graph()
-    assert graph["ropelab.rotary"] >= {"ropelab.rotary_tables", "ropelab.kernels", "ropelab.config"}  # real edges are seen
+    assert graph["ropelab.rotary"] >= {
+        "ropelab.rotary_tables",
+        "ropelab.kernels",
+        "ropelab.config",
+    }  # real edges are seen
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
@@ -159,7 +170,9 @@ def test_the_dialects_reader_sits_just_above_the_config():
 def test_import_ropelab_alone_makes_from_hf_work_without_transformers():
     import subprocess
 
-    code = ("import sys, ropelab; cfg = ropelab.RopeConfig.from_hf({'model_type': 'gptj', 'n_embd': 64, 'n_head': 4}); "
-            "print(cfg.layout, cfg.head_dim, 'transformers' in sys.modules)")
+    code = (
+        "import sys, ropelab; cfg = ropelab.RopeConfig.from_hf({'model_type': 'gptj', 'n_embd': 64, 'n_head': 4}); "
+        "print(cfg.layout, cfg.head_dim, 'transformers' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["interleaved", "16", "False"]

@@ -30,7 +30,11 @@ def test_weights_round_trip_and_keep_scores_with_gqa(head_dim, rotary_dim):
         assert torch.equal(back, w_q)
         bias_back = convert_qk_weight(
             convert_qk_weight(b_q, q_heads, source=source, target=target, head_dim=head_dim, rotary_dim=rotary_dim),
-            q_heads, source=target, target=source, head_dim=head_dim, rotary_dim=rotary_dim,
+            q_heads,
+            source=target,
+            target=source,
+            head_dim=head_dim,
+            rotary_dim=rotary_dim,
         )
         assert torch.equal(bias_back, b_q)
 
@@ -60,10 +64,12 @@ def test_activations_commute_with_rotation():
     cfg = RopeConfig(head_dim=32, rotary_dim=24)
     x = torch.randn(1, 2, 5, 32)
     positions = torch.arange(5)
-    rotated_then_converted = convert_activations(rotate(x, positions, cfg, layout="interleaved"),
-                                                 source="interleaved", target="half", rotary_dim=24)
-    converted_then_rotated = rotate(convert_activations(x, source="interleaved", target="half", rotary_dim=24),
-                                    positions, cfg, layout="half")
+    rotated_then_converted = convert_activations(
+        rotate(x, positions, cfg, layout="interleaved"), source="interleaved", target="half", rotary_dim=24
+    )
+    converted_then_rotated = rotate(
+        convert_activations(x, source="interleaved", target="half", rotary_dim=24), positions, cfg, layout="half"
+    )
     assert torch.allclose(rotated_then_converted, converted_then_rotated, atol=1e-6)
 
 

@@ -71,7 +71,10 @@ def test_qwen3_vl_sections_give_each_row_its_share():
 
 
 def test_axial_frequencies_in_pair_order():
-    ladder16, ladder8 = 10000.0 ** (-torch.arange(0, 16, 2).double() / 16), 10000.0 ** (-torch.arange(0, 8, 2).double() / 8)
+    ladder16, ladder8 = (
+        10000.0 ** (-torch.arange(0, 16, 2).double() / 16),
+        10000.0 ** (-torch.arange(0, 8, 2).double() / 8),
+    )
     assert torch.equal(rope_frequencies(AXIAL)[0], torch.cat([ladder8, ladder8]))  # Qwen2-VL: base^(-2k/(R/2)) per axis
     assert torch.equal(rope_frequencies(AXIAL_ALTERNATING)[0], torch.cat([ladder16[0::2], ladder16[1::2]]))  # Pixtral
     assert torch.equal(rope_frequencies(CONTIGUOUS)[0], rope_frequencies(RopeConfig(head_dim=16))[0])
@@ -116,14 +119,20 @@ def test_round_trip_through_to_hf(cfg):
 
 def test_from_hf_reads_published_and_transformers_spellings():
     published = {  # Qwen2-VL / Qwen2.5-VL config.json form
-        "model_type": "qwen2_5_vl", "hidden_size": 3584, "num_attention_heads": 28, "rope_theta": 1000000.0,
-        "max_position_embeddings": 128000, "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+        "model_type": "qwen2_5_vl",
+        "hidden_size": 3584,
+        "num_attention_heads": 28,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 128000,
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
     }
     cfg = RopeConfig.from_hf(published)
     assert (cfg.rope_type, cfg.mrope_section, cfg.mrope_composition) == ("default", (16, 24, 24), "contiguous")
     assert cfg == preset("qwen2.5-vl-7b-instruct")
-    qwen3 = {"head_dim": 128, "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20],
-                                               "mrope_interleaved": True}}
+    qwen3 = {
+        "head_dim": 128,
+        "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "mrope_interleaved": True},
+    }
     assert RopeConfig.from_hf(qwen3).mrope_composition == "interleaved"
     omni = {"head_dim": 128, "rope_parameters": {"mrope_section": [24, 20, 20], "interleaved": True}}
     assert RopeConfig.from_hf(omni).mrope_composition == "interleaved"
@@ -163,7 +172,11 @@ def test_from_hf_reads_the_text_tower_of_a_multimodal_config():
 
 def test_hunyuan_vl_is_refused_with_the_reason():
     config = transformers.models.hunyuan_vl.HunYuanVLTextConfig(
-        hidden_size=64, num_attention_heads=4, head_dim=16, rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]})
+        hidden_size=64,
+        num_attention_heads=4,
+        head_dim=16,
+        rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3]},
+    )
     with pytest.raises(RopeConfigError, match="mrope_section.*two channels of a pair"):
         RopeConfig.from_hf(config)
 
@@ -240,8 +253,12 @@ def test_text_positions_make_mrope_the_one_axis_rope():
 
 @pytest.mark.parametrize(
     "positions, batch",
-    [(torch.zeros(4, 2, 5, dtype=torch.long), 2), (torch.zeros(3, 2, 2, 5, dtype=torch.long), 2),
-     (torch.zeros(3, 5, dtype=torch.long), 3), (torch.zeros((), dtype=torch.long), 2)],
+    [
+        (torch.zeros(4, 2, 5, dtype=torch.long), 2),
+        (torch.zeros(3, 2, 2, 5, dtype=torch.long), 2),
+        (torch.zeros(3, 5, dtype=torch.long), 3),
+        (torch.zeros((), dtype=torch.long), 2),
+    ],
     ids=["wrong-leading-size", "rank-4", "ambiguous-batch", "scalar"],
 )
 def test_bad_positions_name_their_shape(positions, batch):
@@ -271,8 +288,13 @@ def _text_rotary(family: str, sections, partial: float | None = None):
 
 @pytest.mark.parametrize(
     "family, sections, partial",
-    [("qwen2_vl", (2, 3, 3), None), ("qwen3_vl", (4, 2, 2), None), ("glm4v", (1, 1, 2), 0.5),
-     ("ernie4_5_vl_moe", (3, 3, 2), None), ("qwen3_5", (2, 1, 1), 0.5)],
+    [
+        ("qwen2_vl", (2, 3, 3), None),
+        ("qwen3_vl", (4, 2, 2), None),
+        ("glm4v", (1, 1, 2), 0.5),
+        ("ernie4_5_vl_moe", (3, 3, 2), None),
+        ("qwen3_5", (2, 1, 1), 0.5),
+    ],
 )
 def test_text_rotary_modules_match_ropelab_tables(family, sections, partial):
     config, module = _text_rotary(family, sections, partial)
@@ -309,8 +331,9 @@ def test_vision_rotary_modules_match_ropelab_tables():
 def _neomme_rotary(**kwargs):
     from transformers.models.neomme.modeling_neomme import NeoMMERotaryEmbedding
 
-    config = transformers.NeoMMEConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-                                       num_hidden_layers=2, **kwargs)
+    config = transformers.NeoMMEConfig(
+        hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_hidden_layers=2, **kwargs
+    )
     return config, NeoMMERotaryEmbedding(config)
 
 
@@ -319,8 +342,10 @@ def test_neomme_two_axis_tables_per_layer_type():
     interleaved M-RoPE), the full-attention layers over a quarter of the head; positions [2, B, S]."""
     config, module = _neomme_rotary()
     rope = RopeConfig.by_layer_type(config)
-    assert {name: (cfg.rotary_dim, cfg.mrope_section) for name, cfg in rope.items()} == \
-        {"sliding_attention": (16, (4, 4)), "full_attention": (4, (1, 1))}
+    assert {name: (cfg.rotary_dim, cfg.mrope_section) for name, cfg in rope.items()} == {
+        "sliding_attention": (16, (4, 4)),
+        "full_attention": (4, (1, 1)),
+    }
     cfg = rope["sliding_attention"]
     positions = _rows(cfg, 40, batch=2) * 11  # rows differ; up to ~500: float32 angles are ~3e-5 rad off
     for layer_type, cfg in rope.items():
@@ -336,13 +361,24 @@ def test_neomme_two_axis_tables_per_layer_type():
     # [B, S] text positions: the module expands them to both axes, as ropelab does (batch 3: not read as [A, S]);
     # with equal axes the composition no longer matters, so even the contiguous reading gives its tables
     text = torch.arange(40).expand(3, 40) * 7
-    torch.testing.assert_close(pairs_to_channels(rope_cos_sin(text, contiguous)[0], "half"),
-                               module(torch.zeros(1), text, "sliding_attention")[0], rtol=0, atol=1e-4)
+    torch.testing.assert_close(
+        pairs_to_channels(rope_cos_sin(text, contiguous)[0], "half"),
+        module(torch.zeros(1), text, "sliding_attention")[0],
+        rtol=0,
+        atol=1e-4,
+    )
 
 
 # ----------------------------------------------------------------------------- patched text towers
-TINY = dict(vocab_size=128, hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, initializer_range=0.2)
+TINY = dict(
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    initializer_range=0.2,
+)
 MOE = dict(moe_intermediate_size=32, num_experts=4, num_experts_per_tok=2)
 # family: (text config, text model, extra config keys, partial_rotary_factor, sections for the rotated pairs)
 TEXT_TOWERS = {
@@ -354,16 +390,37 @@ TEXT_TOWERS = {
     "qwen3_vl_moe": ("Qwen3VLMoeTextConfig", "Qwen3VLMoeTextModel", {"head_dim": 16, **MOE}, None, (4, 2, 2)),
     "qwen3_omni_moe": ("Qwen3OmniMoeTextConfig", "Qwen3OmniMoeThinkerTextModel", MOE, None, (4, 2, 2)),
     "cosmos3_edge": ("Cosmos3EdgeTextConfig", "Cosmos3EdgeTextModel", {"head_dim": 16}, None, (4, 2, 2)),
-    "qwen3_5": ("Qwen3_5TextConfig", "Qwen3_5TextModel",
-                {"head_dim": 16, "layer_types": ["full_attention"] * 2}, 0.5, (2, 1, 1)),
+    "qwen3_5": (
+        "Qwen3_5TextConfig",
+        "Qwen3_5TextModel",
+        {"head_dim": 16, "layer_types": ["full_attention"] * 2},
+        0.5,
+        (2, 1, 1),
+    ),
     "glm4v": ("Glm4vTextConfig", "Glm4vTextModel", {}, 0.5, (1, 1, 2)),
-    "glm4v_moe": ("Glm4vMoeTextConfig", "Glm4vMoeTextModel",
-                  {"moe_intermediate_size": 32, "n_routed_experts": 4, "num_experts_per_tok": 2, "n_group": 1,
-                   "topk_group": 1, "n_shared_experts": 1}, 0.5, (1, 1, 2)),
+    "glm4v_moe": (
+        "Glm4vMoeTextConfig",
+        "Glm4vMoeTextModel",
+        {
+            "moe_intermediate_size": 32,
+            "n_routed_experts": 4,
+            "num_experts_per_tok": 2,
+            "n_group": 1,
+            "topk_group": 1,
+            "n_shared_experts": 1,
+        },
+        0.5,
+        (1, 1, 2),
+    ),
     "glm_image": ("GlmImageTextConfig", "GlmImageTextModel", {"pad_token_id": 0, "eos_token_id": 1}, 0.5, (1, 1, 2)),
     "glm_ocr": ("GlmOcrTextConfig", "GlmOcrTextModel", {}, 0.5, (1, 1, 2)),
-    "ernie4_5_vl_moe": ("Ernie4_5_VLMoeTextConfig", "Ernie4_5_VLMoeTextModel",
-                        {"moe_intermediate_size": [32, 32], "moe_num_experts": 4, "moe_k": 2}, None, (3, 3, 2)),
+    "ernie4_5_vl_moe": (
+        "Ernie4_5_VLMoeTextConfig",
+        "Ernie4_5_VLMoeTextModel",
+        {"moe_intermediate_size": [32, 32], "moe_num_experts": 4, "moe_k": 2},
+        None,
+        (3, 3, 2),
+    ),
 }
 
 
@@ -417,7 +474,8 @@ def _qwen2_vl_vision():
     from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VisionTransformerPretrainedModel
 
     config = transformers.models.qwen2_vl.Qwen2VLVisionConfig(
-        depth=2, embed_dim=64, hidden_size=64, num_heads=4, patch_size=2, temporal_patch_size=1, initializer_range=0.2)
+        depth=2, embed_dim=64, hidden_size=64, num_heads=4, patch_size=2, temporal_patch_size=1, initializer_range=0.2
+    )
     torch.manual_seed(0)
     model = Qwen2VisionTransformerPretrainedModel._from_config(config, attn_implementation="eager").eval()
     grid = torch.tensor([[1, 4, 6]])  # one image of 4 x 6 patches
@@ -425,8 +483,15 @@ def _qwen2_vl_vision():
 
 
 def _pixtral_vision():
-    config = transformers.PixtralVisionConfig(hidden_size=64, intermediate_size=64, num_hidden_layers=2,
-                                              num_attention_heads=4, image_size=16, patch_size=2, initializer_range=0.2)
+    config = transformers.PixtralVisionConfig(
+        hidden_size=64,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=16,
+        patch_size=2,
+        initializer_range=0.2,
+    )
     torch.manual_seed(0)
     model = transformers.PixtralVisionModel._from_config(config, attn_implementation="eager").eval()
     return model, {"pixel_values": torch.randn(1, 3, 12, 16)}
@@ -491,8 +556,17 @@ def test_explain_cli_reads_a_vision_config_json(tmp_path, capsys):
     from ropelab.cli import main
 
     path = tmp_path / "config.json"  # Qwen2-VL's vision_config: attention width in embed_dim, not hidden_size
-    path.write_text(json.dumps({"model_type": "qwen2_vl_vision", "embed_dim": 1280, "hidden_size": 3584,
-                                "num_heads": 16, "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0}}))
+    path.write_text(
+        json.dumps(
+            {
+                "model_type": "qwen2_vl_vision",
+                "embed_dim": 1280,
+                "hidden_size": 3584,
+                "num_heads": 16,
+                "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
+            }
+        )
+    )
     assert main(["explain", str(path)]) == 0
     out = capsys.readouterr().out
     assert "column axis" in out and "80 / 80" in out and "row or the column of an image patch" in out

@@ -30,12 +30,14 @@ B, HQ, HK, S = 2, 3, 2, 5
 CONFIGS = {
     "mrope-contiguous-partial": RopeConfig(head_dim=20, rotary_dim=16, mrope_section=(2, 3, 3)),
     "mrope-interleaved": RopeConfig(head_dim=16, mrope_section=(4, 2, 2), mrope_composition="interleaved"),
-    "mrope-spatial-interleaved-layout": RopeConfig(head_dim=16, mrope_section=(3, 3, 2),
-                                                   mrope_composition="spatial_interleaved", layout="interleaved"),
+    "mrope-spatial-interleaved-layout": RopeConfig(
+        head_dim=16, mrope_section=(3, 3, 2), mrope_composition="spatial_interleaved", layout="interleaved"
+    ),
     "axial-alternating": RopeConfig(head_dim=16, rope_type="axial", axial_frequencies="alternating"),
     # Kimi-K2.5's vision tower: column and row alternate pair by pair, column first
-    "axial-interleaved-column-first": RopeConfig(head_dim=16, rope_type="axial", axial_order=(1, 0),
-                                                 axial_composition="interleaved"),
+    "axial-interleaved-column-first": RopeConfig(
+        head_dim=16, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved"
+    ),
     # MiniMax-M3's vision tower: three axes over 18 of 20 channels
     "axial-three-axes-partial": RopeConfig(head_dim=20, rotary_dim=18, rope_type="axial", axial_order=(0, 1, 2)),
 }
@@ -44,7 +46,9 @@ CONFIGS = {
 def _positions(cfg: RopeConfig, offset: int = 0) -> torch.Tensor:
     """``[A, B, S]`` with different values on every row and batch row."""
     steps = torch.arange(S)
-    rows = [(steps * (2 * a + 1) + 3 * a + 11 * b + offset) % 23 + offset for a in range(cfg.num_axes) for b in range(B)]
+    rows = [
+        (steps * (2 * a + 1) + 3 * a + 11 * b + offset) % 23 + offset for a in range(cfg.num_axes) for b in range(B)
+    ]
     return torch.stack(rows).view(cfg.num_axes, B, S).to(DEVICE)
 
 
@@ -57,8 +61,10 @@ def _reference(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig) -> tor
 
 def _qk(head_dim: int):
     gen = torch.Generator().manual_seed(0)
-    return (torch.randn(B, HQ, S, head_dim, generator=gen).to(DEVICE),
-            torch.randn(B, HK, S, head_dim, generator=gen).to(DEVICE))
+    return (
+        torch.randn(B, HQ, S, head_dim, generator=gen).to(DEVICE),
+        torch.randn(B, HK, S, head_dim, generator=gen).to(DEVICE),
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -96,8 +102,9 @@ def test_fused_multi_axis_takes_shared_and_per_token_positions_and_has_a_backwar
     upstream = torch.randn_like(q_out)
     (grad,) = torch.autograd.grad(q_out, q, upstream)
     # the backward is the inverse rotation (angle -theta) of the upstream gradient, pair by pair
-    torch.testing.assert_close(grad.cpu(), _inverse_reference(upstream, per_axis.expand(3, B, S), cfg),
-                               rtol=0, atol=2e-6)
+    torch.testing.assert_close(
+        grad.cpu(), _inverse_reference(upstream, per_axis.expand(3, B, S), cfg), rtol=0, atol=2e-6
+    )
 
 
 def _inverse_reference(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
@@ -112,8 +119,13 @@ def test_bad_multi_axis_kernel_arguments_are_named():
     q, k = _qk(cfg.head_dim)
     inv_freq, _ = rope_frequencies(cfg)
     with pytest.raises(ValueError, match=r"positions\.shape"):
-        rope_qk(q, k, torch.zeros(3, B, S + 1, dtype=torch.long, device=DEVICE), inv_freq=inv_freq,
-                pair_axes=pair_axes_index(cfg))
+        rope_qk(
+            q,
+            k,
+            torch.zeros(3, B, S + 1, dtype=torch.long, device=DEVICE),
+            inv_freq=inv_freq,
+            pair_axes=pair_axes_index(cfg),
+        )
     with pytest.raises(ValueError, match="pair_axes"):
         rope_qk(q, k, _positions(cfg)[:2], inv_freq=inv_freq, pair_axes=pair_axes_index(cfg))  # rows 0-1, axes up to 2
     with pytest.raises(ValueError, match="pair_axes"):

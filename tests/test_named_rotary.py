@@ -46,15 +46,20 @@ NAMED_FAMILIES = ("clvp", "dinov3_vit", "sapiens2", "seamless_m4t", "wav2vec2_be
 
 # (module class, config) of each conformer family: 4 heads of 16 channels, base 1000 (not the default).
 CONFORMERS = {
-    "wav2vec2_conformer": (Wav2Vec2ConformerRotaryPositionalEmbedding,
-                           lambda: transformers.Wav2Vec2ConformerConfig(hidden_size=64, num_attention_heads=4,
-                                                                        rotary_embedding_base=1000)),
-    "wav2vec2_bert": (Wav2Vec2BertRotaryPositionalEmbedding,
-                      lambda: transformers.Wav2Vec2BertConfig(hidden_size=64, num_attention_heads=4,
-                                                              rotary_embedding_base=1000)),
-    "seamless_m4t": (SeamlessM4TConformerRotaryPositionalEmbedding,
-                     lambda: transformers.SeamlessM4TConfig(hidden_size=64, speech_encoder_attention_heads=4,
-                                                            rotary_embedding_base=1000)),
+    "wav2vec2_conformer": (
+        Wav2Vec2ConformerRotaryPositionalEmbedding,
+        lambda: transformers.Wav2Vec2ConformerConfig(hidden_size=64, num_attention_heads=4, rotary_embedding_base=1000),
+    ),
+    "wav2vec2_bert": (
+        Wav2Vec2BertRotaryPositionalEmbedding,
+        lambda: transformers.Wav2Vec2BertConfig(hidden_size=64, num_attention_heads=4, rotary_embedding_base=1000),
+    ),
+    "seamless_m4t": (
+        SeamlessM4TConformerRotaryPositionalEmbedding,
+        lambda: transformers.SeamlessM4TConfig(
+            hidden_size=64, speech_encoder_attention_heads=4, rotary_embedding_base=1000
+        ),
+    ),
 }
 
 
@@ -111,7 +116,9 @@ def test_stacked_tables_double_their_angles_in_the_sweep():
 def test_verification_leaves_the_original_cache_alone():
     cls, make_config = CONFORMERS["wav2vec2_bert"]
     module = cls(make_config())
-    with pytest.raises(PatchError, match=r"embed_positions \(Wav2Vec2BertRotaryPositionalEmbedding\).*does not reproduce"):
+    with pytest.raises(
+        PatchError, match=r"embed_positions \(Wav2Vec2BertRotaryPositionalEmbedding\).*does not reproduce"
+    ):
         patch(_holder(make_config(), module), RopeConfig(head_dim=16, base=2.0))
     assert module.cached_sequence_length is None and module.cached_rotary_positional_embedding is None
 
@@ -126,8 +133,9 @@ def test_a_named_module_under_an_unknown_model_type_is_refused_by_name():
 # ---------------------------------------------------------------- CLVP
 def _clvp_config(**changes) -> transformers.ClvpEncoderConfig:
     # 2 heads of 64 channels; projection_dim 64 -> max(64 // 4, 32) = 32 rotated channels
-    return transformers.ClvpEncoderConfig(**{"hidden_size": 128, "num_attention_heads": 2, "projection_dim": 64,
-                                             **changes})
+    return transformers.ClvpEncoderConfig(
+        **{"hidden_size": 128, "num_attention_heads": 2, "projection_dim": 64, **changes}
+    )
 
 
 def test_clvp_angles_match_the_module_and_float64():
@@ -152,8 +160,9 @@ def test_clvp_rotating_more_than_a_head_is_refused_by_name():
 
 def test_clvp_angles_cannot_carry_an_attention_factor():
     adapter = patch(_holder(_clvp_config(), ClvpRotaryPositionalEmbedding(_clvp_config()))).embed_positions
-    adapter.cfg = RopeConfig(head_dim=64, rotary_dim=32, rope_type="yarn", factor=4.0,
-                             original_max_position_embeddings=64)
+    adapter.cfg = RopeConfig(
+        head_dim=64, rotary_dim=32, rope_type="yarn", factor=4.0, original_max_position_embeddings=64
+    )
     with pytest.raises(PatchError, match=r"attention_factor=.* is invalid for HFAngleTableAdapter"):
         adapter(torch.zeros(1, 8, 128))
 
@@ -217,9 +226,13 @@ def test_sapiens2_tables_cover_the_patches_not_its_register_tokens():
 # ---------------------------------------------------------------- V-JEPA 2
 def test_vjepa2_is_refused_as_rope_inside_attention():
     model, _ = hf_zoo.build("vjepa2")
-    with pytest.raises(PatchError, match=r"VJEPA2Model: RoPE inside attention, no module to replace "
-                                         r"\(computed within VJEPA2RopeAttention, e.g. encoder.layer.0.attention\)"):
+    with pytest.raises(
+        PatchError,
+        match=r"VJEPA2Model: RoPE inside attention, no module to replace "
+        r"\(computed within VJEPA2RopeAttention, e.g. encoder.layer.0.attention\)",
+    ):
         patch(model)
-    result = hf_zoo.Result("vjepa2", "refused", error="PatchError: cannot patch VJEPA2Model: RoPE inside attention, "
-                                                      "no module to replace")
+    result = hf_zoo.Result(
+        "vjepa2", "refused", error="PatchError: cannot patch VJEPA2Model: RoPE inside attention, no module to replace"
+    )
     assert hf_zoo.cause(result) == "RoPE inside attention, no module to replace"

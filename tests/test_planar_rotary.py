@@ -60,15 +60,30 @@ def test_partial_rotary_factor_above_one_is_read_only_for_its_family():
     with pytest.raises(RopeConfigError, match=r"partial_rotary_factor=4.0 is invalid: expected a fraction"):
         RopeConfig.from_hf({"head_dim": 16, "rope_parameters": {"rope_theta": 1e4, "partial_rotary_factor": 4.0}})
     # EfficientLoFTR's module fills hidden_size / 4 slots per axis: only 8 heads make the ladder fit.
-    loftr = {"model_type": "efficientloftr", "hidden_size": 64, "num_attention_heads": 4,
-             "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 4.0}}
-    with pytest.raises(RopeConfigError, match=r"partial_rotary_factor=4.0 is invalid: .* is 32, half of hidden_size=64"):
+    loftr = {
+        "model_type": "efficientloftr",
+        "hidden_size": 64,
+        "num_attention_heads": 4,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 4.0},
+    }
+    with pytest.raises(
+        RopeConfigError, match=r"partial_rotary_factor=4.0 is invalid: .* is 32, half of hidden_size=64"
+    ):
         RopeConfig.from_hf(loftr)
     assert RopeConfig.from_hf({**loftr, "num_attention_heads": 8}).rotary_dim == 64
     with pytest.raises(RopeConfigError, match=r"rope_type='linear' is invalid: expected 'default' for efficientloftr"):
-        RopeConfig.from_hf({**loftr, "num_attention_heads": 8,
-                            "rope_parameters": {**loftr["rope_parameters"], "rope_type": "linear", "factor": 2.0}})
-    odd = {"model_type": "musicflamingo", "head_dim": 64, "rope_parameters": {"rope_theta": 1200.0, "partial_rotary_factor": 0.3}}
+        RopeConfig.from_hf(
+            {
+                **loftr,
+                "num_attention_heads": 8,
+                "rope_parameters": {**loftr["rope_parameters"], "rope_type": "linear", "factor": 2.0},
+            }
+        )
+    odd = {
+        "model_type": "musicflamingo",
+        "head_dim": 64,
+        "rope_parameters": {"rope_theta": 1200.0, "partial_rotary_factor": 0.3},
+    }
     with pytest.raises(RopeConfigError, match=r"partial_rotary_factor=0.3 is invalid: .*a positive even number"):
         RopeConfig.from_hf(odd)  # int(64 * 0.3) = 19: a ladder over an odd width is no RoPE ropelab reads
 
@@ -139,14 +154,18 @@ def test_musicflamingo_long_audio_keeps_exact_angles():
     adapter = HFTimestampAdapter(RopeConfig.from_hf(config), config)
     reference = _flamingo_reference(config, timestamps, 750)
     ours = max((g.double() - r).abs().max().item() for g, r in zip(adapter(timestamps, 750), reference))
-    theirs = max((w.double() - r).abs().max().item()
-                 for w, r in zip(MusicFlamingoRotaryEmbedding(config)(timestamps, 750), reference))
+    theirs = max(
+        (w.double() - r).abs().max().item()
+        for w, r in zip(MusicFlamingoRotaryEmbedding(config)(timestamps, 750), reference)
+    )
     assert ours < 1e-7 < 1e-4 < theirs
 
 
 # ---------------------------------------------------------------- patched models
-@pytest.mark.parametrize(("family", "name", "kind"), [("efficientloftr", "rotary_emb", HFFeatureGridAdapter),
-                                                      ("musicflamingo", "pos_emb", HFTimestampAdapter)])
+@pytest.mark.parametrize(
+    ("family", "name", "kind"),
+    [("efficientloftr", "rotary_emb", HFFeatureGridAdapter), ("musicflamingo", "pos_emb", HFTimestampAdapter)],
+)
 def test_patched_model_is_identical_and_its_rotation_is_exercised(family, name, kind):
     model, inputs = hf_zoo.build(family)
     want = hf_zoo._run(model, inputs)
@@ -163,9 +182,14 @@ def test_patched_model_is_identical_and_its_rotation_is_exercised(family, name, 
     assert hf_zoo._distance(hf_zoo._run(model, inputs), want) == 0
 
 
-@pytest.mark.parametrize(("family", "wrong"), [("efficientloftr", {"axial_composition": "contiguous"}),
-                                               ("efficientloftr", {"axial_order": (1, 0)}),
-                                               ("musicflamingo", {"axial_order": (1, 0)})])
+@pytest.mark.parametrize(
+    ("family", "wrong"),
+    [
+        ("efficientloftr", {"axial_composition": "contiguous"}),
+        ("efficientloftr", {"axial_order": (1, 0)}),
+        ("musicflamingo", {"axial_order": (1, 0)}),
+    ],
+)
 def test_a_wrong_reading_fails_the_probe(family, wrong):
     """Patch time compares the adapter with the module on a grid with more rows than columns (on
     windows and frames of different counts): a swapped or regrouped axis is refused."""

@@ -15,7 +15,9 @@ FIGURES = {
     "wavelength_ladder": lambda: plots.plot_wavelength_ladder(LLAMA2, {"trained": 4096, "target": 16384}),
     "angle_coverage": lambda: plots.plot_angle_coverage(LLAMA2, 16384),
     "scaling": lambda: plots.plot_scaling({"llama3": preset("llama-3.1-8b"), "yarn": preset("deepseek-v3")}),
-    "frequency_comparison": lambda: plots.plot_frequency_comparison({"a": preset("llama-2-7b"), "b": preset("gpt-j-6b")}),
+    "frequency_comparison": lambda: plots.plot_frequency_comparison(
+        {"a": preset("llama-2-7b"), "b": preset("gpt-j-6b")}
+    ),
     "invariance": lambda: plots.plot_invariance(relative_invariance(LLAMA2, offsets=(0, 10, 1000))),
     "encoding_comparison": lambda: plots.plot_encoding_comparison(),
     "out_of_range_vs_length": lambda: plots.plot_out_of_range_vs_length(LLAMA2),

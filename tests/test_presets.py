@@ -81,10 +81,19 @@ def test_every_preset_notes_are_strings():
 
 
 # google/gemma-3-12b-it's text_config, the RoPE keys of the copy cited in the preset's source.
-GEMMA3_12B_TEXT = {"model_type": "gemma3_text", "head_dim": 256, "hidden_size": 3840, "num_attention_heads": 16,
-                   "num_hidden_layers": 48, "max_position_embeddings": 131072, "rope_local_base_freq": 10000,
-                   "rope_theta": 1000000, "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
-                   "sliding_window": 1024, "sliding_window_pattern": 6}
+GEMMA3_12B_TEXT = {
+    "model_type": "gemma3_text",
+    "head_dim": 256,
+    "hidden_size": 3840,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 48,
+    "max_position_embeddings": 131072,
+    "rope_local_base_freq": 10000,
+    "rope_theta": 1000000,
+    "rope_scaling": {"factor": 8.0, "rope_type": "linear"},
+    "sliding_window": 1024,
+    "sliding_window_pattern": 6,
+}
 
 
 def test_gemma3_preset_is_per_layer_type():
@@ -92,7 +101,13 @@ def test_gemma3_preset_is_per_layer_type():
     assert isinstance(rope, LayerTypeRope) and PRESETS["gemma-3-12b-it"].per_layer_type
     assert rope.layers("full_attention") == (5, 11, 17, 23, 29, 35, 41, 47) and len(rope.layer_types) == 48
     full, sliding = preset("gemma-3-12b-it:full_attention"), preset("Gemma_3_12B_IT:sliding_attention")
-    assert (full.rope_type, full.factor, full.base, sliding.rope_type, sliding.base) == ("linear", 8.0, 1e6, "default", 1e4)
+    assert (full.rope_type, full.factor, full.base, sliding.rope_type, sliding.base) == (
+        "linear",
+        8.0,
+        1e6,
+        "default",
+        1e4,
+    )
     legacy = RopeConfig.by_layer_type(GEMMA3_12B_TEXT)  # the config.json keys, read as transformers reads them
     assert dict(legacy) == dict(rope)
     with pytest.raises(UnknownLayerTypeError, match="layer_type='global' .*sliding_attention"):
@@ -107,6 +122,7 @@ transformers = pytest.importorskip("transformers")
 def test_gemma3_preset_agrees_with_transformers_reading_of_its_config():
     config = transformers.Gemma3TextConfig(**{k: v for k, v in GEMMA3_12B_TEXT.items() if k != "model_type"})
     assert RopeConfig.by_layer_type(config) == preset("gemma-3-12b-it")
+
 
 # (preset, transformers config class, fields that class's defaults share with the model).
 # transformers documents these defaults as the model's own; Mistral's default max_position_embeddings

@@ -44,7 +44,13 @@ def test_target_not_past_trained_length(llama, tmp_path, capsys):
 
 
 def test_unknown_method(llama, tmp_path, capsys):
-    _fails(capsys, tmp_path, ["--model", str(llama), "--methods", "yarn,rerope"], "'rerope'", "linear, ntk, dynamic, yarn, llama3")
+    _fails(
+        capsys,
+        tmp_path,
+        ["--model", str(llama), "--methods", "yarn,rerope"],
+        "'rerope'",
+        "linear, ntk, dynamic, yarn, llama3",
+    )
 
 
 def test_missing_model(tmp_path, capsys):
@@ -108,8 +114,8 @@ def test_embedded_smollm2_config_and_greedy_continuation():
     ids = loaded.tokenizer("def fibonacci(n):", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         out = loaded.model.generate(ids, max_new_tokens=8, do_sample=False)
-    text = loaded.tokenizer.decode(out[0, ids.shape[1]:])
-    assert any(word in text for word in ("if", "return", "n", "\"\"\"")), text
+    text = loaded.tokenizer.decode(out[0, ids.shape[1] :])
+    assert any(word in text for word in ("if", "return", "n", '"""')), text
 
 
 def test_budget_thins_only_the_default_passkey_grid():
@@ -118,8 +124,13 @@ def test_budget_thins_only_the_default_passkey_grid():
     from ropelab.real.cli import _thin_to_budget
     from ropelab.real.extend import Settings
 
-    grid = Settings(target=1000, methods=("extrapolate", "linear"), passkey_lengths=(250, 500, 750, 1000),
-                    passkey_depths=(0.0, 0.25, 0.5, 0.75, 1.0), passkey_keys=5)
+    grid = Settings(
+        target=1000,
+        methods=("extrapolate", "linear"),
+        passkey_lengths=(250, 500, 750, 1000),
+        passkey_depths=(0.0, 0.25, 0.5, 0.75, 1.0),
+        passkey_keys=5,
+    )
     cost = lambda kind, n: n / 100  # noqa: E731  seconds: a loss curve or a passkey haystack of 1000 tokens costs 10 s
     said = []
     # 2 methods x (10 s loss + 5 keys x 10 s) = 120 s; 3 keys: 80 s; 1 key: 40 s

@@ -57,7 +57,9 @@ def test_ropelab_evaluation_matches_transformers_for_each_method(folder, loaded,
     use_rope(loaded.model, cfg)
     with torch.no_grad():
         ours = loaded.model(ids[None, :-1]).logits
-    reference = AutoModelForCausalLM.from_pretrained(folder, config=LlamaConfig(**hf_config(loaded.model.config, cfg))).eval()
+    reference = AutoModelForCausalLM.from_pretrained(
+        folder, config=LlamaConfig(**hf_config(loaded.model.config, cfg))
+    ).eval()
     assert not any(type(m).__name__ == "HFRotaryAdapter" for m in reference.modules())
     with torch.no_grad():
         theirs = reference(ids[None, :-1]).logits
@@ -109,9 +111,28 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     from transformers import AutoConfig, AutoModelForCausalLM
 
     out, cfg_dir = tmp_path / "out", tmp_path / "cfg"
-    code = main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn,dynamic",
-                 "--passkey-lengths", "128,256", "--passkey-depths", "0,1", "--passkey-keys", "2",
-                 "--out", str(out), "--write-config", str(cfg_dir), "--quiet"])
+    code = main(
+        [
+            "extend",
+            "--model",
+            str(folder),
+            "--bin",
+            "16",
+            "--methods",
+            "linear,yarn,dynamic",
+            "--passkey-lengths",
+            "128,256",
+            "--passkey-depths",
+            "0,1",
+            "--passkey-keys",
+            "2",
+            "--out",
+            str(out),
+            "--write-config",
+            str(cfg_dir),
+            "--quiet",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn", "dynamic"}
@@ -125,7 +146,10 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     assert as_is["first_unseen_angle"] == T and as_is["predictor"].startswith("far attention mass")
     assert "predicted vs measured break" in {c["claim"] for c in results["claims"]}
     for method, entry in results["verdict"]["methods"].items():  # each method against its own in-context loss
-        own = results["measure"]["methods"][method]["in_context_loss"] - results["measure"]["methods"][AS_IS]["in_context_loss"]
+        own = (
+            results["measure"]["methods"][method]["in_context_loss"]
+            - results["measure"]["methods"][AS_IS]["in_context_loss"]
+        )
         assert entry["in_context_cost"] == pytest.approx(own)
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "<script" not in page
@@ -159,7 +183,9 @@ def test_per_layer_type_model_extends_its_full_attention_layers(tmp_path):
         cfg = method_config(rope, method, 64, 128)
         assert cfg["full_attention"] == method_config(rope.long, method, 64, 128)
         sliding = cfg["sliding_attention"]
-        assert sliding.replace(max_position_embeddings=None) == rope.rope["sliding_attention"].replace(max_position_embeddings=None)
+        assert sliding.replace(max_position_embeddings=None) == rope.rope["sliding_attention"].replace(
+            max_position_embeddings=None
+        )
         use_rope(loaded.model, cfg)
         with torch.no_grad():
             ours = loaded.model(ids[None, :-1]).logits
@@ -178,8 +204,27 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
 
     folder = tiny_gemma3(tmp_path / "gemma3", max_positions=64, window=16)
     out, cfg_dir = tmp_path / "out", tmp_path / "cfg"
-    assert main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn", "--passkey-keys", "0",
-                 "--out", str(out), "--write-config", str(cfg_dir), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extend",
+                "--model",
+                str(folder),
+                "--bin",
+                "16",
+                "--methods",
+                "linear,yarn",
+                "--passkey-keys",
+                "0",
+                "--out",
+                str(out),
+                "--write-config",
+                str(cfg_dir),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     kept = "Layer types: the methods extend full_attention; sliding_attention keeps its RoPE (a window of 16 positions, within T = 64"
     assert kept in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
@@ -195,8 +240,11 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
     capsys.readouterr()
     assert main(["extend", "--model", str(scaled), "--out", str(tmp_path / "no"), "--quiet"]) == 2
     assert "original_max_position_embeddings" in capsys.readouterr().err and not (tmp_path / "no").exists()
-    stated = tiny_gemma3(tmp_path / "stated", max_positions=64,
-                         full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32})
+    stated = tiny_gemma3(
+        tmp_path / "stated",
+        max_positions=64,
+        full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32},
+    )
     assert load_config(resolve(str(stated)))[2] == 32
 
 

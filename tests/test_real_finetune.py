@@ -97,8 +97,13 @@ def test_finetune_lowers_the_loss_and_an_interrupted_run_resumes_to_the_same_wei
 
     interrupted = load_model(str(folder)).model
     use_rope(interrupted, cfg)
-    finetune(interrupted, documents, FinetuneSettings(**{**settings.__dict__, "steps": 3}), method="linear",
-             checkpoint=tmp_path / "b.pt")  # stops after step 3; the last checkpoint is step 3's
+    finetune(
+        interrupted,
+        documents,
+        FinetuneSettings(**{**settings.__dict__, "steps": 3}),
+        method="linear",
+        checkpoint=tmp_path / "b.pt",
+    )  # stops after step 3; the last checkpoint is step 3's
     resumed = load_model(str(folder)).model  # a fresh process: weights from the checkpoint only
     use_rope(resumed, cfg)
     again = finetune(resumed, documents, settings, method="linear", checkpoint=tmp_path / "b.pt")
@@ -126,10 +131,16 @@ def test_handed_over_folder_loads_in_plain_transformers_with_ropelabs_logits(fol
     loaded = load_model(str(folder))
     cfg = method_config(loaded.rope, method, T, N)
     use_rope(loaded.model, cfg)
-    finetune(loaded.model, _documents(loaded.model.config.vocab_size), FinetuneSettings(steps=2, window=32, target=N, lr=1e-3),
-             method=method)  # weights that differ from the source folder's
+    finetune(
+        loaded.model,
+        _documents(loaded.model.config.vocab_size),
+        FinetuneSettings(steps=2, window=32, target=N, lr=1e-3),
+        method=method,
+    )  # weights that differ from the source folder's
     target = write_model_folder(loaded.model, loaded.tokenizer, hf_config(loaded.model.config, cfg), tmp_path / "out")
-    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= {p.name for p in target.iterdir()}
+    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json"} <= {
+        p.name for p in target.iterdir()
+    }
     plain = AutoModelForCausalLM.from_pretrained(target).eval()
     assert AutoTokenizer.from_pretrained(target)("def f").input_ids == loaded.tokenizer("def f").input_ids
     ids = torch.randint(0, loaded.model.config.vocab_size, (1, N), generator=torch.Generator().manual_seed(5))
@@ -187,9 +198,36 @@ def test_extend_finetune_cli_writes_table_claims_and_a_loadable_folder(folder, t
     from transformers import AutoModelForCausalLM
 
     out, handed = tmp_path / "out", tmp_path / "handed"
-    code = main(["extend", "--model", str(folder), "--bin", "16", "--methods", "linear,yarn", "--passkey-lengths", "128,256",
-                 "--passkey-depths", "0,1", "--passkey-keys", "1", "--finetune", "pose", "--finetune-steps", "4",
-                 "--finetune-window", "32", "--write-config", str(handed), "--out", str(out), "--quiet", "--dtype", "float32"])
+    code = main(
+        [
+            "extend",
+            "--model",
+            str(folder),
+            "--bin",
+            "16",
+            "--methods",
+            "linear,yarn",
+            "--passkey-lengths",
+            "128,256",
+            "--passkey-depths",
+            "0,1",
+            "--passkey-keys",
+            "1",
+            "--finetune",
+            "pose",
+            "--finetune-steps",
+            "4",
+            "--finetune-window",
+            "32",
+            "--write-config",
+            str(handed),
+            "--out",
+            str(out),
+            "--quiet",
+            "--dtype",
+            "float32",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     table = results["finetune"]["table"]
@@ -197,22 +235,32 @@ def test_extend_finetune_cli_writes_table_claims_and_a_loadable_folder(folder, t
     assert set(table["linear"]["4"]) == {"[0, T/2)", "[T/2, T)", "[T, 256)"}
     assert {"linear+pose", "yarn+pose"} <= set(results["measure"]["methods"])
     claims = {c["claim"]: c for c in results["claims"]}
-    assert {"PI fine-tuned closes half the in-context gap", "PI fine-tuned holds past T",
-            "YaRN fine-tuned no worse than zero-shot"} <= set(claims)
+    assert {
+        "PI fine-tuned closes half the in-context gap",
+        "PI fine-tuned holds past T",
+        "YaRN fine-tuned no worse than zero-shot",
+    } <= set(claims)
     assert all(c["held"] in (True, False) for name, c in claims.items() if "fine-tuned" in name)
     assert len(results["finetune"]["loss"]["linear"]) == 4
     assert (out / "checkpoints" / "linear.pt").is_file()
     page = (out / "report.html").read_text()
     assert "Fine-tuning (PoSE)" in page and "from_pretrained" in page and page.count("data:image/png;base64,") == 4
-    assert AutoModelForCausalLM.from_pretrained(handed).config.rope_parameters["rope_type"] in ("linear", "yarn", "default")
+    assert AutoModelForCausalLM.from_pretrained(handed).config.rope_parameters["rope_type"] in (
+        "linear",
+        "yarn",
+        "default",
+    )
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--finetune", "pose", "--finetune-window", str(T + 1)], "--finetune-window 129 is invalid"),
-    (["--finetune", "pose", "--finetune-window", "0"], "--finetune-window 0 is invalid"),
-    (["--finetune", "pose", "--finetune-steps", "-1"], "--finetune-steps -1 is invalid"),
-    (["--finetune", "pose", "--finetune-methods", "dynamic"], "'dynamic' cannot be fine-tuned"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--finetune", "pose", "--finetune-window", str(T + 1)], "--finetune-window 129 is invalid"),
+        (["--finetune", "pose", "--finetune-window", "0"], "--finetune-window 0 is invalid"),
+        (["--finetune", "pose", "--finetune-steps", "-1"], "--finetune-steps -1 is invalid"),
+        (["--finetune", "pose", "--finetune-methods", "dynamic"], "'dynamic' cannot be fine-tuned"),
+    ],
+)
 def test_bad_finetune_input_exits_2_with_one_line_and_writes_nothing(folder, tmp_path, capsys, argv, needle):
     out = tmp_path / "out"
     capsys.readouterr()
@@ -227,7 +275,9 @@ def test_write_config_into_a_non_empty_folder_needs_force(folder, tmp_path, caps
     handed.mkdir()
     (handed / "keep.txt").write_text("mine")
     capsys.readouterr()
-    code = main(["extend", "--model", str(folder), "--write-config", str(handed), "--out", str(tmp_path / "out"), "--quiet"])
+    code = main(
+        ["extend", "--model", str(folder), "--write-config", str(handed), "--out", str(tmp_path / "out"), "--quiet"]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "is not empty: pass --force" in err and len(err.splitlines()) == 1
     assert [p.name for p in handed.iterdir()] == ["keep.txt"] and not (tmp_path / "out").exists()

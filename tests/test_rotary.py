@@ -35,7 +35,9 @@ CONFIGS = [
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"{c.rope_type}-{c.head_dim}-{c.rotary_dim}")
 @pytest.mark.parametrize("layout", ["half", "interleaved"])
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)])
+@pytest.mark.parametrize(
+    "dtype,tol", [(torch.float64, 1e-12), (torch.float32, 2e-6), (torch.bfloat16, 2e-2), (torch.float16, 2e-3)]
+)
 def test_matches_float64_reference(cfg, layout, dtype, tol):
     x = torch.randn(2, 3, 11, cfg.head_dim).to(dtype)
     positions = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]])
@@ -46,7 +48,7 @@ def test_matches_float64_reference(cfg, layout, dtype, tol):
     error = ((out.double() - expected).abs() / expected.abs().clamp(min=1)).max().item()
     assert error <= tol
     # Partial rotation: the pass-through channels are bit-identical.
-    assert torch.equal(out[..., cfg.rotary_dim:], x[..., cfg.rotary_dim:])
+    assert torch.equal(out[..., cfg.rotary_dim :], x[..., cfg.rotary_dim :])
 
 
 def test_matches_transformers_llama_and_gptj_application():

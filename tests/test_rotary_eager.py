@@ -25,7 +25,10 @@ def test_chunked_eager_matches_functional(monkeypatch, chunk, layout, dtype, x_s
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(x_shape, generator=gen).to(dtype)
     angles = torch.rand(table_shape, generator=gen, dtype=torch.float64) * 6.3
-    cos, sin = torch.cos(angles).to(torch.promote_types(dtype, torch.float32)), torch.sin(angles).to(torch.promote_types(dtype, torch.float32))
+    cos, sin = (
+        torch.cos(angles).to(torch.promote_types(dtype, torch.float32)),
+        torch.sin(angles).to(torch.promote_types(dtype, torch.float32)),
+    )
     got = rotate_eager(x, cos, sin, layout)
     want = rotate_functional(x, cos, sin, layout)
     assert got.dtype == dtype and got.shape == x.shape

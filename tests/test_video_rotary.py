@@ -34,9 +34,13 @@ VIDEO = {  # family -> (config class, module prefix)
     "edgetam_video": ("EdgeTamVideoConfig", "EdgeTamVideo"),
 }
 # 2 heads of 64 // 2 channels: 16 by the family's formula (32 if the downsample rate were missed)
-MEMORY = dict(memory_attention_hidden_size=64, memory_attention_num_attention_heads=2,
-              memory_attention_downsample_rate=2, memory_attention_num_layers=2,
-              memory_attention_rope_feat_sizes=[6, 4])
+MEMORY = dict(
+    memory_attention_hidden_size=64,
+    memory_attention_num_attention_heads=2,
+    memory_attention_downsample_rate=2,
+    memory_attention_num_layers=2,
+    memory_attention_rope_feat_sizes=[6, 4],
+)
 
 
 def _video(family: str):
@@ -87,7 +91,7 @@ def test_memory_attention_config_is_read_with_the_family_head_size(family):
     module = getattr(modeling, f"{VIDEO[family][1]}VisionRotaryEmbedding")(config)
     inv_freq, _ = rope_frequencies(cfg)
     torch.testing.assert_close(inv_freq[: cfg.num_pairs // 2].float(), module.inv_freq, atol=0, rtol=1e-6)
-    assert torch.equal(inv_freq[: cfg.num_pairs // 2], inv_freq[cfg.num_pairs // 2:])  # one ladder per axis
+    assert torch.equal(inv_freq[: cfg.num_pairs // 2], inv_freq[cfg.num_pairs // 2 :])  # one ladder per axis
     assert RopeConfig.from_hf(cfg.to_hf()) == cfg
 
 
@@ -130,11 +134,18 @@ def test_sweep_configs_shrink_the_memory_grid_and_keep_the_formula_apart():
 
 
 def test_bad_memory_attention_sizes_name_the_key():
-    data = {"model_type": "sam2_video", "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
-            "memory_attention_hidden_size": 64, "memory_attention_downsample_rate": 1,
-            "memory_attention_num_attention_heads": 0}
-    with pytest.raises(RopeConfigError, match=r"memory_attention_num_attention_heads=0 is invalid.*"
-                                              r"memory_attention_hidden_size // \("):
+    data = {
+        "model_type": "sam2_video",
+        "rope_parameters": {"rope_type": "axial", "rope_theta": 10000.0},
+        "memory_attention_hidden_size": 64,
+        "memory_attention_downsample_rate": 1,
+        "memory_attention_num_attention_heads": 0,
+    }
+    with pytest.raises(
+        RopeConfigError,
+        match=r"memory_attention_num_attention_heads=0 is invalid.*"
+        r"memory_attention_hidden_size // \(",
+    ):
         RopeConfig.from_hf(data)
     with pytest.raises(RopeConfigError, match="memory_attention_hidden_size=None"):
         RopeConfig.from_hf({**data, "memory_attention_num_attention_heads": 1, "memory_attention_hidden_size": None})
@@ -228,9 +239,16 @@ def test_axial_slots_need_an_axial_config_and_default_to_the_even_split():
 
 @pytest.mark.parametrize("key, value", [("num_uid_rope_pairs", 0), ("spatial_rope_base_frequency", 0.5)])
 def test_bad_esmfold2_atom_keys_name_the_key(key, value):
-    data = {key: getattr(_atom_config(), key) for key in
-            ("head_dim", "num_spatial_rope_pairs_per_axis", "num_uid_rope_pairs", "spatial_rope_base_frequency",
-             "uid_rope_base_frequency")}
+    data = {
+        key: getattr(_atom_config(), key)
+        for key in (
+            "head_dim",
+            "num_spatial_rope_pairs_per_axis",
+            "num_uid_rope_pairs",
+            "spatial_rope_base_frequency",
+            "uid_rope_base_frequency",
+        )
+    }
     with pytest.raises(RopeConfigError, match=f"{key}={value!r} is invalid"):
         RopeConfig.from_hf({**data, key: value})
 

@@ -35,8 +35,9 @@ from ropelab.rotary import rope_angles
 STEP = RopeConfig(head_dim=16, rope_type="axial", axial_order=(1, 0))
 KIMI = RopeConfig(head_dim=16, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved")
 MINIMAX = RopeConfig(head_dim=20, rotary_dim=18, rope_type="axial", axial_order=(0, 1, 2))
-PIXTRAL_INTERLEAVED = RopeConfig(head_dim=16, rope_type="axial", axial_frequencies="alternating",
-                                 axial_composition="interleaved")
+PIXTRAL_INTERLEAVED = RopeConfig(
+    head_dim=16, rope_type="axial", axial_frequencies="alternating", axial_composition="interleaved"
+)
 NEW = [STEP, KIMI, MINIMAX, PIXTRAL_INTERLEAVED]
 IDS = ["column-first", "interleaved", "three-axes-partial", "alternating-interleaved"]
 TINY = dict(hidden_size=64, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, initializer_range=0.2)
@@ -103,7 +104,7 @@ def test_angles_equal_the_float64_loop_at_large_positions(cfg):
     want = apply_rotary_reference(x, torch.cos(angles), torch.sin(angles), cfg.layout)
     torch.testing.assert_close(rotate(x, positions, cfg), want, rtol=0, atol=1e-12)
     if cfg.rotary_dim < cfg.head_dim:
-        assert torch.equal(rotate(x, positions, cfg)[..., cfg.rotary_dim:], x[..., cfg.rotary_dim:])
+        assert torch.equal(rotate(x, positions, cfg)[..., cfg.rotary_dim :], x[..., cfg.rotary_dim :])
 
 
 # ----------------------------------------------------------------------------- transformers vision rotary modules
@@ -113,15 +114,27 @@ def _models(family: str):
 
 # family: (config class, rotary class, expected fields of RopeConfig.from_hf)
 VISION_ROTARY = {
-    "kimi_k25": ("Kimi_K25VisionConfig", "Kimi_K25VisionRotaryEmbedding",
-                 dict(axial_order=(1, 0), axial_composition="interleaved", rotary_dim=16, layout="half")),
-    "step3p7": ("Step3p7VisionConfig", "Step3p7VisionRotaryEmbedding",
-                dict(axial_order=(1, 0), axial_composition="contiguous", rotary_dim=16, layout="half")),
-    "inkling2": ("Inkling2VisionConfig", "Inkling2VisionRotaryEmbedding",
-                 dict(axial_order=(1, 0), axial_composition="contiguous", rotary_dim=16, layout="interleaved")),
+    "kimi_k25": (
+        "Kimi_K25VisionConfig",
+        "Kimi_K25VisionRotaryEmbedding",
+        dict(axial_order=(1, 0), axial_composition="interleaved", rotary_dim=16, layout="half"),
+    ),
+    "step3p7": (
+        "Step3p7VisionConfig",
+        "Step3p7VisionRotaryEmbedding",
+        dict(axial_order=(1, 0), axial_composition="contiguous", rotary_dim=16, layout="half"),
+    ),
+    "inkling2": (
+        "Inkling2VisionConfig",
+        "Inkling2VisionRotaryEmbedding",
+        dict(axial_order=(1, 0), axial_composition="contiguous", rotary_dim=16, layout="interleaved"),
+    ),
     # head_dim 16: each of t, h, w rotates 2 * ((16 // 3) // 2) = 4 channels, 4 pass through
-    "minimax_m3_vl": ("MiniMaxM3VLVisionConfig", "MiniMaxM3VLVisionRotaryEmbedding",
-                      dict(axial_order=(0, 1, 2), axial_composition="contiguous", rotary_dim=12, layout="half")),
+    "minimax_m3_vl": (
+        "MiniMaxM3VLVisionConfig",
+        "MiniMaxM3VLVisionRotaryEmbedding",
+        dict(axial_order=(0, 1, 2), axial_composition="contiguous", rotary_dim=12, layout="half"),
+    ),
 }
 
 
@@ -155,7 +168,9 @@ def _kimi_k25():
 def _step3p7():
     m = _models("step3p7")
     config = m.Step3p7VisionConfig(**TINY, patch_size=2, image_size=16)
-    return m.Step3p7VisionModel._from_config(config, attn_implementation="eager"), {"pixel_values": torch.randn(1, 3, 8, 12)}
+    return m.Step3p7VisionModel._from_config(config, attn_implementation="eager"), {
+        "pixel_values": torch.randn(1, 3, 8, 12)
+    }
 
 
 def _minimax_m3_vl():
@@ -168,8 +183,9 @@ def _minimax_m3_vl():
 
 def _inkling2():
     m = _models("inkling2")
-    config = m.Inkling2VisionConfig(**TINY, patch_size=2, posemb_grid_size=8, projection_hidden_dim=64,
-                                    text_hidden_size=64)
+    config = m.Inkling2VisionConfig(
+        **TINY, patch_size=2, posemb_grid_size=8, projection_hidden_dim=64, text_hidden_size=64
+    )
     model = m.Inkling2VisionModel._from_config(config, attn_implementation="eager")
     # 2 x 3 merged tokens = 4 x 6 patches of one image, plus its class token at (0, 0)
     return model, {"pixel_values": torch.rand(6, 4, 4, 3) * 2 - 1, "image_grid_thw": torch.tensor([[1, 2, 3]])}
@@ -177,8 +193,9 @@ def _inkling2():
 
 def _gemma4():
     m = _models("gemma4")
-    config = m.Gemma4VisionConfig(**TINY, num_key_value_heads=4, head_dim=16, patch_size=2, pooling_kernel_size=2,
-                                  position_embedding_size=16)
+    config = m.Gemma4VisionConfig(
+        **TINY, num_key_value_heads=4, head_dim=16, patch_size=2, pooling_kernel_size=2, position_embedding_size=16
+    )
     model = m.Gemma4VisionModel._from_config(config, attn_implementation="eager")
     rows, cols = torch.meshgrid(torch.arange(4), torch.arange(5), indexing="ij")
     xy = torch.stack([cols.flatten(), rows.flatten()], dim=-1)
@@ -188,13 +205,27 @@ def _gemma4():
 
 def _llama4():
     m = _models("llama4")
-    config = m.Llama4VisionConfig(**{**TINY, "intermediate_size": 256}, image_size=8, patch_size=2,
-                                  vision_output_dim=64, projector_input_dim=64, projector_output_dim=64)
-    return m.Llama4VisionModel._from_config(config, attn_implementation="eager"), {"pixel_values": torch.randn(1, 3, 8, 8)}
+    config = m.Llama4VisionConfig(
+        **{**TINY, "intermediate_size": 256},
+        image_size=8,
+        patch_size=2,
+        vision_output_dim=64,
+        projector_input_dim=64,
+        projector_output_dim=64,
+    )
+    return m.Llama4VisionModel._from_config(config, attn_implementation="eager"), {
+        "pixel_values": torch.randn(1, 3, 8, 8)
+    }
 
 
-TOWERS = {"kimi_k25": _kimi_k25, "step3p7": _step3p7, "minimax_m3_vl": _minimax_m3_vl, "inkling2": _inkling2,
-          "gemma4": _gemma4, "llama4": _llama4}
+TOWERS = {
+    "kimi_k25": _kimi_k25,
+    "step3p7": _step3p7,
+    "minimax_m3_vl": _minimax_m3_vl,
+    "inkling2": _inkling2,
+    "gemma4": _gemma4,
+    "llama4": _llama4,
+}
 
 
 def _run(model, inputs) -> torch.Tensor:
@@ -255,16 +286,30 @@ def test_llama4_vision_freqs_cis_is_complex_on_the_fixed_grid():
     theta = 10000.0 ** (-4 * torch.arange(4, dtype=torch.float64) / 16)
     x, y = torch.arange(16) % 4 + 1, torch.arange(16) // 4 + 1
     exact = torch.cat([x[:, None] * theta, y[:, None] * theta], dim=-1)
-    torch.testing.assert_close(got[:-1, 0], torch.polar(torch.ones_like(exact), exact).to(torch.complex64),
-                               rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        got[:-1, 0], torch.polar(torch.ones_like(exact), exact).to(torch.complex64), rtol=0, atol=1e-7
+    )
 
 
 # ----------------------------------------------------------------------------- complex freqs_cis text towers
 def _deepseek_v2():
     config = transformers.DeepseekV2Config(
-        **TINY, vocab_size=128, num_key_value_heads=4, kv_lora_rank=16, q_lora_rank=32, qk_rope_head_dim=16,
-        qk_nope_head_dim=16, v_head_dim=16, moe_intermediate_size=32, n_routed_experts=4, num_experts_per_tok=2,
-        n_group=1, topk_group=1, n_shared_experts=1, first_k_dense_replace=1)
+        **TINY,
+        vocab_size=128,
+        num_key_value_heads=4,
+        kv_lora_rank=16,
+        q_lora_rank=32,
+        qk_rope_head_dim=16,
+        qk_nope_head_dim=16,
+        v_head_dim=16,
+        moe_intermediate_size=32,
+        n_routed_experts=4,
+        num_experts_per_tok=2,
+        n_group=1,
+        topk_group=1,
+        n_shared_experts=1,
+        first_k_dense_replace=1,
+    )
     torch.manual_seed(0)
     return transformers.DeepseekV2Model._from_config(config, attn_implementation="eager").eval()
 
@@ -296,8 +341,12 @@ def test_deepseek_v2_freqs_cis_come_from_exact_angles():
 # ----------------------------------------------------------------------------- HunYuan-VL: sections of the doubled table
 def _hunyuan_vl(sections):
     config = transformers.models.hunyuan_vl.HunYuanVLTextConfig(
-        **TINY, vocab_size=128, num_key_value_heads=2, head_dim=16,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(sections)})
+        **TINY,
+        vocab_size=128,
+        num_key_value_heads=2,
+        head_dim=16,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(sections)},
+    )
     torch.manual_seed(0)
     return transformers.models.hunyuan_vl.HunYuanVLTextModel._from_config(config, attn_implementation="eager").eval()
 
@@ -320,7 +369,9 @@ def test_hunyuan_vl_tables_and_outputs_with_different_rows(sections):
     scale = max(1.0, want.abs().max().item())
     with torch.no_grad():
         assert (model(input_ids=ids, position_ids=positions).last_hidden_state - want).abs().max() / scale < 1e-5
-        assert (model(input_ids=ids, position_ids=positions[0]).last_hidden_state - want_text).abs().max() / scale < 1e-5
+        assert (
+            model(input_ids=ids, position_ids=positions[0]).last_hidden_state - want_text
+        ).abs().max() / scale < 1e-5
         for w, g in zip(original(torch.zeros(1), positions * 50), adapter(torch.zeros(1), positions * 50)):
             torch.testing.assert_close(g, w, rtol=0, atol=1e-4)
     # float64: channel c of the doubled table reads row k % rows in the k-th block of 2 * sections[k] channels
@@ -348,7 +399,8 @@ def test_a_wrong_reading_of_a_special_module_is_refused():
 def test_qwen25_vl_vision_preset_is_transformers_reading_of_the_published_vision_config():
     # vision_config of Qwen2.5-VL-7B-Instruct as quoted in the preset's source (no rope_theta there)
     config = transformers.Qwen2_5_VLConfig.from_dict(
-        {"vision_config": {"hidden_size": 1280, "num_heads": 16, "depth": 32, "out_hidden_size": 3584}}).vision_config
+        {"vision_config": {"hidden_size": 1280, "num_heads": 16, "depth": 32, "out_hidden_size": 3584}}
+    ).vision_config
     cfg = preset("qwen2.5-vl-7b-instruct-vision")
     assert RopeConfig.from_hf(config) == cfg
     module = _models("qwen2_5_vl").Qwen2_5_VLVisionRotaryEmbedding(config)
@@ -358,7 +410,9 @@ def test_qwen25_vl_vision_preset_is_transformers_reading_of_the_published_vision
 
 
 def test_explain_names_the_order_of_each_axial_layout():
-    kimi = dict(axes_rows(RopeConfig(head_dim=72, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved")))
+    kimi = dict(
+        axes_rows(RopeConfig(head_dim=72, rope_type="axial", axial_order=(1, 0), axial_composition="interleaved"))
+    )
     assert "column, row in turn, pair by pair" in kimi["position axes"]
     assert kimi["column axis"].startswith("18 pairs: 0, 2, ..., 34 (every 2nd)")
     assert kimi["row axis"].startswith("18 pairs: 1, 3, ..., 35 (every 2nd)")
@@ -366,8 +420,11 @@ def test_explain_names_the_order_of_each_axial_layout():
     assert "blocks column | row" in step["position axes"] and step["column axis"].startswith("24 pairs: 0-23")
     minimax = dict(axes_rows(RopeConfig(head_dim=80, rotary_dim=78, rope_type="axial", axial_order=(0, 1, 2))))
     assert minimax["position axes"].startswith("3 per token: axial 3D RoPE")
-    assert [minimax[f"{name} axis"][:16] for name in ("temporal", "row", "column")] == \
-        ["13 pairs: 0-12; ", "13 pairs: 13-25;", "13 pairs: 26-38;"]
+    assert [minimax[f"{name} axis"][:16] for name in ("temporal", "row", "column")] == [
+        "13 pairs: 0-12; ",
+        "13 pairs: 13-25;",
+        "13 pairs: 26-38;",
+    ]
 
 
 def test_sam3_vit_fractional_positions_and_batch_table_are_reproduced():

@@ -25,7 +25,12 @@ from ropelab.errors import CliError, RopelabError
 __all__ = ["main", "CliError"]
 
 # Modules that add subcommands: each exposes register(subparsers) and, optionally, demo(args).
-_PLUGINS = ("ropelab.explain.cli", "ropelab.explain.explorer", "ropelab.real.cli", "ropelab.lab.cli")  # lab last: its report path ends the demo
+_PLUGINS = (
+    "ropelab.explain.cli",
+    "ropelab.explain.explorer",
+    "ropelab.real.cli",
+    "ropelab.lab.cli",
+)  # lab last: its report path ends the demo
 
 
 def _plugins():

@@ -29,8 +29,17 @@ from typing import Any
 
 from ropelab.errors import RopeConfigError, UnknownLayerTypeError
 
-__all__ = ["ALL_LAYERS", "AXIAL_COMPOSITIONS", "AXIAL_FREQUENCIES", "LAYOUTS", "MROPE_COMPOSITIONS", "ROPE_TYPES",
-           "LayerTypeRope", "RopeConfig", "RopeConfigError"]
+__all__ = [
+    "ALL_LAYERS",
+    "AXIAL_COMPOSITIONS",
+    "AXIAL_FREQUENCIES",
+    "LAYOUTS",
+    "MROPE_COMPOSITIONS",
+    "ROPE_TYPES",
+    "LayerTypeRope",
+    "RopeConfig",
+    "RopeConfigError",
+]
 
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3", "proportional")
 LAYOUTS = ("half", "interleaved")
@@ -97,8 +106,10 @@ def register_hf_reader(reader: Callable[[Any], LayerTypeRope]) -> None:
 def _read_hf(obj: Any) -> LayerTypeRope:
     """Every layer type's RoPE of a transformers config, read by the registered reader."""
     if _hf_reader is None:  # only while the package itself is still being imported
-        raise RuntimeError("no reader of transformers configs is registered yet: RopeConfig.from_hf works once "
-                           "`import ropelab` has finished")
+        raise RuntimeError(
+            "no reader of transformers configs is registered yet: RopeConfig.from_hf works once "
+            "`import ropelab` has finished"
+        )
     return _hf_reader(obj)
 
 
@@ -243,12 +254,20 @@ class RopeConfig:
     def _validate_proportional(self) -> None:
         if self.rope_type != "proportional":
             if self.rotated_pairs is not None:
-                raise _fail("rotated_pairs", self.rotated_pairs, f"None for rope_type={self.rope_type!r} "
-                            "(only 'proportional' leaves pairs unrotated; use rotary_dim for partial rotation)")
+                raise _fail(
+                    "rotated_pairs",
+                    self.rotated_pairs,
+                    f"None for rope_type={self.rope_type!r} "
+                    "(only 'proportional' leaves pairs unrotated; use rotary_dim for partial rotation)",
+                )
             return
         if self.rotary_dim != self.head_dim:
-            raise _fail("rotary_dim", self.rotary_dim, f"head_dim={self.head_dim} for rope_type='proportional' "
-                        "(its tables span the head; rotated_pairs sets how many pairs turn)")
+            raise _fail(
+                "rotary_dim",
+                self.rotary_dim,
+                f"head_dim={self.head_dim} for rope_type='proportional' "
+                "(its tables span the head; rotated_pairs sets how many pairs turn)",
+            )
         pairs = self.head_dim // 2
         rotated = pairs if self.rotated_pairs is None else self.rotated_pairs
         if not isinstance(rotated, int) or isinstance(rotated, bool) or not 0 <= rotated <= pairs:
@@ -261,10 +280,17 @@ class RopeConfig:
         axial = self.rope_type == AXIAL_ROPE_TYPE
         if self.mrope_section is not None:
             sections = self.mrope_section
-            if isinstance(sections, (str, bytes)) or not hasattr(sections, "__len__") or len(sections) not in (2, 3) \
-                    or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in sections):
-                raise _fail("mrope_section", sections, "three non-negative integers (temporal, height, width pairs), "
-                            "or two (row, column pairs)")
+            if (
+                isinstance(sections, (str, bytes))
+                or not hasattr(sections, "__len__")
+                or len(sections) not in (2, 3)
+                or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in sections)
+            ):
+                raise _fail(
+                    "mrope_section",
+                    sections,
+                    "three non-negative integers (temporal, height, width pairs), or two (row, column pairs)",
+                )
             set_("mrope_section", tuple(sections))
             if sum(sections) != self.num_pairs:
                 # transformers splits the rotated pairs only: with partial rotation (GLM-4V) that is
@@ -274,11 +300,17 @@ class RopeConfig:
             if composition not in MROPE_COMPOSITIONS:
                 raise _fail("mrope_composition", composition, f"one of {', '.join(MROPE_COMPOSITIONS)}")
             if composition == "spatial_interleaved" and len(sections) != 3:
-                raise _fail("mrope_section", list(sections), "three sections (height, width, temporal) for "
-                            "mrope_composition='spatial_interleaved'")
+                raise _fail(
+                    "mrope_section",
+                    list(sections),
+                    "three sections (height, width, temporal) for mrope_composition='spatial_interleaved'",
+                )
             if composition == "spatial_interleaved" and sections[0] != sections[1]:
-                raise _fail("mrope_section", list(sections), "equal height and width sections (the first two) "
-                            "for mrope_composition='spatial_interleaved'")
+                raise _fail(
+                    "mrope_section",
+                    list(sections),
+                    "equal height and width sections (the first two) for mrope_composition='spatial_interleaved'",
+                )
             if axial:
                 raise _fail("mrope_section", list(sections), "None for rope_type='axial' (two axes, no sections)")
             set_("mrope_composition", composition)
@@ -298,16 +330,24 @@ class RopeConfig:
         if frequencies not in AXIAL_FREQUENCIES:
             raise _fail("axial_frequencies", frequencies, f"one of {', '.join(AXIAL_FREQUENCIES)}")
         order = (0, 1) if self.axial_order is None else self.axial_order
-        if isinstance(order, (str, bytes)) or not hasattr(order, "__len__") \
-                or any(not isinstance(a, int) or isinstance(a, bool) for a in order) \
-                or len(order) < 2 or sorted(order) != list(range(len(order))):
+        if (
+            isinstance(order, (str, bytes))
+            or not hasattr(order, "__len__")
+            or any(not isinstance(a, int) or isinstance(a, bool) for a in order)
+            or len(order) < 2
+            or sorted(order) != list(range(len(order)))
+        ):
             raise _fail("axial_order", order, "a permutation of 0 .. A-1 for A >= 2 axes, e.g. (0, 1) or (1, 0)")
         composition = self.axial_composition or "contiguous"
         if composition not in AXIAL_COMPOSITIONS:
             raise _fail("axial_composition", composition, f"one of {', '.join(AXIAL_COMPOSITIONS)}")
         if self.axial_pairs is None and self.num_pairs % len(order):
-            raise _fail("rotary_dim", self.rotary_dim, f"a multiple of {2 * len(order)} for rope_type='axial' "
-                        f"with {len(order)} axes (the pairs split evenly between the axes)")
+            raise _fail(
+                "rotary_dim",
+                self.rotary_dim,
+                f"a multiple of {2 * len(order)} for rope_type='axial' "
+                f"with {len(order)} axes (the pairs split evenly between the axes)",
+            )
         set_("axial_frequencies", frequencies)
         set_("axial_order", tuple(order))
         set_("axial_composition", composition)
@@ -319,14 +359,22 @@ class RopeConfig:
         shares, slots = self.axial_pairs, len(self.axial_order)
         if shares is None:
             return None
-        if isinstance(shares, (str, bytes)) or not hasattr(shares, "__len__") or len(shares) != slots \
-                or any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in shares):
+        if (
+            isinstance(shares, (str, bytes))
+            or not hasattr(shares, "__len__")
+            or len(shares) != slots
+            or any(not isinstance(n, int) or isinstance(n, bool) or n <= 0 for n in shares)
+        ):
             raise _fail("axial_pairs", shares, f"{slots} positive integers, the pairs of each slot of axial_order")
         if sum(shares) > self.num_pairs:
             raise _fail("axial_pairs", list(shares), f"at most rotary_dim // 2 = {self.num_pairs} pairs in all")
         if (self.axial_frequencies, self.axial_composition) != ("repeated", "contiguous"):
-            raise _fail("axial_pairs", list(shares), "None unless axial_frequencies='repeated' and "
-                        "axial_composition='contiguous' (a block of pairs per slot, each with its own ladder)")
+            raise _fail(
+                "axial_pairs",
+                list(shares),
+                "None unless axial_frequencies='repeated' and "
+                "axial_composition='contiguous' (a block of pairs per slot, each with its own ladder)",
+            )
         even = self.num_pairs // slots
         return None if tuple(shares) == (even,) * slots and even * slots == self.num_pairs else tuple(shares)
 
@@ -335,12 +383,22 @@ class RopeConfig:
         bases, slots = self.axial_bases, len(self.axial_order)
         if bases is None:
             return None
-        if isinstance(bases, (str, bytes)) or not hasattr(bases, "__len__") or len(bases) != slots or any(
-                not isinstance(b, (int, float)) or isinstance(b, bool) or not (math.isfinite(b) and b > 1) for b in bases):
+        if (
+            isinstance(bases, (str, bytes))
+            or not hasattr(bases, "__len__")
+            or len(bases) != slots
+            or any(
+                not isinstance(b, (int, float)) or isinstance(b, bool) or not (math.isfinite(b) and b > 1)
+                for b in bases
+            )
+        ):
             raise _fail("axial_bases", bases, f"{slots} finite numbers > 1, the base of each slot of axial_order")
         if self.axial_frequencies != "repeated":
-            raise _fail("axial_bases", list(bases), "None unless axial_frequencies='repeated' (alternating "
-                        "frequencies deal one ladder to every axis)")
+            raise _fail(
+                "axial_bases",
+                list(bases),
+                "None unless axial_frequencies='repeated' (alternating frequencies deal one ladder to every axis)",
+            )
         return None if all(b == self.base for b in bases) else tuple(float(b) for b in bases)
 
     # ------------------------------------------------------------------ derived values
@@ -434,13 +492,21 @@ class RopeConfig:
         if rope.uniform:
             if layer_type not in rope.layer_types:
                 listed = ", ".join(dict.fromkeys(rope.layer_types)) or "none"
-                raise _fail("layer_type", layer_type, f"one of the config's layer_types ({listed}); the config has "
-                            "one RoPE for every layer, read it with layer_type=None")
+                raise _fail(
+                    "layer_type",
+                    layer_type,
+                    f"one of the config's layer_types ({listed}); the config has "
+                    "one RoPE for every layer, read it with layer_type=None",
+                )
             return rope[ALL_LAYERS]
         cfg = rope[layer_type]
         if cfg is None:
-            raise _fail("layer_type", layer_type, f"a layer type with RoPE: its rope_parameters entry is None (NoPE); "
-                        f"layer types with RoPE: {', '.join(rope.rope_layer_types) or 'none'}")
+            raise _fail(
+                "layer_type",
+                layer_type,
+                f"a layer type with RoPE: its rope_parameters entry is None (NoPE); "
+                f"layer types with RoPE: {', '.join(rope.rope_layer_types) or 'none'}",
+            )
         return cfg
 
     @classmethod
@@ -511,8 +577,9 @@ def _pair_axes(pairs: int, sections: tuple[int, ...] | None, composition: str | 
 
 
 @functools.lru_cache(maxsize=64)
-def _axial_pair_axes(pairs: int, order: tuple[int, ...], composition: str,
-                     shares: tuple[int, ...] | None = None) -> tuple[int, ...]:
+def _axial_pair_axes(
+    pairs: int, order: tuple[int, ...], composition: str, shares: tuple[int, ...] | None = None
+) -> tuple[int, ...]:
     """The position column of each of ``pairs`` axial pairs (see :data:`AXIAL_COMPOSITIONS`); with
     ``shares`` (``axial_pairs``) slot ``s`` is a block of ``shares[s]`` pairs, and the frozen pairs
     after them read the last slot's axis."""
@@ -574,7 +641,9 @@ class LayerTypeRope(Mapping):
 
     def __getitem__(self, layer_type: str) -> RopeConfig | None:
         if layer_type not in self.configs:
-            raise UnknownLayerTypeError(f"layer_type={layer_type!r} is invalid: expected one of {', '.join(self.configs)}")
+            raise UnknownLayerTypeError(
+                f"layer_type={layer_type!r} is invalid: expected one of {', '.join(self.configs)}"
+            )
         return self.configs[layer_type]
 
     def __iter__(self) -> Iterator[str]:
@@ -626,7 +695,9 @@ class LayerTypeRope(Mapping):
         for key in ("max_position_embeddings", "layout"):
             values = {getattr(cfg, key) for cfg in present}
             if len(values) > 1:
-                raise _fail(key, sorted(values, key=str), "one value for all layer types (transformers keeps it top-level)")
+                raise _fail(
+                    key, sorted(values, key=str), "one value for all layer types (transformers keeps it top-level)"
+                )
         for name, cfg in self.configs.items():
             flat = None if cfg is None else cfg.to_hf()
             out["rope_parameters"][name] = None if flat is None else flat.pop("rope_parameters")
@@ -634,14 +705,22 @@ class LayerTypeRope(Mapping):
                 overrides = {i: {"head_dim": flat["head_dim"]} for i, t in enumerate(self.layer_types) if t == name}
                 out.setdefault("per_layer_config", {}).update(overrides)
             elif flat and flat["head_dim"] != present[0].head_dim:
-                raise _fail("layer_types", list(self.layer_types), f"a list naming {name!r}, whose head_dim "
-                            f"{flat['head_dim']} differs from {present[0].head_dim} (per_layer_config is keyed by layer)")
+                raise _fail(
+                    "layer_types",
+                    list(self.layer_types),
+                    f"a list naming {name!r}, whose head_dim "
+                    f"{flat['head_dim']} differs from {present[0].head_dim} (per_layer_config is keyed by layer)",
+                )
             for key, value in (flat or {}).items():
                 if key not in ("head_dim", "rotary_dim"):
                     out[key] = value
             partial = (out["rope_parameters"][name] or {}).get("partial_rotary_factor")
             if flat and "rotary_dim" in flat and int(flat["head_dim"] * partial) != flat["rotary_dim"]:
-                raise _fail(f"{name}.rotary_dim", flat["rotary_dim"], "a partial rotation that partial_rotary_factor "
-                            "states exactly (per-layer-type configs have no per-type rotary_dim key)")
+                raise _fail(
+                    f"{name}.rotary_dim",
+                    flat["rotary_dim"],
+                    "a partial rotation that partial_rotary_factor "
+                    "states exactly (per-layer-type configs have no per-type rotary_dim key)",
+                )
         out["head_dim"] = present[0].head_dim if present else None
         return out

@@ -25,13 +25,15 @@ def example_configs(head_dim: int = 128, base: float = 10000.0, trained: int = 4
     pairs = head_dim // 2
     plain = RopeConfig(head_dim=head_dim, base=base, max_position_embeddings=trained)
     configs = {"default": plain}
-    configs.update({method: extension_config(plain, method, trained, factor)
-                    for method in ("linear", "ntk", "dynamic", "yarn")})
+    configs.update(
+        {method: extension_config(plain, method, trained, factor) for method in ("linear", "ntk", "dynamic", "yarn")}
+    )
     # LongRoPE's factors are searched per model; these rise geometrically from 1 to `factor` and
     # only illustrate the shape (a real model's lists come from its config.json).
     illustrative = [factor ** (i / max(1, pairs - 1)) for i in range(pairs)]
-    configs["longrope"] = configs["yarn"].replace(rope_type="longrope", short_factor=[1.0] * pairs,
-                                                  long_factor=illustrative)
+    configs["longrope"] = configs["yarn"].replace(
+        rope_type="longrope", short_factor=[1.0] * pairs, long_factor=illustrative
+    )
     configs["llama3"] = extension_config(plain, "llama3", trained, factor)
     # p-RoPE is not an extension: a quarter of the pairs turn, the rest carry no position (Gemma 4's
     # full-attention layers use partial_rotary_factor 0.25 in transformers' Gemma4TextConfig defaults).
@@ -57,8 +59,16 @@ def type_rows(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) 
     for rope_type in ROPE_TYPES:
         inv_freq, attention = rope_frequencies(configs[rope_type], seq_len)
         last = inv_freq[-1].item()
-        rows.append(TypeRow(rope_type, attention, inv_freq[0].item(), last,
-                            2 * math.pi / last if last else math.inf, last / default[-1].item()))
+        rows.append(
+            TypeRow(
+                rope_type,
+                attention,
+                inv_freq[0].item(),
+                last,
+                2 * math.pi / last if last else math.inf,
+                last / default[-1].item(),
+            )
+        )
     return rows
 
 
@@ -87,14 +97,16 @@ def precision_rows(head_dim: int = 128, base: float = 500000.0, exponents=(10, 1
         exact = positions.double()[:, None] * inv_freq[None]
         fp32_angles = positions.float()[:, None] * inv_freq.float()[None]  # what transformers computes
         ours_cos, _ = rope_cos_sin(positions, cfg)
-        rows.append(PrecisionRow(
-            position=offset,
-            float32_angle_error=_wrapped(fp32_angles.double() - exact).abs().max().item(),
-            float32_cos_error=(torch.cos(fp32_angles).double() - torch.cos(exact)).abs().max().item(),
-            ropelab_cos_error=(ours_cos.double() - torch.cos(exact)).abs().max().item(),
-            ropelab_score_drift=drift.error_at("ropelab", offset),
-            float32_score_drift=drift.error_at("naive float32", offset),
-        ))
+        rows.append(
+            PrecisionRow(
+                position=offset,
+                float32_angle_error=_wrapped(fp32_angles.double() - exact).abs().max().item(),
+                float32_cos_error=(torch.cos(fp32_angles).double() - torch.cos(exact)).abs().max().item(),
+                ropelab_cos_error=(ours_cos.double() - torch.cos(exact)).abs().max().item(),
+                ropelab_score_drift=drift.error_at("ropelab", offset),
+                float32_score_drift=drift.error_at("naive float32", offset),
+            )
+        )
     return rows
 
 
@@ -104,11 +116,24 @@ def _wrapped(angle: torch.Tensor) -> torch.Tensor:
 
 def print_types_table(head_dim: int = 128, base: float = 10000.0, seq_len: int = 16384) -> None:
     table = Table(title=f"RoPE types: head_dim {head_dim}, base {base:g}, trained 4096, factor 4, seq_len {seq_len}")
-    for column in ("rope type", "attention factor", "theta_0", "theta_last", "longest wavelength", "slowest pair / default"):
+    for column in (
+        "rope type",
+        "attention factor",
+        "theta_0",
+        "theta_last",
+        "longest wavelength",
+        "slowest pair / default",
+    ):
         table.add_column(column, justify="right")
     for row in type_rows(head_dim, base, seq_len):
-        table.add_row(row.rope_type, f"{row.attention_factor:.4f}", f"{row.first_inv_freq:.4g}",
-                      f"{row.last_inv_freq:.4g}", f"{row.longest_wavelength:,.0f}", f"{row.last_pair_ratio:.4f}")
+        table.add_row(
+            row.rope_type,
+            f"{row.attention_factor:.4f}",
+            f"{row.first_inv_freq:.4g}",
+            f"{row.last_inv_freq:.4g}",
+            f"{row.longest_wavelength:,.0f}",
+            f"{row.last_pair_ratio:.4f}",
+        )
     Console().print(table)
     print("longrope uses illustrative factors (1 -> 4, geometric); a real model's come from its config.json.")
     print("proportional (p-RoPE) rotates the first quarter of the pairs; the rest never turn (wavelength inf).")
@@ -116,12 +141,23 @@ def print_types_table(head_dim: int = 128, base: float = 10000.0, seq_len: int =
 
 def print_precision_table(head_dim: int = 128, base: float = 500000.0) -> None:
     table = Table(title=f"Precision at long positions (head_dim {head_dim}, base {base:g}); reference: float64")
-    for column in ("position", "fp32 angle err (rad)", "fp32 cos err", "ropelab cos err",
-                   "score drift fp32", "score drift ropelab"):
+    for column in (
+        "position",
+        "fp32 angle err (rad)",
+        "fp32 cos err",
+        "ropelab cos err",
+        "score drift fp32",
+        "score drift ropelab",
+    ):
         table.add_column(column, justify="right")
     for row in precision_rows(head_dim, base):
-        table.add_row(f"2^{int(math.log2(row.position))}", f"{row.float32_angle_error:.2e}",
-                      f"{row.float32_cos_error:.2e}", f"{row.ropelab_cos_error:.2e}",
-                      f"{row.float32_score_drift:.2e}", f"{row.ropelab_score_drift:.2e}")
+        table.add_row(
+            f"2^{int(math.log2(row.position))}",
+            f"{row.float32_angle_error:.2e}",
+            f"{row.float32_cos_error:.2e}",
+            f"{row.ropelab_cos_error:.2e}",
+            f"{row.float32_score_drift:.2e}",
+            f"{row.ropelab_score_drift:.2e}",
+        )
     Console().print(table)
     print("score drift: max change of q.k over |q||k| when both positions move by the offset (RoPE promises 0).")

@@ -44,8 +44,9 @@ def extension_config(base: RopeConfig, method: str, trained_length: int, factor:
         raise RopeConfigError(f"factor={factor} is invalid: expected a number >= 1")
     if isinstance(trained_length, bool) or not isinstance(trained_length, int) or trained_length <= 0:
         raise RopeConfigError(f"trained_length={trained_length!r} is invalid: expected a positive integer")
-    plain = base.replace(rope_type="default", factor=None, original_max_position_embeddings=None,
-                         max_position_embeddings=trained_length)
+    plain = base.replace(
+        rope_type="default", factor=None, original_max_position_embeddings=None, max_position_embeddings=trained_length
+    )
     if method == "extrapolate":
         return plain
     if method == "dynamic":

@@ -26,8 +26,14 @@ import torch
 from ropelab.config import RopeConfig
 
 __all__ = [
-    "rope_frequencies", "FREQUENCY_FUNCTIONS", "default_inv_freq", "axial_inv_freq", "axial_slot_inv_freq", "yarn_ramp",
-    "yarn_mscale", "llama3_ramp",
+    "rope_frequencies",
+    "FREQUENCY_FUNCTIONS",
+    "default_inv_freq",
+    "axial_inv_freq",
+    "axial_slot_inv_freq",
+    "yarn_ramp",
+    "yarn_mscale",
+    "llama3_ramp",
 ]
 
 SeqLen = int | torch.Tensor | None

@@ -61,9 +61,7 @@ def _index(source: str, target: str, head_dim: int, rotary_dim: int | None) -> t
     return half_to_interleaved_index(head_dim, rotary_dim)
 
 
-def convert_activations(
-    x: torch.Tensor, *, source: str, target: str, rotary_dim: int | None = None
-) -> torch.Tensor:
+def convert_activations(x: torch.Tensor, *, source: str, target: str, rotary_dim: int | None = None) -> torch.Tensor:
     """Reorder the last axis of ``x`` ``[..., head_dim]`` from layout ``source`` to ``target``."""
     index = _index(source, target, x.shape[-1], rotary_dim)
     return x if index is None else x[..., index.to(x.device)]

@@ -158,7 +158,9 @@ def plot_angle_coverage(cfg: RopeConfig, target_length: int, trained_length: int
     fig, (ax,) = _figure(7.5, 4.4)
     ax.semilogy(pairs, plain.trained_reach / TWO_PI, "k-", lw=2, label=f"trained edge (L = {length:,})")
     ax.semilogy(pairs, plain.target_reach / TWO_PI, "C3--", lw=1.5, label=f"extrapolated to L' = {target_length:,}")
-    ax.semilogy(pairs, rescued.target_reach / TWO_PI, "C2:", lw=2, label=f"interpolated (factor {target_length / length:g})")
+    ax.semilogy(
+        pairs, rescued.target_reach / TWO_PI, "C2:", lw=2, label=f"interpolated (factor {target_length / length:g})"
+    )
     ax.axhline(1.0, color="0.5", lw=0.8)
     if plain.count:
         first = plain.indices[0]

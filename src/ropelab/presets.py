@@ -67,8 +67,9 @@ class Preset:
         if self.layer_fields is None:
             return RopeConfig(**dict(self.fields), source=source)
         configs = {
-            layer_type: None if extra is None else RopeConfig(**{**self.fields, **extra},
-                                                               source=f"{source} [{layer_type}]")
+            layer_type: None
+            if extra is None
+            else RopeConfig(**{**self.fields, **extra}, source=f"{source} [{layer_type}]")
             for layer_type, extra in self.layer_fields.items()
         }
         return LayerTypeRope(configs, self.layer_types, source)
@@ -281,7 +282,7 @@ _PRESET_LIST = (
         "google/gemma-3-12b-it",
         {"head_dim": 256, "layout": "half", "max_position_embeddings": 131072},
         "config.json of google/gemma-3-12b-it (https://huggingface.co/google/gemma-3-12b-it/blob/main/config.json), "
-        "text_config, as quoted verbatim (the unsloth re-save, \"unsloth_fixed\": true) in ostris/ai-toolkit "
+        'text_config, as quoted verbatim (the unsloth re-save, "unsloth_fixed": true) in ostris/ai-toolkit '
         "extensions_built_in/diffusion_models/ltx2/ltx2.py: head_dim 256, num_hidden_layers 48, "
         "max_position_embeddings 131072, rope_local_base_freq 10000 (sliding-window layers), rope_theta 1000000 "
         "and rope_scaling {rope_type linear, factor 8.0} (full-attention layers, as transformers' Gemma3TextConfig "
@@ -313,8 +314,14 @@ _PRESET_LIST += (
     Preset(
         "qwen2.5-vl-7b-instruct",
         "Qwen/Qwen2.5-VL-7B-Instruct",
-        {"head_dim": 128, "base": 1_000_000.0, "layout": "half", "max_position_embeddings": 128000,
-         "mrope_section": (16, 24, 24), "mrope_composition": "contiguous"},
+        {
+            "head_dim": 128,
+            "base": 1_000_000.0,
+            "layout": "half",
+            "max_position_embeddings": 128000,
+            "mrope_section": (16, 24, 24),
+            "mrope_composition": "contiguous",
+        },
         f"{_QWEN25_VL_SOURCE}: hidden_size 3584 / num_attention_heads 28 = head_dim 128, rope_theta 1000000.0, "
         "max_position_embeddings 128000, rope_scaling {type mrope, mrope_section [16, 24, 24]}; transformers reads "
         "type 'mrope' as the default frequencies with M-RoPE sections, dealt as contiguous blocks "
@@ -395,8 +402,10 @@ def preset(name: str) -> RopeConfig | LayerTypeRope:
     if not separator:
         return cfg
     if isinstance(cfg, RopeConfig):
-        raise UnknownPresetError(f"preset={name!r} is invalid: {info.name} has one RoPE for every layer, "
-                                 f"name it without {LAYER_TYPE_SEPARATOR}{layer_type}")
+        raise UnknownPresetError(
+            f"preset={name!r} is invalid: {info.name} has one RoPE for every layer, "
+            f"name it without {LAYER_TYPE_SEPARATOR}{layer_type}"
+        )
     found = cfg[layer_type.strip()]
     if found is None:
         raise UnknownPresetError(f"preset={name!r} is invalid: its {layer_type} layers have no RoPE")

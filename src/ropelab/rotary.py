@@ -224,8 +224,16 @@ def rotate_qk_fused(
     """
     positions, axes = _kernel_positions(positions, cfg, q)
     inv_freq, attention_factor = _frequencies(cfg, positions, seq_len)
-    return rope_qk(q, k, positions, inv_freq=inv_freq, attention_factor=float(attention_factor),
-                   layout=layout or cfg.layout, inplace=inplace, pair_axes=axes)
+    return rope_qk(
+        q,
+        k,
+        positions,
+        inv_freq=inv_freq,
+        attention_factor=float(attention_factor),
+        layout=layout or cfg.layout,
+        inplace=inplace,
+        pair_axes=axes,
+    )
 
 
 def _kernel_positions(positions: torch.Tensor, cfg: RopeConfig, q: torch.Tensor):

@@ -22,7 +22,6 @@ __all__ = ["rotate_functional", "rotate_eager", "rotate_small_half", "rotate_sma
 CHUNK_ELEMENTS = 1 << 20
 
 
-
 def rotate_functional(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
     """Out-of-place rotation as one expression; the form torch.compile fuses into a single loop.
 
@@ -133,7 +132,9 @@ def _rotate_upcast_into(out: torch.Tensor, x: torch.Tensor, cos, sin, layout: st
         if cis is not None:
             torch.mul(_as_complex_pairs(src, rotary_dim), cis[idx], out=_as_complex_pairs(dst, rotary_dim))
         else:
-            _rotate_pairs_into(*pair_views(dst, rotary_dim, layout), *pair_views(src, rotary_dim, layout), cos[idx], sin[idx])
+            _rotate_pairs_into(
+                *pair_views(dst, rotary_dim, layout), *pair_views(src, rotary_dim, layout), cos[idx], sin[idx]
+            )
         out[idx][..., :rotary_dim].copy_(dst)
 
 

@@ -33,8 +33,16 @@ from ropelab.errors import EncodingError
 from ropelab.frequencies import rope_frequencies
 from ropelab.rotary_eager import CHUNK_ELEMENTS
 
-__all__ = ["rope_angles", "rope_cos_sin", "fractional_cos_sin", "resolve_seq_len", "cos_sin_cache", "axis_positions", "pair_axes_index",
-           "index_tensor"]
+__all__ = [
+    "rope_angles",
+    "rope_cos_sin",
+    "fractional_cos_sin",
+    "resolve_seq_len",
+    "cos_sin_cache",
+    "axis_positions",
+    "pair_axes_index",
+    "index_tensor",
+]
 
 
 def rope_angles(
@@ -64,8 +72,10 @@ def rope_angles(
     rows = positions.shape[0] if positions.dim() else 0
     checkable = axes.is_cpu and axes.numel() and not torch.compiler.is_compiling()  # no device sync, no graph break
     if axes.numel() != inv_freq.numel() or (checkable and int(axes.max()) >= rows):
-        raise EncodingError(f"positions.shape={tuple(positions.shape)} is invalid for pair_axes {axes.tolist()} "
-                            f"({inv_freq.numel()} frequencies): expected one row per axis, [axes, ...]")
+        raise EncodingError(
+            f"positions.shape={tuple(positions.shape)} is invalid for pair_axes {axes.tolist()} "
+            f"({inv_freq.numel()} frequencies): expected one row per axis, [axes, ...]"
+        )
     return positions.to(torch.float64).movedim(0, -1).index_select(-1, axes) * inv_freq
 
 
@@ -90,20 +100,26 @@ def axis_positions(positions: torch.Tensor, num_axes: int, batch: int | None = N
     shape = tuple(positions.shape)
     if positions.dim() == 3:
         if shape[0] != num_axes:
-            raise EncodingError(f"positions.shape={shape} is invalid: expected [{num_axes}, batch, seq] "
-                                f"(one row per axis, num_axes={num_axes})")
+            raise EncodingError(
+                f"positions.shape={shape} is invalid: expected [{num_axes}, batch, seq] "
+                f"(one row per axis, num_axes={num_axes})"
+            )
         return positions
     if positions.dim() == 2:
         if shape[0] == num_axes:
             if batch == num_axes:
-                raise EncodingError(f"positions.shape={shape} is ambiguous for batch={batch} and num_axes={num_axes}: "
-                                    f"pass [{num_axes}, batch, seq] (expand [batch, seq] positions to every axis)")
+                raise EncodingError(
+                    f"positions.shape={shape} is ambiguous for batch={batch} and num_axes={num_axes}: "
+                    f"pass [{num_axes}, batch, seq] (expand [batch, seq] positions to every axis)"
+                )
             return positions
         return positions.expand(num_axes, *shape)
     if positions.dim() == 1:
         return positions.expand(num_axes, *shape)
-    raise EncodingError(f"positions.shape={shape} is invalid for num_axes={num_axes}: expected [{num_axes}, batch, seq], "
-                        f"[{num_axes}, seq], [batch, seq] or [seq]")
+    raise EncodingError(
+        f"positions.shape={shape} is invalid for num_axes={num_axes}: expected [{num_axes}, batch, seq], "
+        f"[{num_axes}, seq], [batch, seq] or [seq]"
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -229,8 +245,9 @@ def rope_cos_sin(
     return cos, sin
 
 
-def fractional_cos_sin(positions: torch.Tensor, cfg: RopeConfig,
-                       dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+def fractional_cos_sin(
+    positions: torch.Tensor, cfg: RopeConfig, dtype: torch.dtype = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`rope_cos_sin` for fractional positions (a float tensor, e.g. SAM 3's rescaled patch
     coordinates): float64 angles of the given values at the trained frequencies, no row cache.
     ``[*P, R/2]`` each, multi-axis positions ``[A, *P]``."""
@@ -267,6 +284,7 @@ def _window_bounds(old: RowWindow | None, need_lo: int, need_hi: int, cap: int) 
 def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_factor, dtype, device) -> RowWindow:
     """cos/sin rows for positions ``[lo, hi)``: rows ``old`` already holds are copied, the others
     computed by :func:`_cos_sin` from exact integer positions."""
+
     def computed(a: int, b: int):
         return _cos_sin(torch.arange(a, b, device=device), inv_freq, attention_factor, dtype)
 
@@ -276,7 +294,7 @@ def _build_window(old: RowWindow | None, lo: int, hi: int, inv_freq, attention_f
     if old is None or old.hi <= lo or hi <= old.lo:
         return RowWindow(lo, *paired(*computed(lo, hi)))
     keep_lo, keep_hi = max(lo, old.lo), min(hi, old.hi)
-    parts = [(old.cos_full[keep_lo - old.lo:keep_hi - old.lo], old.sin_full[keep_lo - old.lo:keep_hi - old.lo])]
+    parts = [(old.cos_full[keep_lo - old.lo : keep_hi - old.lo], old.sin_full[keep_lo - old.lo : keep_hi - old.lo])]
     if lo < keep_lo:
         parts.insert(0, paired(*computed(lo, keep_lo)))
     if keep_hi < hi:
@@ -347,8 +365,11 @@ def _rows(positions: torch.Tensor, cfg: RopeConfig, seq_len, dtype: torch.dtype,
                 index = index.to(torch.int64)
             index = index - window.lo
             shape = (*positions.shape, cos.shape[-1])
-            return cos.index_select(0, index).view(shape), sin.index_select(0, index).view(shape), \
-                "paired" if paired else "plain"
+            return (
+                cos.index_select(0, index).view(shape),
+                sin.index_select(0, index).view(shape),
+                "paired" if paired else "plain",
+            )
     cos, sin = _cos_sin(positions, *_frequencies_for(cfg, positions, seq_len, key), dtype, axes)
     return cos, sin, "plain"
 
@@ -417,8 +438,16 @@ def _tables_for(x: torch.Tensor, positions: torch.Tensor, cfg: RopeConfig, seq_l
     compiling = torch.compiler.is_compiling()
     if not compiling:
         hit = _memo().get(id(original))
-        if (hit is not None and hit[0] is original and hit[1] == original._version and hit[2] is cfg
-                and hit[3] is seq_len and hit[4] == dtype and hit[5] == _cache.generation() and _cache.enabled()):
+        if (
+            hit is not None
+            and hit[0] is original
+            and hit[1] == original._version
+            and hit[2] is cfg
+            and hit[3] is seq_len
+            and hit[4] == dtype
+            and hit[5] == _cache.generation()
+            and _cache.enabled()
+        ):
             return hit[6]
     # Full-form rows feed the three-op path of small inputs; large ones take plain contiguous
     # tables to the chunked eager path (or the kernel).

@@ -266,4 +266,3 @@ def interpolation_vs_extrapolation(
         extrapolation_per_dim=worst / d,
         ratio=2.0 * worst / interpolation,
     )
-

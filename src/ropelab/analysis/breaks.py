@@ -103,7 +103,9 @@ def first_unseen_angle(trained_freq: torch.Tensor, freq: torch.Tensor, trained: 
     open_pairs = arc < 2 * math.pi
     if not open_pairs.any():
         return None
-    first = torch.floor(arc[open_pairs] / freq.to(torch.float64)[open_pairs] + 1e-9) + 1  # 1e-9: float rounding of a ratio of 1
+    first = (
+        torch.floor(arc[open_pairs] / freq.to(torch.float64)[open_pairs] + 1e-9) + 1
+    )  # 1e-9: float rounding of a ratio of 1
     return int(first.min())
 
 
@@ -153,11 +155,15 @@ def _seen_distances(trained: int) -> torch.Tensor:
 
 def _spans(distances: torch.Tensor, stop: int) -> torch.Tensor:
     """How many integer distances each of the sorted ``distances [D]`` stands for (up to ``stop``): ``[D]``."""
-    edges = torch.cat((distances[:1].double(), (distances[1:] + distances[:-1]).double() / 2, torch.tensor([float(stop)])))
+    edges = torch.cat(
+        (distances[:1].double(), (distances[1:] + distances[:-1]).double() / 2, torch.tensor([float(stop)]))
+    )
     return (edges[1:] - edges[:-1]).clamp(min=1.0)
 
 
-def far_mass(seen: torch.Tensor, past: torch.Tensor, queries: int, seen_spans: torch.Tensor, past_spans: torch.Tensor) -> torch.Tensor:
+def far_mass(
+    seen: torch.Tensor, past: torch.Tensor, queries: int, seen_spans: torch.Tensor, past_spans: torch.Tensor
+) -> torch.Tensor:
     """The share of attention a query would give keys at unseen distances ``[T, n)``, for each ``n``.
 
     ``A_q(Delta) = mean_k exp(score(q, k, Delta))`` over the sampled keys stands for a key at distance
@@ -178,7 +184,9 @@ def far_mass(seen: torch.Tensor, past: torch.Tensor, queries: int, seen_spans: t
         ``[H, Dp]``: ``F(n)`` at each past distance, averaged over queries.
     """
     heads = seen.shape[0]
-    seen = seen.view(heads, queries, -1, seen.shape[-1])[:, :, 1:]  # key 0 is the sink: it sits at one distance, not all
+    seen = seen.view(heads, queries, -1, seen.shape[-1])[
+        :, :, 1:
+    ]  # key 0 is the sink: it sits at one distance, not all
     past = past.view(heads, queries, -1, past.shape[-1])[:, :, 1:]
     near = (seen.logsumexp(2) + seen_spans.log().float()).logsumexp(-1)  # [H, Pq]
     far = torch.logcumsumexp(past.logsumexp(2) + past_spans.log().float(), -1)
@@ -208,8 +216,17 @@ def _excess(products, envelope, trained_freq, freq, trained, target, scale, past
     return distances, excess, far_mass(seen, past, queries, _spans(seen_at, trained), _spans(distances, target))
 
 
-def logit_excess(q: torch.Tensor, k: torch.Tensor, trained_freq: torch.Tensor, freq: torch.Tensor, trained: int,
-                 target: int, *, scale: float, past_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def logit_excess(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    trained_freq: torch.Tensor,
+    freq: torch.Tensor,
+    trained: int,
+    target: int,
+    *,
+    scale: float,
+    past_points: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean excess score over (query, key) pairs, per head, at distances in ``[T, N)``.
 
     Args:
@@ -256,12 +273,20 @@ class BreakPrediction:
     far_threshold: float = FAR_MASS_THRESHOLD
 
     def to_dict(self) -> dict:
-        return {"position": self.position, "first_unseen_angle": self.first_unseen_angle,
-                "extrapolation_bound": self.extrapolation_bound, "trained_length": self.trained_length,
-                "target": self.target, "threshold": None if math.isinf(self.threshold) else self.threshold, "far_threshold": self.far_threshold,
-                "mechanism": self.mechanism, "slope_per_T": self.slope,
-                "distances": list(self.distances), "excess": [round(x, 5) for x in self.excess],
-                "far_mass": [round(x, 5) for x in self.far_mass]}
+        return {
+            "position": self.position,
+            "first_unseen_angle": self.first_unseen_angle,
+            "extrapolation_bound": self.extrapolation_bound,
+            "trained_length": self.trained_length,
+            "target": self.target,
+            "threshold": None if math.isinf(self.threshold) else self.threshold,
+            "far_threshold": self.far_threshold,
+            "mechanism": self.mechanism,
+            "slope_per_T": self.slope,
+            "distances": list(self.distances),
+            "excess": [round(x, 5) for x in self.excess],
+            "far_mass": [round(x, 5) for x in self.far_mass],
+        }
 
 
 def _smoothed(values: torch.Tensor, width: int) -> torch.Tensor:
@@ -286,19 +311,33 @@ def smoothing_window(distances: torch.Tensor, trained: int) -> int:
     return max(1, round(_SMOOTH_FRACTION * trained / max(step, 1.0)))
 
 
-def combine(distances: torch.Tensor, excess: torch.Tensor, mass: torch.Tensor, trained: int, tau: float, phi: float
-            ) -> tuple[int | None, str | None]:
+def combine(
+    distances: torch.Tensor, excess: torch.Tensor, mass: torch.Tensor, trained: int, tau: float, phi: float
+) -> tuple[int | None, str | None]:
     """Rule (c)'s decision: the earlier of the smoothed excess crossing ``tau`` and the far mass crossing
     ``phi``; returns ``(position, "excess" | "far mass" | None)``."""
     window = smoothing_window(distances, trained)
-    found = [(p, name) for p, name in ((threshold_crossing(distances, excess, tau, window), "excess"),
-                                       (threshold_crossing(distances, mass, phi, window), "far mass")) if p is not None]
+    found = [
+        (p, name)
+        for p, name in (
+            (threshold_crossing(distances, excess, tau, window), "excess"),
+            (threshold_crossing(distances, mass, phi, window), "far mass"),
+        )
+        if p is not None
+    ]
     return min(found) if found else (None, None)
 
 
-def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, configs: dict[str, RopeConfig],
-                   trained: int, target: int, *, threshold: float = EXCESS_THRESHOLD,
-                   far_threshold: float = FAR_MASS_THRESHOLD) -> dict[str, BreakPrediction]:
+def predict_breaks(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    trained_cfg: RopeConfig,
+    configs: dict[str, RopeConfig],
+    trained: int,
+    target: int,
+    *,
+    threshold: float = EXCESS_THRESHOLD,
+    far_threshold: float = FAR_MASS_THRESHOLD,
+) -> dict[str, BreakPrediction]:
     """Rule (c) for a model whose layers gave ``layers`` on an input of at most ``T`` tokens, for every
     RoPE of ``configs`` (name -> the RoPE it is evaluated with, to ``target``).
 
@@ -329,7 +368,9 @@ def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg:
         constant = (q[:, :, None, rotary:] * k[:, None, :, rotary:]).sum(-1).flatten(1, 2).float() * scale  # [H, P]
         envelope = _scores(products, theta, _seen_distances(trained), scale).amax(-1)
         for name, freq in freqs.items():
-            distances, excess, mass = _excess(products, envelope, theta, freq, trained, target, scale, None, q.shape[1], constant)
+            distances, excess, mass = _excess(
+                products, envelope, theta, freq, trained, target, scale, None, q.shape[1], constant
+            )
             curves[name].append(excess)
             masses[name].append(mass)
     out = {}
@@ -337,10 +378,20 @@ def predict_breaks(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg:
         excess = torch.cat(curves[name]).mean(0)
         mass = torch.cat(masses[name]).mean(0)
         position, mechanism = combine(distances, excess, mass, trained, threshold, far_threshold)
-        out[name] = BreakPrediction(position, first_unseen_angle(theta, freq, trained), extrapolation_bound(theta, freq, trained),
-                                    trained, target, threshold, tuple(int(d) for d in distances),
-                                    tuple(float(e) for e in excess), _slope(distances, excess, position, trained),
-                                    tuple(float(m) for m in mass), mechanism, far_threshold)
+        out[name] = BreakPrediction(
+            position,
+            first_unseen_angle(theta, freq, trained),
+            extrapolation_bound(theta, freq, trained),
+            trained,
+            target,
+            threshold,
+            tuple(int(d) for d in distances),
+            tuple(float(e) for e in excess),
+            _slope(distances, excess, position, trained),
+            tuple(float(m) for m in mass),
+            mechanism,
+            far_threshold,
+        )
     return out
 
 
@@ -355,7 +406,13 @@ def _slope(distances: torch.Tensor, excess: torch.Tensor, position: int | None, 
     return float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
 
 
-def predict_break(layers: list[tuple[torch.Tensor, torch.Tensor]], trained_cfg: RopeConfig, cfg: RopeConfig, trained: int,
-                  target: int, **thresholds: float) -> BreakPrediction:
+def predict_break(
+    layers: list[tuple[torch.Tensor, torch.Tensor]],
+    trained_cfg: RopeConfig,
+    cfg: RopeConfig,
+    trained: int,
+    target: int,
+    **thresholds: float,
+) -> BreakPrediction:
     """:func:`predict_breaks` for one RoPE ``cfg``."""
     return predict_breaks(layers, trained_cfg, {"cfg": cfg}, trained, target, **thresholds)["cfg"]

@@ -142,4 +142,3 @@ def relative_invariance(
         reference = scorer(q, k, ref_query, ref_key, cfg).reshape(1, len(distances_t))
         errors[method] = (shifted - reference).abs().amax(dim=1) / scale
     return InvarianceResult(offsets=offsets_t, distances=distances_t, errors=errors)
-

@@ -46,7 +46,13 @@ __all__ = [
 ENCODING_CLASSES: dict[str, type[PositionEncoding]] = {
     cls.name: cls
     for cls in (
-        SinusoidalEncoding, LearnedEncoding, T5BiasEncoding, AlibiEncoding, NoPositionEncoding, RopeEncoding, XposEncoding,
+        SinusoidalEncoding,
+        LearnedEncoding,
+        T5BiasEncoding,
+        AlibiEncoding,
+        NoPositionEncoding,
+        RopeEncoding,
+        XposEncoding,
     )
 }
 ENCODINGS = tuple(ENCODING_CLASSES)
@@ -81,5 +87,7 @@ def build_encoding(name: str, *, dim: int, num_heads: int, max_positions: int, *
     unknown = sorted(set(options) - set(cls.options))
     if unknown:
         accepted = f"one of {', '.join(cls.options)}" if cls.options else "no options"
-        raise EncodingError(f"option {unknown[0]}={options[unknown[0]]!r} is unknown for encoding={name!r}: expected {accepted}")
+        raise EncodingError(
+            f"option {unknown[0]}={options[unknown[0]]!r} is unknown for encoding={name!r}: expected {accepted}"
+        )
     return cls.from_model(dim=dim, num_heads=num_heads, max_positions=max_positions, **options)

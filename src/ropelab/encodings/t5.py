@@ -16,7 +16,9 @@ T5_NUM_BUCKETS = 32
 T5_MAX_DISTANCE = 128
 
 
-def t5_causal_bucket(distance: torch.Tensor, num_buckets: int = T5_NUM_BUCKETS, max_distance: int = T5_MAX_DISTANCE) -> torch.Tensor:
+def t5_causal_bucket(
+    distance: torch.Tensor, num_buckets: int = T5_NUM_BUCKETS, max_distance: int = T5_MAX_DISTANCE
+) -> torch.Tensor:
     """Bucket of a causal distance ``i - j >= 0`` (Raffel et al. 2020, sec. 2.1, unidirectional form).
 
     The first ``num_buckets // 2`` distances get a bucket each; larger distances share buckets

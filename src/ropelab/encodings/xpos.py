@@ -65,7 +65,9 @@ class XposEncoding(PositionEncoding):
     options = ("rope", "scale_base")
 
     @classmethod
-    def from_model(cls, *, dim: int, num_heads: int, max_positions: int, rope=None, scale_base: float = XPOS_SCALE_BASE) -> XposEncoding:
+    def from_model(
+        cls, *, dim: int, num_heads: int, max_positions: int, rope=None, scale_base: float = XPOS_SCALE_BASE
+    ) -> XposEncoding:
         return cls(rope_for_model(rope, dim // num_heads, max_positions), scale_base)
 
     def __init__(self, cfg: RopeConfig, scale_base: float = XPOS_SCALE_BASE):

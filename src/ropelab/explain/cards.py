@@ -21,8 +21,21 @@ from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.frequencies import rope_frequencies
 from ropelab.presets import LAYER_TYPE_SEPARATOR, preset
 
-__all__ = ["CardSummary", "LayerGroup", "axes_rows", "axes_text", "card_summary", "compare_rows", "labelled_cards",
-           "layer_groups", "layers_text", "load_config", "scaling_text", "summary_rows", "verdict"]
+__all__ = [
+    "CardSummary",
+    "LayerGroup",
+    "axes_rows",
+    "axes_text",
+    "card_summary",
+    "compare_rows",
+    "labelled_cards",
+    "layer_groups",
+    "layers_text",
+    "load_config",
+    "scaling_text",
+    "summary_rows",
+    "verdict",
+]
 
 # Above this context the base bound is skipped: finding its narrow admissible windows exactly costs
 # about L**2 (measured on 2 shared cores: ~7 s at 2**17, ~100 s at 2**18, ~11 min at 2**20).
@@ -228,7 +241,9 @@ def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, st
         return []
     wavelengths = pair_wavelengths(cfg, seq_len)
     if cfg.mrope_section is not None:
-        kind = f"M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1), sections {list(cfg.mrope_section)} {cfg.mrope_composition}"
+        kind = (
+            f"M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1), sections {list(cfg.mrope_section)} {cfg.mrope_composition}"
+        )
     else:
         kind = f"axial {cfg.num_axes}D RoPE over per-axis coordinates (patch rows and columns, or atom positions), {_axial_text(cfg)}"
     rows = [("position axes", f"{cfg.num_axes} per token: {kind}")]
@@ -240,8 +255,11 @@ def axes_rows(cfg: RopeConfig, seq_len: int | None = None) -> list[tuple[str, st
         waves = wavelengths[pairs]
         turning = waves[waves.isfinite()]  # axial_pairs' leftover pairs read the last axis but never turn
         frozen = f" ({len(pairs) - turning.numel()} never turn)" if turning.numel() < len(pairs) else ""
-        spread = (f"wavelengths {float(turning.min()):.4g} .. {float(turning.max()):.4g} positions"
-                  if turning.numel() else "none turn")
+        spread = (
+            f"wavelengths {float(turning.min()):.4g} .. {float(turning.max()):.4g} positions"
+            if turning.numel()
+            else "none turn"
+        )
         rows.append((f"{name} axis", f"{len(pairs)} pairs: {_indices_text(pairs)}; {spread}{frozen}"))
     return rows
 
@@ -287,7 +305,9 @@ def _trained_text(summary: CardSummary) -> str:
     if not summary.trained_length:
         return "unknown"
     if _unstated(summary.cfg):
-        return f"{summary.trained_length:,} (assumed: max_position_embeddings; {summary.cfg.rope_type} configs state none)"
+        return (
+            f"{summary.trained_length:,} (assumed: max_position_embeddings; {summary.cfg.rope_type} configs state none)"
+        )
     return f"{summary.trained_length:,}"
 
 
@@ -313,8 +333,11 @@ def summary_rows(summary: CardSummary) -> list[tuple[str, str]]:
         ("extended length", f"{cfg.max_position_embeddings:,}" if cfg.max_position_embeddings else "unknown"),
         ("attention factor", f"{summary.attention_factor:.4g} at {summary.context:,} tokens"),
         ("shortest wavelength", f"{summary.shortest_wavelength:.4g} positions"),
-        ("longest wavelength", f"{summary.longest_wavelength:.4g} positions"
-                               + (" (of the pairs that turn)" if summary.frozen_pairs else "")),
+        (
+            "longest wavelength",
+            f"{summary.longest_wavelength:.4g} positions"
+            + (" (of the pairs that turn)" if summary.frozen_pairs else ""),
+        ),
         ("critical dimension", _optional(summary.critical_dimension, f" of {cfg.rotary_dim} (Liu et al. 2023)")),
         (f"pairs out of range at {summary.context:,}", _out_of_range_text(summary)),
         (f"min base for {summary.context:,}", _optional(summary.min_base, " (Men et al. 2024)", fmt="{:.3g}")),
@@ -351,7 +374,11 @@ def compare_rows(summaries: list[CardSummary]) -> list[tuple[str, list[str], boo
 # ----------------------------------------------------------------------------- the verdict
 def _what_rope_means(summary: CardSummary) -> str:
     cfg, frozen = summary.cfg, summary.frozen_pairs
-    partial = "" if cfg.rotary_dim == cfg.head_dim else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
+    partial = (
+        ""
+        if cfg.rotary_dim == cfg.head_dim
+        else f" (only {cfg.rotary_dim} of {cfg.head_dim} channels; the rest carry no position)"
+    )
     if cfg.rope_type == "proportional" and frozen:
         return (
             f"'RoPE' here means p-RoPE: of the {cfg.num_pairs} pairs in the {cfg.layout} layout only the first "
@@ -377,16 +404,22 @@ def _axes_sentence(cfg: RopeConfig) -> str:
         spread = "height, width and time" if cfg.num_axes == 3 else "rows and columns"
         media = "images and videos" if cfg.num_axes == 3 else "images"
         number, every = ("three", "all three") if cfg.num_axes == 3 else ("two", "both")
-        return (f" Each pair reads one of {number} positions of its token (M-RoPE: {counts} pairs, "
-                f"{cfg.mrope_composition}); a text token carries the same position on {every}, so text alone "
-                f"sees the one-axis RoPE, and {media} spread their tokens over {spread}.")
+        return (
+            f" Each pair reads one of {number} positions of its token (M-RoPE: {counts} pairs, "
+            f"{cfg.mrope_composition}); a text token carries the same position on {every}, so text alone "
+            f"sees the one-axis RoPE, and {media} spread their tokens over {spread}."
+        )
     if cfg.axial_pairs is not None or cfg.axial_bases is not None:  # coordinate RoPE (ESMFold 2's atoms), not a grid
-        return (f" Each pair reads one of the {cfg.num_axes} coordinates of its token ({counts} pairs, "
-                f"{_axial_text(cfg)}): angles follow those coordinates, not a token count.")
+        return (
+            f" Each pair reads one of the {cfg.num_axes} coordinates of its token ({counts} pairs, "
+            f"{_axial_text(cfg)}): angles follow those coordinates, not a token count."
+        )
     names = _axis_names(cfg)
     axes = ", ".join(names[:-1]) + (" or the " if cfg.num_axes == 2 else " or ") + names[-1]  # the row or the column
-    return (f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
-            f"angles follow the {cfg.num_axes}D grid, not a token count.")
+    return (
+        f" Each pair reads the {axes} of an image patch ({counts} pairs, {_axial_text(cfg)}): "
+        f"angles follow the {cfg.num_axes}D grid, not a token count."
+    )
 
 
 def _within_training(summary: CardSummary) -> list[str]:

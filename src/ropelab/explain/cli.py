@@ -76,7 +76,9 @@ def _check_out_folder(out_dir: str) -> None:
 
 
 def _check_plot_path(path: str) -> None:
-    reason = os.strerror(errno.EISDIR) if os.path.isdir(path) else _unwritable_reason(os.path.dirname(os.path.abspath(path)))
+    reason = (
+        os.strerror(errno.EISDIR) if os.path.isdir(path) else _unwritable_reason(os.path.dirname(os.path.abspath(path)))
+    )
     if reason:
         raise CliError(f"--plot={path!r} could not be written: {reason}")
 
@@ -117,7 +119,9 @@ def _layer_plot_path(plot: str | None, layer_type: str) -> str | None:
 def _explain(args: argparse.Namespace) -> None:
     _check_context(args.context)
     if args.config is None:
-        raise CliError("explain needs a config: a preset name or a path to config.json (or --model DIR|.gguf for a real model)")
+        raise CliError(
+            "explain needs a config: a preset name or a path to config.json (or --model DIR|.gguf for a real model)"
+        )
     rope = load_config(args.config)
     if args.plot:
         _check_plot_path(args.plot)
@@ -126,16 +130,24 @@ def _explain(args: argparse.Namespace) -> None:
         summary = card_summary(rope, args.context or _card_context(rope))
         _print_card(console, f"RoPE of {args.config}", summary, args.plot)
         if rope.trained_length:
-            console.print(escape(f"Break: from a config alone only a lower bound, the first unseen angle (position "
-                                 f"{rope.trained_length:,} unscaled); `ropelab explain --model DIR|.gguf` predicts the break "
-                                 "from the model's own q and k."))
+            console.print(
+                escape(
+                    f"Break: from a config alone only a lower bound, the first unseen angle (position "
+                    f"{rope.trained_length:,} unscaled); `ropelab explain --model DIR|.gguf` predicts the break "
+                    "from the model's own q and k."
+                )
+            )
         return
     console.print(escape(f"{args.config}: a different RoPE per layer type ({', '.join(rope)}); one card each."))
     for group in layer_groups(rope):
         where = layers_text(group.layers, group.total_layers)
         if group.cfg is None:
-            console.print(escape(f"{group.layer_type} layers: {where}: no RoPE (NoPE); position enters them only "
-                                 "through the other layer types and the causal mask."))
+            console.print(
+                escape(
+                    f"{group.layer_type} layers: {where}: no RoPE (NoPE); position enters them only "
+                    "through the other layer types and the causal mask."
+                )
+            )
             continue
         summary = card_summary(group.cfg, args.context or _card_context(group.cfg))
         title = f"RoPE of {args.config}, {group.layer_type} layers: {where}"
@@ -153,7 +165,9 @@ def _compare(args: argparse.Namespace) -> None:
     for label, _ in cards:
         table.add_column(escape(label))
     for name, values, differs in rows:
-        table.add_row(("* " if differs else "  ") + name, *map(escape, values), style="bold yellow" if differs else None)
+        table.add_row(
+            ("* " if differs else "  ") + name, *map(escape, values), style="bold yellow" if differs else None
+        )
     console = Console()
     console.print(table)
     differing = [name for name, _, differs in rows if differs]
@@ -185,8 +199,12 @@ def _tour(args: argparse.Namespace) -> None:
 def register(subparsers) -> None:
     """Add ``explain``, ``compare`` and ``tour`` to the ``ropelab`` command."""
     explain = subparsers.add_parser("explain", help="what a model card's RoPE is, and what breaks at a context")
-    explain.add_argument("config", nargs="?", default=None,
-                         help="a preset name (e.g. llama-2-7b) or a path to config.json (or --model, added by ropelab.real)")
+    explain.add_argument(
+        "config",
+        nargs="?",
+        default=None,
+        help="a preset name (e.g. llama-2-7b) or a path to config.json (or --model, added by ropelab.real)",
+    )
     explain.add_argument("--context", type=int, default=None, help="context length to judge (default: the card's)")
     explain.add_argument("--plot", default=None, metavar="FILE.png", help="also save a figure")
     explain.set_defaults(func=_explain)

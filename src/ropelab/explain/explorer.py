@@ -62,8 +62,10 @@ def one_axis_view(cfg: RopeConfig) -> tuple[RopeConfig, str | None]:
         return cfg, None
     if cfg.mrope_section is not None:
         view = cfg.replace(mrope_section=None, mrope_composition=None)
-        return view, (f"M-RoPE ({axes_text(cfg)}): shown is the one-axis RoPE of text tokens, whose three "
-                      "positions are equal; image and video tokens turn each section by its own position")
+        return view, (
+            f"M-RoPE ({axes_text(cfg)}): shown is the one-axis RoPE of text tokens, whose three "
+            "positions are equal; image and video tokens turn each section by its own position"
+        )
     pairs = [i for i, axis in enumerate(cfg.pair_axes) if axis == cfg.axial_order[0]]
     width = 2 * len(pairs)  # R / A, unless axial_pairs sizes the slots
     view = RopeConfig(head_dim=width, base=(cfg.axial_bases or (cfg.base,))[0], layout=cfg.layout)
@@ -73,12 +75,17 @@ def one_axis_view(cfg: RopeConfig) -> tuple[RopeConfig, str | None]:
         others = "every other axis has the same ladder"
     else:
         others = "the other axes' ladders are shifted (alternating frequencies), not shown"
-    passing = f"; channels {cfg.rotary_dim}..{cfg.head_dim - 1} of the head pass through" \
-        if cfg.rotary_dim < cfg.head_dim else ""
+    passing = (
+        f"; channels {cfg.rotary_dim}..{cfg.head_dim - 1} of the head pass through"
+        if cfg.rotary_dim < cfg.head_dim
+        else ""
+    )
     axis = _axis_names(cfg)[cfg.axial_order[0]]
-    return view, (f"axial {cfg.num_axes}D RoPE ({axes_text(cfg)}): shown are the {len(pairs)} pairs of the {axis} "
-                  f"axis (pairs {pairs[0]}, {pairs[1]}, ... of the head) as a one-axis RoPE "
-                  f"over {width} channels, positions being that axis' coordinates; {others}{passing}")
+    return view, (
+        f"axial {cfg.num_axes}D RoPE ({axes_text(cfg)}): shown are the {len(pairs)} pairs of the {axis} "
+        f"axis (pairs {pairs[0]}, {pairs[1]}, ... of the head) as a one-axis RoPE "
+        f"over {width} channels, positions being that axis' coordinates; {others}{passing}"
+    )
 
 
 def _entry(name: str, model_id: str, source: str, notes: list[str], cfg: RopeConfig) -> dict[str, Any]:
@@ -146,8 +153,10 @@ def _one_rope(spec: str) -> RopeConfig:
         choices = ", ".join(f"{spec}:{name}" for name in cfg.rope_layer_types)
         raise CliError(f"spec={spec!r} has a RoPE per layer type; the explorer shows one: pass one of {choices}")
     if one_axis_view(cfg)[0].rope_type not in PAGE_ROPE_TYPES:  # multi-axis configs: their one-axis view
-        raise CliError(f"spec={spec!r} is invalid: the explorer does not compute rope_type={cfg.rope_type!r} "
-                       f"(it computes {', '.join(PAGE_ROPE_TYPES)}); `ropelab explain` does")
+        raise CliError(
+            f"spec={spec!r} is invalid: the explorer does not compute rope_type={cfg.rope_type!r} "
+            f"(it computes {', '.join(PAGE_ROPE_TYPES)}); `ropelab explain` does"
+        )
     return cfg
 
 
@@ -161,7 +170,9 @@ def _explore(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``ropelab explore`` to the top-level parser."""
     parser = subparsers.add_parser("explore", help="write the interactive RoPE explorer (one offline HTML file)")
-    parser.add_argument("spec", nargs="?", help="a preset name or a config.json (default: every preset, llama-2-7b shown)")
+    parser.add_argument(
+        "spec", nargs="?", help="a preset name or a config.json (default: every preset, llama-2-7b shown)"
+    )
     parser.add_argument("--out", default="explorer.html", help="where to write the page (default explorer.html)")
     parser.set_defaults(func=_explore)
 

@@ -113,7 +113,11 @@ def _check_rotation_matrix() -> tuple[list[str], bool]:
     error_compose = float((composed - _rotation(a + b)).abs().max())
     error_orth = float((orthogonal - torch.eye(2, dtype=torch.float64)).abs().max())
     det = float(torch.linalg.det(_rotation(a)))
-    lines = [f"|R(a) R(b) - R(a+b)| = {error_compose:.1e}", f"|R(a)^T R(a) - I| = {error_orth:.1e}", f"det R(a) = {det:.6f}"]
+    lines = [
+        f"|R(a) R(b) - R(a+b)| = {error_compose:.1e}",
+        f"|R(a)^T R(a) - I| = {error_orth:.1e}",
+        f"det R(a) = {det:.6f}",
+    ]
     return lines, error_compose < 1e-12 and error_orth < 1e-12 and abs(det - 1) < 1e-12
 
 
@@ -205,7 +209,10 @@ def _check_meanings() -> tuple[list[str], bool]:
     summaries = [card_summary(preset(n), preset(n).trained_length, with_base_bound=False) for n in names]
     rows = compare_rows(summaries)
     lines = [f"{name}: " + " | ".join(values) for name, values, differs in rows if differs][:6]
-    lines.append("scaled cards: " + ", ".join(f"{n} = {preset(n).rope_type}" for n in ("llama-3.1-8b", "deepseek-v3", "phi-3-mini-128k-instruct")))
+    lines.append(
+        "scaled cards: "
+        + ", ".join(f"{n} = {preset(n).rope_type}" for n in ("llama-3.1-8b", "deepseek-v3", "phi-3-mini-128k-instruct"))
+    )
     differing = {name for name, _, differs in rows if differs}
     return lines, {"layout", "head_dim", "rotary_dim"} <= differing
 

@@ -80,14 +80,23 @@ def _launch(q, k, q_out, k_out, src: _Source, layout: str, sign: float, copy_res
     kernel = _kernel_module()
     dummy = q  # any tensor for pointer arguments the mode does not read
     kernel.launch(
-        q, k, q_out, k_out,
+        q,
+        k,
+        q_out,
+        k_out,
         src.cos if src.cos is not None else dummy,
         src.sin if src.sin is not None else dummy,
         src.positions if src.positions is not None else dummy,
         src.turns if src.turns is not None else dummy,
         src.axes if src.axes is not None else dummy,
-        strides=src.strides(), half=src.half, layout=layout, mode=int(src.mode),
-        scale=src.scale, sign=sign, copy_rest=copy_rest, multi_axis=src.axes is not None,
+        strides=src.strides(),
+        half=src.half,
+        layout=layout,
+        mode=int(src.mode),
+        scale=src.scale,
+        sign=sign,
+        copy_rest=copy_rest,
+        multi_axis=src.axes is not None,
     )
 
 
@@ -142,7 +151,9 @@ def _check_qk(q: torch.Tensor, k: torch.Tensor, layout: str, inplace: bool) -> N
 
 def _check_integer_positions(positions: torch.Tensor) -> None:
     if not isinstance(positions, torch.Tensor) or positions.dtype.is_floating_point or positions.dtype == torch.bool:
-        raise TypeError(f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor")
+        raise TypeError(
+            f"positions={getattr(positions, 'dtype', type(positions))} is invalid: expected an integer tensor"
+        )
 
 
 def _positions_2d(positions: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -164,12 +175,18 @@ def _positions_3d(positions: torch.Tensor, pair_axes: torch.Tensor, q: torch.Ten
     if positions.dim() == 2:
         positions = positions.unsqueeze(1)
     if positions.dim() != 3 or positions.shape[-1] != seq or positions.shape[1] not in (1, batch):
-        raise ValueError(f"positions.shape={tuple(positions.shape)} is invalid with pair_axes: expected "
-                         f"[axes, {seq}] or [axes, {batch}, {seq}]")
+        raise ValueError(
+            f"positions.shape={tuple(positions.shape)} is invalid with pair_axes: expected "
+            f"[axes, {seq}] or [axes, {batch}, {seq}]"
+        )
     if pair_axes.dim() != 1 or pair_axes.numel() != half:
         raise ValueError(f"pair_axes.shape={tuple(pair_axes.shape)} is invalid: expected [{half}] (one per pair)")
     # Values are checked where that costs no device sync (ropelab.rotary passes a config's own axes).
-    if pair_axes.is_cpu and pair_axes.numel() and not (0 <= int(pair_axes.min()) and int(pair_axes.max()) < positions.shape[0]):
+    if (
+        pair_axes.is_cpu
+        and pair_axes.numel()
+        and not (0 <= int(pair_axes.min()) and int(pair_axes.max()) < positions.shape[0])
+    ):
         raise ValueError(f"pair_axes={pair_axes.tolist()} is invalid for {positions.shape[0]} position rows")
     axes = pair_axes.to(device=q.device, dtype=torch.int32)
     return positions.to(q.device).expand(positions.shape[0], batch, seq), axes
@@ -177,7 +194,9 @@ def _positions_3d(positions: torch.Tensor, pair_axes: torch.Tensor, q: torch.Ten
 
 def _check_cache(cos: torch.Tensor, sin: torch.Tensor, head_dim: int) -> int:
     if cos.shape != sin.shape or cos.dim() != 2:
-        raise ValueError(f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)} are invalid: expected equal [T, R/2]")
+        raise ValueError(
+            f"cos.shape={tuple(cos.shape)}, sin.shape={tuple(sin.shape)} are invalid: expected equal [T, R/2]"
+        )
     if 2 * cos.shape[-1] > head_dim:
         raise ValueError(f"rotary_dim={2 * cos.shape[-1]} is invalid: expected at most head_dim={head_dim}")
     return cos.shape[-1]
@@ -221,7 +240,9 @@ def rope_qk(
     if inv_freq is not None:
         half = inv_freq.shape[-1]
         if inv_freq.dim() != 1 or 2 * half > q.shape[-1]:
-            raise ValueError(f"inv_freq.shape={tuple(inv_freq.shape)} is invalid: expected [R/2] with R <= {q.shape[-1]}")
+            raise ValueError(
+                f"inv_freq.shape={tuple(inv_freq.shape)} is invalid: expected [R/2] with R <= {q.shape[-1]}"
+            )
     else:
         half = _check_cache(cos, sin, q.shape[-1])
     axes = None
@@ -233,8 +254,14 @@ def rope_qk(
         turns = turns_fixed_point(inv_freq).to(q.device)
         src = _Source(CosSinMode.ANGLES, positions=pos, turns=turns, scale=attention_factor, half=half, axes=axes)
     else:
-        src = _Source(CosSinMode.CACHE, cos=_last_dim_contiguous(cos.to(q.device)), sin=_last_dim_contiguous(sin.to(q.device)),
-                      positions=pos, half=half, axes=axes)
+        src = _Source(
+            CosSinMode.CACHE,
+            cos=_last_dim_contiguous(cos.to(q.device)),
+            sin=_last_dim_contiguous(sin.to(q.device)),
+            positions=pos,
+            half=half,
+            axes=axes,
+        )
     return _FusedQK.apply(q, k, src, layout, inplace)
 
 

@@ -36,8 +36,24 @@ def _quadrant_rotate(cos_r, sin_r, quadrant):
 
 
 @triton.jit
-def _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr, b, s, c_sb, c_ss, p_sa, p_sb, p_ss, pairs, pmask,
-             MODE: tl.constexpr, MULTI_AXIS: tl.constexpr):
+def _cos_sin(
+    cos_ptr,
+    sin_ptr,
+    pos_ptr,
+    turns_ptr,
+    axes_ptr,
+    b,
+    s,
+    c_sb,
+    c_ss,
+    p_sa,
+    p_sb,
+    p_ss,
+    pairs,
+    pmask,
+    MODE: tl.constexpr,
+    MULTI_AXIS: tl.constexpr,
+):
     """float32 cos/sin ``[BLOCK_P]`` of token ``(b, s)``; ``MODE`` is one of ``MODE_TABLE``,
     ``MODE_CACHE``, ``MODE_ANGLES``. ``MULTI_AXIS``: pair ``i`` reads position row ``axes[i]``."""
     if MODE == MODE_TABLE:
@@ -67,9 +83,21 @@ def _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr, b, s, c_sb, c_ss, p
 
 @triton.jit
 def _rotate_block(
-    x_ptr, o_ptr, x_off, o_off, hmask, cos, sin, pairs, pmask,
-    HALF: tl.constexpr, BLOCK_P: tl.constexpr, HEAD_DIM: tl.constexpr, REST_BLOCK: tl.constexpr,
-    INTERLEAVED: tl.constexpr, COPY_REST: tl.constexpr,
+    x_ptr,
+    o_ptr,
+    x_off,
+    o_off,
+    hmask,
+    cos,
+    sin,
+    pairs,
+    pmask,
+    HALF: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    REST_BLOCK: tl.constexpr,
+    INTERLEAVED: tl.constexpr,
+    COPY_REST: tl.constexpr,
 ):
     """Rotate heads ``[BLOCK_H]`` of one token; ``x_off``/``o_off`` are ``[BLOCK_H, 1]`` row offsets."""
     m = hmask[:, None] & pmask[None, :]
@@ -99,14 +127,45 @@ def _rotate_block(
 
 @triton.jit
 def rope_qk_kernel(
-    q_ptr, k_ptr, qo_ptr, ko_ptr, cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr,
-    S, HQ, HK,
-    q_sb, q_sh, q_ss, k_sb, k_sh, k_ss,
-    qo_sb, qo_sh, qo_ss, ko_sb, ko_sh, ko_ss,
-    c_sb, c_ss, p_sa, p_sb, p_ss,
-    scale, sign,
-    HALF: tl.constexpr, BLOCK_P: tl.constexpr, HEAD_DIM: tl.constexpr, REST_BLOCK: tl.constexpr,
-    BLOCK_H: tl.constexpr, INTERLEAVED: tl.constexpr, COPY_REST: tl.constexpr, MODE: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    qo_ptr,
+    ko_ptr,
+    cos_ptr,
+    sin_ptr,
+    pos_ptr,
+    turns_ptr,
+    axes_ptr,
+    S,
+    HQ,
+    HK,
+    q_sb,
+    q_sh,
+    q_ss,
+    k_sb,
+    k_sh,
+    k_ss,
+    qo_sb,
+    qo_sh,
+    qo_ss,
+    ko_sb,
+    ko_sh,
+    ko_ss,
+    c_sb,
+    c_ss,
+    p_sa,
+    p_sb,
+    p_ss,
+    scale,
+    sign,
+    HALF: tl.constexpr,
+    BLOCK_P: tl.constexpr,
+    HEAD_DIM: tl.constexpr,
+    REST_BLOCK: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    INTERLEAVED: tl.constexpr,
+    COPY_REST: tl.constexpr,
+    MODE: tl.constexpr,
     MULTI_AXIS: tl.constexpr,
 ):
     """Rotate q ``[B, Hq, S, D]`` and k ``[B, Hk, S, D]`` (strided, last dim contiguous) by the
@@ -117,28 +176,94 @@ def rope_qk_kernel(
     s = row % S
     pairs = tl.arange(0, BLOCK_P)
     pmask = pairs < HALF
-    cos, sin = _cos_sin(cos_ptr, sin_ptr, pos_ptr, turns_ptr, axes_ptr, b, s, c_sb, c_ss, p_sa, p_sb, p_ss,
-                        pairs, pmask, MODE, MULTI_AXIS)
+    cos, sin = _cos_sin(
+        cos_ptr,
+        sin_ptr,
+        pos_ptr,
+        turns_ptr,
+        axes_ptr,
+        b,
+        s,
+        c_sb,
+        c_ss,
+        p_sa,
+        p_sb,
+        p_ss,
+        pairs,
+        pmask,
+        MODE,
+        MULTI_AXIS,
+    )
     cos = cos * scale
     sin = sin * (scale * sign)
-    q_blocks = (HQ + BLOCK_H - 1) // BLOCK_H  # not tl.cdiv: the interpreter cannot call stdlib @jit helpers decorated before it was enabled
+    q_blocks = (
+        HQ + BLOCK_H - 1
+    ) // BLOCK_H  # not tl.cdiv: the interpreter cannot call stdlib @jit helpers decorated before it was enabled
     heads = tl.arange(0, BLOCK_H)
     if blk < q_blocks:
         h = (blk * BLOCK_H + heads).to(tl.int64)
         x_off = (b.to(tl.int64) * q_sb + s.to(tl.int64) * q_ss + h * q_sh)[:, None]
         o_off = (b.to(tl.int64) * qo_sb + s.to(tl.int64) * qo_ss + h * qo_sh)[:, None]
-        _rotate_block(q_ptr, qo_ptr, x_off, o_off, h < HQ, cos, sin, pairs, pmask,
-                      HALF, BLOCK_P, HEAD_DIM, REST_BLOCK, INTERLEAVED, COPY_REST)
+        _rotate_block(
+            q_ptr,
+            qo_ptr,
+            x_off,
+            o_off,
+            h < HQ,
+            cos,
+            sin,
+            pairs,
+            pmask,
+            HALF,
+            BLOCK_P,
+            HEAD_DIM,
+            REST_BLOCK,
+            INTERLEAVED,
+            COPY_REST,
+        )
     else:
         h = ((blk - q_blocks) * BLOCK_H + heads).to(tl.int64)
         x_off = (b.to(tl.int64) * k_sb + s.to(tl.int64) * k_ss + h * k_sh)[:, None]
         o_off = (b.to(tl.int64) * ko_sb + s.to(tl.int64) * ko_ss + h * ko_sh)[:, None]
-        _rotate_block(k_ptr, ko_ptr, x_off, o_off, h < HK, cos, sin, pairs, pmask,
-                      HALF, BLOCK_P, HEAD_DIM, REST_BLOCK, INTERLEAVED, COPY_REST)
+        _rotate_block(
+            k_ptr,
+            ko_ptr,
+            x_off,
+            o_off,
+            h < HK,
+            cos,
+            sin,
+            pairs,
+            pmask,
+            HALF,
+            BLOCK_P,
+            HEAD_DIM,
+            REST_BLOCK,
+            INTERLEAVED,
+            COPY_REST,
+        )
 
 
-def launch(q, k, q_out, k_out, cos, sin, positions, turns, axes, *, strides, half, layout, mode, scale, sign, copy_rest,
-           multi_axis=False):
+def launch(
+    q,
+    k,
+    q_out,
+    k_out,
+    cos,
+    sin,
+    positions,
+    turns,
+    axes,
+    *,
+    strides,
+    half,
+    layout,
+    mode,
+    scale,
+    sign,
+    copy_rest,
+    multi_axis=False,
+):
     """Launch :func:`rope_qk_kernel` on 4-D views (see :mod:`ropelab.kernels.launch` for the checks).
 
     Args:
@@ -160,13 +285,33 @@ def launch(q, k, q_out, k_out, cos, sin, positions, turns, axes, *, strides, hal
         return
     rest = head_dim - 2 * half
     rope_qk_kernel[grid](
-        q, k, q_out, k_out, cos, sin, positions, turns, axes,
-        seq, hq, hk,
-        *q.stride()[:3], *k.stride()[:3], *q_out.stride()[:3], *k_out.stride()[:3],
+        q,
+        k,
+        q_out,
+        k_out,
+        cos,
+        sin,
+        positions,
+        turns,
+        axes,
+        seq,
+        hq,
+        hk,
+        *q.stride()[:3],
+        *k.stride()[:3],
+        *q_out.stride()[:3],
+        *k_out.stride()[:3],
         *strides,
-        float(scale), float(sign),
-        HALF=half, BLOCK_P=triton.next_power_of_2(max(half, 1)), HEAD_DIM=head_dim,
-        REST_BLOCK=triton.next_power_of_2(max(rest, 1)), BLOCK_H=block_h,
-        INTERLEAVED=layout == "interleaved", COPY_REST=copy_rest and rest > 0, MODE=mode, MULTI_AXIS=multi_axis,
+        float(scale),
+        float(sign),
+        HALF=half,
+        BLOCK_P=triton.next_power_of_2(max(half, 1)),
+        HEAD_DIM=head_dim,
+        REST_BLOCK=triton.next_power_of_2(max(rest, 1)),
+        BLOCK_H=block_h,
+        INTERLEAVED=layout == "interleaved",
+        COPY_REST=copy_rest and rest > 0,
+        MODE=mode,
+        MULTI_AXIS=multi_axis,
         num_warps=4 if block_h * half >= 256 else 1,
     )

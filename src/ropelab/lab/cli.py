@@ -23,17 +23,32 @@ __all__ = ["register", "demo", "PRESETS"]
 # Larger settings for a GPU (--device cuda): 6 layers x 384 wide, nanoGPT's "baby" scale.
 # Each preset is the keyword arguments of LabSettings.override: model / train fields, then the experiment's.
 PRESETS = {
-    "paper-small": dict(model=dict(num_layers=6, dim=384, num_heads=6, max_positions=256),
-                        train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=200),
-                        eval_tokens=65536, passkey_trials=20),
+    "paper-small": dict(
+        model=dict(num_layers=6, dim=384, num_heads=6, max_positions=256),
+        train=dict(steps=5000, batch_size=64, lr=1e-3, warmup_steps=200),
+        eval_tokens=65536,
+        passkey_trials=20,
+    ),
 }
 
 # Command-line flag (argparse dest) -> the field it sets, in ModelConfig, TrainConfig or LabSettings.
 MODEL_FLAGS = {"length": "max_positions", "num_layers": "num_layers", "dim": "dim", "num_heads": "num_heads"}
-TRAIN_FLAGS = {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "seed": "seed", "device": "device",
-               "checkpoint_every": "checkpoint_every"}
-LAB_FLAGS = {"eval_tokens": "eval_tokens", "text": "text", "finetune_steps": "finetune_steps", "encodings": "encodings",
-             "rope_base": "rope_base", "rotary_fraction": "rotary_fraction"}
+TRAIN_FLAGS = {
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "seed": "seed",
+    "device": "device",
+    "checkpoint_every": "checkpoint_every",
+}
+LAB_FLAGS = {
+    "eval_tokens": "eval_tokens",
+    "text": "text",
+    "finetune_steps": "finetune_steps",
+    "encodings": "encodings",
+    "rope_base": "rope_base",
+    "rotary_fraction": "rotary_fraction",
+}
 
 
 def _positive_int(text: str) -> int:
@@ -63,7 +78,9 @@ def _train(args) -> None:
 
         load_checkpoint(args.out, expect_encoding=args.encoding)  # fail early: wrong encoding, corrupt
     corpus = load_corpus(settings.text)
-    run = train(model_cfg, settings.train, corpus=corpus, checkpoint=args.out, resume=args.resume, progress=not args.quiet)
+    run = train(
+        model_cfg, settings.train, corpus=corpus, checkpoint=args.out, resume=args.resume, progress=not args.quiet
+    )
     if _rank0():
         print(f"final loss {run.final_loss:.6f} after {len(run.losses)} steps; checkpoint {args.out}")
 
@@ -79,8 +96,12 @@ def _eval(args) -> None:
     m = state["model_config"]
     settings = replace(_settings(args, DEFAULT), model=ModelConfig(**m))
     corpus = load_corpus(settings.text)
-    model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if m["encoding"] == "learned" else {}))
-    result = normalise({"checkpoint": str(args.checkpoint), "encoding": m["encoding"], **evaluate_model(model, corpus, settings)})
+    model = model_from_checkpoint(
+        state, settings.train.device, **({"clamp": True} if m["encoding"] == "learned" else {})
+    )
+    result = normalise(
+        {"checkpoint": str(args.checkpoint), "encoding": m["encoding"], **evaluate_model(model, corpus, settings)}
+    )
     _write_json(Path(args.out) / f"eval_{m['encoding']}.json", result)
     L = settings.length
     for protocol, table in result["ppl"].items():
@@ -96,17 +117,30 @@ def _extend(args) -> None:
     from ropelab.lab.report import normalise
     from ropelab.lab.train import load_checkpoint
 
-    settings = _settings(args, DEFAULT).override(extend_methods=args.methods or EXTENSION_METHODS, extend_factor=args.factor)
+    settings = _settings(args, DEFAULT).override(
+        extend_methods=args.methods or EXTENSION_METHODS, extend_factor=args.factor
+    )
     state = load_checkpoint(args.checkpoint, expect_encoding="rope")
     settings = settings.override(model=dict(max_positions=state["model_config"]["max_positions"]))
     corpus = load_corpus(settings.text)
-    result = run_extension(state, corpus, methods=settings.extend_methods, factor=args.factor,
-                           finetune_steps=settings.finetune_steps, eval_tokens=settings.eval_tokens,
-                           finetune=settings.finetune_config(), passkey_depths=settings.passkey_depths,
-                           passkey_trials=settings.passkey_trials, device=settings.train.device, progress=not args.quiet)
+    result = run_extension(
+        state,
+        corpus,
+        methods=settings.extend_methods,
+        factor=args.factor,
+        finetune_steps=settings.finetune_steps,
+        eval_tokens=settings.eval_tokens,
+        finetune=settings.finetune_config(),
+        passkey_depths=settings.passkey_depths,
+        passkey_trials=settings.passkey_trials,
+        device=settings.train.device,
+        progress=not args.quiet,
+    )
     _write_json(Path(args.out) / "extension.json", normalise({"factor": args.factor, "methods": result}))
     for method, entry in result.items():
-        print(f"{method:>12}: ppl@{entry['length']} " + "  ".join(f"{k} steps {v:.2f}" for k, v in entry["ppl"].items()))
+        print(
+            f"{method:>12}: ppl@{entry['length']} " + "  ".join(f"{k} steps {v:.2f}" for k, v in entry["ppl"].items())
+        )
 
 
 def _run(args) -> Path:
@@ -180,8 +214,12 @@ def task_notes(results: dict) -> list[str]:
 
 
 def _sequences(results: dict) -> str:
-    steps = [run["train"].get("steps", results["settings"]["steps"]) for seeds in results["runs"].values()
-             for run in seeds.values() if "train" in run]
+    steps = [
+        run["train"].get("steps", results["settings"]["steps"])
+        for seeds in results["runs"].values()
+        for run in seeds.values()
+        if "train" in run
+    ]
     return f"{results['settings']['batch_size'] * sum(steps) / max(1, len(steps)):,.0f}"
 
 
@@ -191,11 +229,15 @@ def task_summary(results: dict) -> list[str]:
 
     s = results["settings"]
     minutes = results["timing"]["wall_seconds"] / 60
-    head = (f"tasks ({s['task']}, L = {s['length']}, {s['seeds']} seed(s), at most {s['steps']} steps): {minutes:.1f} min wall, "
-            f"{results['timing'].get('cpu_seconds', 0) / 60:.1f} min CPU")
+    head = (
+        f"tasks ({s['task']}, L = {s['length']}, {s['seeds']} seed(s), at most {s['steps']} steps): {minutes:.1f} min wall, "
+        f"{results['timing'].get('cpu_seconds', 0) / 60:.1f} min CPU"
+    )
     if results.get("smoke_test"):
-        return [head + " -- a smoke test of the pipeline: its accuracies carry no claim "
-                "(the claims are checked by the default run: ropelab lab tasks)"]
+        return [
+            head + " -- a smoke test of the pipeline: its accuracies carry no claim "
+            "(the claims are checked by the default run: ropelab lab tasks)"
+        ]
     marks = {True: "held", False: "did NOT hold", None: "not checked"}
     return [head] + [f"  claim: {c['claim']}: {marks[c['held']]} ({c['value']})" for c in check_task_claims(results)]
 
@@ -203,12 +245,23 @@ def task_summary(results: dict) -> list[str]:
 def _task_settings(args, base):
     """``base`` (:class:`~ropelab.lab.synthetic.TaskSettings`) with the explicit flags applied;
     ``--test-lengths`` are tokens, each a multiple of L and at least L."""
-    model = {k: v for k, v in dict(max_positions=args.length, num_layers=args.num_layers, dim=args.dim,
-                                   num_heads=args.num_heads).items() if v is not None}
-    train = {k: v for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device).items()
-             if v is not None}
-    fields = {k: v for k, v in dict(task=args.task, encodings=args.encodings, seeds=args.seeds, vocab=args.vocab).items()
-              if v is not None}
+    model = {
+        k: v
+        for k, v in dict(
+            max_positions=args.length, num_layers=args.num_layers, dim=args.dim, num_heads=args.num_heads
+        ).items()
+        if v is not None
+    }
+    train = {
+        k: v
+        for k, v in dict(steps=args.steps, batch_size=args.batch_size, lr=args.lr, device=args.device).items()
+        if v is not None
+    }
+    fields = {
+        k: v
+        for k, v in dict(task=args.task, encodings=args.encodings, seeds=args.seeds, vocab=args.vocab).items()
+        if v is not None
+    }
     length = model.get("max_positions", base.length)
     if length <= 0:
         raise LabError(f"--length {length} is invalid: expected a positive integer")
@@ -259,26 +312,52 @@ def _guard(command):
 
 # ----------------------------------------------------------------------------- argparse
 def _common(parser: argparse.ArgumentParser, *, model: bool = True) -> None:
-    parser.add_argument("--text", default=None, help="train/evaluate on this file or folder instead of the stdlib sources")
+    parser.add_argument(
+        "--text", default=None, help="train/evaluate on this file or folder instead of the stdlib sources"
+    )
     parser.add_argument("--device", default=None, help="cpu (default) or cuda")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--eval-tokens", dest="eval_tokens", type=_positive_int, default=None, help="validation bytes scored per length")
+    parser.add_argument(
+        "--eval-tokens", dest="eval_tokens", type=_positive_int, default=None, help="validation bytes scored per length"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--threads", type=_positive_int, default=None,
-                        help="CPU threads for torch (default: torch's choice); 1 is far faster when the CPU is shared with other jobs")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for torch (default: torch's choice); 1 is far faster when the CPU is shared with other jobs",
+    )
     if model:
-        parser.add_argument("--length", type=_positive_int, default=None, help="training length L in bytes (default 128)")
+        parser.add_argument(
+            "--length", type=_positive_int, default=None, help="training length L in bytes (default 128)"
+        )
         parser.add_argument("--layers", dest="num_layers", type=_positive_int, default=None)
         parser.add_argument("--dim", type=_positive_int, default=None)
         parser.add_argument("--heads", dest="num_heads", type=_positive_int, default=None)
         parser.add_argument("--steps", type=_positive_int, default=None)
-        parser.add_argument("--batch-size", dest="batch_size", type=_positive_int, default=None, help="global batch (split across torchrun processes)")
+        parser.add_argument(
+            "--batch-size",
+            dest="batch_size",
+            type=_positive_int,
+            default=None,
+            help="global batch (split across torchrun processes)",
+        )
         parser.add_argument("--lr", type=float, default=None)
         parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=_positive_int, default=None)
-        parser.add_argument("--rope-base", dest="rope_base", type=float, default=None,
-                            help="RoPE base (default 10000); Liu et al. 2023 contrast small and large bases")
-        parser.add_argument("--rotary-fraction", dest="rotary_fraction", type=float, default=None,
-                            help="fraction of each head that RoPE rotates (default 1; the rest carries no position)")
+        parser.add_argument(
+            "--rope-base",
+            dest="rope_base",
+            type=float,
+            default=None,
+            help="RoPE base (default 10000); Liu et al. 2023 contrast small and large bases",
+        )
+        parser.add_argument(
+            "--rotary-fraction",
+            dest="rotary_fraction",
+            type=float,
+            default=None,
+            help="fraction of each head that RoPE rotates (default 1; the rest carries no position)",
+        )
 
 
 def register(subparsers) -> None:
@@ -304,7 +383,9 @@ def register(subparsers) -> None:
     extend.add_argument("--checkpoint", required=True)
     extend.add_argument("--factor", type=_positive_int, default=4)
     extend.add_argument("--methods", type=names, default=None, help="comma-separated; default all")
-    extend.add_argument("--finetune-steps", dest="finetune_steps", type=non_negative_int_list, default=None, help="e.g. 0,50,100,200")
+    extend.add_argument(
+        "--finetune-steps", dest="finetune_steps", type=non_negative_int_list, default=None, help="e.g. 0,50,100,200"
+    )
     extend.add_argument("--out", default="lab-runs")
     _common(extend, model=False)
     extend.set_defaults(func=_guard(_extend))
@@ -318,14 +399,23 @@ def register(subparsers) -> None:
     _common(run)
     run.set_defaults(func=_guard(_run))
 
-    tasks = commands.add_parser("tasks", help="synthetic retrieval from scratch: every encoding past L, RoPE with PI / YaRN")
+    tasks = commands.add_parser(
+        "tasks", help="synthetic retrieval from scratch: every encoding past L, RoPE with PI / YaRN"
+    )
     tasks.add_argument("--task", default=None, help="induction (default: the Mamba paper's form), recall or copy")
-    tasks.add_argument("--encodings", type=names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}")
+    tasks.add_argument(
+        "--encodings", type=names, default=None, help=f"comma-separated subset of {', '.join(ENCODINGS)}"
+    )
     tasks.add_argument("--seeds", type=int, default=None, help="seeds per encoding (default 3)")
     tasks.add_argument("--vocab", type=int, default=None, help="content symbols (default 16)")
     tasks.add_argument("--length", type=int, default=None, help="training length L in tokens (default 32)")
-    tasks.add_argument("--test-lengths", dest="test_lengths", type=int_list, default=None,
-                       help="tokens, multiples of L (default L,2L,4L,8L,16L,64L)")
+    tasks.add_argument(
+        "--test-lengths",
+        dest="test_lengths",
+        type=int_list,
+        default=None,
+        help="tokens, multiples of L (default L,2L,4L,8L,16L,64L)",
+    )
     tasks.add_argument("--layers", dest="num_layers", type=_positive_int, default=None)
     tasks.add_argument("--dim", type=_positive_int, default=None)
     tasks.add_argument("--heads", dest="num_heads", type=_positive_int, default=None)
@@ -336,7 +426,9 @@ def register(subparsers) -> None:
     tasks.add_argument("--quick", action="store_true", help="2 encodings, 1 seed: a <= 90 s smoke test")
     tasks.add_argument("--quiet", action="store_true", help="no progress bar")
     tasks.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
-    tasks.add_argument("--out", default="lab-report", help="folder: tasks.json, figures/, and the tasks section of report.html")
+    tasks.add_argument(
+        "--out", default="lab-report", help="folder: tasks.json, figures/, and the tasks section of report.html"
+    )
     tasks.set_defaults(func=_guard(_tasks))
 
     report = commands.add_parser("report", help="render report.html again from an existing results.json")
@@ -352,16 +444,49 @@ def _report(args) -> Path:
 
 def demo(args) -> None:
     """``ropelab demo``: the quick lab run into ``args.out/lab``; the last line printed is the report."""
-    ns = argparse.Namespace(quick=True, preset=None, encodings=None, finetune_steps=None, out=str(Path(args.out) / "lab"),
-                            text=None, device=None, seed=None, eval_tokens=None, quiet=False, length=None, num_layers=None,
-                            dim=None, num_heads=None, steps=None, batch_size=None, lr=None, checkpoint_every=None,
-                            rope_base=None, rotary_fraction=None)
+    ns = argparse.Namespace(
+        quick=True,
+        preset=None,
+        encodings=None,
+        finetune_steps=None,
+        out=str(Path(args.out) / "lab"),
+        text=None,
+        device=None,
+        seed=None,
+        eval_tokens=None,
+        quiet=False,
+        length=None,
+        num_layers=None,
+        dim=None,
+        num_heads=None,
+        steps=None,
+        batch_size=None,
+        lr=None,
+        checkpoint_every=None,
+        rope_base=None,
+        rotary_fraction=None,
+    )
     print("\nThe lab, quick version: every encoding trained short and tested long (ropelab lab run --quick)")
     _run(ns)
     print("\nRetrieval from scratch, quick version: 2 encodings, 1 seed (ropelab lab tasks --quick)")
-    tasks = argparse.Namespace(quick=True, task=None, encodings=None, seeds=None, vocab=None, length=None, test_lengths=None,
-                               num_layers=None, dim=None, num_heads=None, steps=None, batch_size=None, lr=None, device=None,
-                               quiet=False, out=ns.out)
+    tasks = argparse.Namespace(
+        quick=True,
+        task=None,
+        encodings=None,
+        seeds=None,
+        vocab=None,
+        length=None,
+        test_lengths=None,
+        num_layers=None,
+        dim=None,
+        num_heads=None,
+        steps=None,
+        batch_size=None,
+        lr=None,
+        device=None,
+        quiet=False,
+        out=ns.out,
+    )
     import torch
 
     threads = torch.get_num_threads()

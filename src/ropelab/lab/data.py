@@ -96,7 +96,11 @@ def load_corpus(text: str | None = None, val_fraction: float = 0.05) -> Corpus:
         if not data:
             raise LabError(f"--text {text!r} is invalid: the file is empty")
         return _split_tail(data, val_fraction, portable_path(path))
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     files = [p for p in files if p.stat().st_size > 0]
     if not files:
         raise LabError(f"--text {text!r} is invalid: the folder holds no non-empty files")
@@ -135,9 +139,28 @@ PASSKEY_QUESTION = "What is the pass key? The pass key is"
 # 2404.06654, sec. 3.1, in the wording of the single key above), so that one prefill answers many cells.
 PASSKEY_NAMED_KEY = "The pass key of the {name} is {key}. Remember it. {key} is the pass key of the {name}."
 PASSKEY_NAMED_QUESTION = "What is the pass key of the {name}? The pass key of the {name} is"
-PASSKEY_NAMES = ("red door", "blue box", "green gate", "old clock", "tall tree", "small boat", "white horse", "silver key",
-                 "dark cave", "quiet lake", "broken chair", "golden ring", "round table", "empty jar", "stone bridge",
-                 "paper kite", "iron bell", "wooden flute", "glass vase", "copper coin")
+PASSKEY_NAMES = (
+    "red door",
+    "blue box",
+    "green gate",
+    "old clock",
+    "tall tree",
+    "small boat",
+    "white horse",
+    "silver key",
+    "dark cave",
+    "quiet lake",
+    "broken chair",
+    "golden ring",
+    "round table",
+    "empty jar",
+    "stone bridge",
+    "paper kite",
+    "iron bell",
+    "wooden flute",
+    "glass vase",
+    "copper coin",
+)
 
 
 def passkey_example(total_length: int, depth: float, key: int) -> tuple[bytes, bytes]:

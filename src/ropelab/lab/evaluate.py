@@ -84,7 +84,9 @@ def perplexity(
     return math.exp(total / scored)
 
 
-def loss_per_position(model: DecoderLM, stream: torch.Tensor, length: int, eval_tokens: int, device: str = "cpu") -> list[float]:
+def loss_per_position(
+    model: DecoderLM, stream: torch.Tensor, length: int, eval_tokens: int, device: str = "cpu"
+) -> list[float]:
     """Mean loss (nats) at each position index ``0..length-1`` over the non-overlapping windows: ``[length]``."""
     _check_stream(stream, eval_tokens, length)
     model.eval()

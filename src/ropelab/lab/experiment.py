@@ -21,8 +21,16 @@ from ropelab.lab.extend import run_extension
 from ropelab.lab.model import DecoderLM, ModelConfig, require_positive
 from ropelab.lab.train import TrainConfig, checkpoint_matches, load_checkpoint, model_from_checkpoint, train
 
-__all__ = ["LabSettings", "DEFAULT", "QUICK", "run_experiment", "train_and_evaluate", "extend_rope", "evaluate_model",
-           "PASSKEY_MIN_LENGTH"]
+__all__ = [
+    "LabSettings",
+    "DEFAULT",
+    "QUICK",
+    "run_experiment",
+    "train_and_evaluate",
+    "extend_rope",
+    "evaluate_model",
+    "PASSKEY_MIN_LENGTH",
+]
 
 # Shortest passkey prompt + answer in bytes (key sentence, question, answer, one space).
 PASSKEY_MIN_LENGTH = 102
@@ -62,18 +70,24 @@ class LabSettings:
         if not self.rope_base > 1:
             raise LabError(f"rope_base={self.rope_base} is invalid: expected a number > 1")
         if not 0 < self.rotary_fraction <= 1 or int(self.rotary_fraction * self.model.head_dim) // 2 < 1:
-            raise LabError(f"rotary_fraction={self.rotary_fraction} is invalid: expected a fraction in (0, 1] "
-                           f"that leaves at least one rotary pair of the head width {self.model.head_dim}")
+            raise LabError(
+                f"rotary_fraction={self.rotary_fraction} is invalid: expected a fraction in (0, 1] "
+                f"that leaves at least one rotary pair of the head width {self.model.head_dim}"
+            )
         for name in self.encodings:
             self.model_config(name)
         for method in self.extend_methods:
             if method not in EXTENSION_METHODS:
                 raise LabError(f"method={method!r} is unknown: expected one of {', '.join(EXTENSION_METHODS)}")
-        require_positive(eval_tokens=self.eval_tokens, passkey_trials=self.passkey_trials, extend_factor=self.extend_factor)
+        require_positive(
+            eval_tokens=self.eval_tokens, passkey_trials=self.passkey_trials, extend_factor=self.extend_factor
+        )
         if not self.multiples or not self.finetune_steps:
             raise LabError("multiples and finetune_steps are invalid when empty: expected at least one value each")
         if self.eval_tokens < self.length * max(self.multiples):
-            raise LabError(f"eval_tokens={self.eval_tokens} is invalid: expected at least {max(self.multiples)} x length")
+            raise LabError(
+                f"eval_tokens={self.eval_tokens} is invalid: expected at least {max(self.multiples)} x length"
+            )
 
     @property
     def length(self) -> int:
@@ -83,7 +97,9 @@ class LabSettings:
     def override(self, model: dict | None = None, train: dict | None = None, **fields) -> LabSettings:
         """New settings with fields of ``model`` (:class:`ModelConfig`), of ``train``
         (:class:`TrainConfig`) and of the experiment replaced (``dataclasses.replace``)."""
-        return replace(self, model=replace(self.model, **(model or {})), train=replace(self.train, **(train or {})), **fields)
+        return replace(
+            self, model=replace(self.model, **(model or {})), train=replace(self.train, **(train or {})), **fields
+        )
 
     def model_config(self, encoding: str) -> ModelConfig:
         """The model for ``encoding``; RoPE (and xPos) get ``rope_base`` and ``rotary_fraction`` when
@@ -99,8 +115,12 @@ class LabSettings:
         from ropelab.config import RopeConfig
 
         head = self.model.head_dim
-        return RopeConfig(head_dim=head, rotary_dim=2 * (int(self.rotary_fraction * head) // 2), base=float(self.rope_base),
-                          max_position_embeddings=self.length)
+        return RopeConfig(
+            head_dim=head,
+            rotary_dim=2 * (int(self.rotary_fraction * head) // 2),
+            base=float(self.rope_base),
+            max_position_embeddings=self.length,
+        )
 
     def finetune_config(self) -> TrainConfig | None:
         """Fine-tuning at ``extend_factor * L`` for ``max(finetune_steps)`` steps (``None`` for 0),
@@ -108,8 +128,13 @@ class LabSettings:
         if max(self.finetune_steps) == 0:
             return None
         return replace(
-            self.train, steps=max(self.finetune_steps), batch_size=max(1, self.train.batch_size // self.extend_factor),
-            lr=self.finetune_lr, warmup_steps=self.finetune_warmup, constant_after_warmup=True, seed=self.train.seed + 1,
+            self.train,
+            steps=max(self.finetune_steps),
+            batch_size=max(1, self.train.batch_size // self.extend_factor),
+            lr=self.finetune_lr,
+            warmup_steps=self.finetune_warmup,
+            constant_after_warmup=True,
+            seed=self.train.seed + 1,
             checkpoint_every=10**9,
         )
 
@@ -118,14 +143,31 @@ class LabSettings:
         ``num_layers``, ``dim``, ``num_heads``, ``steps``, ``batch_size``, ``seed``, ``eval_tokens``)."""
         m, t = self.model, self.train
         return {
-            "encodings": self.encodings, "length": m.max_positions, "num_layers": m.num_layers, "dim": m.dim,
-            "num_heads": m.num_heads, "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr, "warmup_steps": t.warmup_steps,
-            "seed": t.seed, "eval_tokens": self.eval_tokens, "multiples": self.multiples,
-            "passkey_multiples": self.passkey_multiples, "passkey_depths": self.passkey_depths,
-            "passkey_trials": self.passkey_trials, "extend_factor": self.extend_factor, "extend_methods": self.extend_methods,
-            "finetune_steps": self.finetune_steps, "finetune_lr": self.finetune_lr, "finetune_warmup": self.finetune_warmup,
-            "text": self.text, "device": t.device, "checkpoint_every": t.checkpoint_every,
-            "rope_base": self.rope_base, "rotary_fraction": self.rotary_fraction,
+            "encodings": self.encodings,
+            "length": m.max_positions,
+            "num_layers": m.num_layers,
+            "dim": m.dim,
+            "num_heads": m.num_heads,
+            "steps": t.steps,
+            "batch_size": t.batch_size,
+            "lr": t.lr,
+            "warmup_steps": t.warmup_steps,
+            "seed": t.seed,
+            "eval_tokens": self.eval_tokens,
+            "multiples": self.multiples,
+            "passkey_multiples": self.passkey_multiples,
+            "passkey_depths": self.passkey_depths,
+            "passkey_trials": self.passkey_trials,
+            "extend_factor": self.extend_factor,
+            "extend_methods": self.extend_methods,
+            "finetune_steps": self.finetune_steps,
+            "finetune_lr": self.finetune_lr,
+            "finetune_warmup": self.finetune_warmup,
+            "text": self.text,
+            "device": t.device,
+            "checkpoint_every": t.checkpoint_every,
+            "rope_base": self.rope_base,
+            "rotary_fraction": self.rotary_fraction,
         }
 
 
@@ -133,7 +175,11 @@ DEFAULT = LabSettings()
 QUICK = DEFAULT.override(
     model=dict(max_positions=64, num_layers=2, dim=64),
     train=dict(steps=150, batch_size=16, warmup_steps=20, checkpoint_every=10**9),
-    eval_tokens=2048, passkey_multiples=(2, 8), passkey_depths=(0.0, 0.5, 1.0), passkey_trials=4, finetune_steps=(0, 20),
+    eval_tokens=2048,
+    passkey_multiples=(2, 8),
+    passkey_depths=(0.0, 0.5, 1.0),
+    passkey_trials=4,
+    finetune_steps=(0, 20),
 )
 
 
@@ -148,19 +194,25 @@ def evaluate_model(model: DecoderLM, corpus: Corpus, settings: LabSettings) -> d
     result = {
         "ppl": {
             "nonoverlap": {n: perplexity(model, corpus.val, n, settings.eval_tokens, device=device) for n in lengths},
-            "sliding": {n: perplexity(model, corpus.val, n, settings.eval_tokens, sliding=True, device=device) for n in lengths},
+            "sliding": {
+                n: perplexity(model, corpus.val, n, settings.eval_tokens, sliding=True, device=device) for n in lengths
+            },
         },
         "loss_per_position": loss_per_position(model, corpus.val, lengths[-1], settings.eval_tokens, device=device),
         "passkey": {
-            n: {d: passkey_accuracy(model, n, d, settings.passkey_trials, seed=settings.train.seed, device=device)
-                for d in settings.passkey_depths}
+            n: {
+                d: passkey_accuracy(model, n, d, settings.passkey_trials, seed=settings.train.seed, device=device)
+                for d in settings.passkey_depths
+            }
             for n in passkey_lengths(settings)
         },
     }
     return result
 
 
-def train_and_evaluate(name: str, settings: LabSettings, corpus: Corpus, checkpoint: Path, *, progress: bool = True) -> tuple[dict, dict]:
+def train_and_evaluate(
+    name: str, settings: LabSettings, corpus: Corpus, checkpoint: Path, *, progress: bool = True
+) -> tuple[dict, dict]:
     """Train encoding ``name`` (or resume / reuse ``checkpoint`` of the same run) and evaluate it.
 
     Returns:
@@ -173,17 +225,28 @@ def train_and_evaluate(name: str, settings: LabSettings, corpus: Corpus, checkpo
     model = model_from_checkpoint(state, settings.train.device, **({"clamp": True} if name == "learned" else {}))
     t0 = time.perf_counter()
     evaluation = evaluate_model(model, corpus, settings)
-    trained = {"final_loss": run.final_loss, "seconds": run.seconds, "tokens_per_second": run.tokens_per_second,
-               "losses": run.losses[:: max(1, len(run.losses) // 200)]}
+    trained = {
+        "final_loss": run.final_loss,
+        "seconds": run.seconds,
+        "tokens_per_second": run.tokens_per_second,
+        "losses": run.losses[:: max(1, len(run.losses) // 200)],
+    }
     return {"train": trained, "eval_seconds": time.perf_counter() - t0, **evaluation}, state
 
 
 def extend_rope(rope_state: dict, settings: LabSettings, corpus: Corpus, *, progress: bool = True) -> dict:
     """``results["extension"]``: every method of ``settings.extend_methods`` on the trained RoPE model."""
     methods = run_extension(
-        rope_state, corpus, methods=settings.extend_methods, factor=settings.extend_factor,
-        finetune_steps=settings.finetune_steps, eval_tokens=settings.eval_tokens, finetune=settings.finetune_config(),
-        passkey_depths=settings.passkey_depths, passkey_trials=settings.passkey_trials, device=settings.train.device,
+        rope_state,
+        corpus,
+        methods=settings.extend_methods,
+        factor=settings.extend_factor,
+        finetune_steps=settings.finetune_steps,
+        eval_tokens=settings.eval_tokens,
+        finetune=settings.finetune_config(),
+        passkey_depths=settings.passkey_depths,
+        passkey_trials=settings.passkey_trials,
+        device=settings.train.device,
         progress=progress,
     )
     return {"factor": settings.extend_factor, "methods": methods}
@@ -194,7 +257,9 @@ def extend_rope(rope_state: dict, settings: LabSettings, corpus: Corpus, *, prog
 SMOKE_SUFFIX = " [smoke test: numbers carry no claim]"
 
 
-def run_experiment(settings: LabSettings, out: str | Path, *, progress: bool = True, log=print, smoke_test: bool = False) -> dict:
+def run_experiment(
+    settings: LabSettings, out: str | Path, *, progress: bool = True, log=print, smoke_test: bool = False
+) -> dict:
     """Train, evaluate and extend; checkpoints go to ``out/checkpoints``. Returns the results dict.
     ``smoke_test`` labels every console line as a smoke test (the quick run)."""
     suffix = SMOKE_SUFFIX if smoke_test else ""
@@ -203,11 +268,16 @@ def run_experiment(settings: LabSettings, out: str | Path, *, progress: bool = T
     results = {"settings": settings.to_dict(), "corpus": corpus.describe(), "encodings": {}, "timing": {}}
     rope_state = None
     for name in settings.encodings:
-        entry, state = train_and_evaluate(name, settings, corpus, Path(out) / "checkpoints" / f"{name}.pt", progress=progress)
+        entry, state = train_and_evaluate(
+            name, settings, corpus, Path(out) / "checkpoints" / f"{name}.pt", progress=progress
+        )
         results["encodings"][name] = entry
         ppl = entry["ppl"]["nonoverlap"]
-        log(f"{name:>10}: train loss {entry['train']['final_loss']:.3f}; ppl " + " / ".join(f"{v:.2f}" for v in ppl.values())
-            + f" at {list(ppl)}{suffix}")
+        log(
+            f"{name:>10}: train loss {entry['train']['final_loss']:.3f}; ppl "
+            + " / ".join(f"{v:.2f}" for v in ppl.values())
+            + f" at {list(ppl)}{suffix}"
+        )
         if name == "rope":
             rope_state = state
     if rope_state is not None and settings.extend_methods:
@@ -215,7 +285,10 @@ def run_experiment(settings: LabSettings, out: str | Path, *, progress: bool = T
         results["extension"] = extend_rope(rope_state, settings, corpus, progress=progress)
         results["timing"]["extension_seconds"] = time.perf_counter() - t0
         for method, r in results["extension"]["methods"].items():
-            log(f"{'extend ' + method:>18}: ppl@{r['length']} " + " -> ".join(f"{v:.2f}" for v in r["ppl"].values())
-                + f" after {list(r['ppl'])} steps{suffix}")
+            log(
+                f"{'extend ' + method:>18}: ppl@{r['length']} "
+                + " -> ".join(f"{v:.2f}" for v in r["ppl"].values())
+                + f" after {list(r['ppl'])} steps{suffix}"
+            )
     results["timing"]["total_seconds"] = time.perf_counter() - began
     return results

@@ -37,7 +37,9 @@ def extended_config(trained: ModelConfig, method: str, factor: float) -> ModelCo
 
 def extend_model(state: dict, method: str, factor: float, device: str = "cpu") -> DecoderLM:
     """A new model of checkpoint ``state``'s extended config (:func:`extended_config`) with its trained weights."""
-    return model_with_weights(extended_config(ModelConfig(**state["model_config"]), method, factor), state["model"], device)
+    return model_with_weights(
+        extended_config(ModelConfig(**state["model_config"]), method, factor), state["model"], device
+    )
 
 
 def run_extension(

@@ -17,7 +17,14 @@ Only numbers read in the source text are here; anything we could not verify is l
 
 from __future__ import annotations
 
-__all__ = ["MAMBA_TABLE_11", "MAMBA_SOURCE", "MAMBA_OURS", "KAZEMNEJAD_FIGURE_1", "KAZEMNEJAD_SOURCE", "KAZEMNEJAD_OURS"]
+__all__ = [
+    "MAMBA_TABLE_11",
+    "MAMBA_SOURCE",
+    "MAMBA_OURS",
+    "KAZEMNEJAD_FIGURE_1",
+    "KAZEMNEJAD_SOURCE",
+    "KAZEMNEJAD_OURS",
+]
 
 MAMBA_SOURCE = "Gu & Dao 2023 (Mamba), Table 11, App. E.1 (plotted as Table 2, sec. 4.1.2); trained at 256"
 # test length / training length (256) -> accuracy (%), per model.
@@ -29,6 +36,14 @@ MAMBA_TABLE_11 = {
 # Our encoding set beside each of their rows (their "Abs" kind is not stated: we show sinusoidal and learned).
 MAMBA_OURS = {"MHA-Abs": ("sinusoidal", "learned"), "MHA-RoPE": ("rope",), "MHA-xPos": ("xpos",)}
 
-KAZEMNEJAD_SOURCE = "Kazemnejad et al. 2023, Figure 1 (sec. 1): mean reciprocal rank over 10 tasks, trained at L = 20, tested to 2L"
+KAZEMNEJAD_SOURCE = (
+    "Kazemnejad et al. 2023, Figure 1 (sec. 1): mean reciprocal rank over 10 tasks, trained at L = 20, tested to 2L"
+)
 KAZEMNEJAD_FIGURE_1 = {"NoPE": 0.69, "T5's Relative PE": 0.55, "ALiBi": 0.50, "Rotary": 0.33, "APE (sinusoidal)": 0.22}
-KAZEMNEJAD_OURS = {"NoPE": "nope", "T5's Relative PE": "t5", "ALiBi": "alibi", "Rotary": "rope", "APE (sinusoidal)": "sinusoidal"}
+KAZEMNEJAD_OURS = {
+    "NoPE": "nope",
+    "T5's Relative PE": "t5",
+    "ALiBi": "alibi",
+    "Rotary": "rope",
+    "APE (sinusoidal)": "sinusoidal",
+}

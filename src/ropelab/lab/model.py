@@ -65,14 +65,21 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check_encoding_name(self.encoding)
-        require_positive(length=self.max_positions, dim=self.dim, num_heads=self.num_heads, vocab_size=self.vocab_size,
-                         mlp_ratio=self.mlp_ratio)
+        require_positive(
+            length=self.max_positions,
+            dim=self.dim,
+            num_heads=self.num_heads,
+            vocab_size=self.vocab_size,
+            mlp_ratio=self.mlp_ratio,
+        )
         if not self.embedding_std > 0:
             raise LabError(f"embedding_std={self.embedding_std} is invalid: expected a positive number")
         if self.num_layers < 0:
             raise LabError(f"num_layers={self.num_layers} is invalid: expected a non-negative integer")
         if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
-            raise LabError(f"dim={self.dim}, num_heads={self.num_heads} is invalid: expected an even head width dim / num_heads")
+            raise LabError(
+                f"dim={self.dim}, num_heads={self.num_heads} is invalid: expected an even head width dim / num_heads"
+            )
 
     @property
     def head_dim(self) -> int:

@@ -15,8 +15,9 @@ from ropelab.lab.model import DecoderLM
 __all__ = ["gather_qk", "predict_lab"]
 
 
-def gather_qk(model: DecoderLM, windows: torch.Tensor, queries: int = 24, keys: int = 24, seed: int = 0
-              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def gather_qk(
+    model: DecoderLM, windows: torch.Tensor, queries: int = 24, keys: int = 24, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per block, ``(q [H, queries, Dh], k [H, keys, Dh])`` float32, pre-rotation, pooled over
     ``windows [B, S]`` (int64, ``S <= L``): queries from the second half of each window, keys from
     anywhere (window starts included), sampled with ``seed``."""
@@ -24,9 +25,13 @@ def gather_qk(model: DecoderLM, windows: torch.Tensor, queries: int = 24, keys: 
     cfg = model.cfg
     captured, handles = {}, []
     for index, block in enumerate(model.blocks):
+
         def hook(_module, _inputs, output, index=index):
-            q, k, _ = output.detach().float().view(batch, seq, 3, cfg.num_heads, cfg.head_dim).unbind(2)  # [B, S, H, Dh]
+            q, k, _ = (
+                output.detach().float().view(batch, seq, 3, cfg.num_heads, cfg.head_dim).unbind(2)
+            )  # [B, S, H, Dh]
             captured[index] = (q, k)
+
         handles.append(block.attention.qkv.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -37,7 +42,10 @@ def gather_qk(model: DecoderLM, windows: torch.Tensor, queries: int = 24, keys: 
             handle.remove()
     generator = torch.Generator().manual_seed(seed)
     late = torch.arange(seq // 2, seq)
-    q_rows = torch.randint(batch, (queries,), generator=generator), late[torch.randint(late.numel(), (queries,), generator=generator)]
+    q_rows = (
+        torch.randint(batch, (queries,), generator=generator),
+        late[torch.randint(late.numel(), (queries,), generator=generator)],
+    )
     k_rows = torch.randint(batch, (keys,), generator=generator), torch.randint(seq, (keys,), generator=generator)
     k_rows[1][0] = 0
     out = []
@@ -47,8 +55,9 @@ def gather_qk(model: DecoderLM, windows: torch.Tensor, queries: int = 24, keys: 
     return out
 
 
-def predict_lab(model: DecoderLM, windows: torch.Tensor, trained_cfg: RopeConfig, configs: dict[str, RopeConfig], target: int
-                ) -> dict[str, BreakPrediction]:
+def predict_lab(
+    model: DecoderLM, windows: torch.Tensor, trained_cfg: RopeConfig, configs: dict[str, RopeConfig], target: int
+) -> dict[str, BreakPrediction]:
     """Rule (c) for each of ``configs`` (name -> RoPE evaluated to ``target``), from ``windows [B, S <= L]``."""
     L = model.cfg.max_positions
     if windows.shape[-1] > L:

@@ -18,9 +18,28 @@ from string import Template
 from ropelab.io import atomic_write_bytes
 from ropelab.lab import LabError
 
-__all__ = ["normalise", "check_claims", "write_results", "write_report", "render_report", "rewrite_report", "figures",
-           "html_table", "held_mark", "figures_section", "PAGE", "STYLE", "SECTION", "NOTES", "task_stats",
-           "check_task_claims", "mean_reciprocal_rank", "tasks_section", "write_tasks_report", "stored_tasks_section"]
+__all__ = [
+    "normalise",
+    "check_claims",
+    "write_results",
+    "write_report",
+    "render_report",
+    "rewrite_report",
+    "figures",
+    "html_table",
+    "held_mark",
+    "figures_section",
+    "PAGE",
+    "STYLE",
+    "SECTION",
+    "NOTES",
+    "task_stats",
+    "check_task_claims",
+    "mean_reciprocal_rank",
+    "tasks_section",
+    "write_tasks_report",
+    "stored_tasks_section",
+]
 
 
 def normalise(results: dict) -> dict:
@@ -57,31 +76,53 @@ def check_claims(results: dict) -> list[dict]:
     ali1, ali4 = _ppl(results, "alibi", 1), _ppl(results, "alibi", 4)
     rope1, rope4 = _ppl(results, "rope", 1), _ppl(results, "rope", 4)
     ok = lambda *xs: all(x is not None for x in xs)  # noqa: E731
-    claim("sinusoidal breaks past L", "ppl(4L) >= 2 x ppl(L), non-overlapping",
-          f"{sin4:.2f} vs 2 x {sin1:.2f}" if ok(sin1, sin4) else "n/a", sin4 >= 2 * sin1 if ok(sin1, sin4) else None)
-    claim("ALiBi holds", "ppl(4L) <= 1.1 x ppl(L)",
-          f"{ali4:.2f} vs 1.1 x {ali1:.2f}" if ok(ali1, ali4) else "n/a", ali4 <= 1.1 * ali1 if ok(ali1, ali4) else None)
-    claim("RoPE degrades", "RoPE ppl(4L) between sinusoidal's and ALiBi's",
-          f"{ali4:.2f} < {rope4:.2f} < {sin4:.2f}" if ok(ali4, rope4, sin4) else "n/a",
-          min(ali4, sin4) < rope4 < max(ali4, sin4) if ok(ali4, rope4, sin4) else None)
+    claim(
+        "sinusoidal breaks past L",
+        "ppl(4L) >= 2 x ppl(L), non-overlapping",
+        f"{sin4:.2f} vs 2 x {sin1:.2f}" if ok(sin1, sin4) else "n/a",
+        sin4 >= 2 * sin1 if ok(sin1, sin4) else None,
+    )
+    claim(
+        "ALiBi holds",
+        "ppl(4L) <= 1.1 x ppl(L)",
+        f"{ali4:.2f} vs 1.1 x {ali1:.2f}" if ok(ali1, ali4) else "n/a",
+        ali4 <= 1.1 * ali1 if ok(ali1, ali4) else None,
+    )
+    claim(
+        "RoPE degrades",
+        "RoPE ppl(4L) between sinusoidal's and ALiBi's",
+        f"{ali4:.2f} < {rope4:.2f} < {sin4:.2f}" if ok(ali4, rope4, sin4) else "n/a",
+        min(ali4, sin4) < rope4 < max(ali4, sin4) if ok(ali4, rope4, sin4) else None,
+    )
     methods = results.get("extension", {}).get("methods", {})
     if methods and results["extension"]["factor"] == 4 and rope1 is not None:
         linear = methods.get("linear", {}).get("ppl", {})
         steps = [int(s) for s in linear if int(s) <= 200]
         best = linear[str(max(steps))] if steps else None
-        claim("interpolation rescues (fine-tuned)", f"PI at 4L after {max(steps) if steps else '-'} <= 200 steps <= 1.15 x RoPE ppl(L)",
-              f"{best:.2f} vs 1.15 x {rope1:.2f}" if best else "n/a", best <= 1.15 * rope1 if best else None)
+        claim(
+            "interpolation rescues (fine-tuned)",
+            f"PI at 4L after {max(steps) if steps else '-'} <= 200 steps <= 1.15 x RoPE ppl(L)",
+            f"{best:.2f} vs 1.15 x {rope1:.2f}" if best else "n/a",
+            best <= 1.15 * rope1 if best else None,
+        )
         zero = {m: methods[m]["ppl"]["0"] for m in ("extrapolate", "yarn", "ntk") if m in methods}
         if "extrapolate" in zero and len(zero) > 1:
             better = min(v for m, v in zero.items() if m != "extrapolate")
-            claim("interpolation rescues (zero-shot)", "zero-shot YaRN or NTK ppl(4L) < zero-shot extrapolation ppl(4L)",
-                  ", ".join(f"{m} {v:.2f}" for m, v in zero.items()), better < zero["extrapolate"])
+            claim(
+                "interpolation rescues (zero-shot)",
+                "zero-shot YaRN or NTK ppl(4L) < zero-shot extrapolation ppl(4L)",
+                ", ".join(f"{m} {v:.2f}" for m, v in zero.items()),
+                better < zero["extrapolate"],
+            )
         at_l, at_4l = _passkey_mean(results, "rope", L), _passkey_mean(results, "rope", 4 * L)
         tuned = methods.get("linear", {}).get("passkey", {}).get("finetuned")
         if ok(at_l, at_4l, tuned):
-            claim("passkey", f"RoPE retrieves at L (>= {RETRIEVES}), fails at 4L (<= {FAILS}); PI + fine-tune retrieves at 4L (>= {RETRIEVES})",
-                  f"{at_l:.2f} at L, {at_4l:.2f} at 4L, {tuned:.2f} after PI + fine-tune",
-                  at_l >= RETRIEVES and at_4l <= FAILS and tuned >= RETRIEVES)
+            claim(
+                "passkey",
+                f"RoPE retrieves at L (>= {RETRIEVES}), fails at 4L (<= {FAILS}); PI + fine-tune retrieves at 4L (>= {RETRIEVES})",
+                f"{at_l:.2f} at L, {at_4l:.2f} at 4L, {tuned:.2f} after PI + fine-tune",
+                at_l >= RETRIEVES and at_4l <= FAILS and tuned >= RETRIEVES,
+            )
     return claims
 
 
@@ -144,8 +185,11 @@ def _figure_loss_per_position(results: dict):
         ax.plot(np.arange(len(binned)) * width + width / 2, binned, label=name, lw=1.5, marker=".")
     ax.axvline(L, color="grey", ls=":", lw=1)
     ax.text(L, ax.get_ylim()[1], " L", va="top", color="grey")
-    ax.set(xlabel=f"position in a {len(losses)}-byte window (mean over bins of {width} positions)", ylabel="loss (nats/byte)",
-           title="Loss at each position: where each encoding breaks")
+    ax.set(
+        xlabel=f"position in a {len(losses)}-byte window (mean over bins of {width} positions)",
+        ylabel="loss (nats/byte)",
+        title="Loss at each position: where each encoding breaks",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return fig
@@ -168,7 +212,15 @@ def _figure_passkey(results: dict):
         ax.set_xticks(range(len(lengths)), lengths, fontsize=7)
         ax.set_yticks(range(len(depths)), [f"{float(d):.2f}" for d in depths], fontsize=7)
         for (row, col), value in np.ndenumerate(values):
-            ax.text(col, row, f"{value:.1f}", ha="center", va="center", fontsize=6, color="white" if value < 0.5 else "black")
+            ax.text(
+                col,
+                row,
+                f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=6,
+                color="white" if value < 0.5 else "black",
+            )
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("total length", fontsize=8)
     axes[0][0].set_ylabel("key depth")
@@ -193,8 +245,12 @@ def _figure_extension(results: dict):
         ax.axhline(rope_l, color="black", lw=1, label="RoPE at L (no extension)")
         ax.axhline(1.15 * rope_l, color="black", lw=1, ls="--", label="1.15 x that")
     factor = results["extension"]["factor"]
-    ax.set(yscale="log", xlabel="fine-tuning steps at L'", ylabel=f"perplexity at L' = {factor}L (log scale)",
-           title=f"Extending RoPE from L to {factor}L")
+    ax.set(
+        yscale="log",
+        xlabel="fine-tuning steps at L'",
+        ylabel=f"perplexity at L' = {factor}L (log scale)",
+        title=f"Extending RoPE from L to {factor}L",
+    )
     ax.set_xticks(steps)
     ax.yaxis.set_major_formatter(ScalarFormatter())
     ax.yaxis.set_minor_formatter(ScalarFormatter())
@@ -264,7 +320,9 @@ INTRO = Template(
     "Perplexity is measured on the first $eval_tokens validation bytes. Total time $minutes min.</p>"
 )
 SECTION = Template("<h2>$title</h2>$body")
-FIGURE = Template("<figure><img alt='$name' src='data:image/png;base64,$png'><figcaption>$caption</figcaption></figure>")
+FIGURE = Template(
+    "<figure><img alt='$name' src='data:image/png;base64,$png'><figcaption>$caption</figcaption></figure>"
+)
 NOTES = Template("<h2>Notes</h2><ul>$items</ul>")
 FOOTER = "<p>Numbers: results.json, results.csv (same folder).</p>"
 CAPTIONS = {
@@ -279,9 +337,17 @@ def intro_section(results: dict) -> str:
     """The title and one paragraph: model, training budget, corpus, evaluation, time."""
     s, corpus = results["settings"], results["corpus"]
     return INTRO.substitute(
-        num_layers=s["num_layers"], dim=s["dim"], num_heads=s["num_heads"], length=s["length"], steps=s["steps"],
-        batch_size=s["batch_size"], seed=s["seed"], source=html.escape(corpus["source"]),
-        train_bytes=f"{corpus['train_bytes']:,}", val_bytes=f"{corpus['val_bytes']:,}", eval_tokens=f"{s['eval_tokens']:,}",
+        num_layers=s["num_layers"],
+        dim=s["dim"],
+        num_heads=s["num_heads"],
+        length=s["length"],
+        steps=s["steps"],
+        batch_size=s["batch_size"],
+        seed=s["seed"],
+        source=html.escape(corpus["source"]),
+        train_bytes=f"{corpus['train_bytes']:,}",
+        val_bytes=f"{corpus['val_bytes']:,}",
+        eval_tokens=f"{s['eval_tokens']:,}",
         minutes=f"{results['timing']['total_seconds'] / 60:.1f}",
     )
 
@@ -298,15 +364,21 @@ SMOKE_TEST_TEXT = (
 def claims_section(results: dict) -> str:
     if results.get("smoke_test"):
         return SECTION.substitute(title="A smoke test, not evidence", body=f"<p>{html.escape(SMOKE_TEST_TEXT)}</p>")
-    rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])] for c in results["claims"]]
-    return SECTION.substitute(title="Claims, checked on this run", body=html_table(["claim", "check", "measured", "result"], rows))
+    rows = [
+        [html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])]
+        for c in results["claims"]
+    ]
+    return SECTION.substitute(
+        title="Claims, checked on this run", body=html_table(["claim", "check", "measured", "result"], rows)
+    )
 
 
 def perplexity_sections(results: dict) -> str:
-    return (
-        SECTION.substitute(title="Perplexity, non-overlapping windows", body=_ppl_table(results, "nonoverlap"))
-        + SECTION.substitute(title="Perplexity, sliding windows (stride T/4, last T/4 bytes of each window scored)",
-                             body=_ppl_table(results, "sliding"))
+    return SECTION.substitute(
+        title="Perplexity, non-overlapping windows", body=_ppl_table(results, "nonoverlap")
+    ) + SECTION.substitute(
+        title="Perplexity, sliding windows (stride T/4, last T/4 bytes of each window scored)",
+        body=_ppl_table(results, "sliding"),
     )
 
 
@@ -324,17 +396,30 @@ def extension_section(results: dict) -> str:
     if not methods:
         return ""
     steps = list(next(iter(methods.values()))["ppl"])
-    rows = [[m] + [f"{e['ppl'][k]:.2f}" for k in steps] + [f"{e['passkey']['zero_shot']:.2f}", f"{e['passkey']['finetuned']:.2f}"]
-            for m, e in methods.items()]
+    rows = [
+        [m]
+        + [f"{e['ppl'][k]:.2f}" for k in steps]
+        + [f"{e['passkey']['zero_shot']:.2f}", f"{e['passkey']['finetuned']:.2f}"]
+        for m, e in methods.items()
+    ]
     header = ["method"] + [f"{k} steps" for k in steps] + ["passkey zero-shot", "passkey fine-tuned"]
     title = f"Extension of RoPE to {results['extension']['factor']}L: perplexity at L' after N fine-tuning steps"
     return SECTION.substitute(title=title, body=html_table(header, rows))
 
 
 def training_section(results: dict) -> str:
-    rows = [[n, f"{e['train']['final_loss']:.4f}", f"{e['train']['seconds']:.0f}", f"{e['train']['tokens_per_second']:,.0f}"]
-            for n, e in results["encodings"].items()]
-    return SECTION.substitute(title="Training", body=html_table(["encoding", "final train loss", "train s", "tokens/s"], rows))
+    rows = [
+        [
+            n,
+            f"{e['train']['final_loss']:.4f}",
+            f"{e['train']['seconds']:.0f}",
+            f"{e['train']['tokens_per_second']:,.0f}",
+        ]
+        for n, e in results["encodings"].items()
+    ]
+    return SECTION.substitute(
+        title="Training", body=html_table(["encoding", "final train loss", "train s", "tokens/s"], rows)
+    )
 
 
 def notes_section(notes: list[str]) -> str:
@@ -344,10 +429,19 @@ def notes_section(notes: list[str]) -> str:
 def render_report(results: dict, pngs: dict[str, bytes], tasks: str = "") -> str:
     """The self-contained report page of normalised ``results`` (with ``claims`` and ``notes``);
     ``tasks`` is the synthetic-tasks section (:func:`tasks_section`), if any."""
-    body = "".join([
-        intro_section(results), claims_section(results), perplexity_sections(results), figures_section(pngs),
-        extension_section(results), training_section(results), tasks, notes_section(results["notes"]), FOOTER,
-    ])
+    body = "".join(
+        [
+            intro_section(results),
+            claims_section(results),
+            perplexity_sections(results),
+            figures_section(pngs),
+            extension_section(results),
+            training_section(results),
+            tasks,
+            notes_section(results["notes"]),
+            FOOTER,
+        ]
+    )
     return PAGE.substitute(title="ropelab lab report", style=STYLE, body=body)
 
 
@@ -388,7 +482,12 @@ def task_stats(results: dict) -> dict:
         stats[name] = {}
         for n in lengths:
             values = [run["accuracy"][n] for run in seeds.values()]
-            stats[name][n] = {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
+            stats[name][n] = {
+                "mean": statistics.fmean(values),
+                "std": statistics.pstdev(values),
+                "min": min(values),
+                "max": max(values),
+            }
     return stats
 
 
@@ -428,26 +527,50 @@ def check_task_claims(results: dict) -> list[dict]:
     claims = []
     at_l = {n: stats[n][str(L)] for n in encodings}
     short = [f"{n} {v['mean']:.3f} (min {v['min']:.3f})" for n, v in at_l.items() if v["mean"] < 0.99]
-    claims.append({"claim": "every encoding reaches >= 99% at L", "check": f"mean accuracy over seeds at L = {L} >= 0.99",
-                   "value": "; ".join(short) if short else "lowest " + min((f"{v['mean']:.3f} ({n})" for n, v in at_l.items()), default="n/a"),
-                   "held": (not short) if at_l else None})
+    claims.append(
+        {
+            "claim": "every encoding reaches >= 99% at L",
+            "check": f"mean accuracy over seeds at L = {L} >= 0.99",
+            "value": "; ".join(short)
+            if short
+            else "lowest " + min((f"{v['mean']:.3f} ({n})" for n, v in at_l.items()), default="n/a"),
+            "held": (not short) if at_l else None,
+        }
+    )
     theirs = [KAZEMNEJAD_OURS[k] for k in KAZEMNEJAD_FIGURE_1]  # their order, best first
     ours = {n: _past_l(results, n) for n in theirs}
     if all(v is not None for v in ours.values()):
         order = sorted(theirs, key=lambda n: -ours[n])
-        claims.append({"claim": "Kazemnejad et al.'s ranking past L (NoPE > T5 > ALiBi > RoPE > APE)",
-                       "check": "our order of mean accuracy over the test lengths past L",
-                       "value": " > ".join(f"{n} {ours[n]:.2f}" for n in order), "held": order == theirs})
+        claims.append(
+            {
+                "claim": "Kazemnejad et al.'s ranking past L (NoPE > T5 > ALiBi > RoPE > APE)",
+                "check": "our order of mean accuracy over the test lengths past L",
+                "value": " > ".join(f"{n} {ours[n]:.2f}" for n in order),
+                "held": order == theirs,
+            }
+        )
     else:
-        claims.append({"claim": "Kazemnejad et al.'s ranking past L", "check": "needs nope, t5, alibi, rope, sinusoidal",
-                       "value": "n/a", "held": None})
+        claims.append(
+            {
+                "claim": "Kazemnejad et al.'s ranking past L",
+                "check": "needs nope, t5, alibi, rope, sinusoidal",
+                "value": "n/a",
+                "held": None,
+            }
+        )
     base = _past_l(results, "rope")
     rescued = {m: _past_l(results, f"rope+{m}") for m in results["settings"].get("zero_shot", [])}
     rescued = {m: v for m, v in rescued.items() if v is not None}
-    claims.append({"claim": "RoPE with PI or YaRN (zero-shot) beats RoPE extrapolated past L",
-                   "check": "mean accuracy over the test lengths past L",
-                   "value": ", ".join([f"extrapolated {base:.2f}"] + [f"{m} {v:.2f}" for m, v in rescued.items()]) if base is not None and rescued else "n/a",
-                   "held": max(rescued.values()) > base if base is not None and rescued else None})
+    claims.append(
+        {
+            "claim": "RoPE with PI or YaRN (zero-shot) beats RoPE extrapolated past L",
+            "check": "mean accuracy over the test lengths past L",
+            "value": ", ".join([f"extrapolated {base:.2f}"] + [f"{m} {v:.2f}" for m, v in rescued.items()])
+            if base is not None and rescued
+            else "n/a",
+            "held": max(rescued.values()) > base if base is not None and rescued else None,
+        }
+    )
     return claims
 
 
@@ -466,14 +589,25 @@ def _figure_tasks(results: dict):
         lengths = [int(n) for n in table]
         mean = [v["mean"] for v in table.values()]
         dashed = "+" in name
-        line, = ax.plot(lengths, mean, marker="o", ls="--" if dashed else "-", label=_label(name), lw=1.6)
-        ax.fill_between(lengths, [v["min"] for v in table.values()], [v["max"] for v in table.values()],
-                        color=line.get_color(), alpha=0.15, lw=0)
+        (line,) = ax.plot(lengths, mean, marker="o", ls="--" if dashed else "-", label=_label(name), lw=1.6)
+        ax.fill_between(
+            lengths,
+            [v["min"] for v in table.values()],
+            [v["max"] for v in table.values()],
+            color=line.get_color(),
+            alpha=0.15,
+            lw=0,
+        )
     ax.axvline(L, color="grey", ls=":", lw=1)
     ax.axhline(1.0 / results["settings"]["vocab"], color="grey", lw=1, ls="-.", label="chance (1 / vocab)")
-    ax.set(xscale="log", xlabel="test length (tokens)", ylabel="accuracy of the retrieved token", ylim=(-0.02, 1.02),
-           title=f"{results['settings']['task']}: trained at L = {L}, tested longer "
-                 f"(line: mean of {results['settings']['seeds']} seed(s); band: min to max)")
+    ax.set(
+        xscale="log",
+        xlabel="test length (tokens)",
+        ylabel="accuracy of the retrieved token",
+        ylim=(-0.02, 1.02),
+        title=f"{results['settings']['task']}: trained at L = {L}, tested longer "
+        f"(line: mean of {results['settings']['seeds']} seed(s); band: min to max)",
+    )
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(lengths, [f"{n // L}L\n{n}" for n in lengths])
     ax.grid(alpha=0.3)
@@ -485,8 +619,10 @@ def _task_table(results: dict) -> str:
     L = results["settings"]["length"]
     stats = task_stats(results)
     lengths = list(next(iter(stats.values())))
-    rows = [[html.escape(_label(name))] + [f"{table[n]['mean']:.3f} &plusmn; {table[n]['std']:.3f}" for n in lengths]
-            for name, table in stats.items()]
+    rows = [
+        [html.escape(_label(name))] + [f"{table[n]['mean']:.3f} &plusmn; {table[n]['std']:.3f}" for n in lengths]
+        for name, table in stats.items()
+    ]
     return html_table(["encoding"] + [f"{int(n) // L}L = {n}" for n in lengths], rows)
 
 
@@ -497,11 +633,21 @@ def _steps_table(results: dict) -> str:
     for name in s["encodings"]:
         records = [run["train"] for run in results["runs"].get(name, {}).values() if "train" in run]
         if records:
-            cells = ", ".join(f"{r.get('steps', s['steps'])}{'' if r.get('stopped_early') else ' (cap)'}" for r in records)
+            cells = ", ".join(
+                f"{r.get('steps', s['steps'])}{'' if r.get('stopped_early') else ' (cap)'}" for r in records
+            )
             reached = sum(bool(r.get("stopped_early")) for r in records)
-            rows.append([html.escape(name), cells, f"{reached} of {len(records)}",
-                         f"{sum(r.get('seconds', 0.0) for r in records):.0f}"])
-    return html_table(["encoding", "steps per seed", "seeds that reached the validation target", "training seconds"], rows)
+            rows.append(
+                [
+                    html.escape(name),
+                    cells,
+                    f"{reached} of {len(records)}",
+                    f"{sum(r.get('seconds', 0.0) for r in records):.0f}",
+                ]
+            )
+    return html_table(
+        ["encoding", "steps per seed", "seeds that reached the validation target", "training seconds"], rows
+    )
 
 
 def _ablation_table(results: dict) -> str:
@@ -510,13 +656,22 @@ def _ablation_table(results: dict) -> str:
     if not rows:
         return ""
     multiples = list(rows[0]["accuracy"])
-    body = [[html.escape(r["encoding"]), html.escape(r["row"]), html.escape(", ".join(map(str, r["steps"])))]
-            + [f"{100 * r['accuracy'][m]:.1f}" for m in multiples] + [f"{r['wall_seconds']:.0f} / {r['cpu_seconds']:.0f}"]
-            for r in rows]
-    return ("<h3>Why our shape differs from the papers': one knob at a time</h3>"
-            f"<p>{html.escape(results.get('ablation_note', ''))}</p>"
-            + html_table(["encoding", "change from the default recipe", "steps"] + [f"{m}L (%)" for m in multiples]
-                         + ["wall / CPU s"], body))
+    body = [
+        [html.escape(r["encoding"]), html.escape(r["row"]), html.escape(", ".join(map(str, r["steps"])))]
+        + [f"{100 * r['accuracy'][m]:.1f}" for m in multiples]
+        + [f"{r['wall_seconds']:.0f} / {r['cpu_seconds']:.0f}"]
+        for r in rows
+    ]
+    return (
+        "<h3>Why our shape differs from the papers': one knob at a time</h3>"
+        f"<p>{html.escape(results.get('ablation_note', ''))}</p>"
+        + html_table(
+            ["encoding", "change from the default recipe", "steps"]
+            + [f"{m}L (%)" for m in multiples]
+            + ["wall / CPU s"],
+            body,
+        )
+    )
 
 
 def _depth_table(results: dict) -> str:
@@ -549,25 +704,41 @@ def _papers_tables(results: dict) -> str:
 
     L = results["settings"]["length"]
     stats = task_stats(results)
-    multiples = sorted({m for row in MAMBA_TABLE_11.values() for m in row} | {int(n) // L for n in next(iter(stats.values()))})
+    multiples = sorted(
+        {m for row in MAMBA_TABLE_11.values() for m in row} | {int(n) // L for n in next(iter(stats.values()))}
+    )
     rows = []
     for theirs, ours in MAMBA_OURS.items():
-        rows.append([html.escape(f"{theirs} (Mamba)")] + [f"{MAMBA_TABLE_11[theirs][m]:.1f}" if m in MAMBA_TABLE_11[theirs] else "" for m in multiples])
+        rows.append(
+            [html.escape(f"{theirs} (Mamba)")]
+            + [f"{MAMBA_TABLE_11[theirs][m]:.1f}" if m in MAMBA_TABLE_11[theirs] else "" for m in multiples]
+        )
         for name in ours:
             table = stats.get(name, {})
-            rows.append([html.escape(f"{name} (ours)")] + [f"{100 * table[str(m * L)]['mean']:.1f}" if str(m * L) in table else "" for m in multiples])
+            rows.append(
+                [html.escape(f"{name} (ours)")]
+                + [f"{100 * table[str(m * L)]['mean']:.1f}" if str(m * L) in table else "" for m in multiples]
+            )
     mamba = html_table(["model"] + [f"{m}L" for m in multiples], rows)
     mrr = mean_reciprocal_rank(results, list(KAZEMNEJAD_OURS.values()))
     past = {n: _past_l(results, n) for n in KAZEMNEJAD_OURS.values()}
-    krows = [[html.escape(k), f"{v:.2f}", html.escape(KAZEMNEJAD_OURS[k]),
-              f"{mrr[KAZEMNEJAD_OURS[k]]:.2f}" if KAZEMNEJAD_OURS[k] in mrr else "",
-              f"{past[KAZEMNEJAD_OURS[k]]:.3f}" if past[KAZEMNEJAD_OURS[k]] is not None else ""]
-             for k, v in KAZEMNEJAD_FIGURE_1.items()]
+    krows = [
+        [
+            html.escape(k),
+            f"{v:.2f}",
+            html.escape(KAZEMNEJAD_OURS[k]),
+            f"{mrr[KAZEMNEJAD_OURS[k]]:.2f}" if KAZEMNEJAD_OURS[k] in mrr else "",
+            f"{past[KAZEMNEJAD_OURS[k]]:.3f}" if past[KAZEMNEJAD_OURS[k]] is not None else "",
+        ]
+        for k, v in KAZEMNEJAD_FIGURE_1.items()
+    ]
     kazemnejad = html_table(["theirs", "their MRR", "ours", "our MRR", "our mean accuracy past L"], krows)
-    return (f"<p>Accuracy (%) by test length / training length. Theirs: {html.escape(MAMBA_SOURCE)}. "
-            f"Ours: this run, mean over seeds, task {html.escape(results['settings']['task'])} at L = {L}.</p>{mamba}"
-            f"<p>Ranking. Theirs: {html.escape(KAZEMNEJAD_SOURCE)}. Ours: the same statistic over every seed and test "
-            f"length past L, on this one task.</p>{kazemnejad}")
+    return (
+        f"<p>Accuracy (%) by test length / training length. Theirs: {html.escape(MAMBA_SOURCE)}. "
+        f"Ours: this run, mean over seeds, task {html.escape(results['settings']['task'])} at L = {L}.</p>{mamba}"
+        f"<p>Ranking. Theirs: {html.escape(KAZEMNEJAD_SOURCE)}. Ours: the same statistic over every seed and test "
+        f"length past L, on this one task.</p>{kazemnejad}"
+    )
 
 
 TASKS_INTRO = Template(
@@ -583,13 +754,13 @@ TASKS_INTRO = Template(
 )
 TASK_WHAT = {
     "recall": "4 needles (key, value) hidden in random filler, the 4 keys asked again at the end (8 keys, distinct per "
-              "sequence); the model must output each value. Retrieval in the sense of induction heads (Olsson et al. "
-              "2022) and the associative recall of the H3 and Mamba synthetic setups (Gu &amp; Dao 2023, sec. 4.1.2).",
+    "sequence); the model must output each value. Retrieval in the sense of induction heads (Olsson et al. "
+    "2022) and the associative recall of the H3 and Mamba synthetic setups (Gu &amp; Dao 2023, sec. 4.1.2).",
     "induction": "random content tokens, one trigger token (outside the content vocabulary) followed by the answer, "
-                 "the trigger again at the end; the model must output the token that followed the first trigger. The "
-                 "induction-heads task of Gu &amp; Dao 2023 (Mamba), sec. 4.1.2, after Olsson et al. 2022.",
+    "the trigger again at the end; the model must output the token that followed the first trigger. The "
+    "induction-heads task of Gu &amp; Dao 2023 (Mamba), sec. 4.1.2, after Olsson et al. 2022.",
     "copy": "a random string, a separator, the string again; every copied token is scored (Kazemnejad et al. 2023, "
-            "sec. 3, Table 1).",
+    "sec. 3, Table 1).",
 }
 TASKS_SMOKE_TEXT = (
     "This is the smoke test (ropelab lab tasks --quick: 2 encodings, 1 seed, a low step cap): it shows the pipeline runs "
@@ -602,29 +773,56 @@ def tasks_section(results: dict, png: bytes | None) -> str:
     """The report section of a tasks run (normalised results; claims added by :func:`write_tasks_report`)."""
     s = results["settings"]
     intro = TASKS_INTRO.substitute(
-        task=html.escape(s["task"]), what=TASK_WHAT.get(s["task"], ""), num_layers=s["num_layers"], dim=s["dim"],
-        num_heads=s["num_heads"], length=s["length"], steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
-        seeds=s["seeds"], vocab=s["vocab"], min_rows=s["min_rows"], embedding_std=f"{s.get('embedding_std', 0.02):.3g}",
-        check_every=s.get("check_every", "-"), valid_rows=s.get("valid_rows", "-"), target=s.get("target", "-"), minutes=f"{results['timing'].get('wall_seconds', results['timing']['total_seconds']) / 60:.1f}",
+        task=html.escape(s["task"]),
+        what=TASK_WHAT.get(s["task"], ""),
+        num_layers=s["num_layers"],
+        dim=s["dim"],
+        num_heads=s["num_heads"],
+        length=s["length"],
+        steps=s["steps"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        seeds=s["seeds"],
+        vocab=s["vocab"],
+        min_rows=s["min_rows"],
+        embedding_std=f"{s.get('embedding_std', 0.02):.3g}",
+        check_every=s.get("check_every", "-"),
+        valid_rows=s.get("valid_rows", "-"),
+        target=s.get("target", "-"),
+        minutes=f"{results['timing'].get('wall_seconds', results['timing']['total_seconds']) / 60:.1f}",
     )
     figure = figures_section({"tasks_accuracy.png": png}, {"tasks_accuracy.png": TASKS_CAPTION}) if png else ""
     if results.get("smoke_test"):
         claims = f"<p><b>A smoke test, not evidence.</b> {html.escape(TASKS_SMOKE_TEXT)}</p>"
     else:
-        rows = [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])]
-                for c in results["claims"]]
+        rows = [
+            [html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])]
+            for c in results["claims"]
+        ]
         claims = "<h3>Claims, checked on this run</h3>" + html_table(["claim", "check", "measured", "result"], rows)
-    body = (intro + figure + claims + "<h3>Accuracy by test length (mean &plusmn; standard deviation over seeds)</h3>"
-            + _task_table(results) + "<h3>Training steps used (stopping rule above)</h3>" + _steps_table(results)
-            + "<h3>Beside the papers</h3>" + _papers_tables(results) + _ablation_table(results)
-            + f"<h3>Accuracy by depth of the needle ({s['depth_bins']} bins from the start of the context to just "
-              "before the query; seeds averaged)</h3>" + _depth_table(results)
-            + notes_section(results.get("notes", [])).replace("<h2>Notes</h2>", "<h3>Notes</h3>"))
+    body = (
+        intro
+        + figure
+        + claims
+        + "<h3>Accuracy by test length (mean &plusmn; standard deviation over seeds)</h3>"
+        + _task_table(results)
+        + "<h3>Training steps used (stopping rule above)</h3>"
+        + _steps_table(results)
+        + "<h3>Beside the papers</h3>"
+        + _papers_tables(results)
+        + _ablation_table(results)
+        + f"<h3>Accuracy by depth of the needle ({s['depth_bins']} bins from the start of the context to just "
+        "before the query; seeds averaged)</h3>"
+        + _depth_table(results)
+        + notes_section(results.get("notes", [])).replace("<h2>Notes</h2>", "<h3>Notes</h3>")
+    )
     return SECTION.substitute(title="Retrieval from scratch: synthetic tasks past the training length", body=body)
 
 
-TASKS_CAPTION = ("Accuracy against test length, one line per encoding (mean over seeds; band: lowest to highest seed). "
-                 "Dashed: the trained RoPE models run zero-shot with PI or YaRN for the factor n / L.")
+TASKS_CAPTION = (
+    "Accuracy against test length, one line per encoding (mean over seeds; band: lowest to highest seed). "
+    "Dashed: the trained RoPE models run zero-shot with PI or YaRN for the factor n / L."
+)
 
 
 def write_tasks_report(results: dict, out: Path) -> Path:
@@ -644,8 +842,14 @@ def write_tasks_report(results: dict, out: Path) -> Path:
     if (out / "results.json").exists():
         return rewrite_report(out)
     path = out / "report.html"
-    atomic_write_bytes(path, PAGE.substitute(title="ropelab lab report", style=STYLE,
-                                             body="<h1>ropelab lab: train short, test long</h1>" + tasks_section(results, png)).encode())
+    atomic_write_bytes(
+        path,
+        PAGE.substitute(
+            title="ropelab lab report",
+            style=STYLE,
+            body="<h1>ropelab lab: train short, test long</h1>" + tasks_section(results, png),
+        ).encode(),
+    )
     return path
 
 

@@ -73,21 +73,41 @@ class TaskSettings:
     check_every: int = 100
     valid_rows: int = 2048
     model: ModelConfig = field(default_factory=lambda: ModelConfig(num_layers=2, dim=64, num_heads=4, max_positions=32))
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        steps=2400, batch_size=128, lr=3e-3, warmup_steps=50, constant_after_warmup=True, weight_decay=0.0,
-        checkpoint_every=500, log_every=100))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            steps=2400,
+            batch_size=128,
+            lr=3e-3,
+            warmup_steps=50,
+            constant_after_warmup=True,
+            weight_decay=0.0,
+            checkpoint_every=500,
+            log_every=100,
+        )
+    )
 
     def __post_init__(self) -> None:
         check_task(self.task)
-        require_positive(length=self.length, seeds=self.seeds, eval_tokens=self.eval_tokens, min_rows=self.min_rows,
-                         depth_bins=self.depth_bins, check_every=self.check_every, valid_rows=self.valid_rows)
+        require_positive(
+            length=self.length,
+            seeds=self.seeds,
+            eval_tokens=self.eval_tokens,
+            min_rows=self.min_rows,
+            depth_bins=self.depth_bins,
+            check_every=self.check_every,
+            valid_rows=self.valid_rows,
+        )
         if not 0 < self.target <= 1:
             raise LabError(f"target={self.target} is invalid: expected an accuracy in (0, 1]")
         if self.vocab < min_content(self.task):
-            raise LabError(f"vocab={self.vocab} is too small for task={self.task!r}: expected at least {min_content(self.task)}")
+            raise LabError(
+                f"vocab={self.vocab} is too small for task={self.task!r}: expected at least {min_content(self.task)}"
+            )
         if not self.multiples or min(self.multiples) < 1:
-            raise LabError(f"test lengths {[m * self.length for m in self.multiples]} are invalid: "
-                           f"expected every test length >= L = {self.length}")
+            raise LabError(
+                f"test lengths {[m * self.length for m in self.multiples]} are invalid: "
+                f"expected every test length >= L = {self.length}"
+            )
         for name in self.encodings:
             self.model_config(name)
         task_batch(self.task, 1, self.length, self.vocab, 0, 0)  # the task can be posed at L
@@ -101,13 +121,20 @@ class TaskSettings:
         return [self.length * m for m in self.multiples]
 
     def override(self, model: dict | None = None, train: dict | None = None, **fields) -> TaskSettings:
-        return replace(self, model=replace(self.model, **(model or {})), train=replace(self.train, **(train or {})), **fields)
+        return replace(
+            self, model=replace(self.model, **(model or {})), train=replace(self.train, **(train or {})), **fields
+        )
 
     def model_config(self, encoding: str) -> ModelConfig:
         """The model of ``encoding``: the shared shape, the task's vocabulary, ``embedding_std = dim ** -0.5``."""
         options = {"clamp": True} if encoding == "learned" else {}
-        return replace(self.model, encoding=encoding, vocab_size=vocab_size(self.task, self.vocab), encoding_options=options,
-                       embedding_std=self.model.dim ** -0.5)
+        return replace(
+            self.model,
+            encoding=encoding,
+            vocab_size=vocab_size(self.task, self.vocab),
+            encoding_options=options,
+            embedding_std=self.model.dim**-0.5,
+        )
 
     def rows(self, n: int) -> int:
         """Sequences scored at test length ``n``: ``eval_tokens / n``, at least ``min_rows``."""
@@ -115,24 +142,51 @@ class TaskSettings:
 
     def to_dict(self) -> dict:
         m, t = self.model, self.train
-        return {"task": self.task, "encodings": list(self.encodings), "seeds": self.seeds, "vocab": self.vocab,
-                "length": self.length, "multiples": list(self.multiples), "eval_tokens": self.eval_tokens,
-                "min_rows": self.min_rows, "depth_bins": self.depth_bins, "zero_shot": list(self.zero_shot),
-                "num_layers": m.num_layers, "dim": m.dim, "num_heads": m.num_heads, "embedding_std": m.dim ** -0.5,
-                "steps": t.steps, "batch_size": t.batch_size, "lr": t.lr, "warmup_steps": t.warmup_steps,
-                "constant_lr": t.constant_after_warmup, "weight_decay": t.weight_decay, "target": self.target,
-                "check_every": self.check_every, "valid_rows": self.valid_rows}
+        return {
+            "task": self.task,
+            "encodings": list(self.encodings),
+            "seeds": self.seeds,
+            "vocab": self.vocab,
+            "length": self.length,
+            "multiples": list(self.multiples),
+            "eval_tokens": self.eval_tokens,
+            "min_rows": self.min_rows,
+            "depth_bins": self.depth_bins,
+            "zero_shot": list(self.zero_shot),
+            "num_layers": m.num_layers,
+            "dim": m.dim,
+            "num_heads": m.num_heads,
+            "embedding_std": m.dim**-0.5,
+            "steps": t.steps,
+            "batch_size": t.batch_size,
+            "lr": t.lr,
+            "warmup_steps": t.warmup_steps,
+            "constant_lr": t.constant_after_warmup,
+            "weight_decay": t.weight_decay,
+            "target": self.target,
+            "check_every": self.check_every,
+            "valid_rows": self.valid_rows,
+        }
 
 
 TASKS_DEFAULT = TaskSettings()
-TASKS_QUICK = TASKS_DEFAULT.override(encodings=("rope", "learned"), seeds=1, multiples=(1, 2, 4, 8), eval_tokens=2048,
-                                     train=dict(steps=500))
+TASKS_QUICK = TASKS_DEFAULT.override(
+    encodings=("rope", "learned"), seeds=1, multiples=(1, 2, 4, 8), eval_tokens=2048, train=dict(steps=500)
+)
 
 
 # ----------------------------------------------------------------------------- evaluation
 @torch.no_grad()
-def accuracy_at(model: DecoderLM, settings: TaskSettings, n: int, seed: int, device: str = "cpu", *,
-                stream: int = EVAL_STREAM, rows: int | None = None) -> tuple[float, list[float]]:
+def accuracy_at(
+    model: DecoderLM,
+    settings: TaskSettings,
+    n: int,
+    seed: int,
+    device: str = "cpu",
+    *,
+    stream: int = EVAL_STREAM,
+    rows: int | None = None,
+) -> tuple[float, list[float]]:
     """Accuracy of the arg-max answer at test length ``n`` on fresh sequences (seed stream
     ``seed + stream``: :data:`EVAL_STREAM` for reported numbers, :data:`VALID_STREAM` for early
     stopping), overall and per needle-depth bin (``settings.depth_bins`` equal bins of [0, 1]).
@@ -195,14 +249,17 @@ def _stopper(settings: TaskSettings, seed: int, device: str, curve: dict):
         if done % settings.check_every:
             return False
         # fresh sequences at every check: a fixed validation set lets one lucky check stop training
-        curve[done], _ = accuracy_at(model, settings, settings.length, seed + done, device, stream=VALID_STREAM,
-                                     rows=settings.valid_rows)
+        curve[done], _ = accuracy_at(
+            model, settings, settings.length, seed + done, device, stream=VALID_STREAM, rows=settings.valid_rows
+        )
         return curve[done] >= settings.target
 
     return on_step
 
 
-def train_one(name: str, seed: int, settings: TaskSettings, checkpoint: Path, *, progress: bool = True) -> tuple[dict, dict]:
+def train_one(
+    name: str, seed: int, settings: TaskSettings, checkpoint: Path, *, progress: bool = True
+) -> tuple[dict, dict]:
     """Train encoding ``name`` with ``seed`` until the validation target or the step cap (or resume / reuse
     ``checkpoint`` of the same run). Returns ``(train record, checkpoint state)``; the record holds
     ``steps`` (steps trained), ``stopped_early`` and ``valid`` (``{step: validation accuracy at L}``)."""
@@ -215,18 +272,33 @@ def train_one(name: str, seed: int, settings: TaskSettings, checkpoint: Path, *,
         losses = state["losses"]
     else:
         curve: dict = dict(state["extra"].get("valid", {})) if state is not None else {}
-        run = train(model_cfg, cfg, checkpoint=checkpoint, resume=reusable, progress=progress,
-                    description=f"{settings.task} {name} seed {seed}", batches=_batches(settings, seed, cfg.device),
-                    on_step=_stopper(settings, seed, cfg.device, curve), extra={"valid": curve})
+        run = train(
+            model_cfg,
+            cfg,
+            checkpoint=checkpoint,
+            resume=reusable,
+            progress=progress,
+            description=f"{settings.task} {name} seed {seed}",
+            batches=_batches(settings, seed, cfg.device),
+            on_step=_stopper(settings, seed, cfg.device, curve),
+            extra={"valid": curve},
+        )
         state = load_checkpoint(checkpoint, expect_encoding=name)
         extra, seconds, losses = {**state["extra"], "valid": curve}, run.seconds, run.losses
-    record = {"final_loss": losses[-1] if losses else float("nan"), "seconds": seconds, "steps": len(losses),
-              "stopped_early": bool(extra.get("stopped_at")), "valid": {int(k): v for k, v in extra.get("valid", {}).items()},
-              "losses": losses[:: max(1, len(losses) // 100)]}
+    record = {
+        "final_loss": losses[-1] if losses else float("nan"),
+        "seconds": seconds,
+        "steps": len(losses),
+        "stopped_early": bool(extra.get("stopped_at")),
+        "valid": {int(k): v for k, v in extra.get("valid", {}).items()},
+        "losses": losses[:: max(1, len(losses) // 100)],
+    }
     return record, state
 
 
-def run_tasks(settings: TaskSettings, out: str | Path, *, progress: bool = True, log=print, smoke_test: bool = False) -> dict:
+def run_tasks(
+    settings: TaskSettings, out: str | Path, *, progress: bool = True, log=print, smoke_test: bool = False
+) -> dict:
     """Train every encoding with every seed, evaluate at every test length, and RoPE zero-shot with
     :data:`ZERO_SHOT`; checkpoints go to ``out/checkpoints/tasks``. Returns the results dict.
     ``smoke_test`` labels the console lines (the quick run's accuracies carry no claim)."""
@@ -239,7 +311,10 @@ def run_tasks(settings: TaskSettings, out: str | Path, *, progress: bool = True,
             record, state = train_one(name, seed, settings, path, progress=progress)
             t0 = time.perf_counter()
             model = model_from_checkpoint(state, device)
-            runs.setdefault(name, {})[seed] = {"train": record, **evaluate_task(model, settings, seed, settings.lengths, device)}
+            runs.setdefault(name, {})[seed] = {
+                "train": record,
+                **evaluate_task(model, settings, seed, settings.lengths, device),
+            }
             if name == "rope":
                 for method in settings.zero_shot:
                     runs.setdefault(f"rope+{method}", {})[seed] = _zero_shot(state, settings, seed, method, device)
@@ -254,7 +329,12 @@ def _line(settings: TaskSettings, name: str, seed: int, runs: dict) -> str:
     cells = "  ".join(f"{n // settings.length}L {a:.2f}" for n, a in acc.items())
     record = runs[name][seed]["train"]
     valid = record["valid"][max(record["valid"])] if record["valid"] else float("nan")
-    stop = (f"validation {valid:.3f} >= {settings.target:g}" if record["stopped_early"] else
-            f"the {settings.train.steps}-step cap, validation {valid:.3f} < {settings.target:g}")
-    return (f"{settings.task} {name:>10} seed {seed}: {record['steps']} steps ({stop}), {record['seconds']:.0f} s; "
-            f"accuracy {cells}")
+    stop = (
+        f"validation {valid:.3f} >= {settings.target:g}"
+        if record["stopped_early"]
+        else f"the {settings.train.steps}-step cap, validation {valid:.3f} < {settings.target:g}"
+    )
+    return (
+        f"{settings.task} {name:>10} seed {seed}: {record['steps']} steps ({stop}), {record['seconds']:.0f} s; "
+        f"accuracy {cells}"
+    )

@@ -34,8 +34,20 @@ import torch
 
 from ropelab.lab import LabError
 
-__all__ = ["TASKS", "IGNORE", "EVAL_STREAM", "VALID_STREAM", "TaskBatch", "vocab_size", "check_task", "min_content", "task_batch",
-           "recall_batch", "copy_batch", "TASK_SHAPES"]
+__all__ = [
+    "TASKS",
+    "IGNORE",
+    "EVAL_STREAM",
+    "VALID_STREAM",
+    "TaskBatch",
+    "vocab_size",
+    "check_task",
+    "min_content",
+    "task_batch",
+    "recall_batch",
+    "copy_batch",
+    "TASK_SHAPES",
+]
 
 TASKS = ("recall", "induction", "copy")
 # keys K and pairs Q of each recall-shaped task (induction: one trigger, one needle).
@@ -75,7 +87,9 @@ def min_content(task: str) -> int:
 
 def _check(task: str, content: int, length: int) -> None:
     if content < min_content(task):
-        raise LabError(f"vocab={content} is too small for task={task!r}: expected at least {min_content(task)} content symbols")
+        raise LabError(
+            f"vocab={content} is too small for task={task!r}: expected at least {min_content(task)} content symbols"
+        )
     if length < _MIN_LENGTH[task]:
         raise LabError(f"length={length} is invalid for task={task!r}: expected at least {_MIN_LENGTH[task]} tokens")
 
@@ -84,7 +98,9 @@ def _generator(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
 
-def recall_batch(batch: int, length: int, content: int, seed: int, step: int, *, keys: int = 8, pairs: int = 4) -> TaskBatch:
+def recall_batch(
+    batch: int, length: int, content: int, seed: int, step: int, *, keys: int = 8, pairs: int = 4
+) -> TaskBatch:
     """A batch of associative recall: ``pairs`` needles ``(key, value)`` hidden in random filler, then
     the same keys asked again, in a random order, at the very end.
 
@@ -132,7 +148,9 @@ def _check_recall(content: int, length: int, keys: int, pairs: int) -> None:
     if pairs < 1 or keys < pairs:
         raise LabError(f"keys={keys}, pairs={pairs} is invalid: expected 1 <= pairs <= keys")
     if length < 4 * pairs:
-        raise LabError(f"length={length} is invalid for task='recall' with {pairs} pairs: expected at least {4 * pairs} tokens")
+        raise LabError(
+            f"length={length} is invalid for task='recall' with {pairs} pairs: expected at least {4 * pairs} tokens"
+        )
 
 
 def copy_batch(batch: int, length: int, content: int, seed: int, step: int) -> TaskBatch:

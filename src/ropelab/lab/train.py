@@ -71,8 +71,13 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        require_positive(steps=self.steps, batch_size=self.batch_size, lr=self.lr, checkpoint_every=self.checkpoint_every,
-                         log_every=self.log_every)
+        require_positive(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            checkpoint_every=self.checkpoint_every,
+            log_every=self.log_every,
+        )
         if self.warmup_steps < 0:
             raise LabError(f"warmup_steps={self.warmup_steps} is invalid: expected a non-negative integer")
 
@@ -131,16 +136,19 @@ def load_checkpoint(path: str | os.PathLike, expect_encoding: str | None = None,
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise LabError(f"checkpoint {str(path)!r} is corrupt or not a ropelab lab checkpoint ({type(error).__name__})") from None
+        raise LabError(
+            f"checkpoint {str(path)!r} is corrupt or not a ropelab lab checkpoint ({type(error).__name__})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise LabError(f"checkpoint {str(path)!r} is invalid: not a ropelab lab checkpoint (expected format {CHECKPOINT_FORMAT})")
+        raise LabError(
+            f"checkpoint {str(path)!r} is invalid: not a ropelab lab checkpoint (expected format {CHECKPOINT_FORMAT})"
+        )
     found = state["model_config"]["encoding"]
     if expect_encoding is not None and found != expect_encoding:
         raise LabError(
             f"checkpoint {str(path)!r} was trained with encoding={found!r}, not encoding={expect_encoding!r}"
         )
     return state
-
 
 
 def checkpoint_matches(path: str | os.PathLike, model_cfg, train_cfg: TrainConfig) -> bool:
@@ -155,10 +163,13 @@ def checkpoint_matches(path: str | os.PathLike, model_cfg, train_cfg: TrainConfi
         return False
     return state["model_config"] == model_cfg.to_dict() and state["train_config"] == train_cfg.to_dict()
 
+
 def model_from_checkpoint(state: dict, device: str = "cpu", **encoding_overrides) -> DecoderLM:
     """Rebuild the model of a checkpoint; ``encoding_overrides`` replace encoding options (e.g. ``clamp``)."""
     saved = ModelConfig(**state["model_config"])
-    return model_with_weights(replace(saved, encoding_options={**saved.encoding_options, **encoding_overrides}), state["model"], device)
+    return model_with_weights(
+        replace(saved, encoding_options={**saved.encoding_options, **encoding_overrides}), state["model"], device
+    )
 
 
 def model_with_weights(cfg: ModelConfig, weights: dict, device: str = "cpu") -> DecoderLM:
@@ -267,7 +278,9 @@ def _checkpoint_state(trainer: Trainer, model_cfg: ModelConfig, cfg: TrainConfig
 
 def _check_resume(state: dict, model_cfg: ModelConfig, cfg: TrainConfig, path) -> None:
     if state["model_config"] != model_cfg.to_dict():
-        raise LabError(f"checkpoint {str(path)!r} has model {state['model_config']}, not the requested {model_cfg.to_dict()}")
+        raise LabError(
+            f"checkpoint {str(path)!r} has model {state['model_config']}, not the requested {model_cfg.to_dict()}"
+        )
     for key in ("steps", "batch_size", "lr", "seed", "warmup_steps"):
         if state["train_config"][key] != getattr(cfg, key):
             raise LabError(
@@ -276,7 +289,9 @@ def _check_resume(state: dict, model_cfg: ModelConfig, cfg: TrainConfig, path) -
             )
 
 
-def restore(trainer: Trainer, checkpoint: str | os.PathLike, model_cfg: ModelConfig, cfg: TrainConfig) -> tuple[int, list[float]]:
+def restore(
+    trainer: Trainer, checkpoint: str | os.PathLike, model_cfg: ModelConfig, cfg: TrainConfig
+) -> tuple[int, list[float]]:
     """Load the model and optimizer of ``checkpoint`` (same settings required) into ``trainer``;
     return ``(steps done, losses so far)``, or ``(0, [])`` if there is no checkpoint yet."""
     if not Path(checkpoint).exists():
@@ -332,7 +347,9 @@ def train(
     trainer.model.train()
     tokens_per_step = cfg.batch_size * model_cfg.max_positions
     show = progress and trainer.rank == 0
-    bar = _ProgressBar(description or model_cfg.encoding, cfg.steps, start, tokens_per_step) if show else _NoProgressBar()
+    bar = (
+        _ProgressBar(description or model_cfg.encoding, cfg.steps, start, tokens_per_step) if show else _NoProgressBar()
+    )
     began = time.perf_counter()
     with bar:
         for step in range(start, cfg.steps):
@@ -408,4 +425,6 @@ class _ProgressBar:
         tokens_per_second = (done - self.start) * self.tokens_per_step / max(time.perf_counter() - self.began, 1e-9)
         self.progress.update(self.task, completed=done, loss=loss, tps=tokens_per_second)
         if not self.interactive and (done % self.every == 0 or done == self.total):
-            self.console.print(f"{self.description}: step {done}/{self.total} loss {loss:.4f} {tokens_per_second:,.0f} tok/s")
+            self.console.print(
+                f"{self.description}: step {done}/{self.total} loss {loss:.4f} {tokens_per_second:,.0f} tok/s"
+            )

@@ -95,8 +95,9 @@ def precision(model, dtype: str):
     return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
-def corpus_documents(tokenizer, length: int, count: int, text: str | None = None, *, split: str = "val"
-                     ) -> tuple[list[torch.Tensor], str]:
+def corpus_documents(
+    tokenizer, length: int, count: int, text: str | None = None, *, split: str = "val"
+) -> tuple[list[torch.Tensor], str]:
     """``count`` documents of ``length + 1`` tokens from the lab's validation text (default: the
     Python standard library sources; or ``--text``), tokenized with the model's tokenizer.
     ``split="train"`` takes them from the stdlib's training files whatever ``text`` is (the lab's
@@ -129,8 +130,10 @@ def corpus_documents(tokenizer, length: int, count: int, text: str | None = None
             break
         chars = min(stream.numel(), chars * 2)
     if len(ids) < need:
-        raise RealModelError(f"--text {text or 'stdlib'!r} is too short: {len(ids):,} tokens, "
-                             f"need {count} document(s) of {length + 1:,} tokens")
+        raise RealModelError(
+            f"--text {text or 'stdlib'!r} is too short: {len(ids):,} tokens, "
+            f"need {count} document(s) of {length + 1:,} tokens"
+        )
     ids = torch.tensor(ids[:need], dtype=torch.long)
     return list(ids.view(count, length + 1)), corpus.source
 

@@ -102,18 +102,28 @@ class Settings:
 
     def check(self, trained: int) -> None:
         if self.target <= trained:
-            raise RealModelError(f"--to {self.target} is invalid: the target must be larger than the trained length T={trained}")
+            raise RealModelError(
+                f"--to {self.target} is invalid: the target must be larger than the trained length T={trained}"
+            )
         if self.document_length is not None and not trained < self.document_length <= self.target:
-            raise RealModelError(f"document length {self.document_length} is invalid: expected T={trained} < length <= N={self.target}")
+            raise RealModelError(
+                f"document length {self.document_length} is invalid: expected T={trained} < length <= N={self.target}"
+            )
         if self.documents < 1 or self.bin_width < 1 or self.passkey_keys < 0:
             raise RealModelError("--documents, --bin and --passkey-keys must be positive")
         if any(not 0 < n <= self.target for n in self.passkey_lengths):
-            raise RealModelError(f"--passkey-lengths {list(self.passkey_lengths)} is invalid: expected lengths in (0, {self.target}]")
+            raise RealModelError(
+                f"--passkey-lengths {list(self.passkey_lengths)} is invalid: expected lengths in (0, {self.target}]"
+            )
         if any(not 0 <= d <= 1 for d in self.passkey_depths):
-            raise RealModelError(f"--passkey-depths {list(self.passkey_depths)} is invalid: expected fractions in [0, 1]")
+            raise RealModelError(
+                f"--passkey-depths {list(self.passkey_depths)} is invalid: expected fractions in [0, 1]"
+            )
 
 
-def method_config(rope: RopeConfig | LayerTypeExtension, method: str, trained: int, target: int) -> RopeConfig | LayerTypeRope:
+def method_config(
+    rope: RopeConfig | LayerTypeExtension, method: str, trained: int, target: int
+) -> RopeConfig | LayerTypeRope:
     """The RoPE of ``method`` extended from ``T`` to ``N`` (factor ``N/T``, original length ``T``); for a
     RoPE per layer type, every layer type's RoPE with the extended one's replaced."""
     if isinstance(rope, LayerTypeExtension):
@@ -163,8 +173,12 @@ def predict(rope: RopeConfig | LayerTypeExtension, trained: int, target: int, me
         cfg = method_config(rope, method, trained, target)
         count = out_of_range_pairs(base, target, trained_length=trained, target=cfg).count
         first = _first_break(base, cfg, trained, target, steps)
-        out["methods"][method] = {"out_of_range_at_target": count, "first_unseen_angle": first, "break": first,
-                                  "predictor": "first unseen angle (config only; a lower bound)"}
+        out["methods"][method] = {
+            "out_of_range_at_target": count,
+            "first_unseen_angle": first,
+            "break": first,
+            "predictor": "first unseen angle (config only; a lower bound)",
+        }
     return out
 
 
@@ -173,13 +187,21 @@ def add_model_prediction(prediction: dict, predictions: dict) -> dict:
     (from :func:`predict`): ``break`` becomes the model-based prediction; ``first_unseen_angle`` stays."""
     for method, p in predictions.items():
         entry = prediction["methods"][method]
-        entry.update({"break": p.position, "extrapolation_bound": p.extrapolation_bound, "excess_slope_per_T": p.slope,
-                      "predictor": f"far attention mass of the model's own q/k (threshold {p.far_threshold:g})",
-                      "mechanism": p.mechanism})
+        entry.update(
+            {
+                "break": p.position,
+                "extrapolation_bound": p.extrapolation_bound,
+                "excess_slope_per_T": p.slope,
+                "predictor": f"far attention mass of the model's own q/k (threshold {p.far_threshold:g})",
+                "mechanism": p.mechanism,
+            }
+        )
     return prediction
 
 
-def break_point(bins: list[float], width: int, trained: int, reference: float, margin: float, smooth: int = 4) -> int | None:
+def break_point(
+    bins: list[float], width: int, trained: int, reference: float, margin: float, smooth: int = 4
+) -> int | None:
     """Start position of the first bin at or after ``T`` whose smoothed loss (mean of it and the next
     ``smooth - 1`` bins: a window of ``smooth * width`` positions starting there), and the next
     bin's, exceed ``reference + margin`` nats; ``None`` if none does (see the module docstring).
@@ -188,6 +210,7 @@ def break_point(bins: list[float], width: int, trained: int, reference: float, m
     file), not position; the smoothing (``smooth`` bins, 1024 tokens at the default width) keeps one
     hard stretch of text from reading as a break.
     """
+
     def smoothed(i):
         window = bins[i : i + smooth]
         return sum(window) / len(window)
@@ -200,18 +223,35 @@ def break_point(bins: list[float], width: int, trained: int, reference: float, m
     return None
 
 
-def forward_seconds(length: int, probe_seconds: float, probe_length: int, num_layers: int, width: int, num_heads: int,
-                    head_dim: int, vocab: int = 0) -> float:
+def forward_seconds(
+    length: int,
+    probe_seconds: float,
+    probe_length: int,
+    num_layers: int,
+    width: int,
+    num_heads: int,
+    head_dim: int,
+    vocab: int = 0,
+) -> float:
     """Estimated seconds of one forward of ``length`` tokens, scaled from a probe by FLOPs:
     ``12 layers width^2`` per token (projections and MLP, roughly), ``2 vocab width`` for the
     lm_head, plus ``2 layers heads head_dim L`` per token for causal attention."""
+
     def flops(n):
         return n * (12 * num_layers * width**2 + 2 * vocab * width + 2 * num_layers * num_heads * head_dim * n)
+
     return probe_seconds * flops(length) / flops(probe_length)
 
 
-def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: int, settings: Settings, *,
-            tick=lambda label, cost: None) -> dict:
+def measure(
+    model,
+    tokenizer,
+    rope: RopeConfig | LayerTypeExtension,
+    trained: int,
+    settings: Settings,
+    *,
+    tick=lambda label, cost: None,
+) -> dict:
     """Zero-shot measurements for every method in ``settings.methods`` (see the module docstring).
 
     ``tick(label, cost)`` is called after each forward-sized task (for a progress bar).
@@ -234,8 +274,15 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
         records = []
         if settings.passkey_lengths and settings.passkey_keys:
             with precision(model, settings.dtype):
-                records = passkey_records(model, tokenizer, settings.passkey_lengths, settings.passkey_depths, settings.passkey_keys,
-                                          settings.seed, tick=lambda label, method=method: tick(f"{method}: {label}", ("passkey", None)))
+                records = passkey_records(
+                    model,
+                    tokenizer,
+                    settings.passkey_lengths,
+                    settings.passkey_depths,
+                    settings.passkey_keys,
+                    settings.seed,
+                    tick=lambda label, method=method: tick(f"{method}: {label}", ("passkey", None)),
+                )
         hf = cfg.to_hf()  # both forms carry max_position_embeddings top-level, when set
         results[method] = {
             "rope_parameters": hf["rope_parameters"],
@@ -250,7 +297,13 @@ def measure(model, tokenizer, rope: RopeConfig | LayerTypeExtension, trained: in
             "passkey_records": records,
             "seconds": time.perf_counter() - started,
         }
-    return {"documents_source": source, "documents": len(docs), "length": settings.length, "segment": segment, "methods": results}
+    return {
+        "documents_source": source,
+        "documents": len(docs),
+        "length": settings.length,
+        "segment": segment,
+        "methods": results,
+    }
 
 
 def ppl_ranges(losses: torch.Tensor, trained: int) -> dict[str, float]:
@@ -279,10 +332,14 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
         per_method[name] = {
             "predicted_break": prediction["methods"][name]["break"],
             "first_unseen_angle": prediction["methods"][name].get("first_unseen_angle"),
-            "measured_break": break_point(entry["bins"], settings.bin_width, trained, entry["in_context_loss"], settings.margin),
+            "measured_break": break_point(
+                entry["bins"], settings.bin_width, trained, entry["in_context_loss"], settings.margin
+            ),
             "in_context_cost": entry["in_context_loss"] - reference,
             "ppl_past_T": entry["ppl_past_T"],
-            "passkey_at_longest": _passkey_at(entry, max(settings.passkey_lengths)) if settings.passkey_lengths else None,
+            "passkey_at_longest": _passkey_at(entry, max(settings.passkey_lengths))
+            if settings.passkey_lengths
+            else None,
         }
     candidates = [m for m in methods if m != AS_IS] or [AS_IS]
     scores = [per_method[m]["passkey_at_longest"] for m in candidates]
@@ -292,7 +349,7 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
     best = min(candidates, key=lambda m: per_method[m]["ppl_past_T"])
     return {
         "definition": f"first {settings.bin_width}-token bin at or after T whose loss smoothed over 4 bins, and the next "
-                      f"bin's, exceed the method's own in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
+        f"bin's, exceed the method's own in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
         "in_context_loss": reference,
         "in_context_ppl": math.exp(reference),
         "methods": per_method,

@@ -40,8 +40,17 @@ import torch.nn.functional as F
 
 from ropelab.errors import RealModelError
 
-__all__ = ["FinetuneSettings", "PoseWindow", "pose_window", "window_loss", "finetune", "finetune_study", "check_finetune_methods",
-           "FINETUNABLE", "CHECKPOINT_FORMAT"]
+__all__ = [
+    "FinetuneSettings",
+    "PoseWindow",
+    "pose_window",
+    "window_loss",
+    "finetune",
+    "finetune_study",
+    "check_finetune_methods",
+    "FINETUNABLE",
+    "CHECKPOINT_FORMAT",
+]
 
 CHECKPOINT_FORMAT = "ropelab-real-finetune-1"
 
@@ -116,8 +125,16 @@ def _learning_rate(step: int, settings: FinetuneSettings) -> float:
 
 
 def _checkpoint_state(model, optimizer, step: int, losses: list[float], generator, settings, method: str) -> dict:
-    return {"format": CHECKPOINT_FORMAT, "method": method, "settings": asdict(settings), "step": step, "losses": losses,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "method": method,
+        "settings": asdict(settings),
+        "step": step,
+        "losses": losses,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+    }
 
 
 def _resume(path: Path, model, optimizer, generator, settings, method: str) -> tuple[int, list[float]]:
@@ -127,25 +144,39 @@ def _resume(path: Path, model, optimizer, generator, settings, method: str) -> t
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
-        raise RealModelError(f"fine-tune checkpoint {str(path)!r} is corrupt ({type(error).__name__}); remove it to start over") from None
+        raise RealModelError(
+            f"fine-tune checkpoint {str(path)!r} is corrupt ({type(error).__name__}); remove it to start over"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise RealModelError(f"fine-tune checkpoint {str(path)!r} is invalid: not a ropelab fine-tune checkpoint")
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in state["settings"].items()}
-    if state["method"] != method or {k: v for k, v in saved.items() if k != "steps"} != \
-            {k: v for k, v in asdict(settings).items() if k != "steps"}:
-        raise RealModelError(f"fine-tune checkpoint {str(path)!r} belongs to another fine-tune ({state['method']}, "
-                             f"{state['settings']}); remove it or use another --out")
+    if state["method"] != method or {k: v for k, v in saved.items() if k != "steps"} != {
+        k: v for k, v in asdict(settings).items() if k != "steps"
+    }:
+        raise RealModelError(
+            f"fine-tune checkpoint {str(path)!r} belongs to another fine-tune ({state['method']}, "
+            f"{state['settings']}); remove it or use another --out"
+        )
     if state["step"] > settings.steps:
-        raise RealModelError(f"fine-tune checkpoint {str(path)!r} is at step {state['step']}, past the {settings.steps} "
-                             "steps asked; remove it or ask for more steps")
+        raise RealModelError(
+            f"fine-tune checkpoint {str(path)!r} is at step {state['step']}, past the {settings.steps} "
+            "steps asked; remove it or ask for more steps"
+        )
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     generator.set_state(state["generator"])
     return state["step"], list(state["losses"])
 
 
-def finetune(model, documents: list[torch.Tensor], settings: FinetuneSettings, *, method: str,
-             checkpoint: str | os.PathLike | None = None, tick=lambda step, loss: None) -> list[float]:
+def finetune(
+    model,
+    documents: list[torch.Tensor],
+    settings: FinetuneSettings,
+    *,
+    method: str,
+    checkpoint: str | os.PathLike | None = None,
+    tick=lambda step, loss: None,
+) -> list[float]:
     """PoSE fine-tuning of ``model`` (in place; its RoPE already set to the scaled one) for
     ``settings.steps`` steps; returns the loss per step.
 
@@ -192,14 +223,29 @@ def check_finetune_methods(methods) -> tuple[str, ...]:
     """The methods to fine-tune; raises for one whose RoPE a short window cannot train."""
     for method in methods:
         if method not in FINETUNABLE:
-            why = ("its scale follows the sequence length, so a window of W <= T tokens trains the unscaled RoPE"
-                   if method == "dynamic" else "it is not a RoPE scaling method")
-            raise RealModelError(f"--finetune-methods {method!r} cannot be fine-tuned: {why}; expected some of {', '.join(FINETUNABLE)}")
+            why = (
+                "its scale follows the sequence length, so a window of W <= T tokens trains the unscaled RoPE"
+                if method == "dynamic"
+                else "it is not a RoPE scaling method"
+            )
+            raise RealModelError(
+                f"--finetune-methods {method!r} cannot be fine-tuned: {why}; expected some of {', '.join(FINETUNABLE)}"
+            )
     return tuple(dict.fromkeys(methods))
 
 
-def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: FinetuneSettings, methods, checkpoints: Path, *,
-                   tick=lambda label, cost: None) -> dict:
+def finetune_study(
+    model,
+    tokenizer,
+    rope,
+    trained: int,
+    settings,
+    tuning: FinetuneSettings,
+    methods,
+    checkpoints: Path,
+    *,
+    tick=lambda label, cost: None,
+) -> dict:
     """Chen et al. 2023's Table 3 for each method: PoSE fine-tune from the same weights to
     ``k1 = steps // 2`` and ``k2 = steps``, measuring the loss curve (``settings``' documents) after each,
     and the passkey grid after ``k2``.
@@ -220,7 +266,11 @@ def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: Finet
 
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     documents, _ = corpus_documents(tokenizer, 4 * tuning.window, 16, split="train")
-    out: dict = {"methods": {}, "weights": {}, "training_text": "Python stdlib training files (the lab's split by file)"}
+    out: dict = {
+        "methods": {},
+        "weights": {},
+        "training_text": "Python stdlib training files (the lab's split by file)",
+    }
     k1 = tuning.steps // 2
     for method in methods:
         model.load_state_dict(original)
@@ -231,14 +281,23 @@ def finetune_study(model, tokenizer, rope, trained: int, settings, tuning: Finet
             if done.is_file() and steps < tuning.steps:
                 checks[steps] = json.loads(done.read_text())
                 continue
-            losses = finetune(model, documents, replace(tuning, steps=steps), method=method, checkpoint=checkpoints / f"{method}.pt",
-                              tick=lambda step, loss, method=method: tick(f"{method}+pose: step {step}/{tuning.steps}, loss {loss:.3f}",
-                                                           ("train", tuning.window)))
+            losses = finetune(
+                model,
+                documents,
+                replace(tuning, steps=steps),
+                method=method,
+                checkpoint=checkpoints / f"{method}.pt",
+                tick=lambda step, loss, method=method: tick(
+                    f"{method}+pose: step {step}/{tuning.steps}, loss {loss:.3f}", ("train", tuning.window)
+                ),
+            )
             if done.is_file():
                 checks[steps] = json.loads(done.read_text())
                 continue
             grid = settings if steps == tuning.steps else replace(settings, passkey_lengths=())
-            checks[steps] = measure(model, tokenizer, rope, trained, replace(grid, methods=(method,)), tick=tick)["methods"][method]
+            checks[steps] = measure(model, tokenizer, rope, trained, replace(grid, methods=(method,)), tick=tick)[
+                "methods"
+            ][method]
             atomic_write_text(done, json.dumps(checks[steps]))
         out["methods"][method] = {"losses": losses, "checks": checks}
         out["weights"][method] = {k: v.detach().clone() for k, v in model.state_dict().items()}

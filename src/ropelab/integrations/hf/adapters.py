@@ -97,8 +97,16 @@ class HFRotaryAdapter(nn.Module):
     ``[..., N, A]`` (axis last, as the vision towers pass them) and give ``[..., N, R]``.
     """
 
-    def __init__(self, cfg: RopeConfig | LayerTypeRope, table_layout: str = "half", config: Any = None,
-                 *, table_dtype: torch.dtype | None = None, leading_one: bool = False, sin_first: bool = False):
+    def __init__(
+        self,
+        cfg: RopeConfig | LayerTypeRope,
+        table_layout: str = "half",
+        config: Any = None,
+        *,
+        table_dtype: torch.dtype | None = None,
+        leading_one: bool = False,
+        sin_first: bool = False,
+    ):
         super().__init__()
         if table_layout not in _TABLE_LAYOUTS:
             raise PatchError(f"table_layout={table_layout!r} is invalid: expected one of {', '.join(_TABLE_LAYOUTS)}")
@@ -119,16 +127,21 @@ class HFRotaryAdapter(nn.Module):
         if cfg.uniform:
             return next(iter(cfg.values()))
         if layer_type is None:
-            raise PatchError(f"layer_type=None is invalid: this rotary module is keyed by layer type "
-                             f"({', '.join(cfg)}); call it as forward(x, position_ids, layer_type)")
+            raise PatchError(
+                f"layer_type=None is invalid: this rotary module is keyed by layer type "
+                f"({', '.join(cfg)}); call it as forward(x, position_ids, layer_type)"
+            )
         found = cfg[layer_type]
         if found is None:
-            raise PatchError(f"layer_type={layer_type!r} has no RoPE (its rope_parameters entry is None): "
-                             "the model must not ask for its cos/sin")
+            raise PatchError(
+                f"layer_type={layer_type!r} has no RoPE (its rope_parameters entry is None): "
+                "the model must not ask for its cos/sin"
+            )
         return found
 
-    def forward(self, x: torch.Tensor, position_ids: torch.Tensor, layer_type: str | None = None,
-                *args: Any, **kwargs: Any):
+    def forward(
+        self, x: torch.Tensor, position_ids: torch.Tensor, layer_type: str | None = None, *args: Any, **kwargs: Any
+    ):
         cfg = self.cfg_for(layer_type)
         dtype = self.table_dtype or x.dtype
         positions = _axis_rows(position_ids.to(x.device), cfg)
@@ -140,13 +153,17 @@ class HFRotaryAdapter(nn.Module):
 
     def extra_repr(self) -> str:
         if isinstance(self.cfg, LayerTypeRope):
-            kinds = ", ".join(f"{name}: " + ("none" if cfg is None else f"{cfg.rope_type} R={cfg.rotary_dim}")
-                              for name, cfg in self.cfg.items())
+            kinds = ", ".join(
+                f"{name}: " + ("none" if cfg is None else f"{cfg.rope_type} R={cfg.rotary_dim}")
+                for name, cfg in self.cfg.items()
+            )
             return f"layer types {{{kinds}}}, table_layout={self.table_layout!r}"
         axes = f", axes={self.cfg.num_axes}" if self.cfg.num_axes > 1 else ""
         order = ", returns (sin, cos)" if self.sin_first else ""
-        return (f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, "
-                f"table_layout={self.table_layout!r}{axes}{order}")
+        return (
+            f"rope_type={self.cfg.rope_type!r}, rotary_dim={self.cfg.rotary_dim}, "
+            f"table_layout={self.table_layout!r}{axes}{order}"
+        )
 
 
 def _axis_rows(position_ids: torch.Tensor, cfg: RopeConfig) -> torch.Tensor:
@@ -220,8 +237,9 @@ class HFFeatureGridAdapter(HFRotaryAdapter):
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any):
         kernel, stride = self.config.q_aggregation_kernel_size, self.config.q_aggregation_stride
         rows, cols = ((size - kernel) // stride + 1 for size in x.shape[-2:])
-        grid = torch.meshgrid(torch.arange(1, rows + 1, device=x.device), torch.arange(1, cols + 1, device=x.device),
-                              indexing="ij")
+        grid = torch.meshgrid(
+            torch.arange(1, rows + 1, device=x.device), torch.arange(1, cols + 1, device=x.device), indexing="ij"
+        )
         cos, sin = rope_cos_sin(torch.stack(grid), self.cfg)  # positions [2, h, w] -> [h, w, R/2]
         return _expand(cos, "interleaved")[None].to(x.dtype), _expand(sin, "interleaved")[None].to(x.dtype)
 
@@ -265,14 +283,22 @@ class HFCoordinateAdapter(HFRotaryAdapter):
     def __init__(self, cfg: RopeConfig, config: Any = None):
         super().__init__(cfg, "half", config)
 
-    def forward(self, coordinates: torch.Tensor, ids: torch.Tensor | None = None, dtype: torch.dtype | None = None,
-                *args: Any, **kwargs: Any):
+    def forward(
+        self,
+        coordinates: torch.Tensor,
+        ids: torch.Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ):
         columns = [coordinates.to(torch.float64)] + ([] if ids is None else [ids.to(torch.float64)[..., None]])
         positions = torch.cat(columns, dim=-1)
         if positions.shape[-1] != self.cfg.num_axes:
-            raise PatchError(f"coordinates.shape={tuple(coordinates.shape)} with ids={'none' if ids is None else 'one axis'} "
-                             f"is invalid: expected {self.cfg.num_axes} position axes in all (coordinates [..., "
-                             f"{self.cfg.num_axes - (ids is not None)}] plus the ids)")
+            raise PatchError(
+                f"coordinates.shape={tuple(coordinates.shape)} with ids={'none' if ids is None else 'one axis'} "
+                f"is invalid: expected {self.cfg.num_axes} position axes in all (coordinates [..., "
+                f"{self.cfg.num_axes - (ids is not None)}] plus the ids)"
+            )
         cos, sin = fractional_cos_sin(positions.movedim(-1, 0), self.cfg)
         dtype = dtype or coordinates.dtype
         return _expand_both(cos, sin, self.table_layout, dtype)
@@ -288,8 +314,14 @@ class HFChannelTableAdapter(HFRotaryAdapter):
     the pairs.
     """
 
-    def __init__(self, cfg: RopeConfig, channel_pairs: tuple[int, ...], config: Any = None,
-                 channel_axes: tuple[int, ...] | None = None, position_rows: int | None = None):
+    def __init__(
+        self,
+        cfg: RopeConfig,
+        channel_pairs: tuple[int, ...],
+        config: Any = None,
+        channel_axes: tuple[int, ...] | None = None,
+        position_rows: int | None = None,
+    ):
         super().__init__(cfg, "pairs", config)
         self.table_layout = "channels"  # its own forward: the tables follow channel_pairs
         self.channel_pairs = tuple(channel_pairs)
@@ -330,10 +362,14 @@ class HFPatchCentreAdapter(HFRotaryAdapter):
     def forward(self, pixel_values: torch.Tensor, *args: Any, **kwargs: Any):
         augment = {key: getattr(self.config, key, None) for key in _PATCH_CENTRE_AUGMENTATION}
         if self.training and any(value is not None for value in augment.values()):
-            raise PatchError(f"training-mode patch centre augmentation ({augment}) is not reproduced by the "
-                             "patched rotary module: call model.eval(), or unpatch(model) to train")
+            raise PatchError(
+                f"training-mode patch centre augmentation ({augment}) is not reproduced by the "
+                "patched rotary module: call model.eval(), or unpatch(model) to train"
+            )
         grid = [size // patch for size, patch in zip(pixel_values.shape[-2:], self.patch_size)]
-        centres = [(torch.arange(n, dtype=torch.float64, device=pixel_values.device) + 0.5) * (2.0 / n) - 1.0 for n in grid]
+        centres = [
+            (torch.arange(n, dtype=torch.float64, device=pixel_values.device) + 0.5) * (2.0 / n) - 1.0 for n in grid
+        ]
         positions = torch.stack(torch.meshgrid(*centres, indexing="ij")).flatten(1) * (2 * math.pi)  # [2, N]
         cos, sin = fractional_cos_sin(positions, self.cfg)
         return _expand_both(cos, sin, self.table_layout, pixel_values.dtype)
@@ -377,8 +413,10 @@ class HFAngleTableAdapter(HFRotaryAdapter):
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         inv_freq, attention_factor = rope_frequencies(self.cfg)
         if attention_factor != 1.0:
-            raise PatchError(f"attention_factor={attention_factor:g} is invalid for {type(self).__name__}: "
-                             "expected 1 (the module returns angles, which cannot scale cos and sin)")
+            raise PatchError(
+                f"attention_factor={attention_factor:g} is invalid for {type(self).__name__}: "
+                "expected 1 (the module returns angles, which cannot scale cos and sin)"
+            )
         angles = rope_angles(torch.arange(hidden_states.shape[1], device=hidden_states.device), inv_freq)  # [S, R/2]
         return _expand(angles, "half")[None].to(self.table_dtype)
 

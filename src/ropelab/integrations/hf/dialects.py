@@ -32,31 +32,58 @@ __all__ = ["read_rope"]
 # model_type values whose attention rotates adjacent pairs (x[2i], x[2i+1]) rather than halves.
 # GPT-J and CodeGen: transformers' rotate_every_two; Cohere, Cohere2, Cohere2-MoE and BLT (each of
 # its four sub-models): repeat_interleave'd cos/sin with an interleaved rotate_half.
-_INTERLEAVED_MODEL_TYPES = frozenset({
-    "gptj", "codegen", "cohere", "cohere2", "cohere2_moe",
-    "blt", "blt_local_encoder", "blt_local_decoder", "blt_global_transformer", "blt_patcher",
-    # Ergo (transformers 5.25, models/ergo/modeling_ergo.py): ErgoRotaryEmbedding repeat_interleave's its
-    # tables, and its attention uses Cohere2-MoE's apply_rotary_pos_emb (interleaved rotate_half).
-    "ergo",
-    # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
-    # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
-    "glm4v_text", "glm_ocr_text", "ernie4_5_vl_moe_text",
-    # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2, SAM 3's ViT
-    # (Sam3ViTRotaryEmbedding with apply_rotary_pos_emb_2d), and the memory attention of the SAM 2 video
-    # family (Sam2VideoVisionRotaryEmbedding and its copies, with apply_rotary_pos_emb_2d*).
-    "inkling2_vision", "sam3_vit_model", "sam2_video", "sam3_tracker_video", "edgetam_video",
-})
+_INTERLEAVED_MODEL_TYPES = frozenset(
+    {
+        "gptj",
+        "codegen",
+        "cohere",
+        "cohere2",
+        "cohere2_moe",
+        "blt",
+        "blt_local_encoder",
+        "blt_local_decoder",
+        "blt_global_transformer",
+        "blt_patcher",
+        # Ergo (transformers 5.25, models/ergo/modeling_ergo.py): ErgoRotaryEmbedding repeat_interleave's its
+        # tables, and its attention uses Cohere2-MoE's apply_rotary_pos_emb (interleaved rotate_half).
+        "ergo",
+        # M-RoPE text towers that rotate adjacent pairs with repeat_interleave'd tables (rotate_half_llm /
+        # rotate_half_text): GLM-4V, GLM-OCR, Ernie 4.5-VL.
+        "glm4v_text",
+        "glm_ocr_text",
+        "ernie4_5_vl_moe_text",
+        # Axial vision towers with repeat_interleave'd tables and rotate_pairwise: Inkling2, SAM 3's ViT
+        # (Sam3ViTRotaryEmbedding with apply_rotary_pos_emb_2d), and the memory attention of the SAM 2 video
+        # family (Sam2VideoVisionRotaryEmbedding and its copies, with apply_rotary_pos_emb_2d*).
+        "inkling2_vision",
+        "sam3_vit_model",
+        "sam2_video",
+        "sam3_tracker_video",
+        "edgetam_video",
+    }
+)
 
 # M-RoPE text towers by model_type: (composition, the sections their rotary module uses when the
 # config has none). Both live in each family's rotary module in transformers 5.23, not in its config
 # (the `mrope_section` defaults of Qwen2VLRotaryEmbedding, Qwen3VLTextRotaryEmbedding,
 # Glm4vTextRotaryEmbedding, Ernie4_5_VLMoeTextRotaryEmbedding, Qwen3_5TextRotaryEmbedding, ...).
 _MROPE_FAMILIES = {
-    **dict.fromkeys(("qwen2_vl_text", "qwen2_5_vl_text", "qwen2_5_omni_text", "qwen2_5_omni_talker",
-                     "paddleocr_vl_text"), ("contiguous", (16, 24, 24))),
+    **dict.fromkeys(
+        ("qwen2_vl_text", "qwen2_5_vl_text", "qwen2_5_omni_text", "qwen2_5_omni_talker", "paddleocr_vl_text"),
+        ("contiguous", (16, 24, 24)),
+    ),
     **dict.fromkeys(("glm4v_text", "glm4v_moe_text", "glm_image_text", "glm_ocr_text"), ("contiguous", (8, 12, 12))),
-    **dict.fromkeys(("qwen3_vl_text", "qwen3_vl_moe_text", "qwen3_omni_moe_text", "qwen3_omni_moe_talker_text",
-                     "cosmos3_edge_text", "cohere_compass_text"), ("interleaved", (24, 20, 20))),
+    **dict.fromkeys(
+        (
+            "qwen3_vl_text",
+            "qwen3_vl_moe_text",
+            "qwen3_omni_moe_text",
+            "qwen3_omni_moe_talker_text",
+            "cosmos3_edge_text",
+            "cohere_compass_text",
+        ),
+        ("interleaved", (24, 20, 20)),
+    ),
     **dict.fromkeys(("qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"), ("interleaved", (11, 11, 10))),
     # HYV4VLRotaryEmbedding (transformers 5.25, models/hy_v4_vl/modeling_hy_v4_vl.py): Qwen3-VL's interleaved
     # recomposition; HYV4VLTextConfig.convert_rope_params_to_dict fills mrope_section with [12, 10, 10].
@@ -116,9 +143,10 @@ _HEAD_DIM_FORMULAS: dict[str, tuple[str, tuple[str, ...]]] = {
     # The memory attention of the SAM 2 video family: Sam2VideoVisionRotaryEmbedding.compute_axial_rope_parameters
     # (copied in Sam3TrackerVideo... and EdgeTamVideo...; transformers 5.23), axial over the (w, h) feature grid
     # with the default (repeated, contiguous) pairs.
-    **dict.fromkeys(("sam2_video", "sam3_tracker_video", "edgetam_video"),
-                    ("memory_attention_hidden_size",
-                     ("memory_attention_downsample_rate", "memory_attention_num_attention_heads"))),
+    **dict.fromkeys(
+        ("sam2_video", "sam3_tracker_video", "edgetam_video"),
+        ("memory_attention_hidden_size", ("memory_attention_downsample_rate", "memory_attention_num_attention_heads")),
+    ),
 }
 # Axial RoPE over physical coordinates whose config gives each slot of pairs its own size and base (the
 # axial_pairs / axial_bases fields), by name: the (pairs key, base key) of each slot, in pair order. transformers
@@ -128,7 +156,7 @@ _COORDINATE_FAMILIES: dict[str, tuple[tuple[str, str], ...]] = {
     # pairs [x | y | z | uid | inactive], half-split [c, c] tables over the whole head; the pairs past the
     # uid slot have frequency 0 (its num_inactive_channels).
     "esmfold2_atom_encoder": (("num_spatial_rope_pairs_per_axis", "spatial_rope_base_frequency"),) * 3
-                             + (("num_uid_rope_pairs", "uid_rope_base_frequency"),),
+    + (("num_uid_rope_pairs", "uid_rope_base_frequency"),),
 }
 
 # model_type values whose transformers config carries a `rotary_dim` that its rotary module ignores
@@ -150,18 +178,30 @@ _OUTSIDE_TABLE_KEYS = {
 _MROPE_KEYS = ("mrope_section", "mrope_interleaved", "interleaved")
 
 # Top-level keys that show a config describes the language model itself (else: read its text_config).
-_HEAD_AND_ROPE_KEYS = ("rope_parameters", "rope_scaling", "rope_theta", "head_dim", "hidden_size",
-                       "num_attention_heads", "n_embd", "d_model")
+_HEAD_AND_ROPE_KEYS = (
+    "rope_parameters",
+    "rope_scaling",
+    "rope_theta",
+    "head_dim",
+    "hidden_size",
+    "num_attention_heads",
+    "n_embd",
+    "d_model",
+)
 
 # ----- per-layer-type families
 # transformers 5.23 builds per-layer-type rope_parameters from the flat keys of older config.json
 # files in each family's `convert_rope_params_to_dict` (Gemma3TextConfig, Gemma3nTextConfig,
 # T5Gemma2TextConfig / T5Gemma2DecoderConfig, ModernBertConfig, ModernBertDecoderConfig,
 # Olmo3Config): model_type -> ({layer type: (theta key, default theta)}, layer types rope_scaling joins).
-_GEMMA3_LEGACY = ({"full_attention": ("rope_theta", 1_000_000.0), "sliding_attention": ("rope_local_base_freq", 10_000.0)},
-                  ("full_attention",))
-_MODERNBERT_LEGACY = ({"full_attention": ("global_rope_theta", 160_000.0), "sliding_attention": ("local_rope_theta", 10_000.0)},
-                      ("full_attention", "sliding_attention"))
+_GEMMA3_LEGACY = (
+    {"full_attention": ("rope_theta", 1_000_000.0), "sliding_attention": ("rope_local_base_freq", 10_000.0)},
+    ("full_attention",),
+)
+_MODERNBERT_LEGACY = (
+    {"full_attention": ("global_rope_theta", 160_000.0), "sliding_attention": ("local_rope_theta", 10_000.0)},
+    ("full_attention", "sliding_attention"),
+)
 _LEGACY_LAYER_TYPE_ROPE = {
     "gemma3_text": _GEMMA3_LEGACY, "gemma3n_text": _GEMMA3_LEGACY,
     "t5gemma2_text": _GEMMA3_LEGACY, "t5gemma2_decoder": _GEMMA3_LEGACY,
@@ -189,8 +229,9 @@ _BLOCK_PAIR_LAYER_TYPES = {"dory": "mlp"}
 
 # Gemma 4 family: config.json's `global_head_dim` (transformers default 512) is the head width of the
 # full-attention layers (their configs' __post_init__ turns it into per_layer_config overrides).
-_GLOBAL_HEAD_DIM_MODEL_TYPES = frozenset({"gemma4_text", "gemma4_unified_text", "diffusion_gemma_text",
-                                          "embedding_gemma2_text"})
+_GLOBAL_HEAD_DIM_MODEL_TYPES = frozenset(
+    {"gemma4_text", "gemma4_unified_text", "diffusion_gemma_text", "embedding_gemma2_text"}
+)
 _DEFAULT_GLOBAL_HEAD_DIM = 512
 
 # Per-layer-type RoPE types whose missing original_max_position_embeddings transformers fills with
@@ -292,14 +333,24 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
     unknown = set(params) - set(_SCALING_KEYS) - {"rope_type", "type", "rope_theta", "partial_rotary_factor"}
     unknown -= _OUTSIDE_TABLE_KEYS | set(_MROPE_KEYS)
     if unknown:
-        raise _fail("rope_parameters", sorted(unknown), f"only the keys rope_type, type, rope_theta, "
-                    f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}, {', '.join(sorted(_OUTSIDE_TABLE_KEYS))}, "
-                    f"{', '.join(_MROPE_KEYS)}")
+        raise _fail(
+            "rope_parameters",
+            sorted(unknown),
+            f"only the keys rope_type, type, rope_theta, "
+            f"partial_rotary_factor, {', '.join(_SCALING_KEYS)}, {', '.join(sorted(_OUTSIDE_TABLE_KEYS))}, "
+            f"{', '.join(_MROPE_KEYS)}",
+        )
     top_max = _first(data, "max_position_embeddings", "n_positions", "n_ctx")
-    if params.get("max_position_embeddings") is not None and top_max is not None \
-            and params["max_position_embeddings"] != top_max:
-        raise _fail("rope_parameters.max_position_embeddings", params["max_position_embeddings"],
-                    f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)")
+    if (
+        params.get("max_position_embeddings") is not None
+        and top_max is not None
+        and params["max_position_embeddings"] != top_max
+    ):
+        raise _fail(
+            "rope_parameters.max_position_embeddings",
+            params["max_position_embeddings"],
+            f"the top-level max_position_embeddings={top_max!r} (transformers reads only the top-level one)",
+        )
 
     head_dim = _hf_head_dim(data)
     if head_dim is None:
@@ -349,8 +400,11 @@ def _fields_from_hf_dict(data: Mapping[str, Any]) -> dict[str, Any]:
         if params.get(key) is not None:
             fields[key] = params[key]
     fields.update(_axes_from_hf(data, params, rope_type, (rotary_dim or head_dim) // 2))
-    if rope_type == AXIAL_ROPE_TYPE and rotary_dim is None \
-            and _AXIAL_FAMILIES.get(data.get("model_type"), {}).get("even_axis_share", False):
+    if (
+        rope_type == AXIAL_ROPE_TYPE
+        and rotary_dim is None
+        and _AXIAL_FAMILIES.get(data.get("model_type"), {}).get("even_axis_share", False)
+    ):
         axes = len(fields["axial_order"])
         fields["rotary_dim"] = axes * 2 * ((head_dim // axes) // 2)
     if original is not None:
@@ -400,7 +454,9 @@ def _coordinate_slots(data: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | 
     named = _COORDINATE_FAMILIES.get(data.get("model_type") or "")
     if named is not None or data.get("model_type"):
         return named
-    return next((slots for slots in _COORDINATE_FAMILIES.values() if all(k in data for slot in slots for k in slot)), None)
+    return next(
+        (slots for slots in _COORDINATE_FAMILIES.values() if all(k in data for slot in slots for k in slot)), None
+    )
 
 
 def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ...]) -> dict[str, Any]:
@@ -414,9 +470,15 @@ def _coordinate_fields(data: Mapping[str, Any], slots: tuple[tuple[str, str], ..
             raise _fail(base_key, base, "a finite number > 1")
     head_dim = _hf_head_dim(data)  # its config's own default: hidden_size // num_attention_heads
     bases = tuple(data[base_key] for _, base_key in slots)
-    return {"head_dim": head_dim, "base": bases[0], "rope_type": AXIAL_ROPE_TYPE, "layout": data.get("rope_layout") or "half",
-            "axial_order": tuple(range(len(slots))), "axial_pairs": tuple(_integral(data[key]) for key, _ in slots),
-            "axial_bases": bases}
+    return {
+        "head_dim": head_dim,
+        "base": bases[0],
+        "rope_type": AXIAL_ROPE_TYPE,
+        "layout": data.get("rope_layout") or "half",
+        "axial_order": tuple(range(len(slots))),
+        "axial_pairs": tuple(_integral(data[key]) for key, _ in slots),
+        "axial_bases": bases,
+    }
 
 
 def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type: str, pairs: int) -> dict[str, Any]:
@@ -425,7 +487,9 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
     model_type = data.get("model_type")
     if rope_type == AXIAL_ROPE_TYPE:
         family = _AXIAL_FAMILIES.get(model_type, {})
-        fields = {key: data.get(key) or family.get(key) for key in ("axial_frequencies", "axial_order", "axial_composition")}
+        fields = {
+            key: data.get(key) or family.get(key) for key in ("axial_frequencies", "axial_order", "axial_composition")
+        }
         if isinstance(fields["axial_order"], list):
             fields["axial_order"] = tuple(fields["axial_order"])
         for key in ("axial_pairs", "axial_bases"):  # ropelab's own keys (see RopeConfig.to_hf)
@@ -439,12 +503,19 @@ def _axes_from_hf(data: Mapping[str, Any], params: Mapping[str, Any], rope_type:
     if sections is None:
         return {}
     if model_type in _UNSUPPORTED_MROPE_MODEL_TYPES:
-        raise _fail("mrope_section", sections, f"a composition ropelab reproduces: {model_type}'s rotary module "
-                    "splits the doubled [c, c] table, so the two channels of a pair can read different position rows "
-                    "(ropelab.integrations.hf.patch reproduces its tables channel by channel)")
+        raise _fail(
+            "mrope_section",
+            sections,
+            f"a composition ropelab reproduces: {model_type}'s rotary module "
+            "splits the doubled [c, c] table, so the two channels of a pair can read different position rows "
+            "(ropelab.integrations.hf.patch reproduces its tables channel by channel)",
+        )
     if composition is None and (params.get("mrope_interleaved") is True or params.get("interleaved") is True):
         composition = "interleaved"
-    return {"mrope_section": _integral_list(sections), "mrope_composition": data.get("mrope_composition") or composition}
+    return {
+        "mrope_section": _integral_list(sections),
+        "mrope_composition": data.get("mrope_composition") or composition,
+    }
 
 
 def _axis_ladder_form(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -458,22 +529,39 @@ def _axis_ladder_form(data: Mapping[str, Any]) -> dict[str, Any]:
     params = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
     rope_type = _first(params, "rope_type", "type") or "default"
     if rope_type != "default":
-        raise _fail("rope_type", rope_type, f"'default' for {model_type} (its rotary module is read as "
-                    "axial RoPE over the default frequencies; ropelab reads no scaled form of it)")
+        raise _fail(
+            "rope_type",
+            rope_type,
+            f"'default' for {model_type} (its rotary module is read as "
+            "axial RoPE over the default frequencies; ropelab reads no scaled form of it)",
+        )
     partial = params.pop("partial_rotary_factor", None) or data.get("partial_rotary_factor") or 1.0
     head_dim = _hf_head_dim(data)
     width = data.get(family["width"])
     if not isinstance(head_dim, int) or not isinstance(width, int):
-        raise _fail(family["width"], width, f"the width of the vector {model_type}'s rotary module turns, with a head_dim")
+        raise _fail(
+            family["width"], width, f"the width of the vector {model_type}'s rotary module turns, with a head_dim"
+        )
     ladder = int(head_dim * partial)
     if ladder <= 0 or ladder % 2 or (family["whole"] and 2 * ladder != width):
         need = f"{width // 2}, half of {family['width']}={width}" if family["whole"] else "a positive even number"
-        raise _fail("partial_rotary_factor", partial, f"a factor whose ladder int(head_dim={head_dim} * factor) is "
-                    f"{need} (each of the 2 axes of {model_type}'s rotary module reads that ladder)")
+        raise _fail(
+            "partial_rotary_factor",
+            partial,
+            f"a factor whose ladder int(head_dim={head_dim} * factor) is "
+            f"{need} (each of the 2 axes of {model_type}'s rotary module reads that ladder)",
+        )
     axial = {key: family[key] for key in ("axial_frequencies", "axial_order", "axial_composition") if key in family}
     params["rope_type"] = AXIAL_ROPE_TYPE
-    return {**data, **axial, "head_dim": width, "rotary_dim": 2 * ladder, "rope_parameters": params,
-            "partial_rotary_factor": None, "rope_layout": "interleaved"}
+    return {
+        **data,
+        **axial,
+        "head_dim": width,
+        "rotary_dim": 2 * ladder,
+        "rope_parameters": params,
+        "partial_rotary_factor": None,
+        "rope_layout": "interleaved",
+    }
 
 
 def _integral_list(values: Any) -> Any:
@@ -490,11 +578,17 @@ def _layer_type_head_dim(data: Mapping[str, Any], layer_type: str) -> Any:
     layer_types = data.get("layer_types") or ()
     per_layer = data.get("per_layer_config")
     if isinstance(per_layer, Mapping) and layer_type in layer_types:
-        widths = {(per_layer.get(i) or per_layer.get(str(i)) or {}).get("head_dim")
-                  for i, name in enumerate(layer_types) if name == layer_type}
+        widths = {
+            (per_layer.get(i) or per_layer.get(str(i)) or {}).get("head_dim")
+            for i, name in enumerate(layer_types)
+            if name == layer_type
+        }
         if len(widths) > 1:
-            raise _fail(f"per_layer_config head_dim of the {layer_type} layers", sorted(widths, key=str),
-                        "one head_dim per layer type (transformers' per-layer-type rotary module needs one)")
+            raise _fail(
+                f"per_layer_config head_dim of the {layer_type} layers",
+                sorted(widths, key=str),
+                "one head_dim per layer type (transformers' per-layer-type rotary module needs one)",
+            )
         return widths.pop()
     if layer_type == "full_attention" and data.get("model_type") in _GLOBAL_HEAD_DIM_MODEL_TYPES:
         return data.get("global_head_dim") or _DEFAULT_GLOBAL_HEAD_DIM
@@ -516,7 +610,9 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
     ``_LEGACY_LAYER_TYPE_ROPE`` are converted the way their transformers config does.
     """
     params = data.get("rope_parameters") or data.get("rope_scaling")
-    if data.get("model_type") == "deepseek_v4" and not all(isinstance((params or {}).get(k), Mapping) for k in ("main", "compress")):
+    if data.get("model_type") == "deepseek_v4" and not all(
+        isinstance((params or {}).get(k), Mapping) for k in ("main", "compress")
+    ):
         params = _deepseek_v4_blocks(data)
     if data.get("model_type") in _FLAT_BLOCK_LAYER_TYPE and not _all_blocks(params):
         params = _one_layer_type_blocks(data, *_FLAT_BLOCK_LAYER_TYPE[data["model_type"]])
@@ -527,7 +623,11 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
         params = {name: None if block is None else dict(block) for name, block in (nested or {}).items()}
         for name, (key, default) in thetas.items():
             block = params.get(name) or {"rope_type": "default"}
-            if name in scaled and nested is None and isinstance(data.get("rope_parameters") or data.get("rope_scaling"), Mapping):
+            if (
+                name in scaled
+                and nested is None
+                and isinstance(data.get("rope_parameters") or data.get("rope_scaling"), Mapping)
+            ):
                 block.update(data.get("rope_parameters") or data["rope_scaling"])  # one flat block: the scaled types
             block.setdefault("rope_theta", data[key] if data.get(key) is not None else default)
             params[name] = block
@@ -542,11 +642,16 @@ def _nested_rope_parameters(data: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def _all_blocks(params: Any) -> bool:
     """True for a non-empty mapping whose values are all parameter blocks or None (a nested form)."""
-    return isinstance(params, Mapping) and bool(params) and all(v is None or isinstance(v, Mapping) for v in params.values())
+    return (
+        isinstance(params, Mapping)
+        and bool(params)
+        and all(v is None or isinstance(v, Mapping) for v in params.values())
+    )
 
 
-def _one_layer_type_blocks(data: Mapping[str, Any], layer_type: str, nope: tuple[str, ...],
-                           default_theta: float) -> dict[str, Any]:
+def _one_layer_type_blocks(
+    data: Mapping[str, Any], layer_type: str, nope: tuple[str, ...], default_theta: float
+) -> dict[str, Any]:
     """A :data:`_FLAT_BLOCK_LAYER_TYPE` config's flat block (``rope_theta`` at the top level, else the
     class default) as the block of ``layer_type``, and no RoPE (None) for the ``nope`` layer types."""
     block = dict(data.get("rope_parameters") or data.get("rope_scaling") or {})
@@ -565,14 +670,17 @@ def _deepseek_v4_blocks(data: Mapping[str, Any]) -> dict[str, Any]:
     flat.setdefault("rope_type", flat.pop("type", "default"))
     head_dim = data.get("head_dim") or 512  # DeepseekV4Config default
     partial = data.get("partial_rotary_factor") or (
-        data["qk_rope_head_dim"] / head_dim if data.get("qk_rope_head_dim") else 64 / 512)
+        data["qk_rope_head_dim"] / head_dim if data.get("qk_rope_head_dim") else 64 / 512
+    )
     main = {"rope_type": "default", "rope_theta": data.get("rope_theta") or 10_000.0, "partial_rotary_factor": partial}
     compress = {**flat, "rope_theta": data.get("compress_rope_theta") or 160_000.0, "partial_rotary_factor": partial}
     if compress["rope_type"] == "yarn":
         compress.setdefault("attention_factor", 1.0)
     if compress["rope_type"] in _NEEDS_ORIGINAL:
-        compress.setdefault("original_max_position_embeddings",
-                            data.get("original_max_position_embeddings") or data.get("max_position_embeddings"))
+        compress.setdefault(
+            "original_max_position_embeddings",
+            data.get("original_max_position_embeddings") or data.get("max_position_embeddings"),
+        )
     return {"main": main, "compress": compress}
 
 
@@ -585,7 +693,9 @@ def _layer_type_config(data: Mapping[str, Any], layer_type: str, block: Mapping[
     block.setdefault("rope_type", block.get("type", "default"))
     if block["rope_type"] in _NEEDS_ORIGINAL and data.get("max_position_embeddings") is not None:
         block.setdefault("original_max_position_embeddings", data["max_position_embeddings"])
-    flat = {key: value for key, value in data.items() if key not in ("rope_scaling", "original_max_position_embeddings")}
+    flat = {
+        key: value for key, value in data.items() if key not in ("rope_scaling", "original_max_position_embeddings")
+    }
     flat["rope_parameters"] = block
     head_dim = _layer_type_head_dim(data, layer_type)
     if head_dim is not None:
@@ -616,8 +726,12 @@ def _by_layer_type(data: Mapping[str, Any], source: str | None) -> LayerTypeRope
         return LayerTypeRope({ALL_LAYERS: RopeConfig(**_fields_from_hf_dict(data), source=source)}, layer_types, source)
     missing = [name for name in dict.fromkeys(layer_types) if name not in nested]
     if missing and _rope_labels(data) is None:
-        raise _fail("layer_types", missing[0], f"a layer type with an entry in rope_parameters (it has "
-                    f"{', '.join(nested)}); write null there for a layer type without RoPE")
+        raise _fail(
+            "layer_types",
+            missing[0],
+            f"a layer type with an entry in rope_parameters (it has "
+            f"{', '.join(nested)}); write null there for a layer type without RoPE",
+        )
     configs = {}
     for name, block in nested.items():
         label = f"{source or 'config'} [{name}]"

@@ -66,10 +66,12 @@ _PATCH_CENTRE_MODEL_TYPES = frozenset({"eomt_dinov3", "dinov3_vit", "sapiens2"})
 # Rotary modules over physical coordinates that keep their config values as attributes, not a config, by
 # class name: {atom-config key: module attribute} (EsmFold2RotaryEmbedding.__init__, transformers 5.23).
 _COORDINATE_MODULE_KEYS = {
-    "EsmFold2RotaryEmbedding": {"num_spatial_rope_pairs_per_axis": "num_spatial_pairs_per_axis",
-                                "num_uid_rope_pairs": "num_uid_pairs",
-                                "spatial_rope_base_frequency": "spatial_rope_base_frequency",
-                                "uid_rope_base_frequency": "uid_rope_base_frequency"},
+    "EsmFold2RotaryEmbedding": {
+        "num_spatial_rope_pairs_per_axis": "num_spatial_pairs_per_axis",
+        "num_uid_rope_pairs": "num_uid_pairs",
+        "spatial_rope_base_frequency": "spatial_rope_base_frequency",
+        "uid_rope_base_frequency": "uid_rope_base_frequency",
+    },
 }
 
 # Sizes of the `forward(hidden_states)` rotary modules, keyed by the model_type of the config that builds
@@ -84,8 +86,11 @@ _NAMED_ROTARY_CONFIGS: dict[str, dict[str, Any]] = {
     # SeamlessM4TConformerRotaryPositionalEmbedding: the heads of the speech encoder
     "seamless_m4t": {"heads": "speech_encoder_attention_heads", "base": "rotary_embedding_base"},
     # ClvpRotaryPositionalEmbedding: the leading max(projection_dim // (2 * heads), 32) channels, base 10000
-    "clvp_encoder": {"heads": "num_attention_heads", "base": 10000.0,
-                     "rotary_dim": lambda c: max(c.projection_dim // (2 * c.num_attention_heads), 32)},
+    "clvp_encoder": {
+        "heads": "num_attention_heads",
+        "base": 10000.0,
+        "rotary_dim": lambda c: max(c.projection_dim // (2 * c.num_attention_heads), 32),
+    },
 }
 
 # What each of those modules returns: "stacked" torch.stack([cos, sin]) [2, S, 1, 1, D], "angles" [1, S, R].
@@ -109,7 +114,9 @@ def _config_read_for(name: str, module: nn.Module):
     try:
         yield
     except RopeConfigError as error:
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}") from error
+        raise PatchError(
+            f"cannot patch {name} ({type(module).__name__}): its config is not one ropelab reads: {error}"
+        ) from error
 
 
 def _read_config(config: Any, name: str, module: nn.Module) -> RopeConfig:
@@ -145,7 +152,9 @@ def _coordinate_module_config(module: nn.Module) -> dict[str, Any]:
     """The config keys a coordinate rotary module holds as attributes (:data:`_COORDINATE_MODULE_KEYS`),
     and its head width: ESMFold 2's ``head_dim // 2`` is its active pairs (``3 * spatial + uid``) plus
     ``num_inactive_channels``."""
-    keys = {key: getattr(module, attribute) for key, attribute in _COORDINATE_MODULE_KEYS[type(module).__name__].items()}
+    keys = {
+        key: getattr(module, attribute) for key, attribute in _COORDINATE_MODULE_KEYS[type(module).__name__].items()
+    }
     active = 3 * keys["num_spatial_rope_pairs_per_axis"] + keys["num_uid_rope_pairs"]
     return {**keys, "head_dim": 2 * (active + module.num_inactive_channels)}
 
@@ -187,8 +196,9 @@ def _timestamp_probe(config: Any, windows: int, frames: int, device: torch.devic
     return index * (4 * config.audio_frame_step), frames
 
 
-def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None, config: Any,
-                     verify: bool) -> HFRotaryAdapter | None:
+def _special_adapter(
+    module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None, config: Any, verify: bool
+) -> HFRotaryAdapter | None:
     """The adapter of a module outside the generic path (see the module docstring), checked against
     the module on probe inputs if ``verify``; None for a generic module."""
     if isinstance(cfg, LayerTypeRope):
@@ -206,8 +216,9 @@ def _special_adapter(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRo
     return adapter
 
 
-def _special_adapter_and_probe(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any,
-                               device: torch.device) -> tuple[HFRotaryAdapter, tuple] | None:
+def _special_adapter_and_probe(
+    module: nn.Module, name: str, cfg: RopeConfig | None, config: Any, device: torch.device
+) -> tuple[HFRotaryAdapter, tuple] | None:
     """The adapter of a module outside the generic path, recognised by class name or model_type (or,
     last, by answering with complex ``freqs_cis``), and the inputs to probe both with; None for a
     generic module. ``cfg`` imposes the RoPE; None reads it from ``config``."""
@@ -248,8 +259,7 @@ def _special_adapter_and_probe(module: nn.Module, name: str, cfg: RopeConfig | N
     return None
 
 
-def _section_table_adapter(module: nn.Module, name: str, cfg: RopeConfig | None,
-                           config: Any) -> HFChannelTableAdapter:
+def _section_table_adapter(module: nn.Module, name: str, cfg: RopeConfig | None, config: Any) -> HFChannelTableAdapter:
     """HunYuan-VL's text tower: one-axis tables whose channels read the position rows that its
     ``mrope_section`` assigns them (the RopeConfig is read without the sections, which it refuses)."""
     sections = list(config.rope_parameters["mrope_section"])
@@ -278,25 +288,32 @@ def _named_rope(config: Any, name: str, module: nn.Module) -> RopeConfig:
     spec = _NAMED_ROTARY_CONFIGS.get(model_type)
     what = f"{name} ({type(module).__name__})"
     if spec is None:
-        raise PatchError(f"cannot patch {what}: model_type={model_type!r} is not one whose sizes ropelab reads for "
-                         f"it: expected one of {', '.join(sorted(_NAMED_ROTARY_CONFIGS))}")
+        raise PatchError(
+            f"cannot patch {what}: model_type={model_type!r} is not one whose sizes ropelab reads for "
+            f"it: expected one of {', '.join(sorted(_NAMED_ROTARY_CONFIGS))}"
+        )
     base = spec["base"] if not isinstance(spec["base"], str) else getattr(config, spec["base"])
     with _config_read_for(name, module):
-        return RopeConfig(head_dim=config.hidden_size // getattr(config, spec["heads"]), base=base,
-                          rotary_dim=spec["rotary_dim"](config) if "rotary_dim" in spec else None,
-                          source=f"transformers {type(module).__name__} ({model_type})")
+        return RopeConfig(
+            head_dim=config.hidden_size // getattr(config, spec["heads"]),
+            base=base,
+            rotary_dim=spec["rotary_dim"](config) if "rotary_dim" in spec else None,
+            source=f"transformers {type(module).__name__} ({model_type})",
+        )
 
 
-def _named_adapter(model: nn.Module, module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None,
-                   verify: bool) -> HFRotaryAdapter | None:
+def _named_adapter(
+    model: nn.Module, module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None, verify: bool
+) -> HFRotaryAdapter | None:
     """The adapter of a ``forward(hidden_states)`` module of ``_NAMED_OUTPUT_KINDS``, checked against it on a
     probe length if ``verify`` (its own cache is left as it was); None for any other module."""
     kind = _NAMED_OUTPUT_KINDS.get(type(module).__name__)
     if kind is None:
         return None
     if isinstance(cfg, LayerTypeRope):
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): it has one RoPE, not one per layer "
-                         "type; pass a RopeConfig")
+        raise PatchError(
+            f"cannot patch {name} ({type(module).__name__}): it has one RoPE, not one per layer type; pass a RopeConfig"
+        )
     config = _owner_config(model, name)
     module_cfg = cfg or _named_rope(config, name, module)
     adapter = (HFStackedTableAdapter if kind == "stacked" else HFAngleTableAdapter)(module_cfg, config)

@@ -39,8 +39,9 @@ def _is_rotary_module(module: nn.Module) -> bool:
     return bool(ROTARY_CLASS_NAME.fullmatch(type(module).__name__)) and not isinstance(module, HFRotaryAdapter)
 
 
-def _module_rope(cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str,
-                 module: nn.Module) -> tuple[RopeConfig | LayerTypeRope, list[str | None]]:
+def _module_rope(
+    cfg: RopeConfig | LayerTypeRope | None, config: Any, name: str, module: nn.Module
+) -> tuple[RopeConfig | LayerTypeRope, list[str | None]]:
     """What the adapter for ``module`` holds, and the layer types to probe (``[None]``: a module
     called without one)."""
     if isinstance(cfg, LayerTypeRope):
@@ -75,21 +76,32 @@ def _adapter_for(module: nn.Module, name: str, cfg, config: Any, verify: bool) -
         return held.configs[kind] if kind is not None else next(iter(held.values()))
 
     probes = {kind: _probe(module, cfg_of(kind), name, kind) for kind in kinds}
-    layouts = {kind: _table_layout(cfg_of(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
-               for kind in kinds}
+    layouts = {
+        kind: _table_layout(cfg_of(kind), config, probes[kind][1].shape[-1], _what(name, module, kind))
+        for kind in kinds
+    }
     if len(set(layouts.values())) > 1:
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types lay their tables out "
-                         f"differently ({layouts}); one adapter serves one layout")
+        raise PatchError(
+            f"cannot patch {name} ({type(module).__name__}): its layer types lay their tables out "
+            f"differently ({layouts}); one adapter serves one layout"
+        )
     first = kinds[0]
     positions, cos = probes[first][:2]
     leading_one = tuple(cos.shape[:-1]) != _token_shape(cfg_of(first), positions)
     orders = {probe[3] for probe in probes.values()}
     if len(orders) > 1:
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): its layer types return (cos, sin) "
-                         "in different orders; one adapter serves one order")
-    adapter = HFRotaryAdapter(held, layouts[first], getattr(module, "config", None),
-                              table_dtype=_table_dtype(module, positions, first), leading_one=leading_one,
-                              sin_first=orders.pop())
+        raise PatchError(
+            f"cannot patch {name} ({type(module).__name__}): its layer types return (cos, sin) "
+            "in different orders; one adapter serves one order"
+        )
+    adapter = HFRotaryAdapter(
+        held,
+        layouts[first],
+        getattr(module, "config", None),
+        table_dtype=_table_dtype(module, positions, first),
+        leading_one=leading_one,
+        sin_first=orders.pop(),
+    )
     for attribute in _KEPT_ATTRIBUTES:
         if isinstance(getattr(module, attribute, None), (str, list, tuple, dict)):
             setattr(adapter, attribute, getattr(module, attribute))
@@ -125,9 +137,11 @@ def patch(model: nn.Module, cfg: RopeConfig | LayerTypeRope | None = None, *, ve
             if verify:
                 _refuse_learned_rotation(module, name)
             module_config = getattr(module, "config", None) or model_config
-            adapter = _named_adapter(model, module, name, cfg, verify) \
-                or _special_adapter(module, name, cfg, module_config, verify) \
+            adapter = (
+                _named_adapter(model, module, name, cfg, verify)
+                or _special_adapter(module, name, cfg, module_config, verify)
                 or _adapter_for(module, name, cfg, module_config, verify)
+            )
             _put(model, name, adapter)
             originals.setdefault(name, module)
             patched += 1
@@ -164,10 +178,12 @@ def _refuse_learned_rotation(module: nn.Module, name: str) -> None:
     zero, as initialised, they change nothing, and the patch-time check decides as for any module."""
     learned = [key for key, parameter in module.named_parameters() if parameter.is_floating_point() and parameter.any()]
     if learned:
-        raise PatchError(f"cannot patch {name} ({type(module).__name__}): it holds trained parameters "
-                         f"({', '.join(learned)}) that change its rotation (learned frequency scales, e.g. "
-                         "Mistral Large 4's alpha, a Parameter since transformers 5.25); ropelab reproduces the "
-                         "RoPE a config describes")
+        raise PatchError(
+            f"cannot patch {name} ({type(module).__name__}): it holds trained parameters "
+            f"({', '.join(learned)}) that change its rotation (learned frequency scales, e.g. "
+            "Mistral Large 4's alpha, a Parameter since transformers 5.25); ropelab reproduces the "
+            "RoPE a config describes"
+        )
 
 
 def _has_sin_cos_table(module: nn.Module) -> bool:
@@ -175,26 +191,34 @@ def _has_sin_cos_table(module: nn.Module) -> bool:
     return isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim")
 
 
-def _exact_table_for(module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None,
-                     model_config: Any) -> torch.Tensor:
+def _exact_table_for(
+    module: nn.Module, name: str, cfg: RopeConfig | LayerTypeRope | None, model_config: Any
+) -> torch.Tensor:
     """ropelab's exact table in place of ``module.embed_positions`` (same size, dtype and device)."""
     if isinstance(cfg, LayerTypeRope):
-        raise PatchError(f"cannot patch {name}: GPT-J style embed_positions tables take one RopeConfig, "
-                         "not a LayerTypeRope")
+        raise PatchError(
+            f"cannot patch {name}: GPT-J style embed_positions tables take one RopeConfig, not a LayerTypeRope"
+        )
     module_cfg = cfg or _read_config(model_config, name, module)
     table = module.embed_positions
     if table.shape[-1] != module_cfg.rotary_dim:
-        raise PatchError(f"cannot patch {name}: embed_positions has {table.shape[-1]} channels, "
-                         f"expected rotary_dim={module_cfg.rotary_dim}")
+        raise PatchError(
+            f"cannot patch {name}: embed_positions has {table.shape[-1]} channels, "
+            f"expected rotary_dim={module_cfg.rotary_dim}"
+        )
     return _exact_sin_cos_table(module_cfg, table.shape[0], table)
 
 
 def _nothing_to_patch(model: nn.Module) -> PatchError:
     """Why ``model`` has nothing :func:`patch` replaces: RoPE computed inside attention, or no RoPE found."""
-    inside = next(((n, type(m).__name__) for n, m in model.named_modules()
-                   if _ROPE_IN_ATTENTION.fullmatch(type(m).__name__)), None)
+    inside = next(
+        ((n, type(m).__name__) for n, m in model.named_modules() if _ROPE_IN_ATTENTION.fullmatch(type(m).__name__)),
+        None,
+    )
     if inside:
-        return PatchError(f"cannot patch {type(model).__name__}: RoPE inside attention, no module to replace "
-                          f"(computed within {inside[1]}, e.g. {inside[0]}); ropelab replaces rotary modules "
-                          "and embed_positions tables")
+        return PatchError(
+            f"cannot patch {type(model).__name__}: RoPE inside attention, no module to replace "
+            f"(computed within {inside[1]}, e.g. {inside[0]}); ropelab replaces rotary modules "
+            "and embed_positions tables"
+        )
     return PatchError(f"no rotary embedding found in {type(model).__name__}")

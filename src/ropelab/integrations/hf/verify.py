@@ -34,7 +34,9 @@ _PROBE_AXIS_PERMUTATIONS = ((1, 0), (5, 3), (11, 7), (13, 5))
 def _probe_rows(count: int, length: int, device: torch.device) -> torch.Tensor:
     """``[count, 1, length]`` probe positions, every row a different shuffle of ``0 .. length-1``."""
     steps = torch.arange(length, device=device)
-    return torch.stack([(steps * stride + shift) % length for stride, shift in _PROBE_AXIS_PERMUTATIONS[:count]])[:, None]
+    return torch.stack([(steps * stride + shift) % length for stride, shift in _PROBE_AXIS_PERMUTATIONS[:count]])[
+        :, None
+    ]
 
 
 def _probe_positions(cfg: RopeConfig, length: int, device: torch.device) -> torch.Tensor:
@@ -70,8 +72,9 @@ def _what(name: str, original: nn.Module, layer_type: str | None) -> str:
     return f"{name} ({type(original).__name__}" + (")" if layer_type is None else f", layer type {layer_type!r})")
 
 
-def _probe(original: nn.Module, cfg: RopeConfig, name: str,
-           layer_type: str | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+def _probe(
+    original: nn.Module, cfg: RopeConfig, name: str, layer_type: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """Call the original module on short positions: ``(positions, cos, sin, sin_first)``, or a
     PatchError when it is not a ``forward(x, position_ids[, layer_type])`` module returning a pair of
     real tables. ``sin_first``: the module returns them as ``(sin, cos)`` (:func:`_sin_first`); cos and
@@ -89,11 +92,15 @@ def _probe(original: nn.Module, cfg: RopeConfig, name: str,
     try:
         out = _call(original, dummy, positions, layer_type)
     except Exception as error:
-        raise PatchError(f"cannot patch {what}: calling it as {call} fails "
-                         f"({type(error).__name__}: {error}); ropelab replaces modules that return (cos, sin)") from error
+        raise PatchError(
+            f"cannot patch {what}: calling it as {call} fails "
+            f"({type(error).__name__}: {error}); ropelab replaces modules that return (cos, sin)"
+        ) from error
     if isinstance(out, torch.Tensor) and out.is_complex():
-        raise PatchError(f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)} only when called "
-                         f"as {call}; ropelab's complex adapter replaces forward(x, position_ids) -> [B, S, R/2] modules")
+        raise PatchError(
+            f"cannot patch {what}: it returns complex freqs_cis {tuple(out.shape)} only when called "
+            f"as {call}; ropelab's complex adapter replaces forward(x, position_ids) -> [B, S, R/2] modules"
+        )
     if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out)):
         raise PatchError(f"cannot patch {what}: it returns {type(out).__name__}, not a (cos, sin) pair of tensors")
     tokens = _token_shape(cfg, positions)
@@ -129,9 +136,11 @@ def _refuse_folded_axes(original: nn.Module, positions: torch.Tensor, what: str,
     except Exception:  # noqa: BLE001 (a module that refuses extra axes does not fold them)
         return
     if isinstance(out, tuple) and out and isinstance(out[0], torch.Tensor) and out[0].shape[:-1] == positions.shape:
-        raise PatchError(f"cannot patch {what}: it folds several position axes into one table (position_ids "
-                         f"{tuple(axes.shape)} give cos {tuple(out[0].shape)}), as M-RoPE does; ropelab replaces "
-                         "one-axis RoPE modules only")
+        raise PatchError(
+            f"cannot patch {what}: it folds several position axes into one table (position_ids "
+            f"{tuple(axes.shape)} give cos {tuple(out[0].shape)}), as M-RoPE does; ropelab replaces "
+            "one-axis RoPE modules only"
+        )
 
 
 def _table_dtype(original: nn.Module, positions: torch.Tensor, layer_type: str | None) -> torch.dtype | None:
@@ -161,8 +170,9 @@ def _table_layout(cfg: RopeConfig, config: Any, width: int, what: str) -> str:
     return cfg.layout
 
 
-def _verify_against(original: nn.Module, adapter: HFRotaryAdapter, name: str, probe,
-                    layer_type: str | None = None) -> None:
+def _verify_against(
+    original: nn.Module, adapter: HFRotaryAdapter, name: str, probe, layer_type: str | None = None
+) -> None:
     """Check the adapter reproduces the original module's cos/sin on the probe positions."""
     cfg = adapter.cfg_for(layer_type)
     positions, want_cos, want_sin = probe[:3]
