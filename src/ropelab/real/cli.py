@@ -19,13 +19,10 @@ from ropelab.errors import RealModelError
 
 __all__ = ["register", "demo", "run_extend"]
 
-# PoSE defaults: about 8 minutes per method on 2 cores (benchmarks/real_speed.py: a 2048-token step takes
-# 12.9 s under bfloat16 autocast, so a 1024-token one about 6 s), 16 minutes for PI and YaRN together
-DEFAULT_FINETUNE_STEPS = 80
-DEFAULT_FINETUNE_WINDOW = 1024
-
 
 def register(subparsers) -> None:
+    from ropelab.real.finetune import add_finetune_arguments
+
     _add_explain_model(subparsers)
     p = subparsers.add_parser(
         "extend", help="extend a real RoPE model past its trained length: predict, measure, verdict, report"
@@ -74,27 +71,7 @@ def register(subparsers) -> None:
         default="bfloat16",
         help="forwards under bfloat16 autocast (default; benchmarks/real_speed.py) or in float32",
     )
-    p.add_argument(
-        "--finetune",
-        choices=("none", "pose"),
-        default="none",
-        help="pose: fine-tune each --finetune-methods RoPE on short windows (PoSE, Zhu et al. 2024) and measure it",
-    )
-    p.add_argument(
-        "--finetune-methods", type=names, default=("linear", "yarn"), help="methods to fine-tune (default linear,yarn)"
-    )
-    p.add_argument(
-        "--finetune-steps",
-        type=int,
-        default=DEFAULT_FINETUNE_STEPS,
-        help=f"fine-tuning steps per method (default {DEFAULT_FINETUNE_STEPS}); measured after half and all",
-    )
-    p.add_argument(
-        "--finetune-window",
-        type=int,
-        default=None,
-        help=f"tokens per fine-tuning window, at most T (default min({DEFAULT_FINETUNE_WINDOW}, T))",
-    )
+    add_finetune_arguments(p)
     p.add_argument(
         "--write-config",
         default=None,
@@ -202,16 +179,9 @@ def _settings(args, trained: int):
 
 def _tuning(args, trained: int, target: int):
     """The fine-tune's settings and methods, checked (before anything runs); ``(None, ())`` without ``--finetune``."""
-    from ropelab.real.finetune import FinetuneSettings, check_finetune_methods
+    from ropelab.real.finetune import finetune_settings_from_args
 
-    if args.finetune_steps < 0:
-        raise RealModelError(f"--finetune-steps {args.finetune_steps} is invalid: expected >= 0")
-    if getattr(args, "finetune", "none") == "none":
-        return None, ()
-    window = args.finetune_window if args.finetune_window is not None else min(DEFAULT_FINETUNE_WINDOW, trained)
-    tuning = FinetuneSettings(steps=args.finetune_steps, window=window, target=target, seed=args.seed)
-    tuning.check(trained)
-    return tuning, check_finetune_methods(args.finetune_methods)
+    return finetune_settings_from_args(args, trained, target)
 
 
 def print_prediction(prediction: dict, echo=print) -> None:
@@ -376,7 +346,9 @@ def run_extend(args, echo=print) -> Path:
     layer_types = _layer_types_text(rope, trained)
     if layer_types:
         echo(layer_types)
-    loaded = load_model(args.model, args.device)
+    from ropelab.real.distributed import local_device
+
+    loaded = load_model(args.model, local_device(args.device))  # cuda:LOCAL_RANK under torchrun
     model, tokenizer = loaded.model, loaded.tokenizer
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
 
@@ -390,6 +362,10 @@ def run_extend(args, echo=print) -> Path:
     echo(note)
     cost = _estimate(model, settings, config)
     settings, total = _thin_to_budget(args, settings, cost, echo, tuning, tuned)
+    if tuned:  # LoRA targets and kept checkpoints, refused before any measurement
+        from ropelab.real.finetune import check_finetune_run
+
+        check_finetune_run(model, tokenizer, settings, tuning, tuned, Path(args.out) / "checkpoints")
     cells = len(settings.passkey_lengths) * len(settings.passkey_depths)
     tuning_text = (
         f" + PoSE fine-tuning of {', '.join(tuned)}, {tuning.steps} steps of {tuning.window} tokens each"
@@ -431,6 +407,10 @@ def run_extend(args, echo=print) -> Path:
             study = finetune_study(
                 model, tokenizer, rope, trained, settings, tuning, tuned, Path(args.out) / "checkpoints", tick=tick
             )
+            from ropelab.real.distributed import is_main_process
+
+            if not is_main_process():  # under torchrun, rank 0 measures and writes
+                return Path(args.out) / "report.html"
             zero_shot = (
                 measured["methods"]
                 if all(m in measured["methods"] for m in tuned)
