@@ -15,11 +15,11 @@ from real_helpers import tiny_gpt2, tiny_llama  # noqa: E402
 from ropelab.cli import main  # noqa: E402
 from ropelab.errors import RealModelError  # noqa: E402
 from ropelab.real.evaluate import use_rope  # noqa: E402
-from ropelab.real.extend import hf_config, method_config  # noqa: E402
 from ropelab.real.finetune import FinetuneSettings, finetune, pose_window, window_loss  # noqa: E402
 from ropelab.real.handover import write_model_folder  # noqa: E402
 from ropelab.real.load import load_model  # noqa: E402
 from ropelab.real.passkey import haystack, passkey_records, plan_needles  # noqa: E402
+from ropelab.real.stages import hf_config, method_config  # noqa: E402
 
 T, N = 128, 256
 

@@ -251,7 +251,7 @@ def finetune_study(
     and the passkey grid after ``k2``.
 
     Args:
-        settings: the run's :class:`~ropelab.real.extend.Settings` (target, documents, passkey grid).
+        settings: the run's :class:`~ropelab.real.stages.Settings` (target, documents, passkey grid).
         checkpoints: folder of one atomic checkpoint per method (resumed from on a rerun) and of each
             measurement after ``k1`` and ``k2`` steps (a rerun reuses them).
     Returns:
@@ -262,7 +262,7 @@ def finetune_study(
 
     from ropelab.io import atomic_write_text
     from ropelab.real.evaluate import corpus_documents, use_rope
-    from ropelab.real.extend import measure, method_config
+    from ropelab.real.stages import measure, method_config
 
     original = {k: v.detach().clone() for k, v in model.state_dict().items()}
     documents, _ = corpus_documents(tokenizer, 4 * tuning.window, 16, split="train")
