@@ -12,7 +12,7 @@ Cases (issue 18):
 
 Measured break (per method, against its *own* in-context loss over [T/2, T)): the first bin at or
 after T whose loss smoothed over 4 bins, and the next bin's, exceed that loss by 0.5 nats
-(:func:`ropelab.real.extend.break_point`); on the mean curve of the documents, with each document's
+(:func:`ropelab.real.stages.break_point`); on the mean curve of the documents, with each document's
 own break as the spread. A prediction is right when within 15% of the measured break or inside the
 per-document range; "no break up to N" is right when none is measured.
 
@@ -63,7 +63,7 @@ def _done(path: Path) -> dict | None:
 
 def _breaks(curves: list[list[float]], width: int, trained: int) -> dict:
     """The mean curve's break and each document's, each against its own in-context loss."""
-    from ropelab.real.extend import break_point
+    from ropelab.real.stages import break_point
 
     def one(bins):
         start, stop = (trained // 2) // width, trained // width

@@ -24,9 +24,9 @@ import torch
 from ropelab.cli_args import int_list
 from ropelab.io import atomic_write_text
 from ropelab.real.evaluate import precision, use_rope
-from ropelab.real.extend import method_config
 from ropelab.real.load import load_model
 from ropelab.real.passkey import agreement, passkey_records
+from ropelab.real.stages import method_config
 
 OUT = Path(__file__).resolve().parent / "results" / "passkey_agreement"
 

@@ -31,8 +31,8 @@ def check_handover(folder: Path, results: dict) -> dict:
     from transformers import AutoModelForCausalLM
 
     from ropelab.real.evaluate import corpus_documents, use_rope
-    from ropelab.real.extend import method_config
     from ropelab.real.load import load_model
+    from ropelab.real.stages import method_config
 
     torch.set_num_threads(2)
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype="float32").eval()

@@ -22,10 +22,10 @@ import torch
 
 from ropelab.real.distributed import is_main_process, join, rank
 from ropelab.real.evaluate import use_rope
-from ropelab.real.extend import hf_config, method_config
 from ropelab.real.finetune import FinetuneSettings, finetune
 from ropelab.real.handover import write_model_folder
 from ropelab.real.load import load_model
+from ropelab.real.stages import hf_config, method_config
 
 TRAINED, TARGET, WINDOW, BATCH = 128, 256, 32, 2
 

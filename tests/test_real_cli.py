@@ -110,7 +110,7 @@ def test_embedded_smollm2_config_and_greedy_continuation():
     loaded = load_model(None)
     c = loaded.model.config
     assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads) == (30, 576, 9, 3)
-    assert loaded.trained_length == 8192 and loaded.rope.base == 1e5 and loaded.rope.head_dim == 64
+    assert loaded.trained_length == 8192 and loaded.rope.long.base == 1e5 and loaded.rope.long.head_dim == 64
     ids = loaded.tokenizer("def fibonacci(n):", return_tensors="pt")["input_ids"]
     with torch.inference_mode():
         out = loaded.model.generate(ids, max_new_tokens=8, do_sample=False)
@@ -121,8 +121,8 @@ def test_embedded_smollm2_config_and_greedy_continuation():
 def test_budget_thins_only_the_default_passkey_grid():
     from argparse import Namespace
 
-    from ropelab.real.cli import _thin_to_budget
-    from ropelab.real.extend import Settings
+    from ropelab.real.api import _thin_to_budget
+    from ropelab.real.stages import Settings
 
     grid = Settings(
         target=1000,

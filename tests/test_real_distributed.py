@@ -20,9 +20,9 @@ from real_finetune_worker import TARGET, TRAINED, documents, settings  # noqa: E
 from real_helpers import tiny_llama  # noqa: E402
 
 from ropelab.real.evaluate import use_rope  # noqa: E402
-from ropelab.real.extend import method_config  # noqa: E402
 from ropelab.real.finetune import finetune  # noqa: E402
 from ropelab.real.load import load_model  # noqa: E402
+from ropelab.real.stages import method_config  # noqa: E402
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

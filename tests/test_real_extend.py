@@ -17,8 +17,9 @@ from ropelab.cli import main  # noqa: E402
 from ropelab.config import RopeConfig  # noqa: E402
 from ropelab.io import portable_path  # noqa: E402
 from ropelab.real.evaluate import passkey_tokens, token_losses, use_rope  # noqa: E402
-from ropelab.real.extend import AS_IS, METHODS, break_point, hf_config, method_config, predict  # noqa: E402
 from ropelab.real.load import LayerTypeExtension, load_config, load_model, resolve  # noqa: E402
+from ropelab.real.shipped import Shipped  # noqa: E402
+from ropelab.real.stages import AS_IS, METHODS, break_point, hf_config, method_config, predict  # noqa: E402
 
 T, N = 128, 256
 
@@ -84,7 +85,7 @@ def test_dynamic_keeps_trained_length_as_original(loaded):
 
 def test_prediction_as_is_breaks_at_T_and_pi_never():
     rope = RopeConfig(head_dim=64, base=1e5, max_position_embeddings=8192)
-    p = predict(rope, 8192, 16384, (AS_IS, "linear", "yarn"))
+    p = predict(Shipped.from_rope(rope), 8192, 16384, (AS_IS, "linear", "yarn"))
     assert p["methods"][AS_IS]["break"] == 8192
     assert p["methods"]["linear"]["break"] is None and p["methods"]["linear"]["out_of_range_at_target"] == 0
     assert p["critical_dimension"] == 2 * math.ceil(32 * math.log(8192 / (2 * math.pi)) / math.log(1e5))
@@ -172,16 +173,17 @@ def test_per_layer_type_model_extends_its_full_attention_layers(tmp_path):
     from transformers import AutoModelForCausalLM, Gemma3TextConfig
 
     folder = tiny_gemma3(tmp_path / "gemma3", max_positions=64, window=16)
-    _, rope, trained = load_config(resolve(str(folder)))
+    _, shipped = load_config(resolve(str(folder)))
+    rope, trained = shipped.rope, shipped.context
     assert isinstance(rope, LayerTypeExtension) and trained == 64
     assert (rope.extended, rope.kept) == ("full_attention", (("sliding_attention", 16),))
     loaded = load_model(str(folder))
     ids = _ids(129, loaded.model.config.vocab_size, seed=5)
-    use_rope(loaded.model, method_config(rope, AS_IS, 64, 128))
+    use_rope(loaded.model, method_config(shipped, AS_IS, 64, 128))
     as_is = token_losses(loaded.model, ids)
     for method in ("linear", "yarn", "dynamic"):
-        cfg = method_config(rope, method, 64, 128)
-        assert cfg["full_attention"] == method_config(rope.long, method, 64, 128)
+        cfg = method_config(shipped, method, 64, 128)
+        assert cfg["full_attention"] == Shipped.from_rope(rope.long).method_config(method, 128)
         sliding = cfg["sliding_attention"]
         assert sliding.replace(max_position_embeddings=None) == rope.rope["sliding_attention"].replace(
             max_position_embeddings=None
@@ -195,8 +197,9 @@ def test_per_layer_type_model_extends_its_full_attention_layers(tmp_path):
         with torch.no_grad():
             assert (reference(ids[None, :-1]).logits - ours).abs().max().item() <= 1e-4
         assert (token_losses(loaded.model, ids) - as_is).abs().max() > 1e-3  # the full-attention layers did change
-    prediction = predict(rope, 64, 128, (AS_IS, "linear"))
-    assert prediction == predict(rope.long, 64, 128, (AS_IS, "linear"))  # read from the extended layer type
+    prediction = predict(shipped, 64, 128, (AS_IS, "linear"))
+    one = predict(Shipped.from_rope(rope.long), 64, 128, (AS_IS, "linear"))
+    assert prediction["methods"] == one["methods"]  # read from the extended layer type
 
 
 def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
@@ -228,29 +231,37 @@ def test_extend_cli_on_a_per_layer_type_model(tmp_path, capsys):
     kept = "Layer types: the methods extend full_attention; sliding_attention keeps its RoPE (a window of 16 positions, within T = 64"
     assert kept in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
-    assert results["notes"][0].startswith(kept) and kept in (out / "report.html").read_text()
+    assert any(note.startswith(kept) for note in results["notes"]) and kept in (out / "report.html").read_text()
     assert (results["trained_length"], results["target"]) == (64, 128)
     assert set(results["measure"]["methods"]) == {AS_IS, "linear", "yarn"}
     assert results["measure"]["methods"]["linear"]["rope_parameters"]["full_attention"]["factor"] == 2.0
     written = AutoConfig.from_pretrained(cfg_dir)
     assert written.rope_parameters["sliding_attention"] == {"rope_type": "default", "rope_theta": 10_000.0}
-    # A linear-scaled full-attention type without a stated pretraining length cannot be extended from a
-    # known T (see RopeConfig.trained_length); stating it makes T that length.
+    # A linear-scaled full-attention type without a stated pretraining length (Gemma 3's own form) ships for
+    # its max_position_embeddings; only linear composes with it (the default yarn is left out, said so),
+    # and a method named explicitly that cannot start from it is refused before anything is written.
     scaled = tiny_gemma3(tmp_path / "scaled", max_positions=64, full_attention={"rope_type": "linear", "factor": 2.0})
     capsys.readouterr()
-    assert main(["extend", "--model", str(scaled), "--out", str(tmp_path / "no"), "--quiet"]) == 2
+    out2 = tmp_path / "composed"
+    assert (
+        main(["extend", "--model", str(scaled), "--bin", "16", "--passkey-keys", "0", "--out", str(out2), "--quiet"])
+        == 0
+    )
+    assert "left out: --methods 'yarn' cannot start from this model" in capsys.readouterr().out
+    composed = json.loads((out2 / "results.json").read_text())["measure"]["methods"]
+    assert set(composed) == {AS_IS, "linear"}
+    assert composed[AS_IS]["rope_parameters"]["full_attention"] == {
+        "rope_type": "linear",
+        "factor": 2.0,
+        "rope_theta": 1e6,
+    }
+    assert composed["linear"]["rope_parameters"]["full_attention"]["factor"] == 4.0  # x2 shipped, then x2 to N
+    assert main(["extend", "--model", str(scaled), "--methods", "yarn", "--out", str(tmp_path / "no"), "--quiet"]) == 2
     assert "original_max_position_embeddings" in capsys.readouterr().err and not (tmp_path / "no").exists()
     stated = tiny_gemma3(
         tmp_path / "stated",
         max_positions=64,
         full_attention={"rope_type": "linear", "factor": 2.0, "original_max_position_embeddings": 32},
     )
-    assert load_config(resolve(str(stated)))[2] == 32
-
-
-def test_explain_model_predicts_the_break_and_a_config_keeps_the_lower_bound(folder, capsys):
-    assert main(["explain", "--model", str(folder)]) == 0
-    out = capsys.readouterr().out
-    assert "predicted break:" in out and f"first unseen angle: {T} (config rule; a lower bound)" in out
-    assert main(["explain", "llama-2-7b"]) == 0
-    assert "only a lower bound, the first unseen angle" in capsys.readouterr().out
+    shipped = load_config(resolve(str(stated)))[1]
+    assert (shipped.context, shipped.pretrained) == (64, 32)

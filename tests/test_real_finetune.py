@@ -20,7 +20,6 @@ from real_helpers import tiny_gpt2, tiny_llama  # noqa: E402
 from ropelab.cli import main  # noqa: E402
 from ropelab.errors import RealModelError  # noqa: E402
 from ropelab.real.evaluate import use_rope  # noqa: E402
-from ropelab.real.extend import hf_config, method_config  # noqa: E402
 from ropelab.real.finetune import (  # noqa: E402
     FinetuneSettings,
     PoseWindow,
@@ -32,6 +31,7 @@ from ropelab.real.finetune import (  # noqa: E402
 from ropelab.real.handover import write_model_folder  # noqa: E402
 from ropelab.real.load import load_model  # noqa: E402
 from ropelab.real.passkey import haystack, passkey_records, plan_needles  # noqa: E402
+from ropelab.real.stages import hf_config, method_config  # noqa: E402
 
 T, N = 128, 256
 
@@ -230,8 +230,8 @@ def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(folder, tmp_
 
 
 def test_kept_measurements_of_other_evaluation_settings_are_refused(folder, tmp_path):
-    from ropelab.real.extend import Settings
     from ropelab.real.finetune import check_finetune_run
+    from ropelab.real.stages import Settings
 
     loaded = load_model(str(folder))
     tuning = FinetuneSettings(steps=2, window=32, target=N)

@@ -19,6 +19,22 @@ from ropelab.errors import RopeConfigError
 
 __all__ = ["EXTENSION_METHODS", "LLAMA3_LOW_FREQ_FACTOR", "LLAMA3_HIGH_FREQ_FACTOR", "extension_config"]
 
+# Every field of a RopeConfig that belongs to a scaling (cleared to get the unscaled RoPE).
+SCALING_FIELDS = (
+    "factor",
+    "original_max_position_embeddings",
+    "low_freq_factor",
+    "high_freq_factor",
+    "beta_fast",
+    "beta_slow",
+    "mscale",
+    "mscale_all_dim",
+    "attention_factor",
+    "truncate",
+    "short_factor",
+    "long_factor",
+)
+
 EXTENSION_METHODS = ("extrapolate", "linear", "ntk", "dynamic", "yarn", "llama3")
 
 # Llama 3.1's rope_scaling: low_freq_factor 1, high_freq_factor 4 (Meta, config.json of Llama-3.1-8B).
@@ -44,9 +60,7 @@ def extension_config(base: RopeConfig, method: str, trained_length: int, factor:
         raise RopeConfigError(f"factor={factor} is invalid: expected a number >= 1")
     if isinstance(trained_length, bool) or not isinstance(trained_length, int) or trained_length <= 0:
         raise RopeConfigError(f"trained_length={trained_length!r} is invalid: expected a positive integer")
-    plain = base.replace(
-        rope_type="default", factor=None, original_max_position_embeddings=None, max_position_embeddings=trained_length
-    )
+    plain = base.replace(rope_type="default", max_position_embeddings=trained_length, **dict.fromkeys(SCALING_FIELDS))
     if method == "extrapolate":
         return plain
     if method == "dynamic":

@@ -29,6 +29,8 @@ __all__ = [
     "bin_losses",
     "segment_perplexities",
     "corpus_documents",
+    "special_prefix",
+    "decoder_and_head",
     "passkey_tokens",
     "single_key_hit",
     "LOSS_CHUNK",
@@ -44,7 +46,8 @@ def use_rope(model, cfg: RopeConfig | LayerTypeRope):
     return patch(model, cfg, verify=False)
 
 
-def _body_and_head(model):
+def decoder_and_head(model):
+    """The decoder body (hidden states, no logits) and the ``lm_head`` of a causal LM."""
     body = model.get_decoder() if hasattr(model, "get_decoder") else model.model
     head = model.get_output_embeddings()
     if body is None or head is None:
@@ -60,16 +63,28 @@ def token_losses(model, ids: torch.Tensor, chunk: int = LOSS_CHUNK, *, grad: boo
     Returns:
         float32 ``[S]``: ``loss[t] = -log p(ids[t + 1] | ids[: t + 1])``.
     """
-    body, head = _body_and_head(model)
+    body, head = decoder_and_head(model)
     device = next(model.parameters()).device
     ids = ids.to(device)
     with torch.set_grad_enabled(grad):
-        hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0]  # [S, D]
+        # no KV cache: one forward needs none (positions are 0..S-1, so no jump reads as packing)
+        hidden = body(input_ids=ids[None, :-1], use_cache=False).last_hidden_state[0]  # [S, D]
         parts = []
         for start in range(0, hidden.shape[0], chunk):
             logits = head(hidden[start : start + chunk]).float()  # [chunk, V]
             parts.append(F.cross_entropy(logits, ids[start + 1 : start + 1 + chunk], reduction="none"))
         return torch.cat(parts)
+
+
+def special_prefix(tokenizer) -> list[int]:
+    """The ids the tokenizer puts before a text by its own convention (Llama 3's and Gemma's BOS; none
+    for SmolLM2's): what ``tokenizer(text)`` adds in front of ``tokenizer(text, add_special_tokens=False)``."""
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start])
+    return []
 
 
 def bin_losses(losses: torch.Tensor, width: int) -> list[float]:
@@ -99,7 +114,8 @@ def corpus_documents(
     tokenizer, length: int, count: int, text: str | None = None, *, split: str = "val"
 ) -> tuple[list[torch.Tensor], str]:
     """``count`` documents of ``length + 1`` tokens from the lab's validation text (default: the
-    Python standard library sources; or ``--text``), tokenized with the model's tokenizer.
+    Python standard library sources; or ``--text``), tokenized with the model's tokenizer, each
+    starting with the tokenizer's own prefix (:func:`special_prefix`: a BOS where it adds one).
     ``split="train"`` takes them from the stdlib's training files whatever ``text`` is (the lab's
     split by file: disjoint from the validation files), for fine-tuning.
 
@@ -121,7 +137,9 @@ def corpus_documents(
         stream = corpus.val if split == "val" else corpus.train
     else:
         stream = torch.cat((corpus.train, corpus.val))
-    need = count * (length + 1)
+    prefix = special_prefix(tokenizer)
+    body = length + 1 - len(prefix)  # text tokens per document
+    need = count * body
     chars = min(stream.numel(), need * 8)
     while True:
         data = bytes(stream[:chars].tolist()).decode("utf-8", errors="replace")
@@ -134,22 +152,26 @@ def corpus_documents(
             f"--text {text or 'stdlib'!r} is too short: {len(ids):,} tokens, "
             f"need {count} document(s) of {length + 1:,} tokens"
         )
-    ids = torch.tensor(ids[:need], dtype=torch.long)
-    return list(ids.view(count, length + 1)), corpus.source
+    ids = torch.tensor(ids[:need], dtype=torch.long).view(count, body)
+    if prefix:
+        ids = torch.cat((torch.tensor(prefix, dtype=torch.long).expand(count, -1), ids), dim=1)
+    return list(ids), corpus.source
 
 
 def passkey_tokens(tokenizer, total_tokens: int, depth: float, key: int) -> tuple[torch.Tensor, int]:
-    """The lab's passkey prompt sized to about ``total_tokens`` tokens (prompt + answer).
+    """The lab's passkey prompt sized to about ``total_tokens`` tokens (prompt + answer), after the
+    tokenizer's own prefix (:func:`special_prefix`).
 
     The byte length handed to :func:`passkey_example` is adjusted until the tokenized prompt +
     answer is within 1% of ``total_tokens`` (never above it). Returns ``(ids [n], answer_tokens)``.
     """
+    prefix = special_prefix(tokenizer)
     ratio = 4.0
     size = max(200, int(total_tokens * ratio))
     best = None
     for _ in range(8):
         prompt, answer = passkey_example(size, depth, key)
-        p = tokenizer(prompt.decode(), add_special_tokens=False)["input_ids"]
+        p = prefix + tokenizer(prompt.decode(), add_special_tokens=False)["input_ids"]
         a = tokenizer(answer.decode(), add_special_tokens=False)["input_ids"]
         n = len(p) + len(a)
         if n <= total_tokens and (best is None or n > best[0]):
@@ -169,9 +191,9 @@ def single_key_hit(model, tokenizer, total_tokens: int, depth: float, key: int) 
     One teacher-forced forward decides it: greedy decoding emits the answer exactly iff, fed the
     right prefix, the arg-max at every answer token is the right token.
     """
-    body, head = _body_and_head(model)
+    body, head = decoder_and_head(model)
     ids, answer = passkey_tokens(tokenizer, total_tokens, depth, key)
     ids = ids.to(next(model.parameters()).device)
     with torch.inference_mode():
-        hidden = body(input_ids=ids[None, :-1]).last_hidden_state[0, -answer:]
+        hidden = body(input_ids=ids[None, :-1], use_cache=False).last_hidden_state[0, -answer:]
         return torch.equal(head(hidden).argmax(-1), ids[-answer:])

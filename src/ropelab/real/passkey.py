@@ -26,6 +26,7 @@ import torch
 
 from ropelab.errors import RealModelError
 from ropelab.lab.data import PASSKEY_FILLER, PASSKEY_NAMED_KEY, PASSKEY_NAMED_QUESTION, PASSKEY_NAMES
+from ropelab.real.evaluate import decoder_and_head, single_key_hit, special_prefix
 
 __all__ = ["Needle", "plan_needles", "haystack", "passkey_records", "grid", "agreement", "MERGE"]
 
@@ -77,10 +78,10 @@ def plan_needles(tokenizer, lengths, depths, rng: random.Random) -> tuple[list[N
 
 
 def haystack(tokenizer, needles: list[Needle], total: int) -> torch.Tensor:
-    """Filler sentences to ``total`` tokens with each needle at the first sentence start at or after its
+    """The tokenizer's prefix, then filler sentences to ``total`` tokens with each needle at the first sentence start at or after its
     offset (its ``start`` is set); int64 ``[total]``."""
     sentences = [_tokens(tokenizer, " " + s.strip() + ".") for s in PASSKEY_FILLER.split(".") if s.strip()]
-    ids: list[int] = []
+    ids: list[int] = special_prefix(tokenizer)  # the tokenizer's own BOS, where it adds one
     pending = list(needles)
     index = 0
     while len(ids) < total:
@@ -117,17 +118,20 @@ def passkey_records(
     trial (see the module docstring): ``[{"trial", "length", "depth", "name", "key", "hit"}]``."""
     from transformers import DynamicCache
 
+    body, _ = decoder_and_head(model)
     lengths, depths = sorted(set(lengths)), sorted(set(depths))
     device = next(model.parameters()).device
     records = []
     for trial in range(trials):
         needles, reserve = plan_needles(tokenizer, lengths, depths, _trial_rng(seed, trial))
         ids = haystack(tokenizer, needles, max(lengths) - reserve).to(device)
-        cache, done = DynamicCache(config=model.config), 0
+        # full-attention cache layers for every layer: a sliding-window layer's cache drops old states and
+        # cannot be cropped back after a question; the masks still apply each layer's window
+        cache, done = DynamicCache(), 0
         with torch.inference_mode():
             for L in lengths:
                 end = L - reserve
-                model(
+                body(  # the decoder alone: no full-vocabulary logits for the prefill
                     input_ids=ids[None, done:end],
                     past_key_values=cache,
                     use_cache=True,
@@ -167,6 +171,4 @@ def grid(records: list[dict]) -> dict:
 def agreement(model, tokenizer, records: list[dict]) -> list[dict]:
     """Each record of :func:`passkey_records` with the single-key decision for the same length, depth
     and key (:func:`~ropelab.real.evaluate.single_key_hit`, one forward each) added as ``"single"``."""
-    from ropelab.real.evaluate import single_key_hit
-
     return [{**r, "single": single_key_hit(model, tokenizer, r["length"], r["depth"], r["key"])} for r in records]

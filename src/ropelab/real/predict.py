@@ -28,18 +28,41 @@ def sample_positions(length: int, count: int, seed: int, *, start: int = 0) -> t
 
 
 def _attention_modules(model) -> list:
-    layers = [m for name, m in model.named_modules() if name.endswith("self_attn") and hasattr(m, "k_proj")]
+    layers = [
+        m
+        for name, m in model.named_modules()
+        if name.endswith("self_attn") and (hasattr(m, "k_proj") or hasattr(m, "qkv_proj"))
+    ]
     if not layers:
         raise RealModelError(
-            f"{type(model).__name__} has no self_attn modules with q_proj / k_proj to read q and k from"
+            f"{type(model).__name__} is unsupported by the predictor: no self_attn modules with q_proj / k_proj "
+            "or a fused qkv_proj to read q and k from"
         )
     return layers
+
+
+def _sources(attention, head_dim: int) -> dict[str, tuple]:
+    """Where q and k are read: ``kind -> (module, channel slice)``. A per-head ``q_norm`` / ``k_norm``
+    output where the model normalises them (Qwen3, Gemma 3), else the projection; a fused ``qkv_proj``
+    (Phi-3) holds ``[q heads | kv heads | kv heads]`` along its output channels."""
+    if hasattr(attention, "qkv_proj"):
+        config = attention.config
+        q_width = config.num_attention_heads * head_dim
+        kv_width = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        k_slice = slice(q_width, q_width + kv_width * head_dim)
+        return {"q": (attention.qkv_proj, slice(0, q_width)), "k": (attention.qkv_proj, k_slice)}
+    out = {}
+    for kind in ("q", "k"):
+        norm = getattr(attention, f"{kind}_norm", None)
+        out[kind] = (norm, None) if norm is not None else (getattr(attention, f"{kind}_proj"), None)
+    return out
 
 
 def gather_qk(
     model, ids: torch.Tensor, queries: int = QUERIES, keys: int = KEYS, seed: int = 0
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Pre-rotation q and k of every attention layer at sampled positions of one forward over ``ids [S]``.
+    """Pre-rotation q and k of every attention layer at sampled positions of one forward over ``ids [S]``
+    (separate or fused projections: :func:`_sources`).
 
     Queries come from the second half of the input (they have context), keys from anywhere,
     always including position 0 (the attention sink of Xiao et al. 2023, "Efficient Streaming
@@ -55,18 +78,21 @@ def gather_qk(
     k_at = torch.cat((torch.zeros(1, dtype=torch.long), sample_positions(S, keys - 1, seed + 1, start=1))).sort().values
     captured, handles = {}, []
     for index, attention in enumerate(_attention_modules(model)):
+        sources = _sources(attention, head_dim)
         for kind, at in (("q", q_at), ("k", k_at)):
-            module = getattr(attention, f"{kind}_norm", None) or getattr(attention, f"{kind}_proj")
+            module, channels = sources[kind]
 
-            def hook(_module, _inputs, output, index=index, kind=kind, at=at):
+            def hook(_module, _inputs, output, index=index, kind=kind, at=at, channels=channels):
                 x = output[0].detach().float()  # [S, H*Dh] or [S, H, Dh] (after a per-head norm)
+                if channels is not None:  # one part of a fused projection
+                    x = x[..., channels]
                 captured[index, kind] = x.reshape(S, -1, head_dim)[at.to(x.device)].transpose(0, 1).cpu()
 
             handles.append(module.register_forward_hook(hook))
     body = model.get_decoder() if hasattr(model, "get_decoder") and model.get_decoder() is not None else model
     try:
         with torch.inference_mode():  # the decoder body only: no lm_head logits (2048 x vocab floats) are needed
-            body(input_ids=ids[None].to(next(model.parameters()).device))
+            body(input_ids=ids[None].to(next(model.parameters()).device), use_cache=False)
     finally:
         for handle in handles:
             handle.remove()

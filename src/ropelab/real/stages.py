@@ -11,7 +11,7 @@
    the method that keeps perplexity and passkey best at ``N``.
 4. :func:`hf_config`: the model's config with the chosen ``rope_parameters``, for ``config.json``.
 
-A model with a RoPE per layer type (a :class:`~ropelab.real.load.LayerTypeExtension`) has its one
+A model with a RoPE per layer type (a :class:`~ropelab.real.shipped.LayerTypeExtension`) has its one
 long-range layer type extended; the prediction reads that layer type's RoPE, and sliding-window
 layer types (window at most ``T``) keep theirs in every method and in the written config.
 
@@ -44,10 +44,9 @@ import torch
 from ropelab.analysis.wavelengths import critical_dimension, out_of_range_pairs, pair_wavelengths
 from ropelab.config import LayerTypeRope, RopeConfig
 from ropelab.errors import RealModelError
-from ropelab.extension import EXTENSION_METHODS, extension_config
 from ropelab.real.evaluate import bin_losses, corpus_documents, precision, segment_perplexities, token_losses, use_rope
-from ropelab.real.load import LayerTypeExtension
 from ropelab.real.passkey import grid, passkey_records
+from ropelab.real.shipped import AS_IS, METHODS, Shipped
 
 __all__ = [
     "METHODS",
@@ -66,17 +65,24 @@ __all__ = [
     "forward_seconds",
 ]
 
-AS_IS = "extrapolate"  # the model as-is: unscaled frequencies past T
-METHODS = tuple(m for m in EXTENSION_METHODS if m != AS_IS)  # linear, ntk, dynamic, yarn, llama3
 
+def check_methods(names, shipped: Shipped | None = None, *, named: bool = True) -> tuple[str, ...]:
+    """``("extrapolate", *names)`` with duplicates dropped; raises for an unknown name.
 
-def check_methods(names) -> tuple[str, ...]:
-    """``("extrapolate", *names)`` with duplicates dropped; raises for an unknown name."""
+    With ``shipped``, a method that cannot start from the model's RoPE (:meth:`Shipped.refusal`) is refused
+    if the user ``named`` it, and left out (the caller says so) if it came from the defaults.
+    """
     names = [n.strip() for n in names if n.strip()]
     for name in names:
         if name not in METHODS and name not in (AS_IS, "as-is"):
             raise RealModelError(f"--methods {name!r} is unknown: expected some of {', '.join(METHODS)}")
-    return (AS_IS,) + tuple(dict.fromkeys(n for n in names if n not in (AS_IS, "as-is")))
+    methods = tuple(dict.fromkeys(n for n in names if n not in (AS_IS, "as-is")))
+    if shipped is not None:
+        refused = {m: shipped.refusal(m) for m in methods if shipped.refusal(m)}
+        if refused and named:
+            raise RealModelError(next(iter(refused.values())))
+        methods = tuple(m for m in methods if m not in refused)
+    return (AS_IS, *methods)
 
 
 @dataclass(frozen=True)
@@ -121,19 +127,18 @@ class Settings:
             )
 
 
-def method_config(
-    rope: RopeConfig | LayerTypeExtension, method: str, trained: int, target: int
-) -> RopeConfig | LayerTypeRope:
-    """The RoPE of ``method`` extended from ``T`` to ``N`` (factor ``N/T``, original length ``T``); for a
-    RoPE per layer type, every layer type's RoPE with the extended one's replaced."""
-    if isinstance(rope, LayerTypeExtension):
-        return rope.with_extended(extension_config(rope.long, method, trained, target / trained))
-    return extension_config(rope, method, trained, target / trained)
+def method_config(shipped: Shipped, method: str, trained: int, target: int) -> RopeConfig | LayerTypeRope:
+    """The RoPE ``method`` runs with to ``target`` tokens (:meth:`Shipped.method_config`: as shipped for
+    ``AS_IS``; otherwise from the pretraining RoPE, replacing the shipped scaling). ``trained`` is ``T``,
+    checked against the model's."""
+    if trained != shipped.context:
+        raise ValueError(f"trained={trained} is not the model's T={shipped.context}")
+    return shipped.method_config(method, target)
 
 
-def _long(rope: RopeConfig | LayerTypeExtension) -> RopeConfig:
-    """The RoPE that meets positions past ``T``: the extended layer type's for a RoPE per layer type."""
-    return rope.long if isinstance(rope, LayerTypeExtension) else rope
+def _long_config(cfg: RopeConfig | LayerTypeRope, shipped: Shipped) -> RopeConfig:
+    """The long-range layer type's RoPE of a method's config."""
+    return cfg[shipped.rope.extended] if isinstance(cfg, LayerTypeRope) else cfg
 
 
 def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, steps: int) -> int | None:
@@ -146,37 +151,41 @@ def _first_break(base: RopeConfig, cfg: RopeConfig, trained: int, target: int, s
     return None
 
 
-def predict(rope: RopeConfig | LayerTypeExtension, trained: int, target: int, methods, steps: int = 512) -> dict:
+def predict(shipped: Shipped, trained: int, target: int, methods, steps: int = 512) -> dict:
     """What the config predicts, before running anything.
+
+    Every pair's trained arc is the one the model as shipped covers over ``[0, T)``.
 
     Returns ``{"out_of_range_pairs": [...], "pairs": R/2, "critical_dimension": d, "rotary_dim": R,
     "longest_wavelength": ..., "methods": {method: {"out_of_range_at_target": k, "break": pos|None}}}``,
     where ``break`` is the first position in ``[T, N)`` (on a grid of ``steps``) at which some pair meets a new angle.
     A RoPE per layer type is predicted from its extended layer type (the others never pass ``T``).
     """
-    rope = _long(rope)
-    base = extension_config(rope, "extrapolate", trained, 1.0)  # the unscaled RoPE, trained at T
+    base = shipped.long  # the RoPE the model was trained with up to T
     plain = out_of_range_pairs(base, target, trained_length=trained)
     wavelengths = pair_wavelengths(base)
     out = {
         "trained_length": trained,
+        "pretrained_length": shipped.pretrained,
+        "shipped": shipped.describe(),
         "target": target,
-        "rotary_dim": rope.rotary_dim,
-        "pairs": rope.num_pairs,
-        "base": rope.base,
-        "critical_dimension": critical_dimension(rope.rotary_dim, rope.base, trained),
+        "rotary_dim": base.rotary_dim,
+        "pairs": base.num_pairs,
+        "base": base.base,
+        "critical_dimension": critical_dimension(base.rotary_dim, base.base, trained),
         "out_of_range_pairs": plain.indices,
         "out_of_range_wavelengths": [float(wavelengths[i]) for i in plain.indices],
         "methods": {},
     }
     for method in methods:
-        cfg = method_config(rope, method, trained, target)
+        cfg = _long_config(method_config(shipped, method, trained, target), shipped)
         count = out_of_range_pairs(base, target, trained_length=trained, target=cfg).count
         first = _first_break(base, cfg, trained, target, steps)
         out["methods"][method] = {
             "out_of_range_at_target": count,
             "first_unseen_angle": first,
             "break": first,
+            "starts_from": shipped.starts_from(method),
             "predictor": "first unseen angle (config only; a lower bound)",
         }
     return out
@@ -246,7 +255,7 @@ def forward_seconds(
 def measure(
     model,
     tokenizer,
-    rope: RopeConfig | LayerTypeExtension,
+    rope: Shipped,
     trained: int,
     settings: Settings,
     *,
@@ -287,6 +296,7 @@ def measure(
         results[method] = {
             "rope_parameters": hf["rope_parameters"],
             "max_position_embeddings": hf.get("max_position_embeddings"),
+            "starts_from": rope.starts_from(method.removesuffix("+pose")),
             "bins": bin_losses(mean, width),
             "in_context_loss": mean[trained // 2 : trained].mean().item(),
             "ppl_segments": segment_perplexities(mean, segment),

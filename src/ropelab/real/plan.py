@@ -1,0 +1,406 @@
+"""The memory and time plan of an ``extend`` run, made from the config alone, before any weight loads.
+
+Parameters are counted on a meta-device build of the model from its config (no memory, no weights;
+tied embeddings counted once), so every family transformers builds is counted exactly. The bytes:
+
+- **weights**: ``P x b`` in the run's weight dtype (float32 master weights when fully fine-tuning);
+- **fine-tune state** (Kingma & Ba 2015, AdamW as torch implements it: two float32 moments per trained
+  parameter): full: gradients ``4 P`` + moments ``8 P``; LoRA (Hu et al. 2021, eq. 3): the frozen
+  weights in the run's dtype, and gradients + moments + float32 copies for the adapters
+  ``sum r (d_in + d_out)`` and the embeddings and norms that LongLoRA also trains (Chen et al. 2023,
+  arXiv 2309.12307, sec. 3.3); FSDP over ``k`` processes: every full-state byte divided by ``k``
+  (ZeRO-3 sharding, Rajbhandari et al. 2020), plus one gathered layer;
+- **activations** of one forward of ``S`` tokens in inference (the largest live set, one layer at a time):
+  ``S (4 H + 3 I + 2 (Hq + 2 Hkv) Dh) b``, plus ``Hq S^2 b`` score matrices where attention is eager; of a
+  training step, every layer's saved inputs ``L S (12 H + 4 I) b``, or with gradient checkpointing one
+  layer's plus ``L S H b``;
+- **logits**: one chunk of ``C`` positions over the vocabulary (:data:`~ropelab.real.evaluate.LOSS_CHUNK`),
+  in the run's dtype and float32, and cross-entropy's float32 copy: ``C V (b + 8)``;
+- **KV cache** of the passkey prefill: ``2 L Hkv Dh S b`` (full layers: sliding ones are cropped back);
+- **runtime**: on the CPU the process's resident memory when the plan is made (torch and transformers
+  imported), and a GGUF's dequantised float32 copy while it loads.
+
+Time: ``2 P`` FLOPs per token forward plus ``2 L Hq Dh S`` for causal attention (Kaplan et al. 2020,
+sec. 2.1), three times that for a training step, at the device's measured matmul rate: a lower bound,
+refined after the model loads by a probe forward (:mod:`ropelab.real.cli`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+from ropelab.errors import RealModelError
+
+__all__ = [
+    "Plan",
+    "ModelShape",
+    "model_shape",
+    "plan_run",
+    "plan_bytes",
+    "available_memory",
+    "matmul_rate",
+    "GIB",
+    "DTYPE_BYTES",
+]
+
+GIB = 1024**3
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+ADAM_MOMENT_BYTES = 8  # two float32 moments per trained parameter
+LOSS_CHUNK = 1024  # :data:`ropelab.real.evaluate.LOSS_CHUNK` (not imported: the plan needs no torch model code)
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the plan needs of a model: counts from a meta-device build, sizes from its config."""
+
+    parameters: int
+    embedding_parameters: int  # input (and untied output) embeddings
+    norm_parameters: int
+    layers: int
+    hidden: int
+    intermediate: int
+    q_heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    lora_targets: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (count, d_in, d_out)
+
+
+def _attribute(config, *names, default=None):
+    for name in names:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj")  # LongLoRA: the attention projections
+
+
+def model_shape(config) -> ModelShape:
+    """Count ``config``'s parameters on a meta-device build (exact; nothing allocated).
+
+    Raises:
+        RealModelError: transformers cannot build a causal LM from ``config`` (one line).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+    except Exception as error:  # noqa: BLE001 (transformers raises ValueError, KeyError, ...)
+        raise RealModelError(
+            f"cannot plan this model: transformers cannot build it ({type(error).__name__}: {error})"
+        ) from None
+    seen, total, embeddings, norms = set(), 0, 0, 0
+    targets: dict[str, tuple[int, int, int]] = {}
+    for name, module in model.named_modules():
+        for param in module.parameters(recurse=False):
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            total += param.numel()
+            if isinstance(module, torch.nn.Embedding) or name.endswith("lm_head"):
+                embeddings += param.numel()
+            elif "norm" in type(module).__name__.lower() or "norm" in name.rsplit(".", 1)[-1]:
+                norms += param.numel()
+        leaf = name.rsplit(".", 1)[-1]
+        if leaf in LORA_TARGETS and isinstance(module, torch.nn.Linear):
+            count, d_in, d_out = targets.get(leaf, (0, module.in_features, module.out_features))
+            targets[leaf] = (count + 1, d_in, d_out)
+    q_heads = _attribute(config, "num_attention_heads")
+    hidden = _attribute(config, "hidden_size")
+    return ModelShape(
+        parameters=total,
+        embedding_parameters=embeddings,
+        norm_parameters=norms,
+        layers=_attribute(config, "num_hidden_layers"),
+        hidden=hidden,
+        intermediate=_attribute(config, "intermediate_size", "moe_intermediate_size", default=4 * hidden),
+        q_heads=q_heads,
+        kv_heads=_attribute(config, "num_key_value_heads", default=q_heads),
+        head_dim=_attribute(config, "head_dim", default=hidden // q_heads),
+        vocab=_attribute(config, "vocab_size"),
+        lora_targets=targets,
+    )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def available_memory(device: str) -> int:
+    """Bytes free for the run on ``device``: CUDA's free memory, or the host's MemAvailable."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RealModelError(f"--device {device} is not on this machine: pass --device-memory GIB to plan for it")
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (Linux ``/proc/self/statm``; 0 where unreadable)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def matmul_rate(device: str, dtype: str, size: int = 1024) -> float:
+    """Measured FLOP/s of a square matmul in ``dtype`` on ``device`` (best of 3)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.randn(size, size, device=device).to(dt)
+    b = torch.randn(size, size, device=device).to(dt)
+    best = math.inf
+    for _ in range(3):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        a @ b
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Bytes and seconds of one run (module docstring). ``peak`` is the largest of the evaluation's and the
+    fine-tune's peaks; ``fits`` compares it with ``available``."""
+
+    device: str
+    weights_dtype: str
+    parameters: int
+    trainable: int
+    weights: int
+    training_state: int  # gradients + optimizer moments (+ float32 copies of LoRA-trained weights)
+    activations: int  # one evaluation forward of the longest sequence
+    training_activations: int
+    logits: int
+    kv_cache: int
+    runtime: int
+    peak_evaluation: int
+    peak_training: int
+    available: int
+    seconds: float
+    training: str  # "none", "full", "lora" or "fsdp"
+    world_size: int = 1
+    advice: tuple[str, ...] = ()
+
+    @property
+    def peak(self) -> int:
+        return max(self.peak_evaluation, self.peak_training)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak <= self.available
+
+    def lines(self) -> list[str]:
+        """The printout: one figure a line, in GiB."""
+
+        def gib(n):
+            return f"{n / GIB:.2f} GiB"
+
+        per = f" per process ({self.world_size} processes)" if self.world_size > 1 else ""
+        out = [
+            f"Plan on {self.device} ({self.weights_dtype} weights), before any weight is loaded:",
+            f"  parameters {self.parameters:,} (trained: {self.trainable:,}, {self.training})",
+            f"  weights {gib(self.weights)}{per}",
+            f"  optimizer state and gradients {gib(self.training_state)}{per}",
+            f"  activations: evaluation {gib(self.activations)}, fine-tune step {gib(self.training_activations)}",
+            f"  logits chunk {gib(self.logits)}; KV cache {gib(self.kv_cache)}; runtime {gib(self.runtime)}",
+            f"  peak: evaluation {gib(self.peak_evaluation)}, fine-tune {gib(self.peak_training)}; "
+            f"available {gib(self.available)}: {'fits' if self.fits else 'does NOT fit'}",
+            f"  time: at least {self.seconds / 60:.1f} min at the measured matmul rate"
+            if math.isfinite(self.seconds)
+            else "  time: not estimated (the device is not on this machine)",
+        ]
+        return out + [f"  {line}" for line in self.advice]
+
+
+def _activations(shape: ModelShape, tokens: int, b: int, eager: bool) -> int:
+    per_token = 4 * shape.hidden + 3 * shape.intermediate + 2 * (shape.q_heads + 2 * shape.kv_heads) * shape.head_dim
+    scores = shape.q_heads * tokens * tokens * b if eager else 0
+    return tokens * per_token * b + scores
+
+
+def _training_activations(shape: ModelShape, window: int, b: int, eager: bool, checkpointing: bool) -> int:
+    per_layer = window * (12 * shape.hidden + 4 * shape.intermediate) * b
+    scores = shape.q_heads * window * window * b if eager else 0
+    if checkpointing:
+        return shape.layers * window * shape.hidden * b + per_layer + scores
+    return shape.layers * (per_layer + scores)
+
+
+def _lora_trainable(shape: ModelShape, rank: int) -> int:
+    adapters = sum(count * rank * (d_in + d_out) for count, d_in, d_out in shape.lora_targets.values())
+    return adapters + shape.embedding_parameters + shape.norm_parameters
+
+
+def _training_bytes(
+    shape: ModelShape, training: str, world_size: int, rank: int, weights_dtype: str
+) -> tuple[int, int, int]:
+    """``(trainable, weights bytes, gradients + moments bytes)`` per process."""
+    P = shape.parameters
+    if training == "none":
+        return 0, P * DTYPE_BYTES[weights_dtype], 0
+    if training == "lora":
+        trainable = _lora_trainable(shape, rank)
+        frozen = (P - shape.embedding_parameters - shape.norm_parameters) * DTYPE_BYTES[weights_dtype]
+        return trainable, frozen + trainable * 4, trainable * (4 + ADAM_MOMENT_BYTES)
+    shards = world_size if training == "fsdp" else 1
+    layer = (P - shape.embedding_parameters) // max(1, shape.layers) * 4 if shards > 1 else 0  # one gathered layer
+    return P, -(-P * 4 // shards) + layer, -(-P * (4 + ADAM_MOMENT_BYTES) // shards)
+
+
+def plan_run(config, **options) -> Plan:
+    """The plan of a run (:func:`plan_bytes`'s arguments) and, when it does not fit, one line per option
+    that would: a shorter window, bfloat16, gradient checkpointing, LoRA, FSDP over more processes."""
+    options.setdefault("shape", model_shape(config))
+    if options.get("rate") is None and options["device"].startswith("cuda") and not _cuda_available():
+        options["rate"] = math.nan  # planning for a device that is not here: no time estimate
+    if options.get("rate") is None:
+        options["rate"] = matmul_rate(
+            options["device"],
+            "float32"
+            if options.get("weights_dtype") == "float32" and options.get("training", "none") == "none"
+            else "bfloat16",
+        )
+    plan = plan_bytes(config, **options)
+    return plan if plan.fits else _with_advice(plan, config, options)
+
+
+def plan_bytes(
+    config,
+    *,
+    device: str,
+    weights_dtype: str,
+    evaluation_tokens: int,
+    evaluation_forwards: int,
+    kv_tokens: int = 0,
+    training: str = "none",
+    window: int = 0,
+    steps: int = 0,
+    world_size: int = 1,
+    lora_rank: int = 8,
+    checkpointing: bool = False,
+    eager: bool = False,
+    gguf: bool = False,
+    available: int | None = None,
+    shape: ModelShape | None = None,
+    rate: float | None = None,
+) -> Plan:
+    """The bytes and seconds of a run (module docstring).
+
+    Args:
+        evaluation_tokens: the longest evaluation forward (``N``, or the document length).
+        evaluation_forwards: how many forwards of that length the run makes (for the time).
+        kv_tokens: the longest passkey prefill kept in a KV cache (0: none).
+        training: ``"none"``, ``"full"`` (one process), ``"lora"`` or ``"fsdp"`` (``world_size`` processes).
+        window, steps: the fine-tune's window and steps.
+        eager: the family's attention is eager (score matrices are materialised).
+        gguf: the weights load from a GGUF (dequantised to float32 while loading).
+        available: bytes free on the device (default: :func:`available_memory`).
+    """
+    if training not in ("none", "full", "lora", "fsdp"):
+        raise RealModelError(f"training={training!r} is invalid: expected none, full, lora or fsdp")
+    if weights_dtype not in DTYPE_BYTES:
+        raise RealModelError(f"--dtype {weights_dtype!r} is invalid: expected {', '.join(DTYPE_BYTES)}")
+    shape = shape or model_shape(config)
+    rate = rate or matmul_rate(device, "float32" if weights_dtype == "float32" and training == "none" else "bfloat16")
+    b = DTYPE_BYTES[weights_dtype] if training == "none" else 2  # fine-tunes run under bfloat16 autocast
+    trainable, weights, state = _training_bytes(shape, training, world_size, lora_rank, weights_dtype)
+    activations = _activations(shape, evaluation_tokens, b, eager)
+    logits = min(LOSS_CHUNK, evaluation_tokens) * shape.vocab * (b + 8)
+    kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * kv_tokens * b
+    on_host = not device.startswith("cuda")
+    runtime = (resident_bytes() if on_host else 0) + (shape.parameters * 4 if gguf and on_host else 0)
+    peak_evaluation = runtime + weights + max(activations + logits, kv + _activations(shape, 1024, b, eager))
+    training_activations = _training_activations(shape, window, b, eager, checkpointing) if training != "none" else 0
+    peak_training = (
+        runtime + weights + state + training_activations + min(LOSS_CHUNK, window) * shape.vocab * (b + 8)
+        if training != "none"
+        else 0
+    )
+    available = available if available is not None else available_memory(device)
+    flops_per_token = 2 * shape.parameters + 2 * shape.layers * shape.q_heads * shape.head_dim * evaluation_tokens
+    seconds = evaluation_forwards * evaluation_tokens * flops_per_token / rate
+    seconds += steps * 3 * window * (2 * shape.parameters) / rate / max(1, world_size)
+    plan = Plan(
+        device=device,
+        weights_dtype=weights_dtype
+        if training == "none"
+        else "float32 master"
+        if training != "lora"
+        else weights_dtype,
+        parameters=shape.parameters,
+        trainable=trainable,
+        weights=weights,
+        training_state=state,
+        activations=activations,
+        training_activations=training_activations,
+        logits=logits,
+        kv_cache=kv,
+        runtime=runtime,
+        peak_evaluation=peak_evaluation,
+        peak_training=peak_training,
+        available=available,
+        seconds=seconds,
+        training=training,
+        world_size=world_size,
+    )
+    return plan
+
+
+def _with_advice(plan: Plan, config, options: dict) -> Plan:
+    """``plan`` with one line per option that would fit (:func:`plan_run`)."""
+    from dataclasses import replace
+
+    def fits(**change) -> bool:
+        return plan_bytes(config, **{**options, **change}).fits
+
+    advice = []
+    tokens, kv = options["evaluation_tokens"], options.get("kv_tokens", 0)
+    if plan.peak_evaluation > plan.available:
+        shorter = tokens
+        while shorter > 1024 and not fits(evaluation_tokens=shorter, kv_tokens=min(kv, shorter)):
+            shorter //= 2
+        if shorter < tokens and fits(evaluation_tokens=shorter, kv_tokens=min(kv, shorter)):
+            advice.append(
+                f"would fit: evaluation windows of {shorter} tokens (--to / --doc-length / --passkey-lengths)"
+            )
+    if options.get("weights_dtype") == "float32" and fits(weights_dtype="bfloat16"):
+        advice.append("would fit: --dtype bfloat16")
+    if options.get("training", "none") == "full":
+        if fits(checkpointing=True):
+            advice.append("would fit: gradient checkpointing")
+        if fits(training="lora"):
+            advice.append(
+                f"would fit: LoRA (rank {options.get('lora_rank', 8)}, attention projections + embeddings and norms)"
+            )
+        for k in (2, 4, 8, 16, 32, 64):
+            if fits(training="fsdp", world_size=k):
+                advice.append(f"would fit: FSDP over {k} processes (torchrun --nproc-per-node {k})")
+                break
+    if not advice:
+        advice.append("nothing tried fits: a device with more memory is needed")
+    return replace(plan, advice=tuple(advice))
