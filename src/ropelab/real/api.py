@@ -62,7 +62,7 @@ class ExtendOptions:
     margin: float = 0.5
     dtype: str = "bfloat16"
     finetune: str = "none"
-    finetune_methods: tuple[str, ...] = DEFAULT_METHODS
+    finetune_methods: tuple[str, ...] | None = None
     finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_window: int | None = None
     write_config: str | None = None
@@ -153,7 +153,24 @@ def extend(model: str | None = None, *, echo=print, **options) -> ExtendResult:
     return run(ExtendOptions(model=model, **options), echo)
 
 
-def _settings(options: ExtendOptions, shipped, echo):
+def _writable(methods, config, shipped, target: int, named: bool, echo) -> tuple[str, ...]:
+    """``methods`` whose config.json transformers accepts for this family; one it refuses is refused if
+    named, left out (said so) if it came from the defaults."""
+    from ropelab.real.stages import written_config_error
+
+    kept = []
+    for method in methods:
+        error = written_config_error(config, shipped.method_config(method, target))
+        if error and (named or method == "extrapolate"):
+            raise RealModelError(f"--methods {method!r} cannot be handed over for this model: {error}")
+        if error:
+            echo(f"  left out: {method} (its config cannot be handed over: {error})")
+        else:
+            kept.append(method)
+    return tuple(kept)
+
+
+def _settings(options: ExtendOptions, config, shipped, echo):
     from ropelab.real.stages import METHODS, Settings, check_methods
 
     trained = shipped.context
@@ -164,6 +181,7 @@ def _settings(options: ExtendOptions, shipped, echo):
     for method in asked:
         if method not in methods and shipped.refusal(method):
             echo(f"  left out: {shipped.refusal(method)}")
+    methods = _writable(methods, config, shipped, target, named, echo)
     default_lengths = tuple(sorted({target // 4, target // 2, 3 * target // 4, target}))
     lengths = options.passkey_lengths if options.passkey_lengths is not None else default_lengths
     depths = options.passkey_depths if options.passkey_depths is not None else (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -199,11 +217,15 @@ def _tuning(options: ExtendOptions, shipped, target: int):
     window = options.finetune_window if options.finetune_window is not None else min(DEFAULT_FINETUNE_WINDOW, trained)
     tuning = FinetuneSettings(steps=options.finetune_steps, window=window, target=target, seed=options.seed)
     tuning.check(trained)
-    methods = check_finetune_methods(options.finetune_methods)
+    named = options.finetune_methods is not None
+    methods = check_finetune_methods(options.finetune_methods if named else DEFAULT_METHODS)
     for method in methods:
         reason = shipped.refusal(method)
-        if reason:
+        if reason and named:
             raise RealModelError(reason.replace("--methods", "--finetune-methods"))
+    methods = tuple(m for m in methods if not shipped.refusal(m))
+    if not methods:
+        raise RealModelError("--finetune pose has no method to fine-tune for this model: " + shipped.refusal("yarn"))
     return tuning, methods
 
 
@@ -219,9 +241,13 @@ def _model_prediction(model, tokenizer, shipped, settings, prediction: dict) -> 
     started = time.perf_counter()
     trained = shipped.context
     configs = {m: shipped.method_config(m, settings.target) for m in settings.methods}
-    add_model_prediction(
-        prediction, predict_real(model, tokenizer, shipped.long, configs, trained, settings.target, text=settings.text)
-    )
+    try:
+        predictions = predict_real(
+            model, tokenizer, shipped.long, configs, trained, settings.target, text=settings.text
+        )
+    except RealModelError as error:  # the model's q and k cannot be read: the config rule stands, said so
+        return f"  (the config rule above stands, a lower bound: {error})"
+    add_model_prediction(prediction, predictions)
     return (
         f"  (breaks predicted from the model's own q and k on {min(PROBE_LENGTH, trained)} tokens, nothing past T run, "
         f"in {time.perf_counter() - started:.0f} s; the first unseen angle is the config rule, a lower bound)"
@@ -293,7 +319,7 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     config, shipped = load_config(source)  # a model without RoPE fails here, --finetune or not
     trained = shipped.context
     echo(f"{source['name']}: {shipped.describe()}")
-    settings = _settings(options, shipped, echo)
+    settings = _settings(options, config, shipped, echo)
     tuning, tuned = _tuning(options, shipped, settings.target)
     plan, weights_dtype = _plan(options, config, source, settings, tuning, tuned, shipped)
     for line in plan.lines():
@@ -565,4 +591,4 @@ def _print_verdict(results: dict, echo=print) -> None:
             f"  {method:>15}: ppl per segment {segs}; break predicted {m['predicted_break']} (first unseen angle "
             f"{m.get('first_unseen_angle')}), measured {m['measured_break']}; in-context cost {m.get('in_context_cost', 0.0):+.3f} nats{pk}"
         )
-    echo(f"Best at N = {results['target']}: {v['best']}")
+    echo(f"Best at N = {results['target']}: {v['best']} ({v['reason']})")

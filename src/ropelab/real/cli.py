@@ -77,7 +77,10 @@ def register(subparsers) -> None:
         help="pose: fine-tune each --finetune-methods RoPE on short windows (PoSE, Zhu et al. 2024) and measure it",
     )
     p.add_argument(
-        "--finetune-methods", type=names, default=("linear", "yarn"), help="methods to fine-tune (default linear,yarn)"
+        "--finetune-methods",
+        type=names,
+        default=None,
+        help="methods to fine-tune (default linear,yarn where they can start from the model's RoPE)",
     )
     p.add_argument(
         "--finetune-steps",

@@ -129,11 +129,19 @@ def model_shape(config) -> ModelShape:
     )
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def available_memory(device: str) -> int:
     """Bytes free for the run on ``device``: CUDA's free memory, or the host's MemAvailable."""
     if device.startswith("cuda"):
         import torch
 
+        if not torch.cuda.is_available():
+            raise RealModelError(f"--device {device} is not on this machine: pass --device-memory GIB to plan for it")
         free, _ = torch.cuda.mem_get_info(torch.device(device))
         return int(free)
     try:
@@ -222,7 +230,9 @@ class Plan:
             f"  logits chunk {gib(self.logits)}; KV cache {gib(self.kv_cache)}; runtime {gib(self.runtime)}",
             f"  peak: evaluation {gib(self.peak_evaluation)}, fine-tune {gib(self.peak_training)}; "
             f"available {gib(self.available)}: {'fits' if self.fits else 'does NOT fit'}",
-            f"  time: at least {self.seconds / 60:.1f} min at the measured matmul rate",
+            f"  time: at least {self.seconds / 60:.1f} min at the measured matmul rate"
+            if math.isfinite(self.seconds)
+            else "  time: not estimated (the device is not on this machine)",
         ]
         return out + [f"  {line}" for line in self.advice]
 
@@ -266,6 +276,8 @@ def plan_run(config, **options) -> Plan:
     """The plan of a run (:func:`plan_bytes`'s arguments) and, when it does not fit, one line per option
     that would: a shorter window, bfloat16, gradient checkpointing, LoRA, FSDP over more processes."""
     options.setdefault("shape", model_shape(config))
+    if options.get("rate") is None and options["device"].startswith("cuda") and not _cuda_available():
+        options["rate"] = math.nan  # planning for a device that is not here: no time estimate
     if options.get("rate") is None:
         options["rate"] = matmul_rate(
             options["device"],
