@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def byte_tokenizer(folder: Path):
-    """A byte-level BPE tokenizer with a few merges, saved in ``folder``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def byte_tokenizer(folder: Path, bos: bool = False):
+    """A byte-level BPE tokenizer with a few merges, saved in ``folder``; ``bos``: it puts ``<s>`` before
+    every text, as Llama 3's and Gemma's tokenizers put theirs."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -19,7 +20,12 @@ def byte_tokenizer(folder: Path):
     tok.train_from_iterator(
         ["def f(x):\n    return x + 1\n", "The grass is green. The sky is blue. The pass key is 12345."] * 20, trainer
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>")
+    if bos:
+        tok.add_special_tokens(["<s>"])
+        tok.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+        )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", bos_token="<s>" if bos else None)
     fast.save_pretrained(folder)
     return fast
 

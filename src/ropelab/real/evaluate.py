@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -110,6 +111,12 @@ def precision(model, dtype: str):
     return torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=dtype == "bfloat16")
 
 
+@functools.lru_cache(maxsize=4)
+def _corpus(text: str | None):
+    """The lab's corpus, read once per process (walking the stdlib sources takes seconds)."""
+    return load_corpus(text)
+
+
 def corpus_documents(
     tokenizer, length: int, count: int, text: str | None = None, *, split: str = "val"
 ) -> tuple[list[torch.Tensor], str]:
@@ -128,7 +135,7 @@ def corpus_documents(
         raise ValueError(f"split={split!r} is invalid: expected 'val' or 'train'")
     text = None if split == "train" else text
     try:
-        corpus = load_corpus(text)
+        corpus = _corpus(text)
     except LabError as error:
         raise RealModelError(str(error)) from None
     # the stdlib's validation (or training) files, as the lab splits them; a user text is used whole

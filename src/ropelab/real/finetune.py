@@ -87,12 +87,14 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "DEFAULT_FINETUNE_STEPS",
     "DEFAULT_FINETUNE_WINDOW",
+    "DEFAULT_FINETUNE_METHODS",
 ]
 
 # PoSE defaults: about 8 minutes per method on 2 cores (benchmarks/real_speed.py: a 2048-token step takes
 # 12.9 s under bfloat16 autocast, so a 1024-token one about 6 s), 16 minutes for PI and YaRN together
 DEFAULT_FINETUNE_STEPS = 80
 DEFAULT_FINETUNE_WINDOW = 1024
+DEFAULT_FINETUNE_METHODS = ("linear", "yarn")  # when none is named (those the model's RoPE can start from)
 
 
 @dataclass(frozen=True)
@@ -667,7 +669,10 @@ def add_finetune_arguments(parser) -> None:
         help="pose: fine-tune each --finetune-methods RoPE on short windows (PoSE, Zhu et al. 2024) and measure it",
     )
     parser.add_argument(
-        "--finetune-methods", type=names, default=("linear", "yarn"), help="methods to fine-tune (default linear,yarn)"
+        "--finetune-methods",
+        type=names,
+        default=None,
+        help="methods to fine-tune (default linear,yarn where they can start from the model's RoPE)",
     )
     parser.add_argument(
         "--finetune-steps",
@@ -717,7 +722,9 @@ def add_finetune_arguments(parser) -> None:
 
 def finetune_settings_from_args(args, trained: int, target: int) -> tuple[FinetuneSettings | None, tuple[str, ...]]:
     """The fine-tune's settings and methods from :func:`add_finetune_arguments`' flags, checked before
-    anything runs; ``(None, ())`` without ``--finetune``. Under ``torchrun`` the fine-tune must be on."""
+    anything runs; ``(None, ())`` without ``--finetune``. Under ``torchrun`` the fine-tune must be on.
+    Unnamed methods (``finetune_methods=None``) are :data:`DEFAULT_FINETUNE_METHODS`; which of those the
+    model's RoPE can start from is the caller's to decide."""
     from ropelab.real.distributed import world_size
 
     processes = world_size()
@@ -753,4 +760,4 @@ def finetune_settings_from_args(args, trained: int, target: int) -> tuple[Finetu
         lora=lora,
     )
     tuning.check(trained, processes)
-    return tuning, check_finetune_methods(args.finetune_methods)
+    return tuning, check_finetune_methods(args.finetune_methods or DEFAULT_FINETUNE_METHODS)

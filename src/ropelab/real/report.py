@@ -338,6 +338,13 @@ def _csv(results: dict) -> bytes:
     return buffer.getvalue().encode()
 
 
+def plan_lines(plan: dict) -> list[str]:
+    """The plan's printout from its results.json form."""
+    from ropelab.real.plan import Plan
+
+    return Plan(**{**plan, "advice": tuple(plan.get("advice", ()))}).lines()
+
+
 def _finetune_section(results: dict) -> list[str]:
     """Chen et al. 2023 Table 3's shape (perplexity per range after 0 / k1 / k2 steps) and the hand-over lines."""
     parts = []
@@ -407,6 +414,9 @@ def write_report(results: dict, out: Path) -> Path:
     )
     parts = [
         f"<h1>ropelab extend: {html.escape(results['model'])}, T = {T} to N = {N}</h1>",
+        f"<p><b>The model as shipped:</b> {html.escape(results.get('shipped', ''))}. Each method replaces the shipped "
+        "scaling; what it starts from is in the notes.</p>",
+        *(["<pre>" + html.escape("\n".join(plan_lines(results["plan"]))) + "</pre>"] if results.get("plan") else []),
         f"<p>Zero-shot, weights unchanged; RoPE imposed through ropelab's exact tables. Loss over {results['measure']['documents']} "
         f"document(s) of {results['measure']['length']} tokens from {html.escape(results['measure']['documents_source'])}; perplexity per segment of "
         f"{results['measure']['segment']} tokens. Total time {results['timing']['total_seconds'] / 60:.1f} min on {html.escape(results['device'])}.</p>",
@@ -433,7 +443,7 @@ def write_report(results: dict, out: Path) -> Path:
             breaks,
         ),
         f"<p><b>Verdict:</b> best method for N = {N}: <b>{html.escape(_label(v['best']))}</b> "
-        f"(highest passkey at the longest passkey length within 0.1, then lowest perplexity over [T, {end})).</p>",
+        f"({html.escape(v.get('reason') or 'highest passkey at the longest length within 0.1, then lowest perplexity past T')}).</p>",
     ]
     parts += _finetune_section(results)
     captions = {

@@ -4,10 +4,12 @@ extension method starts from.
 **As-is** is the model as shipped: its own ``rope_parameters`` (default, linear, dynamic, yarn, llama3,
 longrope, one per layer type) and its NoPE layers. Nothing is dropped.
 
-**The rule for T** (the context the model ships for): ``max_position_embeddings``, or
-``factor * original_max_position_embeddings`` when the shipped scaling states both and that is larger
-(Qwen2.5's model card adds a YaRN block with factor 4 over 32,768 tokens to a config whose
-``max_position_embeddings`` stays 32,768: it ships for 131,072). Where the config states a shorter
+**The rule for T** (the context the model ships for): ``max_position_embeddings``, or, for a YaRN
+scaling, ``factor * original_max_position_embeddings`` when that is larger (Qwen2.5's model card adds a
+YaRN block with factor 4 over 32,768 tokens to a config whose ``max_position_embeddings`` stays 32,768:
+it ships for 131,072; YaRN's factor is the ratio of the extended to the original context, Peng et al.
+2023, sec. 3.2). A llama3 factor is not such a ratio (Llama 3.2: factor 32 over 8,192, shipped for
+131,072), so llama3 and the other types read ``max_position_embeddings``. Where the config states a shorter
 pretraining length (``original_max_position_embeddings``), both lengths are reported.
 
 **What a method starts from.** Every extension method replaces the shipped scaling and starts from the
@@ -18,7 +20,9 @@ length (Gemma 3's full-attention layers) has no known ``T0`` (:attr:`RopeConfig.
 ``T / factor`` is not it); then only the shipped type itself can extend it, by composing factors:
 linear ``k`` then ``N / T`` is linear ``k N / T`` (Chen et al. 2023, eq. 4: every ``theta_i`` divided by
 both), NTK ``k`` then ``N / T`` is NTK ``k N / T`` (the base change ``b k^(R/(R-2))`` multiplies). Any
-other method is refused for such a model, by name, with that reason.
+other method is refused for such a model, by name, with that reason. A LongRoPE scaling (Phi-3) has
+per-pair factors searched for its own context (Ding et al. 2024, arXiv 2402.13753); linear composes
+with it (every long factor times ``N / T``) and is the one method offered.
 
 A model with a RoPE per layer type (Gemma 3) has one long-range layer type extended; sliding-window
 layer types whose window is at most ``T`` keep their RoPE, since a window of ``W`` positions only meets
@@ -144,9 +148,12 @@ class Shipped:
         reason = self.refusal(method)
         if reason:
             raise RealModelError(reason)
+        long = self.long
         if self.pretrained is None:  # compose with the shipped static factor
-            long = self.long
             cfg = long.replace(factor=long.factor * target / self.context, max_position_embeddings=target)
+        elif long.rope_type == "longrope":  # PI on top of LongRoPE: every rescale factor times N/T
+            scale = target / self.context
+            cfg = long.replace(long_factor=tuple(f * scale for f in long.long_factor), max_position_embeddings=target)
         else:
             cfg = extension_config(self.pretrained_rope, method, self.pretrained, target / self.pretrained)
         return self._extended(cfg)
@@ -158,6 +165,12 @@ class Shipped:
         if method not in METHODS:
             return f"--methods {method!r} is unknown: expected some of {', '.join(METHODS)}"
         long = self.long
+        if long.rope_type == "longrope" and method != "linear":
+            return (
+                f"--methods {method!r} cannot start from this model: its longrope scaling has per-pair factors "
+                "searched for its own context (Ding et al. 2024), which only linear composes with (every factor "
+                "times N/T); transformers' Phi-3 config accepts no other rope type"
+            )
         if self.pretrained is None and method != long.rope_type:
             return (
                 f"--methods {method!r} cannot start from this model: its {long.rope_type} x{long.factor:g} scaling "
@@ -172,6 +185,8 @@ class Shipped:
         shipped = "the default RoPE" if long.rope_type == "default" else f"the shipped {long.rope_type} scaling"
         if method == AS_IS:
             return f"as shipped ({shipped}, base {long.base:g}), run past T = {self.context}"
+        if long.rope_type == "longrope":
+            return f"the shipped longrope at T = {self.context}, every long factor multiplied by N/T"
         if self.pretrained is None:
             return (
                 f"the shipped {long.rope_type} x{long.factor:g} at T = {self.context} (no pretraining length stated), "
@@ -204,7 +219,7 @@ def shipped_context(cfg: RopeConfig, max_position_embeddings: int | None) -> tup
     """``T`` for one RoPE and the rule that gave it (the module docstring)."""
     mpe = _stated(max_position_embeddings) or _stated(cfg.max_position_embeddings)
     original, factor = _stated(cfg.original_max_position_embeddings), cfg.factor
-    if original and factor and cfg.rope_type in ("yarn", "llama3", "linear", "ntk") and factor * original > (mpe or 0):
+    if original and factor and cfg.rope_type == "yarn" and factor * original > (mpe or 0):
         return int(round(factor * original)), f"factor {factor:g} x original_max_position_embeddings {original}"
     return mpe, "max_position_embeddings"
 

@@ -60,6 +60,7 @@ __all__ = [
     "verdict",
     "add_model_prediction",
     "hf_config",
+    "written_config_error",
     "transformers_form",
     "ppl_ranges",
     "forward_seconds",
@@ -353,11 +354,16 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
         }
     candidates = [m for m in methods if m != AS_IS] or [AS_IS]
     scores = [per_method[m]["passkey_at_longest"] for m in candidates]
+    reason = ""
     if all(s is not None for s in scores):
         top = max(scores)
-        candidates = [m for m, s in zip(candidates, scores) if s >= top - 0.1]
+        kept = [m for m, s in zip(candidates, scores) if s >= top - 0.1]
+        reason = f"passkey at {max(settings.passkey_lengths)} within 0.1 of the best ({top:.2f}): {', '.join(kept)}; "
+        candidates = kept
     best = min(candidates, key=lambda m: per_method[m]["ppl_past_T"])
+    reason += f"lowest perplexity over [T, N) among them: {best} ({per_method[best]['ppl_past_T']:.2f})"
     return {
+        "reason": reason,
         "definition": f"first {settings.bin_width}-token bin at or after T whose loss smoothed over 4 bins, and the next "
         f"bin's, exceed the method's own in-context loss (mean over [T/2, T)) by more than {settings.margin} nats",
         "in_context_loss": reference,
@@ -375,6 +381,16 @@ def transformers_form(cfg: RopeConfig) -> RopeConfig:
         return cfg
     base = cfg.base * cfg.factor ** (cfg.rotary_dim / (cfg.rotary_dim - 2))
     return cfg.replace(rope_type="default", base=base, factor=None)
+
+
+def written_config_error(config, cfg: RopeConfig | LayerTypeRope) -> str | None:
+    """Why transformers' config class for this family refuses ``cfg`` written into it (one line), or ``None``."""
+    try:
+        type(config)(**hf_config(config, cfg))
+    except Exception as error:  # noqa: BLE001 (transformers' validators raise ValueError and their own kinds)
+        text = str(error).strip().splitlines()
+        return f"{type(config).__name__} refuses it ({type(error).__name__}: {text[-1] if text else ''})"[:300]
+    return None
 
 
 def hf_config(config, cfg: RopeConfig | LayerTypeRope) -> dict:
