@@ -25,6 +25,13 @@ def _config(name: str):
     return CONFIG_MAPPING[data.pop("model_type")](**data)
 
 
+def _meta(config):
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def _meta_counts(config) -> tuple[int, int]:
     """(parameters, LoRA adapter parameters at rank 8 on q/k/v/o) counted here, independently of the plan."""
     from transformers import AutoModelForCausalLM
@@ -54,19 +61,23 @@ def test_plan_bytes_are_exact_against_a_meta_device_build(name):
     plan = plan_run(config, weights_dtype="bfloat16", **common)
     assert (plan.parameters, plan.weights, plan.training_state) == (count, 2 * count, 0)
     full = plan_run(config, weights_dtype="bfloat16", training="full", window=1024, **common)
+    tensors = len({id(p) for p in _meta(config).parameters()})  # AdamW keeps a float32 step count per tensor
     assert (full.trainable, full.weights, full.training_state) == (
         count,
         4 * count,
-        12 * count,
+        12 * count + 4 * tensors,
     )  # fp32 master; grad 4 + AdamW 8
     fsdp = plan_run(config, weights_dtype="bfloat16", training="fsdp", world_size=8, window=1024, **common)
-    assert fsdp.training_state == -(-12 * count // 8)
+    shards = sum(-(-p.shape[0] // 8) * p[0].numel() for p in {id(p): p for p in _meta(config).parameters()}.values())
+    assert fsdp.training_state == 12 * shards + 4 * tensors  # rank 0's ceil(d0 / 8) rows of every parameter
     lora = plan_run(config, weights_dtype="bfloat16", training="lora", window=1024, **common)
-    from ropelab.real.plan import model_shape
-
-    shape = model_shape(config)
-    assert lora.trainable == adapters + shape.embedding_parameters + shape.norm_parameters
-    assert lora.training_state == 12 * lora.trainable
+    # LongLoRA's recipe (ropelab.real.finetune.LoraSettings): the adapters, and the parameters named embed or norm
+    named = {n: p.numel() for n, p in _meta(config).named_parameters() if "embed" in n or "norm" in n}
+    assert lora.trainable == adapters + sum(named.values())
+    targets = sum(
+        1 for n, _ in _meta(config).named_modules() if n.rsplit(".", 1)[-1] in ("q_proj", "k_proj", "v_proj", "o_proj")
+    )
+    assert lora.training_state == 12 * lora.trainable + 4 * (2 * targets + len(named))
 
 
 def test_llama_8b_full_finetune_does_not_fit_one_80gb_gpu_and_the_plan_says_what_would():

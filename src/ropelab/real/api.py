@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.errors import RealModelError
+from ropelab.real.finetune import DEFAULT_FINETUNE_STEPS, DEFAULT_FINETUNE_WINDOW, LoraSettings
 
 __all__ = [
     "ExtendOptions",
@@ -33,10 +34,6 @@ __all__ = [
     "DEFAULT_FINETUNE_WINDOW",
 ]
 
-# PoSE defaults: about 8 minutes per method on 2 cores (benchmarks/real_speed.py: a 2048-token step takes
-# 12.9 s under bfloat16 autocast, so a 1024-token one about 6 s), 16 minutes for PI and YaRN together
-DEFAULT_FINETUNE_STEPS = 80
-DEFAULT_FINETUNE_WINDOW = 1024
 DEFAULT_METHODS = ("linear", "yarn")
 
 
@@ -65,6 +62,14 @@ class ExtendOptions:
     finetune_methods: tuple[str, ...] | None = None
     finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_window: int | None = None
+    finetune_batch: int = 1  # the fine-tune's own options: ropelab.real.finetune.add_finetune_arguments
+    finetune_lr: float = 2e-5
+    finetune_weights: str = "full"
+    lora_rank: int = LoraSettings.rank
+    lora_alpha: float = LoraSettings.alpha
+    lora_targets: tuple[str, ...] = LoraSettings.targets
+    lora_trainable: tuple[str, ...] = LoraSettings.trainable
+    gradient_checkpointing: bool = False
     write_config: str | None = None
     force: bool = False
     out: str | None = "ropelab-out/extend"
@@ -205,20 +210,12 @@ def _settings(options: ExtendOptions, config, shipped, echo):
 
 def _tuning(options: ExtendOptions, shipped, target: int):
     """The fine-tune's settings and methods, checked (before anything runs); ``(None, ())`` without one."""
-    from ropelab.real.finetune import FinetuneSettings, check_finetune_methods
+    from ropelab.real.finetune import finetune_settings_from_args
 
-    trained = shipped.context
-    if options.finetune not in ("none", "pose"):
-        raise RealModelError(f"--finetune {options.finetune!r} is invalid: expected none or pose")
-    if options.finetune_steps < 0:
-        raise RealModelError(f"--finetune-steps {options.finetune_steps} is invalid: expected >= 0")
-    if options.finetune == "none":
+    tuning, methods = finetune_settings_from_args(options, shipped.context, target)
+    if tuning is None:
         return None, ()
-    window = options.finetune_window if options.finetune_window is not None else min(DEFAULT_FINETUNE_WINDOW, trained)
-    tuning = FinetuneSettings(steps=options.finetune_steps, window=window, target=target, seed=options.seed)
-    tuning.check(trained)
     named = options.finetune_methods is not None
-    methods = check_finetune_methods(options.finetune_methods if named else DEFAULT_METHODS)
     for method in methods:
         reason = shipped.refusal(method)
         if reason and named:
@@ -271,6 +268,7 @@ def _layer_types_text(shipped) -> str | None:
 
 def _plan(options: ExtendOptions, config, source: dict, settings, tuning, tuned, shipped):
     """The run's plan (before any weight loads) and the weight dtype; raises when it cannot fit."""
+    from ropelab.real.distributed import world_size
     from ropelab.real.load import attention_implementation, causal_lm_class
     from ropelab.real.plan import GIB, plan_run
 
@@ -285,7 +283,10 @@ def _plan(options: ExtendOptions, config, source: dict, settings, tuning, tuned,
         evaluation_tokens=settings.length,
         evaluation_forwards=max(1, forwards),
         kv_tokens=max(settings.passkey_lengths, default=0),
-        training="full" if tuned else "none",
+        training=_training_kind(tuning) if tuned else "none",
+        world_size=world_size(),
+        lora_rank=tuning.lora.rank if tuning and tuning.lora else 8,
+        checkpointing=bool(tuning and tuning.gradient_checkpointing),
         window=tuning.window if tuning else 0,
         steps=tuning.steps * len(tuned) if tuning else 0,
         eager=attention_implementation(causal_lm_class(config, source["name"])) == "eager",
@@ -293,6 +294,13 @@ def _plan(options: ExtendOptions, config, source: dict, settings, tuning, tuned,
         available=int(options.device_memory * GIB) if options.device_memory else None,
     )
     return plan, weights_dtype
+
+
+def _training_kind(tuning) -> str:
+    """The plan's name for how the fine-tune trains: ``lora``, ``fsdp`` (under torchrun) or ``full``."""
+    from ropelab.real.distributed import world_size
+
+    return "lora" if tuning.lora is not None else "fsdp" if world_size() > 1 else "full"
 
 
 def run(options: ExtendOptions, echo=print) -> ExtendResult:
@@ -338,7 +346,9 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     layer_types = _layer_types_text(shipped)
     if layer_types:
         echo(layer_types)
-    loaded = load_model(options.model, options.device, weights_dtype)
+    from ropelab.real.distributed import is_main_process, local_device
+
+    loaded = load_model(options.model, local_device(options.device), weights_dtype)  # cuda:LOCAL_RANK under torchrun
     model, tokenizer = loaded.model, loaded.tokenizer
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
 
@@ -350,6 +360,10 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     echo(note)
     cost = _estimate(model, settings, config)
     settings, total = _thin_to_budget(options, settings, cost, echo, tuning, tuned)
+    if tuned:  # LoRA targets and kept checkpoints, refused before any measurement
+        from ropelab.real.finetune import check_finetune_run
+
+        check_finetune_run(model, tokenizer, settings, tuning, tuned, Path(options.out or ".") / "checkpoints")
     cells = len(settings.passkey_lengths) * len(settings.passkey_depths)
     tuning_text = (
         f" + PoSE fine-tuning of {', '.join(tuned)}, {tuning.steps} steps of {tuning.window} tokens each"
@@ -391,6 +405,8 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
 
             checkpoints = Path(options.out or ".") / "checkpoints"
             study = finetune_study(model, tokenizer, shipped, trained, settings, tuning, tuned, checkpoints, tick=tick)
+            if not is_main_process():  # under torchrun, rank 0 measures and writes
+                return result
             zero_shot = (
                 measured["methods"]
                 if all(m in measured["methods"] for m in tuned)

@@ -4,16 +4,21 @@ Parameters are counted on a meta-device build of the model from its config (no m
 tied embeddings counted once), so every family transformers builds is counted exactly. The bytes:
 
 - **weights**: ``P x b`` in the run's weight dtype (float32 master weights when fully fine-tuning);
-- **fine-tune state** (Kingma & Ba 2015, AdamW as torch implements it: two float32 moments per trained
-  parameter): full: gradients ``4 P`` + moments ``8 P``; LoRA (Hu et al. 2021, eq. 3): the frozen
-  weights in the run's dtype, and gradients + moments + float32 copies for the adapters
-  ``sum r (d_in + d_out)`` and the embeddings and norms that LongLoRA also trains (Chen et al. 2023,
-  arXiv 2309.12307, sec. 3.3); FSDP over ``k`` processes: every full-state byte divided by ``k``
-  (ZeRO-3 sharding, Rajbhandari et al. 2020), plus one gathered layer;
+- **fine-tune weights, gradients and optimizer state** as :mod:`ropelab.real.finetune` holds them
+  (:func:`finetune_bytes`; AdamW as torch implements it, Loshchilov & Hutter 2019: two moments in the
+  parameter's dtype and a float32 step count per parameter tensor): full ``P b`` + ``P b`` +
+  ``2 P b + 4 n``; LoRA (Hu et al. 2021, eq. 3) with LongLoRA's trained embeddings and norms (Chen et al.
+  2024, arXiv 2309.12307, sec. 3.3): float32 adapters ``A = sum r (d_in + d_out)`` beside the model,
+  gradients and moments of ``A`` and of those ``F`` parameters; FSDP2 over ``k`` processes: float32 shards
+  of ``ceil(d0 / k)`` rows per parameter (rank 0's), the bfloat16 parameters gathered outside the layers
+  and two gathered layers, beside the loaded model every rank holds;
 - **activations** of one forward of ``S`` tokens in inference (the largest live set, one layer at a time):
   ``S (4 H + 3 I + 2 (Hq + 2 Hkv) Dh) b``, plus ``Hq S^2 b`` score matrices where attention is eager; of a
-  training step, every layer's saved inputs ``L S (12 H + 4 I) b``, or with gradient checkpointing one
-  layer's plus ``L S H b``;
+  training step of ``S`` tokens per process, what the fine-tune keeps for backward, measured
+  (:data:`PER_TOKEN_LAYER`): ``L S (c_H H + c_I I + 4 Hkv Dh + 4 Hq + 8)``, or with gradient checkpointing
+  every layer's input (``L S 4 H``, ``2 H`` under FSDP) and one layer's tensors; the bfloat16 copies that
+  autocast keeps of the float32 linear weights in one process (``2`` bytes each); the logits
+  ``S V (2 + 4 + 4)`` (:func:`training_activation_parts`);
 - **logits**: one chunk of ``C`` positions over the vocabulary (:data:`~ropelab.real.evaluate.LOSS_CHUNK`),
   in the run's dtype and float32, and cross-entropy's float32 copy: ``C V (b + 8)``;
 - **KV cache** of the passkey prefill: ``2 L Hkv Dh S b`` (full layers: sliding ones are cropped back);
@@ -40,6 +45,9 @@ __all__ = [
     "model_shape",
     "plan_run",
     "plan_bytes",
+    "finetune_bytes",
+    "training_activation_parts",
+    "FinetuneBytes",
     "available_memory",
     "matmul_rate",
     "GIB",
@@ -48,7 +56,6 @@ __all__ = [
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-ADAM_MOMENT_BYTES = 8  # two float32 moments per trained parameter
 LOSS_CHUNK = 1024  # :data:`ropelab.real.evaluate.LOSS_CHUNK` (not imported: the plan needs no torch model code)
 
 
@@ -67,6 +74,12 @@ class ModelShape:
     head_dim: int
     vocab: int
     lora_targets: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (count, d_in, d_out)
+    # what the fine-tune's bytes are counted from (ropelab.real.finetune's implementation):
+    shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # every parameter once (tied ones once), name and shape
+    linears: tuple[tuple[str, int, int], ...] = ()  # every linear layer: (name, d_in, d_out)
+    layer_parameters: int = 0  # the largest decoder layer's parameters (one FSDP unit)
+    layer_linear_weights: int = 0  # the largest decoder layer's linear weights
+    linear_weights: int = 0  # every linear layer's weights (what bfloat16 autocast casts for its matmuls)
 
 
 def _attribute(config, *names, default=None):
@@ -98,11 +111,16 @@ def model_shape(config) -> ModelShape:
         ) from None
     seen, total, embeddings, norms = set(), 0, 0, 0
     targets: dict[str, tuple[int, int, int]] = {}
+    shapes, linears, linear_ids = [], [], set()
     for name, module in model.named_modules():
-        for param in module.parameters(recurse=False):
+        if isinstance(module, torch.nn.Linear) and id(module.weight) not in linear_ids:
+            linear_ids.add(id(module.weight))
+            linears.append((name, module.in_features, module.out_features))
+        for key, param in module.named_parameters(recurse=False):
             if id(param) in seen:
                 continue
             seen.add(id(param))
+            shapes.append((f"{name}.{key}" if name else key, tuple(param.shape)))
             total += param.numel()
             if isinstance(module, torch.nn.Embedding) or name.endswith("lm_head"):
                 embeddings += param.numel()
@@ -114,6 +132,8 @@ def model_shape(config) -> ModelShape:
             targets[leaf] = (count + 1, d_in, d_out)
     q_heads = _attribute(config, "num_attention_heads")
     hidden = _attribute(config, "hidden_size")
+    units = set(getattr(model, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in units] or [model]
     return ModelShape(
         parameters=total,
         embedding_parameters=embeddings,
@@ -126,6 +146,13 @@ def model_shape(config) -> ModelShape:
         head_dim=_attribute(config, "head_dim", default=hidden // q_heads),
         vocab=_attribute(config, "vocab_size"),
         lora_targets=targets,
+        shapes=tuple(shapes),
+        linears=tuple(linears),
+        layer_parameters=max(sum(p.numel() for p in layer.parameters()) for layer in layers),
+        layer_linear_weights=max(
+            sum(m.weight.numel() for m in layer.modules() if isinstance(m, torch.nn.Linear)) for layer in layers
+        ),
+        linear_weights=sum(d_in * d_out for _, d_in, d_out in linears),
     )
 
 
@@ -243,33 +270,127 @@ def _activations(shape: ModelShape, tokens: int, b: int, eager: bool) -> int:
     return tokens * per_token * b + scores
 
 
-def _training_activations(shape: ModelShape, window: int, b: int, eager: bool, checkpointing: bool) -> int:
-    per_layer = window * (12 * shape.hidden + 4 * shape.intermediate) * b
-    scores = shape.q_heads * window * window * b if eager else 0
+# Bytes a training step keeps for backward, per token and decoder layer, in ropelab.real.finetune under
+# bfloat16 autocast with SDPA: measured with torch.autograd.graph.saved_tensors_hooks on Llama-shaped models
+# (tests/test_real_finetune_plan.py checks them on a shape they were not fitted on). One process keeps
+# float32 weights (the residual stream stays float32: ``FULL``), LoRA does not keep the frozen layers'
+# inputs (``LORA``), FSDP's bfloat16 parameters make a bfloat16 residual stream (``BF16``). Each adds
+# 4 bytes per key/value channel, 4 per query head and 8; LoRA 8 per rank (its adapters' inner outputs).
+PER_TOKEN_LAYER = {"full": (32, 8), "lora": (28, 6), "fsdp": (22, 8)}  # (per H, per I) bytes
+CHECKPOINT_BOUNDARY = {"full": 4, "lora": 4, "fsdp": 2}  # bytes per H: a checkpointed layer's saved input
+# outside the layers, per token: the final norm's and output layer's inputs (bytes per H, without and with
+# checkpointing) and the rotary cos/sin tables (bytes per Dh: float32, or bfloat16 under FSDP)
+HEAD_BYTES = {"full": (10, 8, 8), "lora": (8, 6, 8), "fsdp": (8, 7, 4)}
+
+
+def _layer_bytes_per_token(shape: ModelShape, training: str, lora_rank: int) -> int:
+    per_h, per_i = PER_TOKEN_LAYER[training]
+    kv = shape.kv_heads * shape.head_dim
+    return (
+        per_h * shape.hidden
+        + per_i * shape.intermediate
+        + 4 * kv
+        + 4 * shape.q_heads
+        + 8
+        + (8 * lora_rank if training == "lora" else 0)
+    )
+
+
+def training_activation_parts(
+    shape: ModelShape,
+    tokens: int,
+    training: str,
+    eager: bool = False,
+    checkpointing: bool = False,
+    lora_rank: int = 8,
+    adapters: int = 0,
+) -> dict[str, int]:
+    """What one fine-tuning step of ``tokens`` tokens (this process's windows) holds for backward, in parts:
+
+    - ``saved``: kept by the forward: every layer's tensors (with gradient checkpointing: every layer's
+      input), the final norm's and the output layer's inputs and the rotary tables (:data:`HEAD_BYTES`,
+      about ``S (10 H + 8 Dh)``), cross-entropy's float32 log-softmax ``4 S V``, and, in one process, the
+      bfloat16 copies autocast makes of the float32 linear weights (2 bytes each; with checkpointing only
+      the output layer's);
+    - ``recompute``: with checkpointing, one layer's tensors and weight copies while backward recomputes it;
+    - ``logits``: the bfloat16 logits and their float32 copy beside the log-softmax, ``6 S V``.
+    """
+    layer = tokens * _layer_bytes_per_token(shape, training, lora_rank if training == "lora" else 0)
+    scores = shape.q_heads * tokens * tokens * 2 if eager else 0
+    one_process = training in ("full", "lora")
+    layer_copies = 2 * (shape.layer_linear_weights + adapters // max(1, shape.layers)) if one_process else 0
+    all_copies = 2 * (shape.linear_weights + adapters) if one_process else 0
+    plain, checkpointed, rotary = HEAD_BYTES[training]
+    per_h = checkpointed if checkpointing else plain
+    head = tokens * (per_h * shape.hidden + rotary * shape.head_dim + 12 + 4 * shape.vocab)
     if checkpointing:
-        return shape.layers * window * shape.hidden * b + per_layer + scores
-    return shape.layers * (per_layer + scores)
+        boundary = shape.layers * tokens * CHECKPOINT_BOUNDARY[training] * shape.hidden
+        saved = boundary + head + all_copies - shape.layers * layer_copies
+        recompute = layer + scores + layer_copies
+    else:
+        saved, recompute = shape.layers * (layer + scores) + head + all_copies, 0
+    return {"saved": saved, "recompute": recompute, "logits": tokens * shape.vocab * 6}
 
 
-def _lora_trainable(shape: ModelShape, rank: int) -> int:
-    adapters = sum(count * rank * (d_in + d_out) for count, d_in, d_out in shape.lora_targets.values())
-    return adapters + shape.embedding_parameters + shape.norm_parameters
+def _training_activations(shape: ModelShape, tokens: int, training: str, eager: bool, checkpointing: bool, *rest):
+    return sum(training_activation_parts(shape, tokens, training, eager, checkpointing, *rest).values())
 
 
-def _training_bytes(
-    shape: ModelShape, training: str, world_size: int, rank: int, weights_dtype: str
-) -> tuple[int, int, int]:
-    """``(trainable, weights bytes, gradients + moments bytes)`` per process."""
-    P = shape.parameters
-    if training == "none":
-        return 0, P * DTYPE_BYTES[weights_dtype], 0
+@dataclass(frozen=True)
+class FinetuneBytes:
+    """The fine-tune's bytes per process, as ropelab.real.finetune holds them (module docstring)."""
+
+    trainable: int  # parameters AdamW updates
+    trained_tensors: int
+    weights: int  # every parameter this process holds (and the FSDP shards and gathered layers)
+    gradients: int
+    optimizer: int  # AdamW's two moments (the parameter's dtype) and one float32 step count per tensor
+
+
+def _shard_rows(shape: tuple[int, ...], world_size: int) -> int:
+    """Elements of rank 0's FSDP2 shard of a parameter: ``ceil(d0 / k)`` rows of the first dimension."""
+    rows = -(-shape[0] // world_size) if shape else 1
+    rest = math.prod(shape[1:]) if len(shape) > 1 else 1
+    return rows * rest
+
+
+def finetune_bytes(
+    shape: ModelShape, training: str, *, world_size: int = 1, lora=None, weights_dtype: str = "float32"
+) -> FinetuneBytes:
+    """Parameter, gradient and optimizer bytes per process of a fine-tune (rank 0, the largest shard):
+
+    - ``full``: the model in ``weights_dtype`` (float32 master weights), gradients in the same dtype,
+      AdamW's two moments in it and a float32 step count per parameter tensor: ``P b``, ``P b``, ``2 P b + 4 n``;
+    - ``lora`` (``lora``: :class:`~ropelab.real.finetune.LoraSettings`): the model plus float32 adapters
+      ``A = sum r (d_in + d_out)`` over the target layers; gradients and moments of the adapters and of the
+      parameters named by ``lora.trainable`` (``F``, in the model's dtype): ``P b + 4 A``, ``4 A + F b``,
+      ``8 A + 2 F b + 4 n_t``;
+    - ``fsdp`` over ``k`` processes: the loaded model (every rank holds it), float32 shards of
+      ``ceil(d0 / k)`` rows per parameter (``S`` elements on rank 0), the bfloat16 parameters gathered
+      outside the decoder layers (kept from forward to backward) and two decoder layers (the one computing
+      and the one prefetched): ``P b + 4 S + 2 (P - L P_layer) + 4 P_layer``, ``4 S``, ``8 S + 4 n``.
+    """
+    from ropelab.real.finetune import LoraSettings
+
+    b = DTYPE_BYTES[weights_dtype]
+    P, n = shape.parameters, len(shape.shapes)
+    if training == "full":
+        return FinetuneBytes(P, n, P * b, P * b, 2 * P * b + 4 * n)
     if training == "lora":
-        trainable = _lora_trainable(shape, rank)
-        frozen = (P - shape.embedding_parameters - shape.norm_parameters) * DTYPE_BYTES[weights_dtype]
-        return trainable, frozen + trainable * 4, trainable * (4 + ADAM_MOMENT_BYTES)
-    shards = world_size if training == "fsdp" else 1
-    layer = (P - shape.embedding_parameters) // max(1, shape.layers) * 4 if shards > 1 else 0  # one gathered layer
-    return P, -(-P * 4 // shards) + layer, -(-P * (4 + ADAM_MOMENT_BYTES) // shards)
+        lora = lora or LoraSettings()
+        targets = [(d_in, d_out) for name, d_in, d_out in shape.linears if name.rpartition(".")[2] in lora.targets]
+        adapters = sum(lora.rank * (d_in + d_out) for d_in, d_out in targets)
+        full = [math.prod(s) for name, s in shape.shapes if any(word in name for word in lora.trainable)]
+        tensors = 2 * len(targets) + len(full)
+        F = sum(full)
+        return FinetuneBytes(
+            adapters + F, tensors, P * b + 4 * adapters, 4 * adapters + F * b, 8 * adapters + 2 * F * b + 4 * tensors
+        )
+    if training == "fsdp":
+        shard = sum(_shard_rows(s, world_size) for _, s in shape.shapes)
+        gathered = 2 * (P - shape.layers * shape.layer_parameters) + 2 * 2 * shape.layer_parameters
+        return FinetuneBytes(P, n, P * b + 4 * shard + gathered, 4 * shard, 8 * shard + 4 * n)
+    raise RealModelError(f"training={training!r} is invalid: expected full, lora or fsdp")
 
 
 def plan_run(config, **options) -> Plan:
@@ -302,6 +423,8 @@ def plan_bytes(
     steps: int = 0,
     world_size: int = 1,
     lora_rank: int = 8,
+    lora=None,
+    batch: int = 1,
     checkpointing: bool = False,
     eager: bool = False,
     gguf: bool = False,
@@ -328,30 +451,38 @@ def plan_bytes(
     shape = shape or model_shape(config)
     rate = rate or matmul_rate(device, "float32" if weights_dtype == "float32" and training == "none" else "bfloat16")
     b = DTYPE_BYTES[weights_dtype] if training == "none" else 2  # fine-tunes run under bfloat16 autocast
-    trainable, weights, state = _training_bytes(shape, training, world_size, lora_rank, weights_dtype)
+    if training == "none":
+        trainable, weights, state, adapters = 0, shape.parameters * DTYPE_BYTES[weights_dtype], 0, 0
+    else:
+        from ropelab.real.finetune import LoraSettings
+
+        lora = lora or LoraSettings(rank=lora_rank)
+        # a fine-tune loads the model in float32 (its master weights; ropelab.real.api), whatever --dtype says
+        held = finetune_bytes(shape, training, world_size=world_size, lora=lora, weights_dtype="float32")
+        trainable, weights, state = held.trainable, held.weights, held.gradients + held.optimizer
+        adapters = (held.weights - shape.parameters * 4) // 4 if training == "lora" else 0
     activations = _activations(shape, evaluation_tokens, b, eager)
     logits = min(LOSS_CHUNK, evaluation_tokens) * shape.vocab * (b + 8)
     kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * kv_tokens * b
     on_host = not device.startswith("cuda")
     runtime = (resident_bytes() if on_host else 0) + (shape.parameters * 4 if gguf and on_host else 0)
     peak_evaluation = runtime + weights + max(activations + logits, kv + _activations(shape, 1024, b, eager))
-    training_activations = _training_activations(shape, window, b, eager, checkpointing) if training != "none" else 0
-    peak_training = (
-        runtime + weights + state + training_activations + min(LOSS_CHUNK, window) * shape.vocab * (b + 8)
+    tokens = window * max(1, batch // max(1, world_size))  # this process's windows of one step
+    training_activations = (
+        _training_activations(
+            shape, tokens, training, eager, checkpointing, lora.rank if training == "lora" else 0, adapters
+        )
         if training != "none"
         else 0
     )
+    peak_training = runtime + weights + state + training_activations if training != "none" else 0
     available = available if available is not None else available_memory(device)
     flops_per_token = 2 * shape.parameters + 2 * shape.layers * shape.q_heads * shape.head_dim * evaluation_tokens
     seconds = evaluation_forwards * evaluation_tokens * flops_per_token / rate
-    seconds += steps * 3 * window * (2 * shape.parameters) / rate / max(1, world_size)
+    seconds += steps * 3 * window * batch * (2 * shape.parameters) / rate / max(1, world_size)
     plan = Plan(
         device=device,
-        weights_dtype=weights_dtype
-        if training == "none"
-        else "float32 master"
-        if training != "lora"
-        else weights_dtype,
+        weights_dtype=weights_dtype if training == "none" else "float32 master" if training != "lora" else "float32",
         parameters=shape.parameters,
         trainable=trainable,
         weights=weights,
@@ -399,7 +530,10 @@ def _with_advice(plan: Plan, config, options: dict) -> Plan:
             )
         for k in (2, 4, 8, 16, 32, 64):
             if fits(training="fsdp", world_size=k):
-                advice.append(f"would fit: FSDP over {k} processes (torchrun --nproc-per-node {k})")
+                advice.append(
+                    f"would fit: FSDP over {k} processes (torchrun --nproc-per-node {k}, --finetune-batch a multiple "
+                    f"of {k})"
+                )
                 break
     if not advice:
         advice.append("nothing tried fits: a device with more memory is needed")
