@@ -6,6 +6,7 @@ tests/test_real_distributed.py."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from dataclasses import replace
@@ -34,6 +35,7 @@ from ropelab.real.passkey import haystack, passkey_records, plan_needles  # noqa
 from ropelab.real.stages import hf_config, method_config  # noqa: E402
 
 T, N = 128, 256
+needs_peft = pytest.mark.skipif(importlib.util.find_spec("peft") is None, reason="LoRA runs through peft")
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +251,7 @@ def test_kept_measurements_of_other_evaluation_settings_are_refused(folder, tmp_
 
 
 # ---------------------------------------------------------------- LoRA through peft
+@needs_peft
 def test_lora_trains_adapters_embeddings_and_norms_and_hands_over_merged_weights(folder, tmp_path):
     from transformers import AutoModelForCausalLM
 
@@ -288,6 +291,7 @@ def test_lora_trains_adapters_embeddings_and_norms_and_hands_over_merged_weights
         assert (plain(ids).logits - loaded.model(ids).logits).abs().max().item() <= 1e-4
 
 
+@needs_peft
 def test_merged_lora_weights_compute_what_the_adapters_did(folder):
     from ropelab.real.finetune import LoraSettings, _attach_lora, _detach_lora
 
@@ -308,6 +312,7 @@ def test_merged_lora_weights_compute_what_the_adapters_did(folder):
     assert (merged - plain).abs().max().item() > 1e-3
 
 
+@needs_peft
 def test_an_interrupted_lora_run_resumes_to_the_same_weights(folder, tmp_path):
     from ropelab.real.finetune import LoraSettings
 
@@ -499,6 +504,7 @@ def test_extend_finetune_cli_writes_table_claims_and_a_loadable_folder(folder, t
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
 
 
+@needs_peft
 def test_extend_finetune_cli_with_lora_hands_over_merged_weights(folder, tmp_path):
     from transformers import AutoModelForCausalLM
 
