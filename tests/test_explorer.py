@@ -17,6 +17,7 @@ import time
 
 import pytest
 import torch
+from missing_dependency import skip_or_fail_in_ci
 
 from ropelab import RopeConfig, rope_frequencies, rotate
 from ropelab.analysis import (
@@ -78,10 +79,7 @@ def _browser_or_skip() -> str:
     if chromium is None:
         missing.append("chromium (apt-get install -y chromium)")
     if missing:
-        reason = "browser tests need " + " and ".join(missing)
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason + " (CI=true: a missing browser is a failure)")
-        pytest.skip(reason)
+        skip_or_fail_in_ci("browser tests need " + " and ".join(missing))
     return chromium
 
 
