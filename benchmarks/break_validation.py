@@ -169,7 +169,7 @@ def _real_measure(names: list[str], out: Path, log) -> None:
     docs, source = corpus_documents(loaded.tokenizer, int(REAL_MULTIPLE * T), REAL_DOCUMENTS)
     for name, i in todo:
         began = time.perf_counter()
-        use_rope(model, extension_config(loaded.rope, REAL_CASES[name][0], T, REAL_CASES[name][1]))
+        use_rope(model, extension_config(loaded.rope.long, REAL_CASES[name][0], T, REAL_CASES[name][1]))
         with torch.inference_mode():
             bins = bin_losses(token_losses(model, docs[i]).float(), 256)
         atomic_write_text(
@@ -201,9 +201,9 @@ def _real_records(names: list[str], out: Path, log) -> list[dict]:
     loaded = load_model(None)
     T = loaded.trained_length
     started = time.perf_counter()
-    configs = {n: extension_config(loaded.rope, REAL_CASES[n][0], T, REAL_CASES[n][1]) for n in ready}
+    configs = {n: extension_config(loaded.rope.long, REAL_CASES[n][0], T, REAL_CASES[n][1]) for n in ready}
     N = int(REAL_MULTIPLE * T)
-    predictions = predict_real(loaded.model, loaded.tokenizer, loaded.rope, configs, T, N)
+    predictions = predict_real(loaded.model, loaded.tokenizer, loaded.rope.long, configs, T, N)
     seconds = time.perf_counter() - started
     log(f"real predictor: {seconds:.1f}s for {len(ready)} case(s)")
     records = []
