@@ -73,7 +73,7 @@ accuracy: $(STAMP)
 real-extend: $(STAMP)
 	$(PY) benchmarks/real_extend.py
 
-# Issue 18: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
+# Break validation: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
 # 8 lab models and 6 SmolLM2 cases (resumable: cached cases are skipped); table and figures in benchmarks/results/break_validation/.
 break-validation: $(STAMP)
 	$(PY) benchmarks/break_validation.py

@@ -49,7 +49,7 @@ class TaskSettings:
     VALID_STREAM``, never the evaluation stream of the reported numbers); training stops at the first check with
     accuracy >= ``target``, else at ``train.steps`` (the cap). The learning rate is constant after
     warm-up, so the schedule does not depend on where training stops. The target is 99.5%, above the
-    issue's 99%: 2048 validation answers estimate accuracy with a standard error of about 0.2%, so
+    claimed 99%: 2048 validation answers estimate accuracy with a standard error of about 0.2%, so
     stopping at exactly 99% would leave about even odds of measuring below 99% on the evaluation stream. The token table starts with
     standard deviation ``dim ** -0.5`` (see :class:`ModelConfig`'s ``embedding_std``): with GPT-2's
     0.02 the sinusoids swamp the scaled tokens and the sinusoidal model stayed at chance.
