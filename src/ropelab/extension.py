@@ -19,6 +19,7 @@ from ropelab.errors import RopeConfigError
 
 __all__ = ["EXTENSION_METHODS", "LLAMA3_LOW_FREQ_FACTOR", "LLAMA3_HIGH_FREQ_FACTOR", "extension_config"]
 
+#: The context-extension methods :func:`extension_config` builds (``extrapolate`` is the model as it is).
 EXTENSION_METHODS = ("extrapolate", "linear", "ntk", "dynamic", "yarn", "llama3")
 
 # Llama 3.1's rope_scaling: low_freq_factor 1, high_freq_factor 4 (Meta, config.json of Llama-3.1-8B).

@@ -446,7 +446,7 @@ def render_report(results: dict, pngs: dict[str, bytes], tasks: str = "") -> str
 
 
 def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
-    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    """Write ``results.json``, ``results.csv``, ``figures/*.png`` and ``report.html`` into ``out``; return the report path."""
     results = normalise(results)
     results["notes"] = list(notes) or results.get("notes", [])
     results["claims"] = [] if results.get("smoke_test") else check_claims(results)

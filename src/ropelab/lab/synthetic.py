@@ -35,7 +35,7 @@ from ropelab.lab.train import TrainConfig, checkpoint_matches, load_checkpoint, 
 
 __all__ = ["TaskSettings", "TASKS_DEFAULT", "TASKS_QUICK", "ZERO_SHOT", "run_tasks", "evaluate_task", "accuracy_at"]
 
-# RoPE extended zero-shot past L, by the factor n / L: position interpolation and YaRN.
+#: The zero-shot extensions of RoPE past L (factor n / L), position interpolation and YaRN.
 ZERO_SHOT = ("linear", "yarn")
 
 
@@ -169,7 +169,9 @@ class TaskSettings:
         }
 
 
+#: The settings of ``ropelab lab tasks``.
 TASKS_DEFAULT = TaskSettings()
+#: The settings of ``ropelab lab tasks --quick`` (a smoke test, whose numbers carry no claim).
 TASKS_QUICK = TASKS_DEFAULT.override(
     encodings=("rope", "learned"), seeds=1, multiples=(1, 2, 4, 8), eval_tokens=2048, train=dict(steps=500)
 )

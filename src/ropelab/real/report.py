@@ -371,7 +371,7 @@ def _finetune_section(results: dict) -> list[str]:
 
 
 def write_report(results: dict, out: Path) -> Path:
-    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    """Write ``results.json``, ``results.csv``, ``figures/*.png`` and ``report.html`` into ``out``; return the report path."""
     out = Path(out)
     results = normalise(results)
     results["claims"] = check_claims(results)
