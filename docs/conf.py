@@ -65,6 +65,9 @@ nitpick_ignore_regex = [
     ("py:class", "Module"),
 ]
 
+# Unlabelled code blocks are command lines and console text, not Python.
+highlight_language = "text"
+
 html_theme = "furo"
 html_title = f"ropelab {release}"
 html_static_path: list[str] = []
