@@ -9,7 +9,7 @@ report.html with its figures embedded) in benchmarks/results/real/.
 
 With ``--write-config DIR --check-handover``, the handed-over folder is then loaded by plain
 ``transformers.AutoModelForCausalLM.from_pretrained(DIR)`` and its logits on 1024 stdlib tokens are
-compared with ropelab's evaluation of the same weights under the chosen RoPE (issue 19: <= 1e-4);
+compared with ropelab's evaluation of the same weights under the chosen RoPE (held to <= 1e-4);
 the result is printed and kept as ``handover_check.json``.
 """
 

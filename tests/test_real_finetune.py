@@ -1,4 +1,4 @@
-"""Issue 19 on tiny random models: PoSE windows, a fine-tune that resumes to the same weights, the
+"""Fine-tuning and hand-over on tiny random models: PoSE windows, a fine-tune that resumes to the same weights, the
 hand-over folder in plain transformers, the named-key passkey on a KV cache, and bad input."""
 
 from __future__ import annotations
