@@ -130,10 +130,18 @@ def test_passkey_cache_on_a_sliding_window_model_equals_a_fresh_forward(tmp_path
     cache, done = DynamicCache(), 0
     with torch.no_grad():
         for end in (40, 96):
-            body(input_ids=ids[None, done:end], past_key_values=cache, use_cache=True, cache_position=torch.arange(done, end))
+            body(
+                input_ids=ids[None, done:end],
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=torch.arange(done, end),
+            )
             done = end
             asked = model(
-                input_ids=question[None], past_key_values=cache, use_cache=True, cache_position=torch.arange(end, end + 5)
+                input_ids=question[None],
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=torch.arange(end, end + 5),
             ).logits[0]
             cache.crop(end - cache.get_seq_length())
             assert cache.get_seq_length() == end

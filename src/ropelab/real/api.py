@@ -37,6 +37,7 @@ __all__ = [
 # 12.9 s under bfloat16 autocast, so a 1024-token one about 6 s), 16 minutes for PI and YaRN together
 DEFAULT_FINETUNE_STEPS = 80
 DEFAULT_FINETUNE_WINDOW = 1024
+#: The methods a run measures when none are named (each where it can start from the model's RoPE).
 DEFAULT_METHODS = ("linear", "yarn")
 
 
@@ -45,7 +46,8 @@ class ExtendOptions:
     """Every setting of one run; the CLI's flags carry the same names (``ropelab extend --help``).
 
     ``methods=None`` takes :data:`DEFAULT_METHODS`, leaving out (with a note) those that cannot start from
-    this model's RoPE; methods named explicitly are refused instead (:meth:`Shipped.refusal`).
+    this model's RoPE; methods named explicitly are refused instead
+    (:meth:`ropelab.real.shipped.Shipped.refusal`).
     """
 
     model: str | None = None
@@ -88,7 +90,7 @@ class Verdict:
     best: str
     reason: str
     in_context_ppl: float
-    methods: dict[str, dict]
+    methods: dict
     definition: str
 
 

@@ -14,7 +14,7 @@ tied embeddings counted once), so every family transformers builds is counted ex
   ``S (4 H + 3 I + 2 (Hq + 2 Hkv) Dh) b``, plus ``Hq S^2 b`` score matrices where attention is eager; of a
   training step, every layer's saved inputs ``L S (12 H + 4 I) b``, or with gradient checkpointing one
   layer's plus ``L S H b``;
-- **logits**: one chunk of ``C`` positions over the vocabulary (:data:`~ropelab.real.evaluate.LOSS_CHUNK`),
+- **logits**: one chunk of ``C`` positions over the vocabulary (``ropelab.real.evaluate.LOSS_CHUNK``),
   in the run's dtype and float32, and cross-entropy's float32 copy: ``C V (b + 8)``;
 - **KV cache** of the passkey prefill: ``2 L Hkv Dh S b`` (full layers: sliding ones are cropped back);
 - **runtime**: on the CPU the process's resident memory when the plan is made (torch and transformers
@@ -67,7 +67,7 @@ class ModelShape:
     kv_heads: int
     head_dim: int
     vocab: int
-    lora_targets: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # name -> (count, d_in, d_out)
+    lora_targets: dict = field(default_factory=dict)  # projection name -> (count, d_in, d_out)
 
 
 def _attribute(config, *names, default=None):
