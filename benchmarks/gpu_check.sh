@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 21's GPU check in one call: the kernel tests compiled on CUDA, then the side-by-side speed run.
+# The GPU check in one call: the kernel tests compiled on CUDA, then the side-by-side speed run.
 #
 #   bash benchmarks/gpu_check.sh      # from anywhere; writes under $OUT (default ./gpu_out)
 #

@@ -1,4 +1,4 @@
-"""Does the named-key passkey on a KV cache decide as the single-key prompt does? (issue 19)
+"""Does the named-key passkey on a KV cache decide as the single-key prompt does?
 
 Usage: python benchmarks/passkey_agreement.py [--lengths 4096,12288] [--trials 2] [--method extrapolate]
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     for r, ok in zip(checked, same):
         by_length.setdefault(r["length"], []).append(ok)
     lines = [
-        "# Named keys on a KV cache vs the single-key prompt (issue 19)",
+        "# Named keys on a KV cache vs the single-key prompt",
         "",
         f"`python benchmarks/passkey_agreement.py --lengths {','.join(map(str, args.lengths))} --trials {args.trials} "
         f"--method {args.method}`: SmolLM2-135M (T = {T}), RoPE {args.method}, bfloat16 autocast; "

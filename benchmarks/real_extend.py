@@ -9,7 +9,7 @@ report.html with its figures embedded) in benchmarks/results/real/.
 
 With ``--write-config DIR --check-handover``, the handed-over folder is then loaded by plain
 ``transformers.AutoModelForCausalLM.from_pretrained(DIR)`` and its logits on 1024 stdlib tokens are
-compared with ropelab's evaluation of the same weights under the chosen RoPE (issue 19: <= 1e-4);
+compared with ropelab's evaluation of the same weights under the chosen RoPE (held to <= 1e-4);
 the result is printed and kept as ``handover_check.json``.
 """
 
@@ -32,13 +32,11 @@ def check_handover(folder: Path, results: dict) -> dict:
 
     from ropelab.real.evaluate import corpus_documents, use_rope
     from ropelab.real.load import load_model
-    from ropelab.real.stages import method_config
 
     torch.set_num_threads(2)
     plain = AutoModelForCausalLM.from_pretrained(folder, dtype="float32").eval()
     ours = load_model(str(folder))  # the same weights, RoPE imposed by ropelab
-    method = results["handover"]["method"].removesuffix("+pose")
-    use_rope(ours.model, method_config(ours.rope, method, results["trained_length"], results["target"]))
+    use_rope(ours.model, ours.rope.as_is)  # the folder ships the method's RoPE: as-is is that method
     ids = corpus_documents(ours.tokenizer, 1024, 1)[0][0][None, :-1]
     with torch.inference_mode():
         difference = (plain(ids).logits - ours.model(ids).logits).abs().max().item()

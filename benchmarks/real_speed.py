@@ -9,7 +9,7 @@ On the embedded SmolLM2-135M (T = 8192), one stdlib document:
   ``torch.compile`` (compile time reported apart); SDPA's default CPU choice vs its flash and math
   backends vs eager attention on ``--backend-length`` tokens (the math backend materialises every
   score matrix: at 8k tokens it ran for over 9 minutes before it was stopped). Each row gives seconds,
-  tokens/s, perplexity and its ratio to float32; "within 1%" is issue 19's criterion.
+  tokens/s, perplexity and its ratio to float32; "within 1%" is the criterion for a faster setting.
 - **fine-tune step** (PoSE window of ``--window`` tokens, position ids spread over [0, 2T),
   forward + backward + AdamW): float32, bfloat16 autocast over float32 master weights, and LoRA
   (peft, rank 8 on q/k/v/o) in both.
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         row["speedup"] = step_rows[0]["seconds"] / row["seconds"]
 
     lines = [
-        "# Real-model speed on this CPU (issue 19)",
+        "# Real-model speed on this CPU",
         "",
         f"SmolLM2-135M, one stdlib document, `python benchmarks/real_speed.py --length {args.length} --window {args.window}`; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads. Measured matmul peak: float32 "

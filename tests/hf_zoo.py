@@ -372,21 +372,39 @@ def _rebased(value):
     return value
 
 
-def _perturb(model) -> int:
+def _perturb(model, replaced: list[tuple[torch.nn.Module, str, object]] | None = None) -> int:
     """Give every patched rotation another base (in place); the number of modules changed. Any module
-    holding a RopeConfig (HFRotaryAdapter's ``cfg``, a LayerTypeRope, or a dict of them) is rebased."""
+    holding a RopeConfig (HFRotaryAdapter's ``cfg``, a LayerTypeRope, or a dict of them) is rebased,
+    and a GPT-J style ``embed_positions`` table is rewritten by ropelab for base 2. Each replaced
+    ``(module, attribute, old value)`` is appended to ``replaced`` when given (see :func:`rebased`)."""
     changed = 0
     for module in model.modules():
         if isinstance(getattr(module, "embed_positions", None), torch.Tensor) and hasattr(module, "rotary_dim"):
             cfg = RopeConfig.from_hf(model.config).replace(base=2.0)
+            if replaced is not None:
+                replaced.append((module, "embed_positions", module.embed_positions))
             module.embed_positions = _exact_sin_cos_table(cfg, module.embed_positions.shape[0], module.embed_positions)
             changed += 1
             continue
         names = [name for name, value in vars(module).items() if not name.startswith("_") and _holds_rope(value)]
         for name in names:
+            if replaced is not None:
+                replaced.append((module, name, getattr(module, name)))
             setattr(module, name, _rebased(getattr(module, name)))
         changed += bool(names)
     return changed
+
+
+@contextlib.contextmanager
+def rebased(model):
+    """Inside the block every patched rotation of ``model`` has another base (:func:`_perturb`, whose
+    count of changed modules it yields); on leaving, each replaced attribute gets its old value back."""
+    replaced: list[tuple[torch.nn.Module, str, object]] = []
+    try:
+        yield _perturb(model, replaced)
+    finally:
+        for module, name, value in reversed(replaced):
+            setattr(module, name, value)
 
 
 # ---------------------------------------------------------------- one family

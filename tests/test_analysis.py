@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -153,14 +154,49 @@ def test_min_base_agrees_with_men_et_al_table_2_except_where_their_enumeration_s
         assert min_base_for_context(length) < 0.8 * MEN_TABLE_2[length]
 
 
+def _least_cosine_sum(length: int, rotary_dim: int, base: float) -> float:
+    """``min over m in [0, L] of B_m``, ``B_m = sum_{i < d/2} cos(m * base**(-2i/d))`` (Men et al. 2024,
+    eq. 9 and 11), in numpy float64 straight from the formula: the test's own, not ropelab's."""
+    theta = base ** (-np.arange(0, rotary_dim, 2, dtype=np.float64) / rotary_dim)
+    return float(np.cos(np.multiply.outer(np.arange(length + 1, dtype=np.float64), theta)).sum(axis=1).min())
+
+
+def _first_window(length: int, low: float, high: float, step: float = 2.5e-4) -> tuple[float, float]:
+    """The first admissible window of bases in ``[low, high]`` (``low`` must fail), found on a geometric
+    grid of relative ``step`` and each edge bisected (log space) to 1e-7: ``(left, right)``. A window
+    narrower than ``step`` could be missed, so callers check that the one found is wider."""
+    admissible = lambda base: _least_cosine_sum(length, 128, base) >= 0  # noqa: E731
+    grid = np.exp(np.arange(math.log(low), math.log(high), step))
+    assert not admissible(grid[0]), "the scan must start at a base that fails"
+    first = next(i for i, base in enumerate(grid) if admissible(base))
+    after = next(i for i in range(first, len(grid)) if not admissible(grid[i]))
+
+    def edge(good: float, bad: float) -> float:  # the admissible end of [good, bad] at the crossing
+        while abs(math.log(good / bad)) > 1e-7:
+            middle = math.sqrt(good * bad)
+            good, bad = (middle, bad) if admissible(middle) else (good, middle)
+        return good
+
+    return edge(grid[first], grid[first - 1]), edge(grid[after - 1], grid[after])
+
+
 def test_min_base_finds_windows_narrower_than_one_grid_step():
-    # L = 4096: the first window (near 2.695e4) is far narrower than the 0.58% grid step.
-    bound = min_base_for_context(4096)
-    assert bound == pytest.approx(2.695e4, rel=1e-3)
-    assert not satisfies_base_criterion(4096, 128, 2.72e4)  # already past the window's right edge
-    # L = 1024: admissible at 4.30e3, not at 5.0e3, again at 6.1e3 (the set is not an interval).
-    assert min_base_for_context(1024) == pytest.approx(4.29e3, rel=1e-3)
-    assert [satisfies_base_criterion(1024, 128, b) for b in (4.30e3, 5.0e3, 6.1e3)] == [True, False, True]
+    """Each bound is checked against the first window an independent scan finds inside the interval
+    that the sources' two digits allow (Men et al. 2024 Table 2 and Su Jianlin: 2.7e4 at L = 4096,
+    4.3e3 at L = 1024, i.e. [2.65e4, 2.75e4) and [4.25e3, 4.35e3))."""
+    grid_step = 10 ** (1 / 400) - 1  # min_base_for_context's steps_per_decade=400: 0.58%
+    # L = 4096: the first window is far narrower than one grid step, and the search still finds its left edge.
+    left, right = _first_window(4096, 2.65e4, 2.75e4)
+    assert 2.5e-4 < right / left - 1 < grid_step / 5
+    assert left <= min_base_for_context(4096) <= left * (1 + 1e-4)  # its relative_tolerance, from above
+    assert not satisfies_base_criterion(4096, 128, right * (1 + 1e-5))  # just past the window's right edge
+    # L = 1024: the bound is the left edge of the first window, and the admissible set is not an interval.
+    left, right = _first_window(1024, 4.25e3, 4.35e3)
+    assert left <= min_base_for_context(1024) <= left * (1 + 1e-4)
+    bases = (left * (1 + 1e-3), right * (1 + 1e-3), 6.1e3)  # inside the window, just past it, far above
+    independent = [_least_cosine_sum(1024, 128, b) >= 0 for b in bases]
+    assert independent == [True, False, True]
+    assert [satisfies_base_criterion(1024, 128, b) for b in bases] == independent
     assert float(cosine_sum(torch.arange(0, 1025), 128, 4000.0).min()) < 0
 
 

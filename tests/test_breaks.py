@@ -45,7 +45,7 @@ def test_rule_b_matches_liu_et_al_formula():
     d_extra = 2 * math.ceil(d / 2 * math.log(T / (2 * math.pi)) / math.log(beta))
     theta = method_frequencies(_cfg(base=beta, head=d, T=T), T)
     assert extrapolation_bound(theta, theta, T) == round(2 * math.pi * beta ** (d_extra / d))
-    assert extrapolation_bound(theta, theta, T) == 8379  # the value the issue quotes for SmolLM2-135M
+    assert extrapolation_bound(theta, theta, T) == 8379  # SmolLM2-135M's T_extra (base 1e5, head_dim 64)
 
 
 def test_as_pairs_layouts():

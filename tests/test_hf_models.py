@@ -2,10 +2,13 @@
 
 Tiny random-weight configs only; nothing is downloaded. The tolerance is 1e-4 (float32) rather
 than tighter because ropelab's float64 angles are more exact than transformers' float32 ones.
+Each patched model also proves that what patch put in is in the forward path: rebased through
+ropelab, its logits move; put back, they return exactly.
 """
 
 import copy
 
+import hf_zoo
 import pytest
 import torch
 import transformers
@@ -13,6 +16,8 @@ import transformers
 from ropelab import RopeConfig
 from ropelab.integrations.hf import HFRotaryAdapter, PatchError, patch, unpatch
 
+# Patched logits match transformers' to this (absolute; the logits are of order 0.1 to 1).
+TOLERANCE = 1e-4
 TINY = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
 
 
@@ -121,11 +126,28 @@ def _assert_patched_matches(config, seq_len, **kwargs):
     input_ids = torch.randint(1, 97, (2, seq_len))
     reference = _logits(model, input_ids, **kwargs)
     patched = patch(copy.deepcopy(model))
-    assert any(isinstance(m, HFRotaryAdapter) for m in patched.modules()) or hasattr(patched, "_ropelab_originals")
     got = _logits(patched, input_ids, **kwargs)
     error = (got - reference).abs().max().item()
-    assert error <= 1e-4, error
+    assert error <= TOLERANCE, error
+    _assert_patch_is_in_the_forward_path(patched, got, lambda: _logits(patched, input_ids, **kwargs))
     return model, patched, input_ids
+
+
+def _assert_patch_is_in_the_forward_path(patched, got, run):
+    """What patch put in (adapters' RopeConfigs, GPT-J ``embed_positions`` tables) decides the output:
+    rebased to base 2 through ropelab, ``run()`` moves away from ``got``; put back, it returns to it
+    exactly. A patch whose replacement the forward never reads would leave ``run()`` unmoved. The move
+    must exceed twice ``TOLERANCE``, so the comparison with transformers would see a RoPE this wrong
+    (random tiny models attend almost uniformly: another base moves their logits by 5e-4 to 1e-2).
+    Every module or table patch records as replaced is no longer the original object."""
+    for name, original in patched._ropelab_originals.items():
+        parent, _, attribute = name.rpartition(".")
+        assert getattr(patched.get_submodule(parent), attribute) is not original, f"{name} was not replaced"
+    with hf_zoo.rebased(patched) as changed:
+        assert changed >= 1, "patch left nothing holding ropelab's RoPE"
+        moved = (run() - got).abs().max().item()
+    assert moved > 2 * TOLERANCE, moved
+    assert torch.equal(run(), got)
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -158,10 +180,18 @@ def test_patched_model_with_kv_cache_offsets_matches():
     model = _model(CASES["llama-llama3"][0]())
     patched = patch(copy.deepcopy(model))
     prompt = torch.randint(1, 97, (1, 12))
-    with torch.no_grad():
-        want = model.generate(prompt, max_new_tokens=8, do_sample=False)
-        got = patched.generate(prompt, max_new_tokens=8, do_sample=False)
-    assert torch.equal(want, got)
+
+    def generate(m):
+        with torch.no_grad():
+            out = m.generate(
+                prompt, max_new_tokens=8, do_sample=False, output_scores=True, return_dict_in_generate=True
+            )
+        return out.sequences, torch.stack(out.scores)  # [1, 20], [8, 1, vocab]: the logits of each step
+
+    want, got = generate(model), generate(patched)
+    assert torch.equal(want[0], got[0])
+    # The cached steps read ropelab's RoPE too: rebased, every step's logits move; restored, they return.
+    _assert_patch_is_in_the_forward_path(patched, got[1], lambda: generate(patched)[1])
 
 
 def test_patch_refuses_a_model_it_cannot_reproduce():

@@ -1,4 +1,4 @@
-"""Rotary modules that transformers names otherwise than ``*RotaryEmbedding`` (issue 9).
+"""Rotary modules that transformers names otherwise than ``*RotaryEmbedding``.
 
 - Conformer speech encoders (``Wav2Vec2ConformerRotaryPositionalEmbedding``,
   ``Wav2Vec2BertRotaryPositionalEmbedding``, ``SeamlessM4TConformerRotaryPositionalEmbedding``):

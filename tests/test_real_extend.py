@@ -142,7 +142,7 @@ def test_cli_writes_report_and_config_that_plain_transformers_loads(folder, tmp_
     assert results["source"]["folder"] == portable_path(folder)  # a package's or home folder loses its machine part
     assert {c["claim"] for c in results["claims"]} >= {"as-is blows up past T", "YaRN holds zero-shot", "passkey"}
     assert (out / "results.csv").read_text().startswith("kind,method")
-    # the break is predicted from the model's own q/k (issue 18), the config rule kept beside it
+    # the break is predicted from the model's own q/k, the config rule kept beside it
     as_is = results["prediction"]["methods"][AS_IS]
     assert as_is["first_unseen_angle"] == T and as_is["predictor"].startswith("far attention mass")
     assert "predicted vs measured break" in {c["claim"] for c in results["claims"]}

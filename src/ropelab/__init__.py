@@ -25,7 +25,7 @@ from ropelab.rotary import apply_rotary, rope_angles, rope_cos_sin, rotate, rota
 # ropelab.integrations.hf, which sit above ropelab.config (config imports nothing but ropelab.errors).
 register_hf_reader(read_rope)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "LAYOUTS",

@@ -36,8 +36,8 @@ import torch
 
 __all__ = ["DEFAULT_MAX_BYTES", "ROW_ALIGN", "RowWindow", "bypass", "cache_info", "clear_cache", "set_cache_limit"]
 
-DEFAULT_MAX_BYTES = 64 << 20  # 64 MiB: 65536 fp32 positions at rotary_dim 128
-ROW_ALIGN = 16  # windows start and end on multiples of this many positions
+DEFAULT_MAX_BYTES = 64 << 20  #: 64 MiB, room for 65536 fp32 positions at rotary_dim 128
+ROW_ALIGN = 16  #: windows start and end on multiples of this many positions
 
 
 @dataclass(frozen=True)

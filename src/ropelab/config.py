@@ -41,29 +41,35 @@ __all__ = [
     "RopeConfigError",
 ]
 
+#: The scaling types :func:`ropelab.frequencies.rope_frequencies` computes (``RopeConfig.rope_type``).
 ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3", "proportional")
+#: The memory layouts of the pairs, ``"half"`` (pair ``i`` is channels ``(i, i + R/2)``) and ``"interleaved"`` (``(2i, 2i + 1)``).
 LAYOUTS = ("half", "interleaved")
 
 # ----- multi-axis RoPE: each rotated pair i reads one row a(i) of the positions (see pair_axes)
 # rope_type of 2D axial RoPE for image patches (transformers' "axial"): positions (row, column).
 AXIAL_ROPE_TYPE = "axial"
-# How axial frequencies are laid out, pairs [0, P/2) reading the row and [P/2, P) the column:
-# "repeated": each axis gets the ladder of a RoPE over R/2 channels (Qwen2VLVisionRotaryEmbedding);
-# "alternating": the ladder of a RoPE over R channels, even entries to the row and odd ones to the
-# column (PixtralVisionRotaryEmbedding).
+#: How axial frequencies are laid out, pairs [0, P/2) reading the row and [P/2, P) the column:
+#:
+#: - ``"repeated"``: each axis gets the ladder of a RoPE over R/2 channels (Qwen2VLVisionRotaryEmbedding);
+#: - ``"alternating"``: the ladder of a RoPE over R channels, even entries to the row and odd ones to the
+#:   column (PixtralVisionRotaryEmbedding).
 AXIAL_FREQUENCIES = ("repeated", "alternating")
-# How axial RoPE deals its pairs to the axes (the ladders above are per slot of `axial_order`):
-# "contiguous": one block of P/A consecutive pairs per axis, in `axial_order` (Qwen2VLVisionRotaryEmbedding);
-# "interleaved": the axes take pairs in turn, pair i reading axial_order[i % A] with entry i // A of its
-#     ladder (Kimi_K25VisionRotaryEmbedding: w, h, w, h, ...).
+#: How axial RoPE deals its pairs to the axes (the ladders above are per slot of ``axial_order``):
+#:
+#: - ``"contiguous"``: one block of P/A consecutive pairs per axis, in ``axial_order`` (Qwen2VLVisionRotaryEmbedding);
+#: - ``"interleaved"``: the axes take pairs in turn, pair i reading ``axial_order[i % A]`` with entry ``i // A`` of
+#:   its ladder (Kimi_K25VisionRotaryEmbedding: w, h, w, h, ...).
 AXIAL_COMPOSITIONS = ("contiguous", "interleaved")
-# How M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1) deals the pairs to positions (t, h, w), given mrope_section:
-# "contiguous": section k is a block of consecutive pairs reading row k (Qwen2VLRotaryEmbedding);
-# "interleaved": t, h, w, t, h, w, ... while h and w have sections left, then t (Qwen3VLTextRotaryEmbedding);
-# "spatial_interleaved": sections are (h, w, t): h, w, h, w, ... for 2 * h pairs, then t (Ernie 4.5-VL,
-#     Ernie4_5_VLMoeTextRotaryEmbedding; needs equal h and w sections).
-# Two sections are two axes, (row, column): "interleaved" then deals row, column, row, column, ...
-# (NeoMMERotaryEmbedding: row0-col0-row1-col1, its comment's `mrope_section = [R // 4, R // 4]`).
+#: How M-RoPE (Qwen2-VL, arXiv 2409.12191 sec. 2.1) deals the pairs to positions (t, h, w), given ``mrope_section``:
+#:
+#: - ``"contiguous"``: section k is a block of consecutive pairs reading row k (Qwen2VLRotaryEmbedding);
+#: - ``"interleaved"``: t, h, w, t, h, w, ... while h and w have sections left, then t (Qwen3VLTextRotaryEmbedding);
+#: - ``"spatial_interleaved"``: sections are (h, w, t): h, w, h, w, ... for 2 * h pairs, then t (Ernie 4.5-VL,
+#:   Ernie4_5_VLMoeTextRotaryEmbedding; needs equal h and w sections).
+#:
+#: Two sections are two axes, (row, column): ``"interleaved"`` then deals row, column, row, column, ...
+#: (NeoMMERotaryEmbedding: row0-col0-row1-col1, its comment's ``mrope_section = [R // 4, R // 4]``).
 MROPE_COMPOSITIONS = ("contiguous", "interleaved", "spatial_interleaved")
 
 # Legacy and alternative spellings of rope types found in published config.json files.
@@ -148,14 +154,14 @@ class RopeConfig:
             and pass through (ESMFold 2's inactive channels); they read the last slot's axis.
         axial_bases: for ``rope_type="axial"`` with repeated frequencies, the base of each slot of
             ``axial_order`` (default: ``base`` for all), e.g. ESMFold 2's spatial and space-uid bases.
-
-    Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
-    positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
         rotated_pairs: ``rope_type="proportional"`` only (p-RoPE, Barbero et al. 2025, arXiv
             2410.06205): pairs ``0 .. rotated_pairs-1`` rotate with ``base ** (-2i / head_dim)``, the
             other ``head_dim/2 - rotated_pairs`` have frequency 0 and never rotate. The tables span
             the whole head (``rotary_dim == head_dim``). transformers derives it from
             ``partial_rotary_factor`` ``p`` as ``int(p * head_dim // 2)``; default: every pair.
+
+    Multi-axis positions: pair ``i`` rotates by ``positions[pair_axes[i]] * inv_freq[i]``, with
+    positions given per row (``[num_axes, ...]``, see :mod:`ropelab.rotary`).
     """
 
     head_dim: int
@@ -414,8 +420,8 @@ class RopeConfig:
 
     @property
     def num_axes(self) -> int:
-        """Position rows a token carries: one per M-RoPE section (3: t, h, w; 2: row, column),
-        ``len(axial_order)`` for axial (2: row, column), else 1."""
+        """How many position rows a token carries (one per M-RoPE section, 3 for t, h, w or 2 for row,
+        column; ``len(axial_order)`` for axial; else 1)."""
         if self.mrope_section is not None:
             return len(self.mrope_section)
         return len(self.axial_order) if self.rope_type == AXIAL_ROPE_TYPE else 1
@@ -603,7 +609,7 @@ def _proportion_for(rotated_pairs: int, head_dim: int) -> float:
 
 
 # ====================================================================== per-layer-type RoPE
-ALL_LAYERS = "all"  # the one key of a LayerTypeRope read from a flat config
+ALL_LAYERS = "all"  #: the one key of a LayerTypeRope read from a flat config
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from ropelab.errors import RopeConfigError
 
 __all__ = ["EXTENSION_METHODS", "LLAMA3_LOW_FREQ_FACTOR", "LLAMA3_HIGH_FREQ_FACTOR", "extension_config"]
 
-# Every field of a RopeConfig that belongs to a scaling (cleared to get the unscaled RoPE).
+#: Every field of a RopeConfig that belongs to a scaling (cleared to get the unscaled RoPE).
 SCALING_FIELDS = (
     "factor",
     "original_max_position_embeddings",
@@ -35,6 +35,7 @@ SCALING_FIELDS = (
     "long_factor",
 )
 
+#: The context-extension methods :func:`extension_config` builds (``extrapolate`` is the model as it is).
 EXTENSION_METHODS = ("extrapolate", "linear", "ntk", "dynamic", "yarn", "llama3")
 
 # Llama 3.1's rope_scaling: low_freq_factor 1, high_freq_factor 4 (Meta, config.json of Llama-3.1-8B).

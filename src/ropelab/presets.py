@@ -350,6 +350,7 @@ _PRESET_LIST += (
     ),
 )
 
+#: Every preset by name (:func:`preset` looks names up here).
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESET_LIST}
 
 

@@ -188,7 +188,7 @@ def rotate_qk(
     """Apply RoPE to queries and keys in one call, sharing one cos/sin table.
 
     Args:
-        q: ``[B, Hq, S, D]``; k: ``[B, Hk, S, D]`` (``Hq != Hk`` for grouped-query attention).
+        q, k: ``[B, Hq, S, D]`` and ``[B, Hk, S, D]`` (``Hq != Hk`` for grouped-query attention).
         positions, cfg, seq_len, layout: as in :func:`rotate`.
 
     Returns:

@@ -64,14 +64,14 @@ __all__ = [
     "method_frequencies",
 ]
 
-# phi: the share of attention on keys at unseen distances (:func:`far_mass`) at which perplexity is
-# predicted to break. Calibrated on the from-scratch lab models of benchmarks/break_validation.py only
-# (8 cases: bases 10, 500, 1e4, 1e6 at L = 32, 64; a grid search, `calibrate` there); the embedded
-# SmolLM2 cases are scored with it and never used to set it. See benchmarks/results/break_validation/.
+#: phi, the share of attention on keys at unseen distances (:func:`far_mass`) at which perplexity is
+#: predicted to break. Calibrated on the from-scratch lab models of benchmarks/break_validation.py only
+#: (8 cases: bases 10, 500, 1e4, 1e6 at L = 32, 64; a grid search, `calibrate` there); the embedded
+#: SmolLM2 cases are scored with it and never used to set it. See benchmarks/results/break_validation/.
 FAR_MASS_THRESHOLD = 0.325
-# tau: the smoothed mean logit excess that would also decide a break. On the lab split every tau >= 0.2
-# gives the same error (the far mass always crosses first) and smaller ones are worse, so the excess is
-# reported (curve and slope), not used to decide: tau = inf.
+#: tau, the smoothed mean logit excess that would also decide a break. On the lab split every tau >= 0.2
+#: gives the same error (the far mass always crosses first) and smaller ones are worse, so the excess is
+#: reported (curve and slope), not used to decide: tau = inf.
 EXCESS_THRESHOLD = math.inf
 
 # Distances sampled below T for the seen envelope (besides every distance below 256), and past T per T.

@@ -1,4 +1,4 @@
-"""Relative-position invariance: does ``q . k`` depend on ``m - n`` only?
+"""Relative-position invariance: does the score of q and k depend on ``m - n`` only?
 
 RoFormer (Su et al. 2021, eq. 16) shows that rotating ``q`` by ``m * theta`` and ``k`` by
 ``n * theta`` gives ``<R_m q, R_n k> = <q, R_{n-m} k>``: shifting both positions by the same offset
@@ -28,6 +28,7 @@ __all__ = ["InvarianceResult", "relative_invariance", "DEFAULT_OFFSETS", "METHOD
 
 DEFAULT_OFFSETS = (0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000)
 DEFAULT_DISTANCES = (0, 1, 3, 17, 100, 1000)
+#: The ways of adding position that :func:`relative_invariance` compares.
 METHODS = ("ropelab", "naive float32", "sinusoidal addition")
 
 

@@ -1,4 +1,4 @@
-"""Position encodings behind one interface (:class:`PositionEncoding`: embed / transform_qk / score_bias).
+"""Position encodings behind one interface (:class:`~ropelab.encodings.base.PositionEncoding`: embed / transform_qk / score_bias).
 
 Build one by name::
 
@@ -55,6 +55,7 @@ ENCODING_CLASSES: dict[str, type[PositionEncoding]] = {
         XposEncoding,
     )
 }
+#: The encoding names :func:`build_encoding` accepts.
 ENCODINGS = tuple(ENCODING_CLASSES)
 
 

@@ -1,4 +1,4 @@
-"""RoPE (Su et al. 2021, RoFormer) behind the encoding interface: any :class:`RopeConfig`."""
+"""RoPE (Su et al. 2021, RoFormer) behind the encoding interface: any :class:`~ropelab.config.RopeConfig`."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ from ropelab.presets import preset_configs, preset_info
 
 __all__ = ["PAGE_ROPE_TYPES", "register", "demo", "write_explorer", "page_data", "one_axis_view"]
 
-# The rope types explorer.js computes (its FREQUENCY_FUNCTIONS).
+#: The rope types explorer.js computes (its FREQUENCY_FUNCTIONS).
 PAGE_ROPE_TYPES = ("default", "linear", "ntk", "dynamic", "yarn", "longrope", "llama3")
 
 _ASSETS = "explorer_assets"

@@ -171,7 +171,9 @@ class LabSettings:
         }
 
 
+#: The settings of ``ropelab lab run``.
 DEFAULT = LabSettings()
+#: The settings of ``ropelab lab run --quick`` (a smoke test, whose numbers carry no claim).
 QUICK = DEFAULT.override(
     model=dict(max_positions=64, num_layers=2, dim=64),
     train=dict(steps=150, batch_size=16, warmup_steps=20, checkpoint_every=10**9),

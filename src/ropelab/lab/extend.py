@@ -1,6 +1,6 @@
 """Context extension of a RoPE model trained at ``L`` to ``L' = factor * L``.
 
-Each method is the :class:`RopeConfig` that :func:`ropelab.extension.extension_config` builds. The
+Each method is the :class:`~ropelab.config.RopeConfig` that :func:`ropelab.extension.extension_config` builds. The
 extended model is a new :class:`ModelConfig` (that RoPE in ``encoding_options``) and a fresh
 :class:`DecoderLM` built from it, with the trained weights loaded strictly: a built model's config
 is never edited.

@@ -59,12 +59,12 @@ def _passkey_mean(results: dict, encoding: str, length: int) -> float | None:
     return None if not grid else sum(grid.values()) / len(grid)
 
 
-# Thresholds for "retrieves" / "fails" in the passkey claim (our reading of the issue's wording).
+# Thresholds for "retrieves" / "fails" in the passkey claim (our reading of the literature's wording).
 RETRIEVES, FAILS = 0.8, 0.2
 
 
 def check_claims(results: dict) -> list[dict]:
-    """The issue's claims table, checked on this run's own numbers. ``held`` is None when a claim
+    """The lab's claims table, checked on this run's own numbers. ``held`` is None when a claim
     cannot be checked (an encoding or the extension was not run)."""
     L = results["settings"]["length"]
     claims = []
@@ -446,7 +446,7 @@ def render_report(results: dict, pngs: dict[str, bytes], tasks: str = "") -> str
 
 
 def write_report(results: dict, out: Path, notes: list[str] = ()) -> Path:
-    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    """Write ``results.json``, ``results.csv``, ``figures/*.png`` and ``report.html`` into ``out``; return the report path."""
     results = normalise(results)
     results["notes"] = list(notes) or results.get("notes", [])
     results["claims"] = [] if results.get("smoke_test") else check_claims(results)
@@ -518,7 +518,7 @@ def mean_reciprocal_rank(results: dict, names) -> dict[str, float]:
 
 
 def check_task_claims(results: dict) -> list[dict]:
-    """The issue's claims on this run's own numbers; ``held`` is None when a claim cannot be checked."""
+    """The tasks' claims on this run's own numbers; ``held`` is None when a claim cannot be checked."""
     from ropelab.lab.literature import KAZEMNEJAD_FIGURE_1, KAZEMNEJAD_OURS
 
     L = results["settings"]["length"]

@@ -35,7 +35,7 @@ from ropelab.lab.train import TrainConfig, checkpoint_matches, load_checkpoint, 
 
 __all__ = ["TaskSettings", "TASKS_DEFAULT", "TASKS_QUICK", "ZERO_SHOT", "run_tasks", "evaluate_task", "accuracy_at"]
 
-# RoPE extended zero-shot past L, by the factor n / L: position interpolation and YaRN.
+#: The zero-shot extensions of RoPE past L (factor n / L), position interpolation and YaRN.
 ZERO_SHOT = ("linear", "yarn")
 
 
@@ -49,7 +49,7 @@ class TaskSettings:
     VALID_STREAM``, never the evaluation stream of the reported numbers); training stops at the first check with
     accuracy >= ``target``, else at ``train.steps`` (the cap). The learning rate is constant after
     warm-up, so the schedule does not depend on where training stops. The target is 99.5%, above the
-    issue's 99%: 2048 validation answers estimate accuracy with a standard error of about 0.2%, so
+    claimed 99%: 2048 validation answers estimate accuracy with a standard error of about 0.2%, so
     stopping at exactly 99% would leave about even odds of measuring below 99% on the evaluation stream. The token table starts with
     standard deviation ``dim ** -0.5`` (see :class:`ModelConfig`'s ``embedding_std``): with GPT-2's
     0.02 the sinusoids swamp the scaled tokens and the sinusoidal model stayed at chance.
@@ -169,7 +169,9 @@ class TaskSettings:
         }
 
 
+#: The settings of ``ropelab lab tasks``.
 TASKS_DEFAULT = TaskSettings()
+#: The settings of ``ropelab lab tasks --quick`` (a smoke test, whose numbers carry no claim).
 TASKS_QUICK = TASKS_DEFAULT.override(
     encodings=("rope", "learned"), seeds=1, multiples=(1, 2, 4, 8), eval_tokens=2048, train=dict(steps=500)
 )

@@ -53,8 +53,8 @@ TASKS = ("recall", "induction", "copy")
 # keys K and pairs Q of each recall-shaped task (induction: one trigger, one needle).
 TASK_SHAPES = {"recall": dict(keys=8, pairs=4), "induction": dict(keys=1, pairs=1)}
 IGNORE = -100  # torch.nn.functional.cross_entropy's default ignore_index
-EVAL_STREAM = 1_000_003  # evaluation batches use seed + EVAL_STREAM: never the training stream
-VALID_STREAM = 2_000_003  # validation (early stopping, tuning) uses seed + VALID_STREAM: never training nor evaluation
+EVAL_STREAM = 1_000_003  #: Evaluation batches use seed + EVAL_STREAM, never the training stream.
+VALID_STREAM = 2_000_003  #: Validation batches (early stopping, tuning) use seed + VALID_STREAM, never the training or evaluation stream.
 _MIN_LENGTH = {"recall": 4, "induction": 4, "copy": 3}
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_FINETUNE_WINDOW",
 ]
 
+#: The methods a run measures when none are named (each where it can start from the model's RoPE).
 DEFAULT_METHODS = ("linear", "yarn")
 
 
@@ -42,7 +43,8 @@ class ExtendOptions:
     """Every setting of one run; the CLI's flags carry the same names (``ropelab extend --help``).
 
     ``methods=None`` takes :data:`DEFAULT_METHODS`, leaving out (with a note) those that cannot start from
-    this model's RoPE; methods named explicitly are refused instead (:meth:`Shipped.refusal`).
+    this model's RoPE; methods named explicitly are refused instead
+    (:meth:`ropelab.real.shipped.Shipped.refusal`).
     """
 
     model: str | None = None
@@ -93,7 +95,7 @@ class Verdict:
     best: str
     reason: str
     in_context_ppl: float
-    methods: dict[str, dict]
+    methods: dict
     definition: str
 
 

@@ -19,11 +19,12 @@ tied embeddings counted once), so every family transformers builds is counted ex
   every layer's input (``L S 4 H``, ``2 H`` under FSDP) and one layer's tensors; the bfloat16 copies that
   autocast keeps of the float32 linear weights in one process (``2`` bytes each); the logits
   ``S V (2 + 4 + 4)`` (:func:`training_activation_parts`);
-- **logits**: one chunk of ``C`` positions over the vocabulary (:data:`~ropelab.real.evaluate.LOSS_CHUNK`),
+- **logits**: one chunk of ``C`` positions over the vocabulary (``ropelab.real.evaluate.LOSS_CHUNK``),
   in the run's dtype and float32, and cross-entropy's float32 copy: ``C V (b + 8)``;
 - **KV cache** of the passkey prefill: ``2 L Hkv Dh S b`` (full layers: sliding ones are cropped back);
 - **runtime**: on the CPU the process's resident memory when the plan is made (torch and transformers
-  imported), and a GGUF's dequantised float32 copy while it loads.
+  imported); a GGUF's dequantised float32 copy ``4 P`` lives only while it loads, so it is a phase of its
+  own beside the forward's activations, not added to them.
 
 Time: ``2 P`` FLOPs per token forward plus ``2 L Hq Dh S`` for causal attention (Kaplan et al. 2020,
 sec. 2.1), three times that for a training step, at the device's measured matmul rate: a lower bound,
@@ -465,8 +466,10 @@ def plan_bytes(
     logits = min(LOSS_CHUNK, evaluation_tokens) * shape.vocab * (b + 8)
     kv = 2 * shape.layers * shape.kv_heads * shape.head_dim * kv_tokens * b
     on_host = not device.startswith("cuda")
-    runtime = (resident_bytes() if on_host else 0) + (shape.parameters * 4 if gguf and on_host else 0)
-    peak_evaluation = runtime + weights + max(activations + logits, kv + _activations(shape, 1024, b, eager))
+    runtime = resident_bytes() if on_host else 0
+    # a GGUF is dequantised to float32 while it loads, then freed: a phase of its own, before any forward
+    loading = shape.parameters * 4 if gguf and on_host else 0
+    peak_evaluation = runtime + weights + max(loading, activations + logits, kv + _activations(shape, 1024, b, eager))
     tokens = window * max(1, batch // max(1, world_size))  # this process's windows of one step
     training_activations = (
         _training_activations(

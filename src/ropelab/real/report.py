@@ -1,7 +1,7 @@
 """Write a real-model extension run: ``results.json``, ``results.csv``, ``figures/*.png`` and a
 self-contained ``report.html`` (figures embedded as base64). Every file is written atomically.
 
-The claims of issue 8 are checked on the run's own numbers (:func:`check_claims`); a claim whose
+The claims about a real model past T are checked on the run's own numbers (:func:`check_claims`); a claim whose
 numbers were not measured is "not checked", never "held".
 """
 
@@ -41,7 +41,7 @@ def _passkey_mean(entry: dict, keep) -> float | None:
 
 
 def check_claims(results: dict) -> list[dict]:
-    """The issue's claims, each ``{"claim", "check", "value", "held"}`` (``held`` None: not measured)."""
+    """The claims about the run, each ``{"claim", "check", "value", "held"}`` (``held`` None: not measured)."""
     T, N = results["trained_length"], results["target"]
     methods = results["measure"]["methods"]
     verdict = results["verdict"]
@@ -83,7 +83,7 @@ def check_claims(results: dict) -> list[dict]:
     rows, held = [], []
     for name, entry in verdict["methods"].items():
         pred, meas = entry["predicted_break"], entry["measured_break"]
-        # right: within 15% of the measured break (issue 18's tolerance), or no break predicted where none was measured
+        # right: within 15% of the measured break (the break validation's tolerance), or no break predicted where none was measured
         ok = (pred is None and meas is None) or (
             pred is not None and meas is not None and abs(pred - meas) <= 0.15 * meas
         )
@@ -103,7 +103,7 @@ def check_claims(results: dict) -> list[dict]:
 
 
 def _finetune_claims(results: dict, claim, in_ppl: float) -> None:
-    """Issue 19's fine-tune claims on the run's Table 3 (``results["finetune"]``); not checked without one."""
+    """The fine-tune claims on the run's Table 3 (``results["finetune"]``); not checked without one."""
     tuning = results.get("finetune")
     if not tuning:
         claim("PI fine-tuned rescues", "PoSE fine-tune of PI (--finetune pose)", "not run", None)
@@ -378,7 +378,7 @@ def _finetune_section(results: dict) -> list[str]:
 
 
 def write_report(results: dict, out: Path) -> Path:
-    """Write results.json, results.csv, figures/*.png and report.html into ``out``; return the report path."""
+    """Write ``results.json``, ``results.csv``, ``figures/*.png`` and ``report.html`` into ``out``; return the report path."""
     out = Path(out)
     results = normalise(results)
     results["claims"] = check_claims(results)

@@ -201,7 +201,9 @@ class Shipped:
         scaled = (
             "" if long.rope_type == "default" else f" {long.rope_type}" + (f" x{long.factor:g}" if long.factor else "")
         )
-        text = f"ships{scaled} RoPE (base {long.base:g}) for T = {self.context} tokens ({self.rule})"
+        shape = "" if long.rotary_dim == long.head_dim else f", {long.rotary_dim} of {long.head_dim} channels rotated"
+        shape += ", interleaved pairs" if long.layout == "interleaved" else ""
+        text = f"ships{scaled} RoPE (base {long.base:g}{shape}) for T = {self.context} tokens ({self.rule})"
         if self.pretrained is not None and self.pretrained != self.context:
             text += f"; pretrained at T0 = {self.pretrained} (original_max_position_embeddings)"
         if self.pretrained is None:

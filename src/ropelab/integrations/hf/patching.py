@@ -1,4 +1,5 @@
-"""Replace a model's rotary modules with ropelab adapters (:func:`patch`) and put them back (:func:`unpatch`).
+"""Replace a model's rotary modules with ropelab adapters (:func:`~ropelab.integrations.hf.patching.patch`) and put them
+back (:func:`~ropelab.integrations.hf.patching.unpatch`).
 
 :func:`patch` walks the model: every rotary module (``ROTARY_CLASS_NAME``) gets the adapter of its
 family (:mod:`ropelab.integrations.hf.families`) or, for the generic ``forward(x, position_ids[,
