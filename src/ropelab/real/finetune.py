@@ -599,8 +599,8 @@ def finetune_study(
             measurement after ``k1`` and ``k2`` steps (a rerun reuses them); refused if of another run
             (:func:`check_finetune_run`).
     Returns:
-        ``{"methods": {m: {"losses": [...], "checks": {steps: measure entry}}}, "weights": {m: state dict
-        on the CPU}}``; the model is back to its original weights.
+        ``{"methods": {m: {"losses": [...], "checks": {steps: entry}}}, "weights": {m: state dict}}``
+        (the checks are measure entries, the state dicts on the CPU); the model is back to its original weights.
     """
     from ropelab.io import atomic_write_text
     from ropelab.real.distributed import barrier, is_main_process
@@ -723,7 +723,7 @@ def add_finetune_arguments(parser) -> None:
 def finetune_settings_from_args(args, trained: int, target: int) -> tuple[FinetuneSettings | None, tuple[str, ...]]:
     """The fine-tune's settings and methods from :func:`add_finetune_arguments`' flags, checked before
     anything runs; ``(None, ())`` without ``--finetune``. Under ``torchrun`` the fine-tune must be on.
-    Unnamed methods (``finetune_methods=None``) are :data:`DEFAULT_FINETUNE_METHODS`; which of those the
+    Unnamed methods (``finetune_methods=None``) are ``DEFAULT_FINETUNE_METHODS``; which of those the
     model's RoPE can start from is the caller's to decide."""
     from ropelab.real.distributed import world_size
 

@@ -15,7 +15,7 @@ tied embeddings counted once), so every family transformers builds is counted ex
 - **activations** of one forward of ``S`` tokens in inference (the largest live set, one layer at a time):
   ``S (4 H + 3 I + 2 (Hq + 2 Hkv) Dh) b``, plus ``Hq S^2 b`` score matrices where attention is eager; of a
   training step of ``S`` tokens per process, what the fine-tune keeps for backward, measured
-  (:data:`PER_TOKEN_LAYER`): ``L S (c_H H + c_I I + 4 Hkv Dh + 4 Hq + 8)``, or with gradient checkpointing
+  (``PER_TOKEN_LAYER``): ``L S (c_H H + c_I I + 4 Hkv Dh + 4 Hq + 8)``, or with gradient checkpointing
   every layer's input (``L S 4 H``, ``2 H`` under FSDP) and one layer's tensors; the bfloat16 copies that
   autocast keeps of the float32 linear weights in one process (``2`` bytes each); the logits
   ``S V (2 + 4 + 4)`` (:func:`training_activation_parts`);
@@ -309,7 +309,7 @@ def training_activation_parts(
     """What one fine-tuning step of ``tokens`` tokens (this process's windows) holds for backward, in parts:
 
     - ``saved``: kept by the forward: every layer's tensors (with gradient checkpointing: every layer's
-      input), the final norm's and the output layer's inputs and the rotary tables (:data:`HEAD_BYTES`,
+      input), the final norm's and the output layer's inputs and the rotary tables (``HEAD_BYTES``,
       about ``S (10 H + 8 Dh)``), cross-entropy's float32 log-softmax ``4 S V``, and, in one process, the
       bfloat16 copies autocast makes of the float32 linear weights (2 bytes each; with checkpointing only
       the output layer's);
