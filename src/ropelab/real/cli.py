@@ -101,7 +101,19 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="write a model folder (weights, config.json, tokenizer) of the best method, fine-tuned if it was",
     )
-    p.add_argument("--force", action="store_true", help="let --write-config replace files in a non-empty folder")
+    p.add_argument(
+        "--write-gguf",
+        default=None,
+        metavar="FILE",
+        help="also write the best method as one GGUF for llama.cpp / Ollama, with a Modelfile beside it",
+    )
+    p.add_argument(
+        "--gguf-type",
+        choices=("auto", "source", "f16", "bf16", "f32", "q8_0"),
+        default="auto",
+        help="GGUF tensors: auto = a GGUF input's own tensors for a zero-shot method, else f16",
+    )
+    p.add_argument("--force", action="store_true", help="let --write-config / --write-gguf replace files that exist")
     p.add_argument("--out", default="ropelab-out/extend", help="folder for results.json, results.csv, report.html")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
@@ -370,6 +382,15 @@ def run_extend(args, echo=print) -> Path:
     config, rope, trained = load_config(source)  # a model without RoPE fails here, --finetune or not
     settings = _settings(args, trained)
     tuning, tuned = _tuning(args, trained, settings.target)
+    if getattr(args, "write_gguf", None):  # the GGUF hand-over's path, architecture and every candidate RoPE
+        from ropelab.real.extend import AS_IS, method_config
+        from ropelab.real.gguf_export import check_gguf_handover
+
+        candidates = {m for m in settings.methods if m != AS_IS} or {AS_IS}
+        configs = [method_config(rope, m, trained, settings.target) for m in sorted(candidates | set(tuned))]
+        check_gguf_handover(
+            args.write_gguf, args.force, config, configs, dtype=args.gguf_type, source=source, fine_tuning=bool(tuned)
+        )
     prediction = predict(
         rope, trained, settings.target, settings.methods + tuple(m for m in tuned if m not in settings.methods)
     )
@@ -493,6 +514,29 @@ def run_extend(args, echo=print) -> Path:
         )
         for line in results["handover"]["load"]:
             echo(f"  {line}")
+    if getattr(args, "write_gguf", None):
+        from ropelab.real.gguf_export import hand_over_gguf
+
+        best = decided["best"]
+        tuned_best = study is not None and best.endswith("+pose")
+        if tuned_best:
+            model.load_state_dict(study["weights"][best.removesuffix("+pose")])
+        gguf = hand_over_gguf(
+            model,
+            tokenizer,
+            config,
+            method_config(rope, best.removesuffix("+pose"), trained, settings.target),
+            args.write_gguf,
+            source=loaded.source,
+            fine_tuned=tuned_best,
+            dtype=args.gguf_type,
+            force=args.force,
+            folder=args.write_config,
+            echo=echo,
+        )
+        gguf.update(method=best, path=portable_path(gguf["path"]), modelfile=portable_path(gguf["modelfile"]))
+        results["gguf"] = gguf
+        path = write_report(results, Path(args.out))
     return path
 
 
@@ -554,6 +598,8 @@ def demo(args) -> None:
         budget_minutes=30.0,
         dtype="bfloat16",
         write_config=None,
+        write_gguf=None,
+        gguf_type="auto",
         force=False,
         out=str(out),
         device="cpu",
