@@ -192,7 +192,7 @@ def gguf_rope(cfg: RopeConfig | LayerTypeRope, arch: str = "llama") -> GgufRope:
         scaling = "linear"
         keys[rope(Keys.Rope.SCALING_FACTOR)] = (float(cfg.factor), "FLOAT32")
     elif kind == "yarn":
-        inv_freq, magnitude = rope_frequencies(cfg)
+        _, magnitude = rope_frequencies(cfg)
         factor = cfg.factor if cfg.factor is not None else cfg.max_position_embeddings / trained
         scaling = "yarn"
         keys[rope(Keys.Rope.SCALING_FACTOR)] = (float(factor), "FLOAT32")
