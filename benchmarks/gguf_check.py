@@ -1,7 +1,7 @@
 """The GGUF hand-over checked in llama.cpp itself: perplexity over [N/2, N) in ropelab and in llama.cpp.
 
 Usage: PYTHONPATH=src python benchmarks/gguf_check.py [--methods extrapolate,linear,yarn,ntk,llama3]
-       [--out benchmarks/results/gguf] [--threads 2]
+       [--gguf-type source|f16|bf16|f32|q8_0] [--out benchmarks/results/gguf] [--threads 2]
 
 On the embedded SmolLM2-135M (``load_model(None)``, T = 8192), one document of N + 1 = 2T + 1 tokens of
 the lab's validation text (``corpus_documents``: the same tokens ``ropelab extend`` evaluates):
@@ -70,10 +70,11 @@ def table(results: dict) -> str:
         "",
         f"One document of {results['document_tokens']:,} tokens ({results['documents_source']}); perplexity over "
         "[N/2, N) of the same token ids; ropelab: `token_losses` in float32; llama.cpp: llama-cpp-python "
-        f"{results['llama_cpp_python']} on the written GGUF (source tensors copied), n_ctx = N, default context.",
+        f"{results['llama_cpp_python']} on the written GGUF, n_ctx = N, default context (tensors: 'source' = the "
+        "embedded GGUF's own, copied byte for byte).",
         "",
-        "| row | N | range | ropelab ppl | llama.cpp ppl | ratio | max abs per-token loss gap | keys written |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "| row | N | range | tensors | ropelab ppl | llama.cpp ppl | ratio | max abs per-token loss gap | keys written |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in results["rows"]:
         if "ratio" not in row:
@@ -83,7 +84,8 @@ def table(results: dict) -> str:
             for k, v in row["keys"].items()
         )
         lines.append(
-            f"| {row['row']} | {row['n_ctx']} | {row['range']} | {row['ropelab_ppl']:.4f} | {row['llama_cpp_ppl']:.4f} "
+            f"| {row['row']} | {row['n_ctx']} | {row['range']} | {row['gguf_dtype']} | {row['ropelab_ppl']:.4f} "
+            f"| {row['llama_cpp_ppl']:.4f} "
             f"| {row['ratio']:.5f} | {row['max_abs_loss_gap']:.3f} | {keys} |"
         )
     held = all(abs(r["ratio"] - 1) <= TOLERANCE for r in results["rows"] if "ratio" in r)
@@ -97,6 +99,9 @@ def main(argv=None) -> int:
     parser.add_argument("--methods", default="extrapolate,linear,yarn")
     parser.add_argument("--out", default="benchmarks/results/gguf")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--gguf-type", default="source", help="source (the embedded GGUF's tensors, default), f16, bf16, f32 or q8_0"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -129,6 +134,8 @@ def main(argv=None) -> int:
     cache: dict = {}
     scratch = Path(tempfile.mkdtemp(prefix="gguf-check-"))
     for row in rows([m.strip() for m in args.methods.split(",") if m.strip()], T):
+        if args.gguf_type != "source":
+            row["row"] += f" ({args.gguf_type})"
         key = (row["row"], row["n_ctx"])
         if key in done:
             results["rows"].append(done[key])
@@ -145,6 +152,7 @@ def main(argv=None) -> int:
             loaded.model.config,
             cfg,
             scratch / f"{method}-{n_ctx}.gguf",
+            dtype=args.gguf_type,
             source_gguf=embedded_gguf(),
             force=True,
         )
