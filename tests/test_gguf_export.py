@@ -421,6 +421,27 @@ def test_a_gguf_input_hands_over_its_own_tensors(llama, ids, tmp_path):
     ours, theirs = _ropelab(source, cfg, ids), llama_cpp_token_losses(record["path"], ids, N)
     assert (theirs - ours).abs().max().item() < 0.5  # Q8_0 kernels quantize activations to 8 bits as well
     assert _ppl(theirs[T:]) == pytest.approx(_ppl(ours[T:]), rel=0.02)
+    # fine-tuned weights of a GGUF input: the model's tensors (q and k back to interleaved rows), the source's
+    # tokenizer and sizes
+    with torch.no_grad():
+        source.model.model.layers[0].self_attn.q_proj.weight.mul_(1.5)
+    tuned = hand_over_gguf(
+        source.model,
+        source.tokenizer,
+        source.model.config,
+        cfg,
+        tmp_path / "out" / "tuned.gguf",
+        source=source.source,
+        fine_tuned=True,
+        dtype="f32",
+        force=True,
+        echo=lambda line: None,
+    )
+    reader = gguf.GGUFReader(tuned["path"])
+    assert tuned["dtype"] == "f32" and reader.fields["tokenizer.ggml.pre"].contents() == "gpt-2"
+    assert reader.fields["general.file_type"].contents() == 0
+    ours, theirs = _ropelab(source, cfg, ids), llama_cpp_token_losses(tuned["path"], ids, N)
+    assert (theirs - ours).abs().max().item() < TOKEN_GAP
 
 
 @pytest.mark.slow
