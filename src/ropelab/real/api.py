@@ -73,6 +73,8 @@ class ExtendOptions:
     lora_trainable: tuple[str, ...] = LoraSettings.trainable
     gradient_checkpointing: bool = False
     write_config: str | None = None
+    write_gguf: str | None = None
+    gguf_type: str = "auto"
     force: bool = False
     out: str | None = "ropelab-out/extend"
     device: str = "cpu"
@@ -334,6 +336,15 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     plan, weights_dtype = _plan(options, config, source, settings, tuning, tuned, shipped)
     for line in plan.lines():
         echo(line)
+    if options.write_gguf:  # the GGUF hand-over's path, architecture and every candidate RoPE, before any load
+        from ropelab.real.gguf_export import check_gguf_handover
+
+        candidates = {m for m in settings.methods if m != "extrapolate"} or {"extrapolate"}
+        configs = [shipped.method_config(m, settings.target) for m in sorted(candidates | set(tuned))]
+        check_gguf_handover(
+            options.write_gguf, options.force, config, configs, dtype=options.gguf_type, source=source,
+            fine_tuning=bool(tuned),
+        )
     result = ExtendResult(source["name"], shipped, trained, settings.target, plan)
     if not plan.fits:
         raise RealModelError(
@@ -477,6 +488,29 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
         echo(f"wrote a model folder with {best}'s rope_parameters in {options.write_config}; load it with:")
         for line in results["handover"]["load"]:
             echo(f"  {line}")
+    if options.write_gguf:
+        from ropelab.real.gguf_export import hand_over_gguf
+
+        best = decided["best"]
+        tuned_best = study is not None and best.endswith("+pose")
+        if tuned_best:
+            model.load_state_dict(study["weights"][best.removesuffix("+pose")])
+        gguf = hand_over_gguf(
+            model,
+            tokenizer,
+            config,
+            shipped.method_config(best.removesuffix("+pose"), settings.target),
+            options.write_gguf,
+            source=loaded.source,
+            fine_tuned=tuned_best,
+            dtype=options.gguf_type,
+            force=options.force,
+            folder=options.write_config,
+            echo=echo,
+        )
+        gguf.update(method=best, path=portable_path(gguf["path"]), modelfile=portable_path(gguf["modelfile"]))
+        results["gguf"] = gguf
+        path = write_report(results, Path(options.out)) if options.out else None
     result.prediction, result.measurements, result.finetune = prediction, measured, finetune
     result.verdict = Verdict(
         decided["best"], decided.get("reason", ""), decided["in_context_ppl"], decided["methods"], decided["definition"]

@@ -77,7 +77,19 @@ def register(subparsers) -> None:
         metavar="DIR",
         help="write a model folder (weights, config.json, tokenizer) of the best method, fine-tuned if it was",
     )
-    p.add_argument("--force", action="store_true", help="let --write-config replace files in a non-empty folder")
+    p.add_argument(
+        "--write-gguf",
+        default=None,
+        metavar="FILE",
+        help="also write the best method as one GGUF for llama.cpp / Ollama, with a Modelfile beside it",
+    )
+    p.add_argument(
+        "--gguf-type",
+        choices=("auto", "source", "f16", "bf16", "f32", "q8_0"),
+        default="auto",
+        help="GGUF tensors: auto = a GGUF input's own tensors for a zero-shot method, else f16",
+    )
+    p.add_argument("--force", action="store_true", help="let --write-config / --write-gguf replace files that exist")
     p.add_argument("--out", default="ropelab-out/extend", help="folder for results.json, results.csv, report.html")
     p.add_argument("--device", default="cpu")
     p.add_argument(

@@ -128,10 +128,14 @@ class Settings:
             )
 
 
-def method_config(shipped: Shipped, method: str, trained: int, target: int) -> RopeConfig | LayerTypeRope:
+def method_config(
+    shipped: Shipped | RopeConfig, method: str, trained: int, target: int
+) -> RopeConfig | LayerTypeRope:
     """The RoPE ``method`` runs with to ``target`` tokens (:meth:`Shipped.method_config`: as shipped for
     ``AS_IS``; otherwise from the pretraining RoPE, replacing the shipped scaling). ``trained`` is ``T``,
-    checked against the model's."""
+    checked against the model's. A bare :class:`RopeConfig` is read as a model shipped with it."""
+    if isinstance(shipped, RopeConfig):
+        shipped = Shipped.from_rope(shipped)
     if trained != shipped.context:
         raise ValueError(f"trained={trained} is not the model's T={shipped.context}")
     return shipped.method_config(method, target)
