@@ -342,7 +342,12 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
         candidates = {m for m in settings.methods if m != "extrapolate"} or {"extrapolate"}
         configs = [shipped.method_config(m, settings.target) for m in sorted(candidates | set(tuned))]
         check_gguf_handover(
-            options.write_gguf, options.force, config, configs, dtype=options.gguf_type, source=source,
+            options.write_gguf,
+            options.force,
+            config,
+            configs,
+            dtype=options.gguf_type,
+            source=source,
             fine_tuning=bool(tuned),
         )
     result = ExtendResult(source["name"], shipped, trained, settings.target, plan)
