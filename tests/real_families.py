@@ -52,6 +52,8 @@ FAMILIES = {
     "cohere (interleaved)": ("zoo:cohere", None, {}),
     "gpt-neox (fused qkv)": ("zoo:gpt_neox", None, {}),
     "glm4": ("zoo:glm4", None, {}),
+    # a GGUF file other than the embedded one: the Mistral build written by ropelab's GGUF writer (F32)
+    "gguf file (llama arch)": ("gguf:mistral-7b-v0.3", None, {}),
 }
 ZOO_CONTEXT = 512  # zoo families: max_position_embeddings set to this (their defaults are 2k-128k)
 WEIGHT_STD = 0.08  # random weights wide enough that the RoPE visibly moves the logits, small enough for float32 angles
@@ -76,6 +78,10 @@ def family_config(name: str, vocab: int) -> tuple[object, str]:
     from transformers import CONFIG_MAPPING
 
     entry, shrink, extra = FAMILIES[name]
+    if entry.startswith("gguf:"):
+        inner = next(n for n, (e, _, _) in FAMILIES.items() if e == entry[5:])
+        config, source = family_config(inner, vocab)
+        return config, f"{source}, written as a GGUF"
     extra = {k: v for k, v in extra.items() if k != "bos"}
     if entry.startswith("zoo:"):
         model_type = entry[4:]
@@ -107,11 +113,22 @@ def family_config(name: str, vocab: int) -> tuple[object, str]:
 
 
 def build_family(name: str, folder: Path, seed: int = 0) -> Path:
-    """Save a tiny random model of family ``name`` with its tokenizer in ``folder``."""
+    """Save a tiny random model of family ``name`` with its tokenizer in ``folder``; a GGUF family is
+    that folder's model written as ``folder/model.gguf`` (the returned path)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    _, _, extra = FAMILIES[name]
+    entry, _, extra = FAMILIES[name]
+    if entry.startswith("gguf:"):
+        from ropelab.real.gguf_export import write_gguf
+        from ropelab.real.load import load_model
+
+        inner = next(n for n, (e, _, _) in FAMILIES.items() if e == entry[5:])
+        loaded = load_model(str(build_family(inner, folder / "source", seed)))
+        path, _ = write_gguf(
+            loaded.model, loaded.tokenizer, loaded.model.config, loaded.rope.as_is, folder / "model.gguf", dtype="f32"
+        )
+        return path
     tokenizer = byte_tokenizer(folder, bos=extra.get("bos", False))
     config, _ = family_config(name, len(tokenizer) + 16)  # padded, as real vocabularies are
     torch.manual_seed(seed)
@@ -156,7 +173,8 @@ def run_family(name: str, folder: Path, steps: int = 2) -> dict:
 
     started = time.perf_counter()
     model_folder = build_family(name, folder / "model")
-    config, source = family_config(name, len(AutoTokenizer.from_pretrained(model_folder)))
+    tokenizer_folder = model_folder.parent / "source" if model_folder.suffix == ".gguf" else model_folder
+    config, source = family_config(name, len(AutoTokenizer.from_pretrained(tokenizer_folder)) + 16)
     context = _context(config)
     row = {"family": name, "source": source}
     try:

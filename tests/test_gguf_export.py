@@ -261,7 +261,9 @@ def test_write_gguf_refuses_a_bad_request_and_writes_nothing(llama, tmp_path):
     with pytest.raises(RealModelError, match="'dynamic'"):
         write_gguf(llama.model, llama.tokenizer, llama.model.config, dynamic, tmp_path / "d.gguf")
     with pytest.raises(RealModelError, match="not read from a GGUF"):
-        write_gguf(llama.model, llama.tokenizer, llama.model.config, llama.rope, tmp_path / "s.gguf", dtype="source")
+        write_gguf(
+            llama.model, llama.tokenizer, llama.model.config, llama.rope.as_is, tmp_path / "s.gguf", dtype="source"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -399,7 +401,7 @@ def test_a_gguf_input_hands_over_its_own_tensors(llama, ids, tmp_path):
     tensors byte for byte and the method's metadata, agrees with ropelab in llama.cpp."""
     needs_llama_cpp()
     first, _ = write_gguf(
-        llama.model, llama.tokenizer, llama.model.config, llama.rope, tmp_path / "source.gguf", dtype="q8_0"
+        llama.model, llama.tokenizer, llama.model.config, llama.rope.as_is, tmp_path / "source.gguf", dtype="q8_0"
     )
     source = load_model(str(first))
     cfg = method_config(source.rope, "linear", T, N)

@@ -491,7 +491,7 @@ def write_gguf(
             (fine-tuned weights). Default: ``"source"`` with a ``source_gguf``, else ``"f16"``.
         source_gguf: the GGUF ``model`` was read from: its tokenizer and metadata are copied.
     Returns:
-        the path and a record: ``{"architecture", "dtype", "keys": {...}, "tensors": n, "notes": [...]}``.
+        ``(path, record)``, the record being ``{"architecture", "dtype", "keys": {...}, "tensors": n, "notes": [...]}``.
     Raises:
         RealModelError: a bad path, architecture, RoPE or tokenizer (nothing is written).
     """

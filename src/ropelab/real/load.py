@@ -155,11 +155,15 @@ def attention_implementation(model_class) -> str:
 
 
 def check_vocabulary(config: Any, tokenizer, name: str) -> None:
-    """A tokenizer whose ids reach past the model's embedding contradicts the model: one line."""
+    """A tokenizer whose base vocabulary reaches past the model's embedding contradicts the model: one line.
+
+    The base vocabulary (``tokenizer.vocab_size``) is what ordinary text encodes to; special tokens a
+    loader adds on top (transformers' GGUF reader adds an end-of-text token) are not counted."""
     vocab = getattr(config, "vocab_size", None)
-    if isinstance(vocab, int) and len(tokenizer) > vocab:
+    base = getattr(tokenizer, "vocab_size", None) or len(tokenizer)
+    if isinstance(vocab, int) and base > vocab:
         raise RealModelError(
-            f"--model {name!r} is invalid: its tokenizer has {len(tokenizer)} tokens but the config's vocab_size is "
+            f"--model {name!r} is invalid: its tokenizer has {base} tokens but the config's vocab_size is "
             f"{vocab}, so some token ids have no embedding"
         )
 

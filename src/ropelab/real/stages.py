@@ -128,9 +128,7 @@ class Settings:
             )
 
 
-def method_config(
-    shipped: Shipped | RopeConfig, method: str, trained: int, target: int
-) -> RopeConfig | LayerTypeRope:
+def method_config(shipped: Shipped | RopeConfig, method: str, trained: int, target: int) -> RopeConfig | LayerTypeRope:
     """The RoPE ``method`` runs with to ``target`` tokens (:meth:`Shipped.method_config`: as shipped for
     ``AS_IS``; otherwise from the pretraining RoPE, replacing the shipped scaling). ``trained`` is ``T``,
     checked against the model's. A bare :class:`RopeConfig` is read as a model shipped with it."""
