@@ -35,10 +35,10 @@ import torch
 from ropelab.frequencies import yarn_mscale
 from ropelab.io import atomic_write_text
 from ropelab.real.evaluate import corpus_documents, token_losses, use_rope
-from ropelab.real.stages import method_config
 from ropelab.real.gguf_export import write_gguf
 from ropelab.real.llama_cpp_eval import llama_cpp_log, llama_cpp_token_losses
 from ropelab.real.load import embedded_gguf, load_model
+from ropelab.real.stages import method_config
 
 TOLERANCE = 0.01  # the criterion: llama.cpp's perplexity within 1% of ropelab's
 # A control row: YaRN's GGUF written as if llama.cpp still applied the temperature once (attn_factor = 1 + 0.1 ln s,

@@ -26,7 +26,6 @@ from ropelab.config import RopeConfig  # noqa: E402
 from ropelab.errors import RealModelError  # noqa: E402
 from ropelab.frequencies import rope_frequencies  # noqa: E402
 from ropelab.real.evaluate import corpus_documents, token_losses, use_rope  # noqa: E402
-from ropelab.real.stages import method_config  # noqa: E402
 from ropelab.real.gguf_export import (  # noqa: E402
     check_gguf_path,
     gguf_architecture,
@@ -38,6 +37,7 @@ from ropelab.real.gguf_export import (  # noqa: E402
 )
 from ropelab.real.llama_cpp_eval import llama_cpp_available, llama_cpp_token_losses  # noqa: E402
 from ropelab.real.load import load_model  # noqa: E402
+from ropelab.real.stages import method_config  # noqa: E402
 
 T, N = 64, 128
 METHODS = ("extrapolate", "linear", "ntk", "yarn", "llama3")
