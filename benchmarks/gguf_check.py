@@ -183,11 +183,11 @@ def main(argv=None) -> int:
                 "mean_abs_loss_gap": (theirs - ours).abs().mean().item(),
                 "keys": record["keys"],
                 "gguf_dtype": record["dtype"],
-                "llama_cpp_read": [
+                "llama_cpp_read": [  # what llama.cpp logged of the RoPE it read (no file paths)
                     line.strip()
                     for line in llama_cpp_log()
-                    if any(w in line for w in ("rope", "yarn", "freq_", "n_ctx"))
-                ][:16],
+                    if any(w in line for w in ("rope", "yarn", "freq_", "n_ctx")) and "loaded meta data" not in line
+                ][:32],
                 "ropelab_seconds": ropelab_seconds,
                 "llama_cpp_seconds": llama_seconds,
             }
