@@ -363,7 +363,8 @@ def verdict(prediction: dict, measured: dict, trained: int, settings: Settings) 
         reason = f"passkey at {max(settings.passkey_lengths)} within 0.1 of the best ({top:.2f}): {', '.join(kept)}; "
         candidates = kept
     best = min(candidates, key=lambda m: per_method[m]["ppl_past_T"])
-    reason += f"lowest perplexity over [T, N) among them: {best} ({per_method[best]['ppl_past_T']:.2f})"
+    among = " among them" if reason else ""
+    reason += f"lowest perplexity over [T, N){among}: {best} ({per_method[best]['ppl_past_T']:.2f})"
     return {
         "reason": reason,
         "definition": f"first {settings.bin_width}-token bin at or after T whose loss smoothed over 4 bins, and the next "
