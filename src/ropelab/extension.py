@@ -14,26 +14,10 @@ This is the single place that turns "extend this model ``factor`` times with met
 
 from __future__ import annotations
 
-from ropelab.config import RopeConfig
+from ropelab.config import _SCALING_KEYS, RopeConfig
 from ropelab.errors import RopeConfigError
 
 __all__ = ["EXTENSION_METHODS", "LLAMA3_LOW_FREQ_FACTOR", "LLAMA3_HIGH_FREQ_FACTOR", "extension_config"]
-
-#: Every field of a RopeConfig that belongs to a scaling (cleared to get the unscaled RoPE).
-SCALING_FIELDS = (
-    "factor",
-    "original_max_position_embeddings",
-    "low_freq_factor",
-    "high_freq_factor",
-    "beta_fast",
-    "beta_slow",
-    "mscale",
-    "mscale_all_dim",
-    "attention_factor",
-    "truncate",
-    "short_factor",
-    "long_factor",
-)
 
 #: The context-extension methods :func:`extension_config` builds (``extrapolate`` is the model as it is).
 EXTENSION_METHODS = ("extrapolate", "linear", "ntk", "dynamic", "yarn", "llama3")
@@ -61,7 +45,9 @@ def extension_config(base: RopeConfig, method: str, trained_length: int, factor:
         raise RopeConfigError(f"factor={factor} is invalid: expected a number >= 1")
     if isinstance(trained_length, bool) or not isinstance(trained_length, int) or trained_length <= 0:
         raise RopeConfigError(f"trained_length={trained_length!r} is invalid: expected a positive integer")
-    plain = base.replace(rope_type="default", max_position_embeddings=trained_length, **dict.fromkeys(SCALING_FIELDS))
+    plain = base.replace(
+        rope_type="default", max_position_embeddings=trained_length, **dict.fromkeys(_SCALING_KEYS)
+    )  # every scaling field cleared
     if method == "extrapolate":
         return plain
     if method == "dynamic":
