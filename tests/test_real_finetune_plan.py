@@ -15,57 +15,20 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
+from real_families import PUBLISHED as PUBLISHED_CONFIGS  # noqa: E402
+
 from ropelab.real.finetune import LoraSettings, _attach_lora, _checkpointing, window_logits  # noqa: E402
 from ropelab.real.plan import GIB, finetune_bytes, model_shape, plan_bytes, plan_run  # noqa: E402
 
-# config.json as published (hf.co/meta-llama/Llama-3.1-8B, hf.co/Qwen/Qwen2.5-7B), the keys that shape the model
-PUBLISHED = {
-    "Llama-3.1-8B": dict(
-        model_type="llama",
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        vocab_size=128256,
-        max_position_embeddings=131072,
-        rope_theta=500000.0,
-        rope_scaling={
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 8192,
-            "rope_type": "llama3",
-        },
-        rms_norm_eps=1e-05,
-        tie_word_embeddings=False,
-        attention_bias=False,
-        mlp_bias=False,
-    ),
-    "Qwen2.5-7B": dict(
-        model_type="qwen2",
-        hidden_size=3584,
-        intermediate_size=18944,
-        num_hidden_layers=28,
-        num_attention_heads=28,
-        num_key_value_heads=4,
-        vocab_size=152064,
-        max_position_embeddings=131072,
-        rope_theta=1000000.0,
-        rms_norm_eps=1e-06,
-        sliding_window=131072,
-        use_sliding_window=False,
-        max_window_layers=28,
-        tie_word_embeddings=False,
-    ),
-}
+# config.json as published: the one copy in tests/data/published_configs.json (sources named there)
+PUBLISHED = {"Llama-3.1-8B": "llama-3.1-8b", "Qwen2.5-7B": "qwen2.5-7b"}
 PARAMETERS = {"Llama-3.1-8B": 8_030_261_248, "Qwen2.5-7B": 7_615_616_512}  # the model cards' counts
 
 
 def published(name: str):
     from transformers import AutoConfig
 
-    values = dict(PUBLISHED[name])
+    values = dict(PUBLISHED_CONFIGS[PUBLISHED[name]]["config"])
     return AutoConfig.for_model(values.pop("model_type"), **values)
 
 
