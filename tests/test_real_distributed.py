@@ -1,7 +1,8 @@
 """The real-model fine-tune across 2 processes under ``torchrun`` (gloo, CPU) on a tiny random Llama:
 FSDP2 follows one process's loss curve and hands over the same weights, a run killed mid-way resumes
 to the same result, its sharded checkpoint resumes in one process, mixed precision computes in
-bfloat16 over float32 master weights, and bad input under torchrun exits 2 before joining."""
+bfloat16 over float32 master weights, bad input under torchrun exits 2 before joining, and the whole
+``ropelab extend --finetune pose`` under torchrun hands over what rank 0 measured."""
 
 from __future__ import annotations
 
@@ -177,3 +178,38 @@ def test_every_process_of_a_torchrun_with_the_finetune_off_exits_2_before_joinin
             "ropelab extend: error: --finetune none is invalid under torchrun (2 processes)"
         )
     assert not out.exists()
+
+
+def test_extend_under_torchrun_follows_one_process_and_hands_over_what_rank_0_measured(folder, tmp_path):
+    """The whole ``ropelab extend --finetune pose`` under torchrun (FSDP2 over 2 processes, the step's 2 windows
+    split between them): rank 0 alone prints and writes; the loss curve is one process's up to FSDP's bfloat16
+    all-gather (the fine-tune computes under bfloat16 autocast in both); the folder handed over is the weights
+    gathered on rank 0, which plain ``from_pretrained`` reloads with the perplexities rank 0 measured."""
+    from real_families import _ppl_ranges
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ropelab.cli import main
+
+    def argv(out: Path) -> list[str]:
+        return [
+            *("extend", "--model", str(folder), "--bin", "16", "--methods", "linear", "--passkey-keys", "0"),
+            *("--finetune", "pose", "--finetune-methods", "linear", "--finetune-steps", "2"),
+            *("--finetune-window", "32", "--finetune-batch", "2", "--finetune-lr", "3e-3", "--dtype", "float32"),
+            *("--write-config", str(out / "handed"), "--out", str(out / "run"), "--quiet"),
+        ]
+
+    done = torchrun("ropelab.cli", *argv(tmp_path / "two"), module=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("Plan on cpu") == 1 and done.stdout.count("report: ") == 1  # rank 0 only
+    assert main(argv(tmp_path / "one")) == 0
+    two, one = (json.loads((tmp_path / n / "run" / "results.json").read_text()) for n in ("two", "one"))
+    assert two["finetune"]["loss"]["linear"] == pytest.approx(one["finetune"]["loss"]["linear"], rel=1e-3)
+    assert two["verdict"]["best"] == "linear+pose"
+    handed = tmp_path / "two" / "handed"
+    original = load_file(folder / "model.safetensors")
+    assert any(not torch.equal(w, original[n]) for n, w in load_file(handed / "model.safetensors").items())
+    reloaded = AutoModelForCausalLM.from_pretrained(handed, dtype=torch.float32).eval()
+    theirs = _ppl_ranges(reloaded, AutoTokenizer.from_pretrained(handed), two["measure"]["length"], TRAINED)
+    ours = two["measure"]["methods"]["linear+pose"]["ppl_ranges"]
+    assert set(theirs) == set(ours) and all(theirs[k] == pytest.approx(ours[k], rel=1e-4) for k in ours)

@@ -307,18 +307,27 @@ def _training_kind(tuning) -> str:
     return "lora" if tuning.lora is not None else "fsdp" if world_size() > 1 else "full"
 
 
+def _silent(line: str) -> None:
+    """An ``echo`` that prints nothing."""
+
+
 def run(options: ExtendOptions, echo=print) -> ExtendResult:
     """:func:`extend` on an :class:`ExtendOptions`. Nothing is written before the end but the fine-tune's
-    checkpoints (``out``/checkpoints, atomic, resumed from by a rerun)."""
+    checkpoints (``out``/checkpoints, atomic, resumed from by a rerun). Under ``torchrun`` every process
+    runs this: the fine-tune runs across all of them, rank 0 alone prints, measures and writes, and the
+    other ranks return the result as planned (no measurements)."""
     import torch
 
     from ropelab.io import portable_path
+    from ropelab.real.distributed import is_main_process, local_device
     from ropelab.real.handover import check_output_folder, load_lines, write_model_folder
     from ropelab.real.load import load_config, load_model, resolve
     from ropelab.real.report import write_report
     from ropelab.real.stages import hf_config, measure, predict, verdict
 
     started = time.perf_counter()
+    if not is_main_process():  # under torchrun, rank 0 alone prints, measures and writes
+        echo = _silent
     if options.threads:
         torch.set_num_threads(max(1, options.threads))
     if options.write_config:
@@ -364,8 +373,6 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     layer_types = _layer_types_text(shipped)
     if layer_types:
         echo(layer_types)
-    from ropelab.real.distributed import is_main_process, local_device
-
     loaded = load_model(options.model, local_device(options.device), weights_dtype)  # cuda:LOCAL_RANK under torchrun
     model, tokenizer = loaded.model, loaded.tokenizer
     from ropelab.real.evaluate import corpus_documents, passkey_tokens
@@ -402,7 +409,7 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
         BarColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        disable=options.quiet,
+        disable=options.quiet or not is_main_process(),
         transient=False,
     ) as progress:
         bar = progress.add_task("extend", total=total)
@@ -416,7 +423,8 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
                 description=label,
             )
 
-        measured = measure(model, tokenizer, shipped, trained, settings, tick=tick)
+        # under torchrun the other ranks only train (the fine-tune is on there: refused otherwise)
+        measured = measure(model, tokenizer, shipped, trained, settings, tick=tick) if is_main_process() else None
         finetune = study = None
         if tuned:
             from ropelab.real.finetune import finetune_study

@@ -86,7 +86,10 @@ def _grouped() -> bool:
 
 
 def rank() -> int:
-    return dist.get_rank() if _grouped() else 0
+    """This process's rank: the group's, else ``torchrun``'s ``RANK`` before joining (0 outside ``torchrun``)."""
+    if _grouped():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
 
 
 def is_main_process() -> bool:
