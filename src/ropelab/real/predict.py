@@ -14,7 +14,7 @@ from ropelab.analysis.breaks import BreakPrediction, predict_breaks
 from ropelab.config import RopeConfig
 from ropelab.errors import RealModelError
 
-__all__ = ["gather_qk", "sample_positions", "predict_real", "PROBE_LENGTH", "QUERIES", "KEYS"]
+__all__ = ["gather_qk", "sample_positions", "predict_real", "PROBE_LENGTH", "QUERIES", "KEYS", "PER_HEAD_QKV"]
 
 PROBE_LENGTH = 2048  # tokens of text the q and k come from (at most T)
 QUERIES, KEYS = 16, 16  # positions sampled for queries and keys (16 x 16 pairs per head; 30 x 9 heads in SmolLM2)
@@ -27,34 +27,54 @@ def sample_positions(length: int, count: int, seed: int, *, start: int = 0) -> t
     return pool[torch.randperm(pool.numel(), generator=generator)[:count]].sort().values
 
 
+# model_type -> the fused projection whose output holds ``[q | k | v]`` per head (``[S, H, 3 Dh]``)
+PER_HEAD_QKV = {"gpt_neox": "query_key_value"}
+
+
 def _attention_modules(model) -> list:
+    fused = PER_HEAD_QKV.get(getattr(model.config, "model_type", None))
     layers = [
         m
         for name, m in model.named_modules()
-        if name.endswith("self_attn") and (hasattr(m, "k_proj") or hasattr(m, "qkv_proj"))
+        if (name.endswith("self_attn") and (hasattr(m, "k_proj") or hasattr(m, "qkv_proj")))
+        or (fused is not None and name.endswith("attention") and isinstance(getattr(m, fused, None), torch.nn.Linear))
     ]
     if not layers:
         raise RealModelError(
-            f"{type(model).__name__} is unsupported by the predictor: no self_attn modules with q_proj / k_proj "
-            "or a fused qkv_proj to read q and k from"
+            f"{type(model).__name__} is unsupported by the predictor: no self_attn modules with q_proj / k_proj, "
+            "a fused qkv_proj, or GPT-NeoX's query_key_value to read q and k from"
         )
     return layers
 
 
 def _sources(attention, head_dim: int) -> dict[str, tuple]:
-    """Where q and k are read: ``kind -> (module, channel slice)``. A per-head ``q_norm`` / ``k_norm``
-    output where the model normalises them (Qwen3, Gemma 3), else the projection; a fused ``qkv_proj``
-    (Phi-3) holds ``[q heads | kv heads | kv heads]`` along its output channels."""
+    """Where q and k are read: ``kind -> (module, take)``, ``take`` mapping the module's output ``[S, C]``
+    (or ``[S, H, Dh]``) to ``[S, H, Dh]``. A per-head ``q_norm`` / ``k_norm`` output where the model
+    normalises them (Qwen3, Gemma 3), else the projection; a fused ``qkv_proj`` (Phi-3) holds
+    ``[q heads | kv heads | kv heads]`` along its output channels, GPT-NeoX's ``query_key_value``
+    ``[q | k | v]`` within each head."""
+    config = getattr(attention, "config", None)
+    fused = PER_HEAD_QKV.get(getattr(config, "model_type", None))
+    if fused is not None and hasattr(attention, fused):
+        module = getattr(attention, fused)
+
+        def per_head(part: int):
+            return lambda x: x.reshape(x.shape[0], -1, 3 * head_dim)[..., part * head_dim : (part + 1) * head_dim]
+
+        return {"q": (module, per_head(0)), "k": (module, per_head(1))}
     if hasattr(attention, "qkv_proj"):
-        config = attention.config
         q_width = config.num_attention_heads * head_dim
-        kv_width = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        k_slice = slice(q_width, q_width + kv_width * head_dim)
-        return {"q": (attention.qkv_proj, slice(0, q_width)), "k": (attention.qkv_proj, k_slice)}
+        kv_width = (getattr(config, "num_key_value_heads", None) or config.num_attention_heads) * head_dim
+
+        def channels(start: int, width: int):
+            return lambda x: x[..., start : start + width].reshape(x.shape[0], -1, head_dim)
+
+        return {"q": (attention.qkv_proj, channels(0, q_width)), "k": (attention.qkv_proj, channels(q_width, kv_width))}
     out = {}
     for kind in ("q", "k"):
         norm = getattr(attention, f"{kind}_norm", None)
-        out[kind] = (norm, None) if norm is not None else (getattr(attention, f"{kind}_proj"), None)
+        module = norm if norm is not None else getattr(attention, f"{kind}_proj")
+        out[kind] = (module, lambda x: x.reshape(x.shape[0], -1, head_dim))
     return out
 
 
@@ -80,13 +100,11 @@ def gather_qk(
     for index, attention in enumerate(_attention_modules(model)):
         sources = _sources(attention, head_dim)
         for kind, at in (("q", q_at), ("k", k_at)):
-            module, channels = sources[kind]
+            module, take = sources[kind]
 
-            def hook(_module, _inputs, output, index=index, kind=kind, at=at, channels=channels):
-                x = output[0].detach().float()  # [S, H*Dh] or [S, H, Dh] (after a per-head norm)
-                if channels is not None:  # one part of a fused projection
-                    x = x[..., channels]
-                captured[index, kind] = x.reshape(S, -1, head_dim)[at.to(x.device)].transpose(0, 1).cpu()
+            def hook(_module, _inputs, output, index=index, kind=kind, at=at, take=take):
+                x = take(output[0].detach().float())  # [S, H, Dh]
+                captured[index, kind] = x[at.to(x.device)].transpose(0, 1).cpu()
 
             handles.append(module.register_forward_hook(hook))
     body = model.get_decoder() if hasattr(model, "get_decoder") and model.get_decoder() is not None else model
