@@ -68,7 +68,8 @@ def register(subparsers) -> None:
         "--dtype",
         choices=("bfloat16", "float32"),
         default="bfloat16",
-        help="forwards under bfloat16 autocast (default; benchmarks/real_speed.py) or in float32",
+        help="evaluation forwards under bfloat16 autocast (default; benchmarks/real_speed.py) or in float32; "
+        "the fine-tune always computes under bfloat16 autocast over float32 master weights",
     )
     add_finetune_arguments(p)
     p.add_argument(
