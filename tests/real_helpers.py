@@ -5,6 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def extend_refuses(capsys, out: Path, argv: list[str], *needles: str) -> str:
+    """``ropelab extend ARGV --out OUT --quiet`` exits 2 with one error line that holds every one of
+    ``needles``, and writes nothing at ``out``; returns that line."""
+    from ropelab.cli import main
+
+    capsys.readouterr()  # drop what building the fixtures printed
+    code = main(["extend", *argv, "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("ropelab extend: error:"), err
+    for needle in needles:
+        assert needle in err, err
+    assert not out.exists()
+    return err
+
+
 def byte_tokenizer(folder: Path, bos: bool = False):
     """A byte-level BPE tokenizer with a few merges, saved in ``folder``; ``bos``: it puts ``<s>`` before
     every text, as Llama 3's and Gemma's tokenizers put theirs."""

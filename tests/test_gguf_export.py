@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("transformers")
 gguf = pytest.importorskip("gguf")
 
-from real_helpers import byte_tokenizer, tiny_gemma3  # noqa: E402
+from real_helpers import byte_tokenizer, extend_refuses, tiny_gemma3  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 from ropelab.config import RopeConfig  # noqa: E402
@@ -294,16 +294,7 @@ def test_serving_lines_and_modelfile(llama, tmp_path):
 
 
 def _cli_fails(capsys, tmp_path, argv, *needles):
-    out = tmp_path / "out"
-    capsys.readouterr()
-    code = main(["extend", *argv, "--out", str(out), "--bin", "16", "--passkey-keys", "0", "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("ropelab extend: error:"), err
-    for needle in needles:
-        assert needle in err, err
-    assert not out.exists()
-    return err
+    return extend_refuses(capsys, tmp_path / "out", [*argv, "--bin", "16", "--passkey-keys", "0"], *needles)
 
 
 def test_cli_refuses_a_gguf_path_whose_folder_does_not_exist(llama, tmp_path, capsys):

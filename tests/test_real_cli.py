@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from real_helpers import tiny_gpt2, tiny_llama  # noqa: E402
+from real_helpers import extend_refuses, tiny_gpt2, tiny_llama  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 
@@ -22,16 +22,7 @@ def llama(tmp_path_factory):
 
 
 def _fails(capsys, tmp_path, argv, *needles):
-    out = tmp_path / "out"
-    capsys.readouterr()  # drop what building the fixture printed
-    code = main(["extend", *argv, "--out", str(out), "--bin", "16", "--passkey-lengths", "128,256", "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("ropelab extend: error:"), err
-    for needle in needles:
-        assert needle in err, err
-    assert not out.exists()
-    return err
+    return extend_refuses(capsys, tmp_path / "out", [*argv, "--bin", "16", "--passkey-lengths", "128,256"], *needles)
 
 
 def test_model_without_rope(tmp_path, capsys):

@@ -16,7 +16,7 @@ import torch
 
 pytest.importorskip("transformers")
 
-from real_helpers import tiny_gpt2, tiny_llama  # noqa: E402
+from real_helpers import extend_refuses, tiny_gpt2, tiny_llama  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 from ropelab.errors import RealModelError  # noqa: E402
@@ -580,12 +580,7 @@ def test_extend_finetune_cli_with_lora_hands_over_merged_weights(folder, tmp_pat
     ],
 )
 def test_bad_finetune_input_exits_2_with_one_line_and_writes_nothing(folder, tmp_path, capsys, argv, needle):
-    out = tmp_path / "out"
-    capsys.readouterr()
-    code = main(["extend", "--model", str(folder), *argv, "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
-    assert not out.exists()
+    extend_refuses(capsys, tmp_path / "out", ["--model", str(folder), *argv], needle)
 
 
 @pytest.mark.parametrize(
@@ -605,12 +600,8 @@ def test_bad_finetune_input_exits_2_with_one_line_and_writes_nothing(folder, tmp
 def test_bad_torchrun_input_exits_2_before_joining_the_group(folder, tmp_path, capsys, monkeypatch, argv, needle):
     """What torchrun sets for each process (WORLD_SIZE): the checks run before any process group is joined."""
     monkeypatch.setenv("WORLD_SIZE", "2")
-    out = tmp_path / "out"
-    capsys.readouterr()
-    code = main(["extend", "--model", str(folder), *argv, "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
-    assert not out.exists() and not torch.distributed.is_initialized()
+    extend_refuses(capsys, tmp_path / "out", ["--model", str(folder), *argv], needle)
+    assert not torch.distributed.is_initialized()
 
 
 def test_write_config_into_a_non_empty_folder_needs_force(folder, tmp_path, capsys):

@@ -13,6 +13,7 @@ import torch
 pytest.importorskip("transformers")
 
 from real_families import PUBLISHED, build_family  # noqa: E402
+from real_helpers import extend_refuses  # noqa: E402
 
 from ropelab.cli import main  # noqa: E402
 from ropelab.real.plan import GIB, plan_run  # noqa: E402
@@ -135,12 +136,7 @@ def test_extend_api_returns_a_typed_result(tmp_path):
 
 
 def _bad(tmp_path, capsys, args) -> str:
-    out = tmp_path / "bad-out"
-    capsys.readouterr()  # the tiny build's progress bars
-    code = main(["extend", *args, "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and len(err.splitlines()) == 1 and not out.exists(), err
-    return err
+    return extend_refuses(capsys, tmp_path / "bad-out", args)
 
 
 def test_a_rope_key_ropelab_cannot_read_is_named(tmp_path, capsys):
