@@ -113,6 +113,30 @@ def test_plan_only_prints_the_plan_and_loads_nothing(tmp_path, capsys):
     assert "T = 512" in text and "T0 = 32" in text and not out.exists()
 
 
+def test_the_plan_is_of_the_fine_tune_asked_for_its_windows_and_its_lora(tmp_path):
+    """extend's plan counts the run's own windows per step and LoRA settings (plan_run's, not its defaults)."""
+    from ropelab.real import extend
+    from ropelab.real.finetune import LoraSettings
+
+    folder = _folder(tmp_path)
+    common = dict(finetune="pose", finetune_window=256, plan_only=True, out=None, echo=lambda line: None)
+
+    def planned(**options):
+        return extend(str(folder), **common, **options).plan
+
+    one, four = planned(), planned(finetune_batch=4)
+    assert four.training_activations > 3 * one.training_activations  # four windows of a step held, not one
+    lora, plain = planned(finetune_weights="lora"), planned(finetune_weights="lora", lora_trainable=("none",))
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    common_plan = dict(device="cpu", weights_dtype="bfloat16", evaluation_tokens=1024, evaluation_forwards=1)
+    for plan, settings in ((lora, LoraSettings()), (plain, LoraSettings(trainable=()))):
+        expected = plan_run(config, training="lora", lora=settings, window=256, **common_plan)
+        assert plan.trainable == expected.trainable
+    assert plain.trainable < lora.trainable  # embeddings and norms not trained
+
+
 def test_a_run_that_cannot_fit_is_refused_in_one_line_naming_what_would(tmp_path, capsys):
     err = _bad(tmp_path, capsys, ["--model", str(_folder(tmp_path)), "--device-memory", "0.001"])
     assert "does not fit" in err and "GiB available" in err

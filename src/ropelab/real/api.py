@@ -1,4 +1,4 @@
-"""``ropelab.real.stages(model, target=..., methods=..., finetune=...)``: the whole extension study of a
+"""``ropelab.real.extend(model, target=..., methods=..., finetune=...)``: the whole extension study of a
 real RoPE model as one call that returns a typed :class:`ExtendResult`; the CLI and the demo are thin
 shells over it.
 
@@ -271,7 +271,8 @@ def _layer_types_text(shipped) -> str | None:
 
 
 def _plan(options: ExtendOptions, config, source: dict, settings, tuning, tuned, shipped):
-    """The run's plan (before any weight loads) and the weight dtype; raises when it cannot fit."""
+    """The run's plan (before any weight loads) and the weight dtype (:func:`run` refuses a plan that does
+    not fit). The fine-tune's own LoRA settings and windows per step are planned, not the defaults."""
     from ropelab.real.distributed import world_size
     from ropelab.real.load import attention_implementation, causal_lm_class
     from ropelab.real.plan import GIB, plan_run
@@ -289,7 +290,8 @@ def _plan(options: ExtendOptions, config, source: dict, settings, tuning, tuned,
         kv_tokens=max(settings.passkey_lengths, default=0),
         training=_training_kind(tuning) if tuned else "none",
         world_size=world_size(),
-        lora_rank=tuning.lora.rank if tuning and tuning.lora else 8,
+        lora=tuning.lora if tuning else None,
+        batch=tuning.batch if tuning else 1,
         checkpointing=bool(tuning and tuning.gradient_checkpointing),
         window=tuning.window if tuning else 0,
         steps=tuning.steps * len(tuned) if tuning else 0,
