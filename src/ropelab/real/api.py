@@ -486,11 +486,12 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     }
     _print_verdict(results, echo)
     path = write_report(results, Path(options.out)) if options.out else None  # safe before the hand-over
+    best = decided["best"]
+    method = best.removesuffix("+pose")  # the RoPE handed over, fine-tuned or not
+    fine_tuned_best = study is not None and best.endswith("+pose")
+    if fine_tuned_best and (options.write_config or options.write_gguf):
+        model.load_state_dict(study["weights"][method])  # once, for every hand-over
     if options.write_config:
-        best = decided["best"]
-        method = best.removesuffix("+pose")
-        if study is not None and best.endswith("+pose"):
-            model.load_state_dict(study["weights"][method])
         folder = write_model_folder(
             model,
             tokenizer,
@@ -506,18 +507,14 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
     if options.write_gguf:
         from ropelab.real.gguf_export import hand_over_gguf
 
-        best = decided["best"]
-        tuned_best = study is not None and best.endswith("+pose")
-        if tuned_best:
-            model.load_state_dict(study["weights"][best.removesuffix("+pose")])
         gguf = hand_over_gguf(
             model,
             tokenizer,
             config,
-            shipped.method_config(best.removesuffix("+pose"), settings.target),
+            shipped.method_config(method, settings.target),
             options.write_gguf,
             source=loaded.source,
-            fine_tuned=tuned_best,
+            fine_tuned=fine_tuned_best,
             dtype=options.gguf_type,
             force=options.force,
             folder=options.write_config,
