@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.errors import RealModelError
-from ropelab.real.finetune import DEFAULT_FINETUNE_STEPS, DEFAULT_FINETUNE_WINDOW, LoraSettings
+from ropelab.real.finetune import DEFAULT_FINETUNE_STEPS, DEFAULT_FINETUNE_WINDOW, FinetuneSettings, LoraSettings
 
 __all__ = [
     "ExtendOptions",
@@ -40,7 +40,8 @@ DEFAULT_METHODS = ("linear", "yarn")
 
 @dataclass(frozen=True)
 class ExtendOptions:
-    """Every setting of one run; the CLI's flags carry the same names (``ropelab extend --help``).
+    """Every setting of one run; the CLI's flags carry the same names and take these defaults
+    (``ropelab extend --help``; ``quiet`` aside: the command line shows progress unless ``--quiet``).
 
     ``methods=None`` takes :data:`DEFAULT_METHODS`, leaving out (with a note) those that cannot start from
     this model's RoPE; methods named explicitly are refused instead
@@ -64,8 +65,8 @@ class ExtendOptions:
     finetune_methods: tuple[str, ...] | None = None
     finetune_steps: int = DEFAULT_FINETUNE_STEPS
     finetune_window: int | None = None
-    finetune_batch: int = 1  # the fine-tune's own options: ropelab.real.finetune.add_finetune_arguments
-    finetune_lr: float = 2e-5
+    finetune_batch: int = FinetuneSettings.batch  # the fine-tune's own options: finetune.add_finetune_arguments
+    finetune_lr: float = FinetuneSettings.lr
     finetune_weights: str = "full"
     lora_rank: int = LoraSettings.rank
     lora_alpha: float = LoraSettings.alpha

@@ -19,6 +19,7 @@ __all__ = ["register", "demo"]
 
 
 def register(subparsers) -> None:
+    from ropelab.real.api import ExtendOptions as defaults
     from ropelab.real.finetune import add_finetune_arguments
 
     _add_explain_model(subparsers)
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--text", default=None, help="file or folder for the long documents (default: Python stdlib sources)"
     )
-    p.add_argument("--documents", type=int, default=1, help="documents of N tokens for the loss curve")
+    p.add_argument("--documents", type=int, default=defaults.documents, help="documents of N tokens for the loss curve")
     p.add_argument(
         "--doc-length",
         type=int,
@@ -47,7 +48,7 @@ def register(subparsers) -> None:
         dest="document_length",
         help="tokens per document, T < length <= N (default N; shorter is cheaper, still past T)",
     )
-    p.add_argument("--bin", type=int, default=256, dest="bin_width", help="positions per loss bin")
+    p.add_argument("--bin", type=int, default=defaults.bin_width, dest="bin_width", help="positions per loss bin")
     p.add_argument(
         "--passkey-lengths", type=int_list, default=None, help="total lengths in tokens (default N/4,N/2,3N/4,N)"
     )
@@ -55,19 +56,24 @@ def register(subparsers) -> None:
         "--passkey-depths", type=float_list, default=None, help="key depths in [0, 1] (default 0,0.25,0.5,0.75,1)"
     )
     p.add_argument(
-        "--passkey-keys", type=int, default=5, help="random keys per cell, one haystack each (0: no passkey)"
+        "--passkey-keys",
+        type=int,
+        default=defaults.passkey_keys,
+        help="random keys per cell, one haystack each (0: no passkey)",
     )
     p.add_argument(
         "--budget-minutes",
         type=float,
-        default=30.0,
+        default=defaults.budget_minutes,
         help="if the estimate exceeds this, the default passkey grid is thinned (never the loss curves)",
     )
-    p.add_argument("--margin", type=float, default=0.5, help="nats above the in-context loss that count as broken")
+    p.add_argument(
+        "--margin", type=float, default=defaults.margin, help="nats above the in-context loss that count as broken"
+    )
     p.add_argument(
         "--dtype",
         choices=("bfloat16", "float32"),
-        default="bfloat16",
+        default=defaults.dtype,
         help="evaluation forwards under bfloat16 autocast (default; benchmarks/real_speed.py) or in float32; "
         "the fine-tune always computes under bfloat16 autocast over float32 master weights",
     )
@@ -87,12 +93,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--gguf-type",
         choices=("auto", "source", "f16", "bf16", "f32", "q8_0"),
-        default="auto",
+        default=defaults.gguf_type,
         help="GGUF tensors: auto = a GGUF input's own tensors for a zero-shot method, else f16",
     )
     p.add_argument("--force", action="store_true", help="let --write-config / --write-gguf replace files that exist")
-    p.add_argument("--out", default="ropelab-out/extend", help="folder for results.json, results.csv, report.html")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=defaults.out, help="folder for results.json, results.csv, report.html")
+    p.add_argument("--device", default=defaults.device)
     p.add_argument(
         "--device-memory",
         type=float,
@@ -106,8 +112,8 @@ def register(subparsers) -> None:
         dest="plan_only",
         help="print the plan (memory and time, from the config alone) and stop before any weight loads",
     )
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=defaults.threads)
+    p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_extend)
 

@@ -689,10 +689,15 @@ def add_finetune_arguments(parser) -> None:
     parser.add_argument(
         "--finetune-batch",
         type=int,
-        default=1,
-        help="windows per step (default 1); under torchrun split evenly over the processes",
+        default=FinetuneSettings.batch,
+        help=f"windows per step (default {FinetuneSettings.batch}); under torchrun split evenly over the processes",
     )
-    parser.add_argument("--finetune-lr", type=float, default=2e-5, help="AdamW learning rate (default 2e-5)")
+    parser.add_argument(
+        "--finetune-lr",
+        type=float,
+        default=FinetuneSettings.lr,
+        help=f"AdamW learning rate (default {FinetuneSettings.lr:g})",
+    )
     parser.add_argument(
         "--finetune-weights",
         choices=("full", "lora"),
@@ -754,8 +759,8 @@ def finetune_settings_from_args(args, trained: int, target: int) -> tuple[Finetu
         window=window,
         target=target,
         seed=args.seed,
-        lr=getattr(args, "finetune_lr", 2e-5),
-        batch=getattr(args, "finetune_batch", 1),
+        lr=getattr(args, "finetune_lr", FinetuneSettings.lr),
+        batch=getattr(args, "finetune_batch", FinetuneSettings.batch),
         gradient_checkpointing=getattr(args, "gradient_checkpointing", False),
         lora=lora,
     )
