@@ -178,3 +178,20 @@ def test_a_tokenizer_that_contradicts_the_model_is_refused(tmp_path, capsys):
     (folder / "config.json").write_text(json.dumps(config))
     err = _bad(tmp_path, capsys, ["--model", str(folder)])
     assert "vocab_size" in err and "tokenizer" in err
+
+
+def test_the_time_estimate_counts_every_window_of_a_step():
+    """extend's estimate (and progress) counts one training task per window a step trains, not one per step."""
+    from dataclasses import replace
+
+    from ropelab.real.api import _tasks
+    from ropelab.real.finetune import FinetuneSettings
+    from ropelab.real.stages import Settings
+
+    settings = Settings(target=1024, methods=("linear",), passkey_lengths=())
+    one = FinetuneSettings(steps=10, window=256, target=1024)
+
+    def training(tuning):
+        return sum(kind == "train" for kind, _ in _tasks(settings, tuning, ("linear", "yarn")))
+
+    assert training(one) == 2 * 10 and training(replace(one, batch=4)) == 2 * 10 * 4

@@ -422,7 +422,8 @@ def run(options: ExtendOptions, echo=print) -> ExtendResult:
             progress.update(
                 bar,
                 advance=cost(kind, tokens if tokens is not None else max(settings.passkey_lengths))
-                / (len(settings.passkey_lengths) if kind == "passkey" else 1),
+                / (len(settings.passkey_lengths) if kind == "passkey" else 1)
+                * (_windows_per_step(tuning) if kind == "train" else 1),  # a step ticks once for its windows
                 description=label,
             )
 
@@ -616,13 +617,22 @@ def _thin_to_budget(options, settings, cost, echo, tuning=None, tuned=()):
     return settings, sum(cost(kind, n) for kind, n in _tasks(settings, tuning, tuned))
 
 
+def _windows_per_step(tuning) -> int:
+    """The fine-tuning windows this process trains in one step (``--finetune-batch`` split over torchrun's)."""
+    from ropelab.real.distributed import world_size
+
+    return max(1, tuning.batch // world_size())
+
+
 def _tasks(settings, tuning=None, tuned=()) -> list[tuple[str, int]]:
-    """Every forward-sized task of the run as ``(kind, tokens)``; a passkey trial is one prefill of the longest length."""
+    """Every forward-sized task of the run as ``(kind, tokens)``; a passkey trial is one prefill of the longest
+    length, a fine-tuning step one ``"train"`` task per window this process trains."""
     loss = [("loss", settings.length)] * settings.documents
     passkey = [("prefill", max(settings.passkey_lengths))] * settings.passkey_keys if settings.passkey_lengths else []
     tasks = (loss + passkey) * len(settings.methods)
     for _ in tuned:
-        tasks += [("train", tuning.window)] * tuning.steps + loss * (2 if tuning.steps > 1 else 1) + passkey
+        train = [("train", tuning.window)] * (tuning.steps * _windows_per_step(tuning))
+        tasks += train + loss * (2 if tuning.steps > 1 else 1) + passkey
     return tasks
 
 
